@@ -1,0 +1,44 @@
+# Every target sets up what it needs; `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+DATA_DIR ?= ./.data
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint unit bench system-deps k8s-assets testbed-up testbed-down e2e clean
+
+help:  ## list targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed  ## create/update the virtualenv with the project and its dev tools
+
+run: venv  ## start the engine on 127.0.0.1:$(PORT) with data in $(DATA_DIR)
+	$(BIN)/novel-engine --host 127.0.0.1 --port $(PORT) --data-dir $(DATA_DIR)
+
+system-deps:  ## install system packages the tests need (Debian; root or sudo)
+	scripts/system-deps
+
+lint: venv  ## ruff + mypy --strict
+	$(BIN)/ruff check engine operator tests bench scripts
+	$(BIN)/ruff format --check engine operator tests bench scripts
+	$(BIN)/mypy engine/novel_engine operator/novel_operator
+
+test: venv system-deps lint  ## install everything the tests need, then lint and run the whole suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: venv  ## the fast tests only (no control plane, no Docker)
+	$(BIN)/pytest -m "not integration and not docker" $(PYTEST_ARGS)
+
+bench: venv system-deps  ## run the benchmarks (figures printed as ratios against an in-run baseline)
+	$(BIN)/python -m bench
+
+clean:  ## remove the virtualenv and local data
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

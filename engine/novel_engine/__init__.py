@@ -1,0 +1,3 @@
+"""NovelEngine: a deterministic multi-agent narrative simulation service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""The NovelEngine Kubernetes operator."""
+
+__version__ = "0.1.0"
