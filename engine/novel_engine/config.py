@@ -1,0 +1,211 @@
+"""Engine settings: one validated model fed by flags > env > YAML file > defaults."""
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+
+ENV_PREFIX = "NOVEL_ENGINE_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Annotated marker for a setting whose command-line flag is not `--<field-name>`."""
+
+    name: str
+    metavar: str
+
+
+class Settings(BaseModel):
+    """Everything the engine process can be told; immutable once loaded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port for the API, probes and metrics.")
+    data_dir: Path = Field(
+        Path(".data"), description="Directory for the SQLite database (content and L3 cache)."
+    )
+    content_dirs: Annotated[tuple[Path, ...], Flag("--content", "DIR")] = Field(
+        (),
+        description="Extra content directories (YAML/JSON) to load; repeat the flag for several. "
+        "In the environment, separate directories with the path separator.",
+    )
+    read_only_content: bool = Field(
+        False, description="Refuse content writes (cluster mode: content comes from a ConfigMap)."
+    )
+    redis_url: str | None = Field(
+        None, description="Redis URL of the shared L2 cache tier, e.g. redis://host:6379/0."
+    )
+    # A secret never becomes a flag (it would be visible in the process list): env or file only.
+    redis_password: SecretStr | None = Field(None, description="Password for the L2 Redis tier.")
+    drain_timeout: float = Field(
+        20.0,
+        gt=0,
+        description="Seconds to finish in-flight work on shutdown; keep it below the pod's "
+        "termination grace period (Kubernetes default 30 s).",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1, description="Largest accepted request body.")
+    db_pool_size: int = Field(4, ge=1, description="SQLite connections in the pool.")
+    db_acquire_timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for a free database connection before a 503."
+    )
+    l1_max_entries: int = Field(10_000, ge=1, description="Entries kept in the in-process cache.")
+    l1_max_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Byte budget of the in-process cache; unset: derived from the container "
+        "memory limit.",
+    )
+    l1_ttl_seconds: float = Field(300.0, gt=0, description="Lifetime of an in-process cache entry.")
+    l2_ttl_seconds: float = Field(86_400.0, gt=0, description="Lifetime of a Redis cache entry.")
+    l3_max_entries: int = Field(100_000, ge=1, description="Rows kept in the SQLite cache tier.")
+    queue_limit: int = Field(
+        256, ge=1, description="Queued scheduler tasks before new work is refused with 429."
+    )
+    scheduler_workers: int = Field(8, ge=1, description="Concurrent inline (async) tasks.")
+    thread_workers: int = Field(4, ge=1, description="Threads for blocking tasks.")
+    process_workers: int = Field(2, ge=1, description="Worker processes for CPU-heavy tasks.")
+    process_cost_threshold: int = Field(
+        4000,
+        ge=0,
+        description="Estimated cost (agent-turns) above which a simulation runs in the process "
+        "pool.",
+    )
+    task_deadline: float = Field(
+        30.0, gt=0, description="Seconds a scheduled task may take, queueing included."
+    )
+    aging_seconds: float = Field(
+        2.0, gt=0, description="Seconds of waiting that raise a queued task by one priority."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Logging threshold."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message is one line naming the setting and its source."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _flag(name: str, field: FieldInfo) -> Flag:
+    for marker in field.metadata:
+        if isinstance(marker, Flag):
+            return marker
+    return Flag("--" + name.replace("_", "-"), name.upper())
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    return SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ()))
+
+
+def _is_sequence(field: FieldInfo) -> bool:
+    return get_origin(field.annotation) is tuple
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `novel-engine` argument parser: one flag per setting, help from the descriptions."""
+    secrets = [
+        f"{ENV_PREFIX}{name.upper()}: {field.description}"
+        for name, field in Settings.model_fields.items()
+        if _is_secret(field)
+    ]
+    parser = _Parser(
+        prog="novel-engine",
+        description="Run the NovelEngine narrative-simulation service.",
+        epilog="Secrets come only from the environment or the config file. " + " ".join(secrets),
+        argument_default=argparse.SUPPRESS,  # only flags actually given override other sources
+        allow_abbrev=False,
+    )
+    parser.add_argument("--config", metavar="FILE", help=f"YAML settings file (also {CONFIG_ENV}).")
+    for name, field in Settings.model_fields.items():
+        if _is_secret(field):
+            continue
+        flag = _flag(name, field)
+        default = "unset" if field.default is None else field.default
+        help_text = f"{field.description} (default: {default}; env {ENV_PREFIX}{name.upper()})"
+        if field.annotation is bool:
+            parser.add_argument(
+                flag.name, dest=name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        elif _is_sequence(field):
+            parser.add_argument(
+                flag.name, dest=name, action="append", metavar=flag.metavar, help=help_text
+            )
+        else:
+            parser.add_argument(flag.name, dest=name, metavar=flag.metavar, help=help_text)
+    return parser
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    # Called once before the event loop starts, so a plain read is fine here.
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"config: cannot read {path}: {reason}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict) or not all(isinstance(key, str) for key in loaded):
+        raise ConfigError(f"config: {path} must be a mapping of setting names to values")
+    return loaded
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        raw = environ.get(ENV_PREFIX + name.upper(), "")
+        if raw == "":  # an empty variable counts as unset, as in most container tooling
+            continue
+        values[name] = (
+            [part for part in raw.split(os.pathsep) if part] if _is_sequence(field) else raw
+        )
+    return values
+
+
+def _describe(error: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+    source = sources.get(str(error["loc"][0]) if error["loc"] else "", "defaults")
+    return f"{location}: {message} (from {source})"
+
+
+def load_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge flags > env > YAML file > defaults into Settings; raise ConfigError if invalid."""
+    environ = os.environ if environ is None else environ
+    flags = vars(build_parser().parse_args(argv))
+    config_path = flags.pop("config", None) or environ.get(CONFIG_ENV) or None
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    layers: list[tuple[dict[str, Any], Callable[[str], str]]] = []
+    if config_path is not None:
+        layers.append((_read_file(Path(config_path)), lambda _: str(config_path)))
+    layers.append((_from_environ(environ), lambda key: ENV_PREFIX + key.upper()))
+    layers.append((flags, lambda key: _flag(key, Settings.model_fields[key]).name))
+    for layer, source_of in layers:
+        for key, value in layer.items():
+            values[key] = value
+            sources[key] = source_of(key)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(e, sources) for e in exc.errors())) from None

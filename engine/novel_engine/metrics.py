@@ -1,0 +1,184 @@
+"""Every engine metric: names, help texts, label sets and buckets, built on a given registry."""
+
+from collections.abc import Iterable, Iterator
+from typing import Final, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# The operator scrapes these two by name.
+IN_FLIGHT_METRIC: Final = "novel_engine_http_requests_in_flight"
+QUEUE_DEPTH_METRIC: Final = "novel_engine_scheduler_queue_depth"
+
+CacheTier = Literal["l1", "l2", "l3"]
+CACHE_TIERS: Final[tuple[CacheTier, ...]] = ("l1", "l2", "l3")
+CACHE_RESULTS: Final = ("hit", "miss", "error")
+PRIORITY_LABELS: Final = ("critical", "high", "normal", "low")
+EXECUTOR_LABELS: Final = ("inline", "thread", "process")
+TASK_PHASES: Final = ("wait", "run")
+TASK_OUTCOMES: Final = ("ok", "error", "deadline", "stopped")
+STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
+HTTP_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE: Final = "none"
+
+_HTTP_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+_POOL_WAIT_BUCKETS: Final = (
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+_TASK_BUCKETS: Final = (
+    0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0,
+)  # fmt: skip
+
+
+def status_class(status: int) -> str:
+    """`2xx`-style label for an HTTP status code (anything outside 100..599 counts as 5xx)."""
+    return f"{status // 100}xx" if 100 <= status <= 599 else "5xx"
+
+
+def method_label(method: str) -> str:
+    """The request method as a label value from a closed set (unusual methods become `other`)."""
+    return method if method in HTTP_METHODS else "other"
+
+
+class CacheStats:
+    """Plain counters one cache tier increments; exported at scrape time by EngineMetrics.
+
+    hits/misses count lookups; errors count failed operations of any kind (tier unavailable);
+    evictions count entries the tier dropped by itself (capacity or expiry), not deletes.
+    """
+
+    __slots__ = ("errors", "evictions", "hits", "misses", "tier")
+
+    def __init__(self, tier: CacheTier) -> None:
+        self.tier: CacheTier = tier
+        self.hits = 0
+        self.misses = 0
+        self.errors = 0
+        self.evictions = 0
+
+
+class _CacheCollector(Collector):
+    """Reads the tiers' CacheStats when scraped, so counting costs one int increment."""
+
+    def __init__(self) -> None:
+        self.tracked: list[CacheStats] = []
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.tracked)
+
+    @staticmethod
+    def _families(tracked: Iterable[CacheStats] = ()) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "novel_engine_cache_requests",
+            "Cache lookups by tier and result (error: the tier was unavailable).",
+            labels=["tier", "result"],
+        )
+        evictions = CounterMetricFamily(
+            "novel_engine_cache_evictions",
+            "Entries a cache tier dropped by itself (capacity or expiry).",
+            labels=["tier"],
+        )
+        totals = {tier: [0, 0, 0, 0] for tier in CACHE_TIERS}
+        for stats in tracked:
+            total = totals[stats.tier]
+            total[0] += stats.hits
+            total[1] += stats.misses
+            total[2] += stats.errors
+            total[3] += stats.evictions
+        for tier, (hits, misses, errors, evicted) in totals.items():
+            for result, value in zip(CACHE_RESULTS, (hits, misses, errors), strict=True):
+                requests.add_metric([tier, result], value)
+            evictions.add_metric([tier], evicted)
+        yield requests
+        yield evictions
+
+
+class EngineMetrics:
+    """The engine's metrics on one registry; every known label set exists from the start at 0."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.http_in_flight = Gauge(
+            IN_FLIGHT_METRIC,
+            "HTTP requests being served, excluding /metrics and probes.",
+            registry=registry,
+        )
+        self.http_request_duration = Histogram(
+            "novel_engine_http_request_duration_seconds",
+            "HTTP request latency by route template, method and status class.",
+            ["route", "method", "status_class"],
+            buckets=_HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.db_pool_wait = Histogram(
+            "novel_engine_db_pool_wait_seconds",
+            "Time spent waiting for a database connection from the pool.",
+            buckets=_POOL_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.db_pool_timeouts = Counter(
+            "novel_engine_db_pool_timeouts",
+            "Database connection requests that gave up waiting (answered 503).",
+            registry=registry,
+        )
+        self.scheduler_queue_depth = Gauge(
+            QUEUE_DEPTH_METRIC,
+            "Tasks waiting in the scheduler queue by priority.",
+            ["priority"],
+            registry=registry,
+        )
+        self.scheduler_task_seconds = Histogram(
+            "novel_engine_scheduler_task_seconds",
+            "Scheduler task time by priority, executor and phase (wait: queued, run: executing).",
+            ["priority", "executor", "phase"],
+            buckets=_TASK_BUCKETS,
+            registry=registry,
+        )
+        self.scheduler_tasks = Counter(
+            "novel_engine_scheduler_tasks",
+            "Finished scheduler tasks by executor and outcome.",
+            ["executor", "outcome"],
+            registry=registry,
+        )
+        self.scheduler_rejected = Counter(
+            "novel_engine_scheduler_rejected",
+            "Tasks refused because the scheduler queue was full (answered 429).",
+            ["priority"],
+            registry=registry,
+        )
+        self._cache = _CacheCollector()
+        registry.register(self._cache)
+        ProcessCollector(registry=registry)  # process_resident_memory_bytes and friends
+
+        for priority in PRIORITY_LABELS:
+            self.scheduler_queue_depth.labels(priority)
+            self.scheduler_rejected.labels(priority)
+            for executor in EXECUTOR_LABELS:
+                for phase in TASK_PHASES:
+                    self.scheduler_task_seconds.labels(priority, executor, phase)
+        for executor in EXECUTOR_LABELS:
+            for outcome in TASK_OUTCOMES:
+                self.scheduler_tasks.labels(executor, outcome)
+
+    def track_cache(self, stats: CacheStats) -> None:
+        """Export a tier's counters (summed with any other stats of the same tier)."""
+        self._cache.tracked.append(stats)
+
+    def precreate_routes(self, routes: Iterable[tuple[str, str]]) -> None:
+        """Create the latency series of known (route template, method) pairs at 0."""
+        for route, method in routes:
+            for status in ("2xx", "4xx", "5xx"):
+                self.http_request_duration.labels(route, method_label(method), status)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Record one served request; route is the template or UNMATCHED_ROUTE."""
+        self.http_request_duration.labels(
+            route, method_label(method), status_class(status)
+        ).observe(seconds)

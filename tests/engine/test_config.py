@@ -1,0 +1,146 @@
+"""Settings come from flags > env > YAML file > defaults, and bad input names the setting."""
+
+from pathlib import Path
+
+import pytest
+
+from novel_engine.config import ConfigError, Settings, build_parser, load_settings
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "engine.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_any_source() -> None:
+    settings = load_settings([], {})
+    assert settings == Settings()
+    assert settings.port == 8080
+    assert settings.host == "127.0.0.1"
+    assert settings.redis_url is None
+
+
+def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "port: 7000\nqueue_limit: 10\ndrain_timeout: 5\n")
+    environ = {"NOVEL_ENGINE_PORT": "7001", "NOVEL_ENGINE_QUEUE_LIMIT": "11"}
+    settings = load_settings(["--config", str(config), "--port", "7002"], environ)
+    assert settings.port == 7002
+    assert settings.queue_limit == 11
+    assert settings.drain_timeout == 5.0
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "data_dir: /var/lib/engine\nread_only_content: true\n")
+    settings = load_settings([], {"NOVEL_ENGINE_CONFIG": str(config)})
+    assert settings.data_dir == Path("/var/lib/engine")
+    assert settings.read_only_content is True
+
+
+def test_boolean_flag_overrides_env_both_ways() -> None:
+    assert load_settings(["--read-only-content"], {}).read_only_content is True
+    environ = {"NOVEL_ENGINE_READ_ONLY_CONTENT": "true"}
+    assert load_settings(["--no-read-only-content"], environ).read_only_content is False
+
+
+def test_content_dirs_from_repeated_flag_and_env() -> None:
+    flags = load_settings(["--content", "a", "--content", "b"], {})
+    assert flags.content_dirs == (Path("a"), Path("b"))
+    env = load_settings([], {"NOVEL_ENGINE_CONTENT_DIRS": "x:y"})
+    assert env.content_dirs == (Path("x"), Path("y"))
+
+
+def test_redis_password_from_env_only() -> None:
+    environ = {
+        "NOVEL_ENGINE_REDIS_URL": "redis://127.0.0.1:1/0",
+        "NOVEL_ENGINE_REDIS_PASSWORD": "s3",
+    }
+    settings = load_settings([], environ)
+    assert settings.redis_password is not None
+    assert settings.redis_password.get_secret_value() == "s3"
+    assert "s3" not in repr(settings)
+    with pytest.raises(ConfigError, match="unrecognized arguments: --redis-password"):
+        load_settings(["--redis-password", "s3"], {})
+
+
+def test_empty_env_variable_counts_as_unset() -> None:
+    assert load_settings([], {"NOVEL_ENGINE_L1_MAX_BYTES": ""}).l1_max_bytes is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (
+            ["--port", "70000"],
+            {},
+            "port: Input should be less than or equal to 65535 (from --port)",
+        ),
+        (
+            [],
+            {"NOVEL_ENGINE_DRAIN_TIMEOUT": "soon"},
+            "drain_timeout: Input should be a valid number, unable to parse string as a number "
+            "(from NOVEL_ENGINE_DRAIN_TIMEOUT)",
+        ),
+        (
+            ["--log-level", "chatty"],
+            {},
+            "log_level: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL' "
+            "(from --log-level)",
+        ),
+    ],
+)
+def test_bad_values_name_the_setting_and_source(
+    argv: list[str], environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(argv, environ)
+    assert str(caught.value) == message
+
+
+def test_unknown_file_key_is_named(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "port: 8081\ncolour: blue\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(["--config", str(config)], {})
+    assert str(caught.value) == f"colour: unknown setting (from {config})"
+
+
+def test_bad_file_value_is_named(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "db_pool_size: 0\n")
+    with pytest.raises(ConfigError, match=r"^db_pool_size: .* \(from .*engine.yaml\)$"):
+        load_settings(["--config", str(config)], {})
+
+
+@pytest.mark.parametrize(
+    "text", ["port: [unclosed\n", "- a list\n- not a mapping\n"], ids=["syntax", "not-mapping"]
+)
+def test_unreadable_file_is_one_line(tmp_path: Path, text: str) -> None:
+    config = write_config(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(["--config", str(config)], {})
+    assert str(caught.value).startswith("config: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^config: cannot read .*missing.yaml"):
+        load_settings(["--config", str(tmp_path / "missing.yaml")], {})
+
+
+def test_unknown_flag_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="--colour"):
+        load_settings(["--colour", "blue"], {})
+
+
+def test_every_setting_but_secrets_has_a_flag_with_its_description() -> None:
+    help_text = " ".join(build_parser().format_help().split())
+    for name, field in Settings.model_fields.items():
+        flag = "--content" if name == "content_dirs" else "--" + name.replace("_", "-")
+        assert (flag in help_text) == (name != "redis_password"), name
+        assert field.description is not None
+        assert " ".join(field.description.split())[:30] in help_text
+
+
+def test_settings_are_immutable() -> None:
+    settings = load_settings([], {})
+    with pytest.raises(ValueError, match="frozen"):
+        settings.port = 1  # type: ignore[misc]

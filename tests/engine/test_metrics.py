@@ -1,0 +1,84 @@
+"""The engine exports its contract metrics, with every known label set present at 0."""
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from novel_engine.metrics import (
+    IN_FLIGHT_METRIC,
+    QUEUE_DEPTH_METRIC,
+    CacheStats,
+    EngineMetrics,
+    method_label,
+    status_class,
+)
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_contract_names_exist_at_zero_on_a_fresh_registry() -> None:
+    registry = CollectorRegistry()
+    EngineMetrics(registry)
+    assert sample(registry, IN_FLIGHT_METRIC) == 0
+    for priority in ("critical", "high", "normal", "low"):
+        assert sample(registry, QUEUE_DEPTH_METRIC, priority=priority) == 0
+        for executor in ("inline", "thread", "process"):
+            for phase in ("wait", "run"):
+                labels = {"priority": priority, "executor": executor, "phase": phase}
+                assert sample(registry, "novel_engine_scheduler_task_seconds_count", **labels) == 0
+    for tier in ("l1", "l2", "l3"):
+        assert sample(registry, "novel_engine_cache_evictions_total", tier=tier) == 0
+        for result in ("hit", "miss", "error"):
+            assert (
+                sample(registry, "novel_engine_cache_requests_total", tier=tier, result=result) == 0
+            )
+    assert sample(registry, "novel_engine_db_pool_wait_seconds_count") == 0
+    assert sample(registry, "process_resident_memory_bytes") is not None
+
+
+def test_cache_counters_are_read_at_scrape_time_and_summed_per_tier() -> None:
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(registry)
+    first, second = CacheStats("l1"), CacheStats("l1")
+    metrics.track_cache(first)
+    metrics.track_cache(second)
+    first.hits += 3
+    second.hits += 2
+    first.misses += 1
+    second.evictions += 4
+    assert sample(registry, "novel_engine_cache_requests_total", tier="l1", result="hit") == 5
+    assert sample(registry, "novel_engine_cache_requests_total", tier="l1", result="miss") == 1
+    assert sample(registry, "novel_engine_cache_evictions_total", tier="l1") == 4
+    assert sample(registry, "novel_engine_cache_requests_total", tier="l2", result="hit") == 0
+    exposition = generate_latest(registry).decode()
+    assert "# TYPE novel_engine_cache_requests_total counter" in exposition
+
+
+def test_request_observation_uses_closed_label_sets() -> None:
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(registry)
+    metrics.precreate_routes([("/v1/simulations/{id}", "GET")])
+    labels = {"route": "/v1/simulations/{id}", "method": "GET", "status_class": "5xx"}
+    assert sample(registry, "novel_engine_http_request_duration_seconds_count", **labels) == 0
+    metrics.observe_request("/v1/simulations/{id}", "GET", 503, 0.2)
+    metrics.observe_request("none", "BREW", 404, 0.001)
+    assert sample(registry, "novel_engine_http_request_duration_seconds_count", **labels) == 1
+    odd = {"route": "none", "method": "other", "status_class": "4xx"}
+    assert sample(registry, "novel_engine_http_request_duration_seconds_count", **odd) == 1
+
+
+def test_label_helpers() -> None:
+    assert [status_class(s) for s in (101, 200, 204, 302, 404, 429, 503)] == [
+        "1xx", "2xx", "2xx", "3xx", "4xx", "4xx", "5xx",
+    ]  # fmt: skip
+    assert status_class(999) == "5xx"
+    assert method_label("PATCH") == "PATCH"
+    assert method_label("PROPFIND") == "other"
+
+
+def test_two_apps_can_have_separate_registries() -> None:
+    one, two = CollectorRegistry(), CollectorRegistry()
+    EngineMetrics(one).http_in_flight.inc()
+    EngineMetrics(two)
+    assert sample(one, IN_FLIGHT_METRIC) == 1
+    assert sample(two, IN_FLIGHT_METRIC) == 0
