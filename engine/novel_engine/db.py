@@ -1,0 +1,158 @@
+"""A bounded pool of aiosqlite connections to the engine's SQLite database, with migrations."""
+
+import asyncio
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from novel_engine.metrics import EngineMetrics
+
+Migration = tuple[str, str]
+"""(unique name, SQL script); each is applied once and recorded in schema_migrations."""
+
+_MIGRATION_NAME = re.compile(r"^[a-z0-9_]+$")
+BUSY_TIMEOUT_MS = 5000
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",  # readers never block the writer
+    "PRAGMA synchronous=NORMAL",  # safe with WAL; a power cut may lose only the last commits
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+class PoolTimeout(Exception):  # noqa: N818 -- the name other modules map to 503
+    """No database connection became free within the acquire timeout."""
+
+
+class Database:
+    """A fixed set of connections handed out one task at a time.
+
+    Connections use Python's default transaction handling: a write opens a transaction that the
+    holder commits; anything left uncommitted is rolled back when the connection is returned.
+    """
+
+    def __init__(
+        self,
+        connections: list[aiosqlite.Connection],
+        acquire_timeout: float,
+        metrics: EngineMetrics | None,
+    ) -> None:
+        self._connections = connections
+        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        for connection in connections:
+            self._idle.put_nowait(connection)
+        self._acquire_timeout = acquire_timeout
+        self._metrics = metrics
+        self._open = True
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        size: int,
+        acquire_timeout: float,
+        metrics: EngineMetrics | None,
+        migrations: Sequence[Migration],
+    ) -> "Database":
+        """Open `size` connections to `path` (created if missing) and apply new migrations."""
+        for name, _ in migrations:
+            if not _MIGRATION_NAME.match(name):
+                raise ValueError(f"migration name must match {_MIGRATION_NAME.pattern}: {name!r}")
+        if len({name for name, _ in migrations}) != len(migrations):
+            raise ValueError("migration names must be unique")
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        connections: list[aiosqlite.Connection] = []
+        try:
+            for _ in range(size):
+                connections.append(await _connect(path))
+            await _migrate(connections[0], migrations)
+        except BaseException:
+            for connection in connections:
+                await connection.close()
+            raise
+        return cls(connections, acquire_timeout, metrics)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def acquire(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """Borrow a connection; raises PoolTimeout when none is free within the timeout."""
+        return self._borrow()
+
+    @asynccontextmanager
+    async def _borrow(self) -> AsyncIterator[aiosqlite.Connection]:
+        if not self._open:
+            raise PoolTimeout("the database is closed")
+        started = time.perf_counter()
+        try:
+            connection = self._idle.get_nowait()
+        except asyncio.QueueEmpty:
+            try:
+                async with asyncio.timeout(self._acquire_timeout):
+                    connection = await self._idle.get()
+            except TimeoutError:
+                if self._metrics is not None:
+                    self._metrics.db_pool_wait.observe(time.perf_counter() - started)
+                    self._metrics.db_pool_timeouts.inc()
+                raise PoolTimeout(
+                    f"no database connection free within {self._acquire_timeout:g} s"
+                ) from None
+        if self._metrics is not None:
+            self._metrics.db_pool_wait.observe(time.perf_counter() - started)
+        try:
+            yield connection
+        finally:
+            try:
+                if connection.in_transaction:
+                    await connection.rollback()
+            finally:
+                self._idle.put_nowait(connection)
+
+    async def close(self) -> None:
+        """Close every connection; later acquires raise PoolTimeout."""
+        self._open = False
+        for connection in self._connections:
+            await connection.close()
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    connection = await aiosqlite.connect(path)
+    connection.row_factory = sqlite3.Row
+    for pragma in _PRAGMAS:
+        await connection.execute(pragma)
+    return connection
+
+
+async def _migrate(connection: aiosqlite.Connection, migrations: Sequence[Migration]) -> None:
+    await connection.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+    )
+    await connection.commit()
+    rows = await connection.execute_fetchall("SELECT name FROM schema_migrations")
+    applied = {row[0] for row in rows}
+    for name, script in migrations:
+        if name in applied:
+            continue
+        # One transaction per migration, its record inserted first: if another process sharing
+        # the file applied it meanwhile, the insert fails and nothing of the script runs.
+        # (The name is a validated plain identifier, so formatting it into SQL is safe.)
+        try:
+            await connection.executescript(
+                f"BEGIN IMMEDIATE;\nINSERT INTO schema_migrations (name) VALUES ('{name}');\n"
+                f"{script}\n;\nCOMMIT;"
+            )
+        except sqlite3.Error:
+            await connection.rollback()
+            rows = await connection.execute_fetchall(
+                "SELECT 1 FROM schema_migrations WHERE name = ?", (name,)
+            )
+            if not rows:
+                raise

@@ -1,0 +1,161 @@
+"""The SQLite pool sets its pragmas, migrates once, and bounds the wait for a connection."""
+
+import asyncio
+import sqlite3
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import aiosqlite
+import pytest
+from prometheus_client import CollectorRegistry
+
+from novel_engine.db import Database, Migration, PoolTimeout
+from novel_engine.metrics import EngineMetrics
+
+NOTES: list[Migration] = [
+    ("notes_0001", "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL);"),
+    (
+        "notes_0002",
+        "CREATE TABLE tags (note_id INTEGER NOT NULL REFERENCES notes(id), tag TEXT NOT NULL);",
+    ),
+]
+
+
+async def open_db(path: Path, migrations: list[Migration], **kwargs: object) -> Database:
+    options: dict[str, object] = {"size": 2, "acquire_timeout": 1.0, "metrics": None}
+    options.update(kwargs)
+    return await Database.open(path, migrations=migrations, **options)  # type: ignore[arg-type]
+
+
+async def pragma(connection: aiosqlite.Connection, name: str) -> object:
+    rows = list(await connection.execute_fetchall(f"PRAGMA {name}"))
+    return rows[0][0]
+
+
+async def test_every_connection_has_the_pragmas(tmp_path: Path) -> None:
+    db = await open_db(tmp_path / "sub" / "engine.db", NOTES, size=3)
+    try:
+        async with AsyncExitStack() as stack:
+            held = [await stack.enter_async_context(db.acquire()) for _ in range(3)]
+            assert len({id(connection) for connection in held}) == 3
+            for connection in held:
+                assert await pragma(connection, "journal_mode") == "wal"
+                assert await pragma(connection, "synchronous") == 1  # NORMAL
+                assert await pragma(connection, "busy_timeout") == 5000
+                assert await pragma(connection, "foreign_keys") == 1
+    finally:
+        await db.close()
+
+
+async def test_migrations_apply_once_and_new_ones_later(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    db = await open_db(path, NOTES[:1])
+    async with db.acquire() as connection:
+        await connection.execute("INSERT INTO notes (text) VALUES ('kept')")
+        await connection.commit()
+    await db.close()
+
+    for _ in range(2):  # reopening re-runs nothing that was applied
+        db = await open_db(path, NOTES)
+        async with db.acquire() as connection:
+            rows = await connection.execute_fetchall("SELECT text FROM notes")
+            assert [row["text"] for row in rows] == ["kept"]
+            names = await connection.execute_fetchall("SELECT name FROM schema_migrations")
+            assert sorted(row["name"] for row in names) == ["notes_0001", "notes_0002"]
+        await db.close()
+
+
+async def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
+    db = await open_db(tmp_path / "engine.db", NOTES)
+    try:
+        async with db.acquire() as connection:
+            with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+                await connection.execute("INSERT INTO tags (note_id, tag) VALUES (42, 'x')")
+    finally:
+        await db.close()
+
+
+async def test_failed_migration_leaves_nothing_behind(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    broken: list[Migration] = [("broken_0001", "CREATE TABLE half (id INTEGER); NOT SQL;")]
+    with pytest.raises(sqlite3.OperationalError):
+        await open_db(path, broken)
+    db = await open_db(path, [])
+    try:
+        async with db.acquire() as connection:
+            tables = await connection.execute_fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+            assert [row["name"] for row in tables] == ["schema_migrations"]
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("name", ["Bad-Name", "x'; DROP TABLE notes; --"])
+async def test_migration_names_are_plain_identifiers(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="migration name"):
+        await open_db(tmp_path / "engine.db", [(name, "SELECT 1;")])
+
+
+async def test_uncommitted_work_is_rolled_back_on_release(tmp_path: Path) -> None:
+    db = await open_db(tmp_path / "engine.db", NOTES, size=1)
+    try:
+        async with db.acquire() as connection:
+            await connection.execute("INSERT INTO notes (text) VALUES ('forgotten')")
+        async with db.acquire() as connection:
+            assert await connection.execute_fetchall("SELECT * FROM notes") == []
+    finally:
+        await db.close()
+
+
+async def test_pool_timeout_when_every_connection_is_held(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    db = await open_db(
+        tmp_path / "engine.db", NOTES, size=2, acquire_timeout=0.05, metrics=EngineMetrics(registry)
+    )
+    try:
+        async with db.acquire(), db.acquire():
+            with pytest.raises(PoolTimeout):
+                async with db.acquire():
+                    pass
+        async with db.acquire():  # connections came back
+            pass
+        assert registry.get_sample_value("novel_engine_db_pool_timeouts_total") == 1
+        assert registry.get_sample_value("novel_engine_db_pool_wait_seconds_count") == 4
+    finally:
+        await db.close()
+
+
+async def test_waiter_gets_the_connection_released_before_its_timeout(tmp_path: Path) -> None:
+    db = await open_db(tmp_path / "engine.db", NOTES, size=1, acquire_timeout=5.0)
+    try:
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with db.acquire():
+                await release.wait()
+
+        async def wait_and_query() -> list[object]:
+            async with db.acquire() as connection:
+                return list(await connection.execute_fetchall("SELECT 1"))
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        waiter = asyncio.create_task(wait_and_query())
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        release.set()
+        await holder
+        assert len(await waiter) == 1
+    finally:
+        await db.close()
+
+
+async def test_closed_database_refuses_acquire(tmp_path: Path) -> None:
+    db = await open_db(tmp_path / "engine.db", NOTES)
+    assert db.is_open
+    await db.close()
+    assert not db.is_open
+    with pytest.raises(PoolTimeout, match="closed"):
+        async with db.acquire():
+            pass
