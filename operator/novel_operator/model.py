@@ -1,0 +1,715 @@
+"""The NovelEngine resource as pydantic models: shape, defaults, descriptions and cross-field rules.
+
+The CRD is generated from these models (see crd.py), so every field's description is its
+`kubectl explain` text and every cross-field rule is written once, as CEL for the apiserver plus the
+same check in Python for pydantic.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from kubernetes.utils import parse_quantity
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from novel_operator import names
+
+# Kubernetes' own quantity syntax (the one controller-gen emits for resource.Quantity), unsigned.
+QUANTITY_PATTERN = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
+# Bounds keep CEL cost estimates finite and match the apiserver's own limits.
+MAX_QUANTITY_LENGTH = 64
+MAX_NAME_LENGTH = 253  # DNS subdomain (ConfigMap/Secret names)
+MAX_IMAGE_LENGTH = 512
+MAX_LIST_ITEMS = 64
+
+
+def _integer_as_text(value: object) -> object:
+    # YAML `cpu: 2` arrives as an int; Kubernetes accepts int-or-string quantities.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_integer_as_text),
+    StringConstraints(pattern=QUANTITY_PATTERN, max_length=MAX_QUANTITY_LENGTH),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "maxLength": MAX_QUANTITY_LENGTH,
+        }
+    ),
+]
+"""A Kubernetes resource quantity such as `250m`, `512Mi` or `2`."""
+
+IntOrPercent = Annotated[
+    Annotated[int, Field(ge=1)]
+    | Annotated[str, StringConstraints(pattern=PERCENT_PATTERN, max_length=4)],
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "minimum": 1,
+            "pattern": PERCENT_PATTERN,
+            "maxLength": 4,
+        }
+    ),
+]
+"""A count of at least 1, or a percentage from `1%` to `100%`."""
+
+FreeForm = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+"""A Kubernetes object passed through unchanged; the apiserver validates it where it is used."""
+
+ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
+LabelMap = Annotated[dict[str, str], Field(max_length=MAX_LIST_ITEMS)]
+
+
+@dataclass(frozen=True)
+class CrossFieldRule:
+    """A rule over several fields: CEL for the CRD and the same predicate for pydantic."""
+
+    cel: str
+    message: str
+    field_path: str  # relative to the object the rule sits on, e.g. ".minReplicas"; "" = itself
+    holds: Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid field, in Kubernetes' field-path notation (`spec.cache.l2.external`)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def _rules_into_schema(schema: dict[str, Any], cls: type[Any]) -> None:
+    schema.pop("title", None)
+    rules: tuple[CrossFieldRule, ...] = getattr(cls, "cross_field_rules", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [
+            {"rule": rule.cel, "message": rule.message}
+            | ({"fieldPath": rule.field_path} if rule.field_path else {})
+            for rule in rules
+        ]
+
+
+class KubeModel(BaseModel):
+    """Base: camelCase field names, unknown fields refused, immutable, cross-field rules checked."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra=_rules_into_schema,
+    )
+    cross_field_rules: ClassVar[tuple[CrossFieldRule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_cross_field_rules(self) -> Self:
+        for rule in self.cross_field_rules:
+            if not rule.holds(self):
+                raise PydanticCustomError(
+                    "cross_field_rule", rule.message, {"field_path": rule.field_path}
+                )
+        return self
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The object as Kubernetes JSON: camelCase, unset optional fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def nested(model: type[KubeModel], description: str) -> Any:
+    """A sub-object that is always present; `default: {}` in the CRD lets the apiserver fill in
+    the sub-object's own defaults when the user leaves it out."""
+    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+
+
+def field_errors(error: ValidationError, root: str = "spec") -> list[FieldError]:
+    """pydantic's errors as Kubernetes-style field paths, e.g. `spec.pod.tolerations[0].effect`."""
+    found = []
+    for detail in error.errors():
+        path = root
+        for part in detail["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        path += detail.get("ctx", {}).get("field_path", "")
+        found.append(FieldError(path, detail["msg"]))
+    return found
+
+
+def quantity_value(quantity: str) -> Decimal:
+    """The number a Kubernetes quantity stands for (`512Mi` -> 536870912, `250m` -> 0.25)."""
+    value: Decimal = parse_quantity(quantity)  # type: ignore[no-untyped-call]
+    return value
+
+
+def _quantity_at_most(low: str | None, high: str | None) -> bool:
+    return low is None or high is None or quantity_value(low) <= quantity_value(high)
+
+
+def _cel_quantity_at_most(field: str) -> str:
+    return (
+        f"!has(self.requests.{field}) || !has(self.limits.{field}) || "
+        f"quantity(string(self.requests.{field})).compareTo("
+        f"quantity(string(self.limits.{field}))) <= 0"
+    )
+
+
+# --- Spec ---------------------------------------------------------------------------------------
+
+
+class ResourceAmounts(KubeModel):
+    """CPU and memory amounts of a container."""
+
+    cpu: Quantity | None = Field(None, description="CPU, e.g. `250m` or `2`.")
+    memory: Quantity | None = Field(None, description="Memory, e.g. `256Mi` or `1Gi`.")
+
+
+class ResourceRequests(ResourceAmounts):
+    """What the scheduler reserves for each engine container."""
+
+    cpu: Quantity | None = Field("250m", description="CPU reserved per engine pod.")
+    memory: Quantity | None = Field("256Mi", description="Memory reserved per engine pod.")
+
+
+class ResourceLimits(ResourceAmounts):
+    """Hard caps for each engine container. No CPU limit by default (throttling hurts latency);
+    the memory limit also sizes the engine's in-process cache when `cache.l1.maxBytes` is unset."""
+
+    memory: Quantity | None = Field("512Mi", description="Memory limit per engine pod.")
+
+
+class ResourcesSpec(KubeModel):
+    """Compute resources of the engine container; requests must not exceed limits."""
+
+    requests: ResourceRequests = nested(ResourceRequests, "Resources reserved per engine pod.")
+    limits: ResourceLimits = nested(ResourceLimits, "Resource limits per engine pod.")
+
+    cross_field_rules = (
+        CrossFieldRule(
+            _cel_quantity_at_most("cpu"),
+            "requests.cpu must not exceed limits.cpu",
+            ".requests.cpu",
+            lambda m: _quantity_at_most(m.requests.cpu, m.limits.cpu),
+        ),
+        CrossFieldRule(
+            _cel_quantity_at_most("memory"),
+            "requests.memory must not exceed limits.memory",
+            ".requests.memory",
+            lambda m: _quantity_at_most(m.requests.memory, m.limits.memory),
+        ),
+    )
+
+
+class EngineSettings(KubeModel):
+    """Settings written into the engine's config file (a change rolls the pods)."""
+
+    queue_limit: int = Field(
+        256, ge=1, le=1_000_000, description="Queued tasks per pod before new work gets 429."
+    )
+    scheduler_workers: int = Field(
+        8, ge=1, le=1024, description="Concurrent inline (async) tasks per pod."
+    )
+    thread_workers: int = Field(4, ge=1, le=256, description="Threads for blocking tasks per pod.")
+    process_workers: int = Field(
+        2, ge=1, le=256, description="Worker processes for CPU-heavy simulations per pod."
+    )
+    task_deadline_seconds: int = Field(
+        30, ge=1, le=86_400, description="Seconds a task may take, queueing included."
+    )
+    db_pool_size: int = Field(4, ge=1, le=64, description="SQLite connections per pod.")
+    db_acquire_timeout_seconds: int = Field(
+        5, ge=1, le=600, description="Seconds to wait for a database connection before a 503."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1, le=1_073_741_824, description="Largest accepted request body, in bytes."
+    )
+    drain_timeout_seconds: int = Field(
+        20,
+        ge=1,
+        le=3600,
+        description="Seconds a stopping pod finishes in-flight work; the pod's termination grace "
+        "period is set above it.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Engine logging threshold."
+    )
+
+
+class ContentSpec(KubeModel):
+    """Content library loaded read-only into every pod, on top of the built-in samples."""
+
+    config_map_name: ObjectName = Field(
+        description="ConfigMap in the same namespace whose keys are content files (YAML/JSON). "
+        "Until it exists the resource is Stalled; it recovers by itself once it appears."
+    )
+
+
+class L1CacheSpec(KubeModel):
+    """In-process cache of each pod (LRU with a time to live)."""
+
+    max_entries: int = Field(10_000, ge=1, le=10_000_000, description="Entries kept per pod.")
+    max_bytes: Quantity | None = Field(
+        None,
+        description="Byte budget per pod, e.g. `64Mi`; unset: derived from the memory limit.",
+    )
+    ttl_seconds: int = Field(300, ge=1, le=604_800, description="Lifetime of an entry, seconds.")
+
+
+class SecretKeyRef(KubeModel):
+    """A key of a Secret in the same namespace."""
+
+    name: ObjectName = Field(description="Secret name.")
+    key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)] = Field(
+        description="Key within the Secret."
+    )
+
+
+class ManagedRedisSpec(KubeModel):
+    """One password-protected Redis pod run by the operator for this engine, no persistence."""
+
+    image: Annotated[str, StringConstraints(min_length=1, max_length=MAX_IMAGE_LENGTH)] = Field(
+        names.DEFAULT_REDIS_IMAGE, description="Redis container image."
+    )
+    memory: Quantity = Field(
+        "256Mi",
+        description="Memory request and limit of the Redis pod; Redis' maxmemory is set to 80% "
+        "of it (the rest is headroom for fragmentation and connections).",
+    )
+    maxmemory_policy: Literal[
+        "allkeys-lru",
+        "allkeys-lfu",
+        "allkeys-random",
+        "volatile-lru",
+        "volatile-lfu",
+        "volatile-random",
+        "volatile-ttl",
+        "noeviction",
+    ] = Field("allkeys-lru", description="What Redis evicts when maxmemory is reached.")
+
+
+class ExternalRedisSpec(KubeModel):
+    """A Redis the user runs; its URL (and password, if any) come from Secrets."""
+
+    url_secret_ref: SecretKeyRef = Field(
+        description="Secret key holding the Redis URL, e.g. `redis://redis.example:6379/0`."
+    )
+    password_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret key holding the Redis password, if the URL carries none."
+    )
+
+
+class L2CacheSpec(KubeModel):
+    """Shared Redis tier: with it, any replica answers for any simulation."""
+
+    mode: Literal["none", "managed", "external"] = Field(
+        "none",
+        description="`none`: no shared tier (results live in the replica that computed them); "
+        "`managed`: the operator runs a Redis for this engine; `external`: use your own Redis.",
+    )
+    ttl_seconds: int = Field(
+        86_400, ge=1, le=31_536_000, description="Lifetime of a shared entry, seconds."
+    )
+    managed: ManagedRedisSpec = nested(ManagedRedisSpec, "Settings for `mode: managed`.")
+    external: ExternalRedisSpec | None = Field(
+        None, description="Settings for `mode: external` (required there)."
+    )
+
+    cross_field_rules = (
+        CrossFieldRule(
+            "self.mode != 'external' || has(self.external)",
+            "external is required when mode is external",
+            ".external",
+            lambda m: m.mode != "external" or m.external is not None,
+        ),
+    )
+
+
+class L3CacheSpec(KubeModel):
+    """On-disk SQLite tier of each pod, in its data directory."""
+
+    enabled: bool = Field(True, description="Keep computed results on disk.")
+    max_entries: int = Field(
+        100_000, ge=1, le=100_000_000, description="Rows kept per pod before the oldest go."
+    )
+    persistence: Literal["emptyDir", "pvc"] = Field(
+        "emptyDir",
+        description="`emptyDir`: the data directory lives as long as the pod (Deployment); "
+        "`pvc`: one PersistentVolumeClaim per replica survives restarts (StatefulSet).",
+    )
+    size: Quantity = Field("1Gi", description="Size of each replica's volume claim (`pvc`).")
+    storage_class_name: ObjectName | None = Field(
+        None, description="StorageClass of the volume claims (`pvc`); unset: the default class."
+    )
+
+    cross_field_rules = (
+        CrossFieldRule(
+            "self.persistence == 'pvc' || !has(self.storageClassName)",
+            "storageClassName needs persistence: pvc",
+            ".storageClassName",
+            lambda m: m.persistence == "pvc" or m.storage_class_name is None,
+        ),
+        CrossFieldRule(
+            "self.enabled || self.persistence == 'emptyDir'",
+            "persistence: pvc needs enabled: true",
+            ".persistence",
+            lambda m: m.enabled or m.persistence == "emptyDir",
+        ),
+    )
+
+    @property
+    def wants_volume_claims(self) -> bool:
+        """True when each replica needs its own PVC (the engine then runs as a StatefulSet)."""
+        return self.enabled and self.persistence == "pvc"
+
+
+class CacheSpec(KubeModel):
+    """The engine's three cache tiers, read in order L1 -> L2 -> L3 -> compute."""
+
+    l1: L1CacheSpec = nested(L1CacheSpec, "In-process tier.")
+    l2: L2CacheSpec = nested(L2CacheSpec, "Shared Redis tier.")
+    l3: L3CacheSpec = nested(L3CacheSpec, "On-disk tier.")
+
+
+class EngineTargets(KubeModel):
+    """Targets on the engine's own metrics, averaged over ready pods; the operator scrapes them."""
+
+    in_flight_per_pod: int | None = Field(
+        None, ge=1, le=100_000, description="Target HTTP requests in flight per pod."
+    )
+    queue_depth_per_pod: int | None = Field(
+        None, ge=1, le=1_000_000, description="Target scheduler queue depth per pod."
+    )
+
+
+class ScalingPolicy(KubeModel):
+    """How much may change within one period (as in an HPA's behavior)."""
+
+    type: Literal["Pods", "Percent"] = Field(description="`Pods` or `Percent`.")
+    value: int = Field(ge=1, le=10_000, description="Pods, or percent of current replicas.")
+    period_seconds: int = Field(ge=1, le=1800, description="Window the change is counted over.")
+
+
+class ScalingRules(KubeModel):
+    """Scaling behavior in one direction; unset fields take the HPA defaults."""
+
+    stabilization_window_seconds: int | None = Field(
+        None,
+        ge=0,
+        le=3600,
+        description="Past recommendations considered before changing replicas (HPA defaults: "
+        "0 up, 300 down).",
+    )
+    select_policy: Literal["Max", "Min", "Disabled"] | None = Field(
+        None, description="Which policy wins when several apply; `Disabled` stops this direction."
+    )
+    policies: Annotated[list[ScalingPolicy], Field(max_length=10)] | None = Field(
+        None, description="Rate limits on the change."
+    )
+
+
+class ScalingBehavior(KubeModel):
+    """Scale-up and scale-down behavior, shared by the HPA and the operator's own scaler."""
+
+    scale_up: ScalingRules | None = Field(None, description="Rules for scaling up.")
+    scale_down: ScalingRules | None = Field(None, description="Rules for scaling down.")
+
+
+def _has_target(autoscaling: "AutoscalingSpec") -> bool:
+    return any(
+        value is not None
+        for value in (
+            autoscaling.target_cpu_utilization_percentage,
+            autoscaling.target_memory_utilization_percentage,
+            autoscaling.engine.in_flight_per_pod,
+            autoscaling.engine.queue_depth_per_pod,
+        )
+    )
+
+
+class AutoscalingSpec(KubeModel):
+    """Replica autoscaling. With a CPU or memory target an HPA scales the workload and the engine
+    targets raise its floor; with engine targets only, the operator scales the workload itself.
+    While enabled, `spec.replicas` is ignored."""
+
+    enabled: bool = Field(False, description="Scale replicas automatically.")
+    min_replicas: int = Field(1, ge=1, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(5, ge=1, le=1000, description="Most replicas.")
+    target_cpu_utilization_percentage: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        alias="targetCPUUtilizationPercentage",
+        description="Target average CPU use, percent of the request (an HPA is created).",
+    )
+    target_memory_utilization_percentage: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Target average memory use, percent of the request (an HPA is created).",
+    )
+    engine: EngineTargets = nested(EngineTargets, "Targets on engine metrics.")
+    behavior: ScalingBehavior = nested(ScalingBehavior, "Scale-up and scale-down behavior.")
+    sync_period_seconds: int = Field(
+        15, ge=1, le=3600, description="How often the operator scrapes the engine metrics."
+    )
+
+    cross_field_rules = (
+        CrossFieldRule(
+            "self.minReplicas <= self.maxReplicas",
+            "minReplicas must not exceed maxReplicas",
+            ".minReplicas",
+            lambda m: m.min_replicas <= m.max_replicas,
+        ),
+        CrossFieldRule(
+            "!self.enabled || has(self.targetCPUUtilizationPercentage)"
+            " || has(self.targetMemoryUtilizationPercentage)"
+            " || (has(self.engine) && (has(self.engine.inFlightPerPod)"
+            " || has(self.engine.queueDepthPerPod)))",
+            "enabled autoscaling needs a target: targetCPUUtilizationPercentage, "
+            "targetMemoryUtilizationPercentage, engine.inFlightPerPod or engine.queueDepthPerPod",
+            ".enabled",
+            lambda m: not m.enabled or _has_target(m),
+        ),
+    )
+
+    @property
+    def uses_hpa(self) -> bool:
+        """True when an HPA owns the workload's replicas (a CPU or memory target is set)."""
+        return self.enabled and (
+            self.target_cpu_utilization_percentage is not None
+            or self.target_memory_utilization_percentage is not None
+        )
+
+
+class ServiceSpec(KubeModel):
+    """The Service clients use to reach the engine."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        "ClusterIP", description="Service type."
+    )
+    port: int = Field(names.ENGINE_PORT, ge=1, le=65535, description="Service port.")
+    annotations: LabelMap = Field(
+        default_factory=dict, description="Annotations on the Service (e.g. for load balancers)."
+    )
+
+
+class DisruptionBudgetSpec(KubeModel):
+    """PodDisruptionBudget for voluntary disruptions (node drains). It is only created when at
+    least 2 replicas are wanted (`replicas`, or `autoscaling.minReplicas` when autoscaling), so a
+    single replica never blocks a drain."""
+
+    enabled: bool = Field(True, description="Create the budget when there are 2+ replicas.")
+    max_unavailable: IntOrPercent = Field(
+        1, description="Pods that may be down at once: a count or a percentage such as `25%`."
+    )
+
+
+class Toleration(KubeModel):
+    """A Kubernetes toleration."""
+
+    key: Annotated[str, StringConstraints(max_length=316)] | None = Field(
+        None, description="Taint key; unset with operator Exists matches every taint."
+    )
+    operator: Literal["Exists", "Equal"] | None = Field(
+        None, description="`Equal` (default) or `Exists`."
+    )
+    value: Annotated[str, StringConstraints(max_length=63)] | None = Field(
+        None, description="Taint value for `Equal`."
+    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to match; unset matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        None, description="For NoExecute: how long the pod stays bound after the taint appears."
+    )
+
+
+class PodOverrides(KubeModel):
+    """Extra settings for the engine pods. Labels never replace the operator's own labels."""
+
+    labels: LabelMap = Field(default_factory=dict, description="Extra pod labels.")
+    annotations: LabelMap = Field(default_factory=dict, description="Extra pod annotations.")
+    node_selector: LabelMap = Field(default_factory=dict, description="Pod nodeSelector.")
+    tolerations: Annotated[list[Toleration], Field(max_length=MAX_LIST_ITEMS)] = Field(
+        default_factory=list, description="Pod tolerations."
+    )
+    affinity: FreeForm | None = Field(
+        None, description="Pod affinity (a Kubernetes Affinity object, passed through)."
+    )
+    priority_class_name: ObjectName | None = Field(
+        None, description="PriorityClass of the engine pods."
+    )
+
+
+class NetworkPolicySpec(KubeModel):
+    """NetworkPolicies for this engine: clients reach the engine port only, and the managed Redis
+    is reachable only from this engine's pods."""
+
+    enabled: bool = Field(False, description="Create the NetworkPolicies.")
+    allowed_clients: Annotated[list[FreeForm], Field(max_length=MAX_LIST_ITEMS)] | None = Field(
+        None,
+        description="NetworkPolicyPeers allowed to reach the engine port; unset: any client. The "
+        "operator's pods (label app.kubernetes.io/name=novel-engine-operator) are always allowed, "
+        "for metric scrapes.",
+    )
+
+
+class NovelEngineSpec(KubeModel):
+    """Desired state of a NovelEngine: the engine workload, its cache tiers and scaling."""
+
+    image: Annotated[str, StringConstraints(min_length=1, max_length=MAX_IMAGE_LENGTH)] = Field(
+        names.DEFAULT_ENGINE_IMAGE, description="Engine container image."
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="When the kubelet pulls the image."
+    )
+    image_pull_secrets: Annotated[list[ObjectName], Field(max_length=MAX_LIST_ITEMS)] = Field(
+        default_factory=list, description="Names of Secrets for pulling the image."
+    )
+    replicas: int = Field(
+        1,
+        ge=0,
+        le=1000,
+        description="Engine pods when autoscaling is disabled (`kubectl scale` sets it); 0 keeps "
+        "the configuration but serves nothing.",
+    )
+    resources: ResourcesSpec = nested(ResourcesSpec, "Engine container resources.")
+    engine: EngineSettings = nested(EngineSettings, "Engine process settings.")
+    content: ContentSpec | None = Field(
+        None, description="Extra content from a ConfigMap; unset: built-in samples only."
+    )
+    cache: CacheSpec = nested(CacheSpec, "Cache tiers.")
+    autoscaling: AutoscalingSpec = nested(AutoscalingSpec, "Replica autoscaling.")
+    service: ServiceSpec = nested(ServiceSpec, "The engine Service.")
+    disruption_budget: DisruptionBudgetSpec = nested(
+        DisruptionBudgetSpec, "PodDisruptionBudget settings."
+    )
+    pod: PodOverrides = nested(PodOverrides, "Extra settings for the engine pods.")
+    network_policy: NetworkPolicySpec = nested(NetworkPolicySpec, "NetworkPolicy settings.")
+
+    @property
+    def replicas_writer(self) -> Literal["spec", "hpa", "operator"]:
+        """Who sets the workload's replicas: `spec.replicas`, the HPA, or the operator's scaler."""
+        if not self.autoscaling.enabled:
+            return "spec"
+        return "hpa" if self.autoscaling.uses_hpa else "operator"
+
+    @property
+    def minimum_replicas(self) -> int:
+        """Fewest replicas the spec asks for (decides whether a disruption budget makes sense)."""
+        return self.autoscaling.min_replicas if self.autoscaling.enabled else self.replicas
+
+
+# --- Status -------------------------------------------------------------------------------------
+
+
+class StatusModel(KubeModel):
+    """Base of status objects: fields written by older operator versions are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Condition(StatusModel):
+    """A kstatus-compatible condition."""
+
+    type: str = Field(description="`Ready`, `Reconciling` or `Stalled`.")
+    status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
+    reason: str = Field(description="CamelCase reason.")
+    message: str = Field(description="Human-readable detail.")
+    last_transition_time: datetime = Field(description="When status last changed.")
+    observed_generation: int | None = Field(
+        None, description="The spec generation the condition was computed for."
+    )
+
+
+class AutoscalingStatus(StatusModel):
+    """What the operator's engine-metric scaler last saw and decided."""
+
+    in_flight_per_pod: float | None = Field(
+        None, description="Average in-flight requests per ready pod at the last scrape."
+    )
+    queue_depth_per_pod: float | None = Field(
+        None, description="Average scheduler queue depth per ready pod at the last scrape."
+    )
+    recommended_replicas: int | None = Field(
+        None, description="Replicas the engine metrics call for."
+    )
+    floor: int | None = Field(
+        None, description="Floor given to the HPA as minReplicas (HPA mode only)."
+    )
+    last_scale_time: datetime | None = Field(
+        None, description="When the operator last changed replicas or the floor."
+    )
+
+
+class NovelEngineStatus(StatusModel):
+    """Observed state of a NovelEngine."""
+
+    observed_generation: int | None = Field(
+        None, description="The spec generation last acted upon."
+    )
+    replicas: int | None = Field(None, description="Engine pods that exist.")
+    ready_replicas: int | None = Field(None, description="Engine pods that are ready.")
+    desired_replicas: int | None = Field(
+        None, description="Replicas the workload is asked for (by the spec or the autoscaler)."
+    )
+    selector: str | None = Field(None, description="Label selector of the engine pods.")
+    endpoint: str | None = Field(None, description="In-cluster address: Service DNS name:port.")
+    conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
+        default_factory=list, description="Ready, Reconciling and Stalled."
+    )
+    autoscaling: AutoscalingStatus | None = Field(
+        None, description="Engine-metric autoscaling details."
+    )
+
+    def condition(self, condition_type: str) -> Condition | None:
+        """The condition of that type, if present."""
+        return next((c for c in self.conditions if c.type == condition_type), None)
+
+
+# --- Owner --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The NovelEngine a child belongs to: what builders need for names and ownerReferences."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 0
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> "Owner":
+        """From a NovelEngine's metadata as the API returns it."""
+        return cls(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            uid=metadata["uid"],
+            generation=metadata.get("generation", 0),
+        )
