@@ -1,0 +1,72 @@
+"""Reads content files (the packaged samples and ``--content`` directories) into models.
+
+These functions do blocking file I/O: call them through ``asyncio.to_thread``.
+"""
+
+import json
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from novel_engine.content.models import ContentFile
+
+CONTENT_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class ContentFileError(Exception):
+    """A content file is unreadable or invalid; the message names the file and the field."""
+
+
+def field_path(loc: Iterable[int | str]) -> str:
+    """Render a pydantic error location as a dotted path: ``("events", 3, "probability")``."""
+    return ".".join(str(part) for part in loc)
+
+
+def parse_content(text: str, source: str) -> ContentFile:
+    """Validate one file's text; YAML is a superset of JSON, so one parser reads both."""
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ContentFileError(f"{source}: not valid YAML/JSON: {error}") from None
+    try:
+        # Through JSON so files follow exactly the rules API bodies follow.
+        payload = json.dumps(data if data is not None else {})
+    except TypeError as error:  # e.g. a YAML timestamp has no JSON form
+        raise ContentFileError(f"{source}: {error}") from None
+    try:
+        return ContentFile.model_validate_json(payload)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = field_path(first["loc"]) or "(document)"
+        raise ContentFileError(f"{source}: {where}: {first['msg']}") from None
+
+
+def sample_content() -> list[ContentFile]:
+    """The sample library packaged with the engine."""
+    samples = resources.files("novel_engine.content").joinpath("samples")
+    return [
+        parse_content(entry.read_text(encoding="utf-8"), f"samples/{entry.name}")
+        for entry in sorted(samples.iterdir(), key=lambda entry: entry.name)
+        if entry.name.endswith(CONTENT_SUFFIXES)
+    ]
+
+
+def _content_paths(directory: Path) -> Iterator[Path]:
+    if not directory.is_dir():
+        raise ContentFileError(f"{directory}: not a directory")
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and path.suffix in CONTENT_SUFFIXES:
+            yield path
+
+
+def directory_content(directories: Iterable[Path]) -> list[ContentFile]:
+    """Every content file in the given directories, in a defined (sorted) order."""
+    return [
+        parse_content(path.read_text(encoding="utf-8"), str(path))
+        for directory in directories
+        for path in _content_paths(directory)
+    ]

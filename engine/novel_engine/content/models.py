@@ -1,0 +1,240 @@
+"""Content library models: characters and campaigns, their bounds and their identities.
+
+Every model forbids unknown fields and is strict about types; JSON input may still name enum
+members by their string values. Content files are validated through the same JSON path.
+"""
+
+import re
+import unicodedata
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from novel_engine.content.canonical import content_digest
+
+SLUG_MAX_LENGTH = 64
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+Slug = Annotated[
+    str,
+    StringConstraints(pattern=SLUG_PATTERN, max_length=SLUG_MAX_LENGTH),
+    Field(description="Lower-case letters, digits and inner hyphens, at most 64 characters."),
+]
+StatValue = Annotated[int, Field(ge=0, le=100)]
+
+
+def _text(max_length: int, min_length: int = 1) -> Any:
+    return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
+
+
+def slugify(text: str) -> str:
+    """Derive an id from a name: ``"Captain Ilse Varn"`` -> ``"captain-ilse-varn"``."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    slug = slug[:SLUG_MAX_LENGTH].rstrip("-")
+    if not slug:
+        raise ValueError(f"cannot derive an id from {text!r}; give an explicit id")
+    return slug
+
+
+def _require_unique(values: tuple[Any, ...], what: str) -> None:
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value!r}")
+        seen.add(value)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Archetype(StrEnum):
+    """A character's calling; it biases which actions the character prefers."""
+
+    WARRIOR = "warrior"
+    SCOUT = "scout"
+    SCHOLAR = "scholar"
+    DIPLOMAT = "diplomat"
+    MYSTIC = "mystic"
+    ROGUE = "rogue"
+    LEADER = "leader"
+    ENGINEER = "engineer"
+    HEALER = "healer"
+
+
+class Trait(StrEnum):
+    """Personality traits; each one shifts the utility of some actions."""
+
+    AGGRESSIVE = "aggressive"
+    CAUTIOUS = "cautious"
+    CURIOUS = "curious"
+    LOYAL = "loyal"
+    CUNNING = "cunning"
+    HONOURABLE = "honourable"
+    DIPLOMATIC = "diplomatic"
+    RECKLESS = "reckless"
+    STOIC = "stoic"
+    ZEALOUS = "zealous"
+    COMPASSIONATE = "compassionate"
+    AMBITIOUS = "ambitious"
+
+
+class ItemKind(StrEnum):
+    WEAPON = "weapon"
+    ARMOUR = "armour"
+    TOOL = "tool"
+    RELIC = "relic"
+    MEDICINE = "medicine"
+
+
+class Stats(StrictModel):
+    """Abilities from 0 to 100; 50 is ordinary."""
+
+    strength: StatValue = 50
+    agility: StatValue = 50
+    intellect: StatValue = 50
+    willpower: StatValue = 50
+    charisma: StatValue = 50
+    perception: StatValue = 50
+
+
+class Item(StrictModel):
+    name: Annotated[str, _text(60)]
+    kind: ItemKind
+    power: Annotated[int, Field(ge=0, le=100)] = 10
+
+
+class Relationship(StrictModel):
+    """How this character feels about another: -100 (hatred) .. 100 (devotion)."""
+
+    target: Slug
+    affinity: Annotated[int, Field(ge=-100, le=100)]
+
+
+class ContentSpec(StrictModel):
+    """What every content document has in common: a label its id can be derived from."""
+
+    label_field: ClassVar[str]
+
+    def label(self) -> str:
+        return str(getattr(self, self.label_field))
+
+    def spec_dict(self) -> dict[str, Any]:
+        """The document's own fields as JSON data, without id and version."""
+        return self.model_dump(mode="json", exclude={"id", "version"})
+
+
+class CharacterSpec(ContentSpec):
+    label_field: ClassVar[str] = "name"
+
+    name: Annotated[str, _text(80)]
+    faction: Annotated[str, _text(60)]
+    archetype: Archetype
+    description: Annotated[str, _text(500, min_length=0)] = ""
+    stats: Stats = Stats()
+    traits: Annotated[tuple[Trait, ...], Field(max_length=8)] = ()
+    equipment: Annotated[tuple[Item, ...], Field(max_length=10)] = ()
+    relationships: Annotated[tuple[Relationship, ...], Field(max_length=16)] = ()
+
+    @field_validator("traits")
+    @classmethod
+    def _unique_traits(cls, traits: tuple[Trait, ...]) -> tuple[Trait, ...]:
+        _require_unique(traits, "trait")
+        return traits
+
+    @field_validator("relationships")
+    @classmethod
+    def _unique_targets(cls, relationships: tuple[Relationship, ...]) -> tuple[Relationship, ...]:
+        _require_unique(tuple(r.target for r in relationships), "relationship target")
+        return relationships
+
+
+class Atmosphere(StrEnum):
+    """The campaign's mood; it sets the starting tension."""
+
+    SERENE = "serene"
+    HOPEFUL = "hopeful"
+    MYSTERIOUS = "mysterious"
+    GRIM = "grim"
+    TENSE = "tense"
+    CHAOTIC = "chaotic"
+
+
+class EventEffect(StrEnum):
+    """What a narrative event does to the world when it fires."""
+
+    OMEN = "omen"  # tension rises
+    PERIL = "peril"  # everyone present is hurt
+    BOON = "boon"  # everyone present recovers
+    REVELATION = "revelation"  # clues come to light
+    CALM = "calm"  # tension falls
+
+
+class NarrativeEvent(StrictModel):
+    trigger_turn: Annotated[int, Field(ge=1, le=200)]
+    probability: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    description: Annotated[str, _text(300)]
+    effect: EventEffect = EventEffect.OMEN
+
+
+class CampaignSpec(ContentSpec):
+    label_field: ClassVar[str] = "title"
+
+    title: Annotated[str, _text(120)]
+    setting: Annotated[str, _text(1000)]
+    atmosphere: Atmosphere = Atmosphere.MYSTERIOUS
+    events: Annotated[tuple[NarrativeEvent, ...], Field(max_length=50)] = ()
+
+
+class InputFields(StrictModel):
+    """Optional identity fields accepted on create (id) and update (id, version)."""
+
+    id: Slug | None = Field(default=None, description="Derived from the name/title if omitted.")
+    version: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="On update: the version being replaced (409 if it is no longer current).",
+    )
+
+
+class StoredFields(StrictModel):
+    id: Slug
+    version: Annotated[int, Field(ge=1, description="Starts at 1, grows by one per update.")]
+
+    def content_hash(self) -> str:
+        """The document's identity for simulation ids: same content, same hash, any replica.
+
+        The version is left out: replicas loading the same files agree even if their histories
+        differ.
+        """
+        return content_digest(self.model_dump(mode="json", exclude={"version"}))
+
+
+class CharacterInput(InputFields, CharacterSpec):
+    """Body of POST/PUT /v1/characters."""
+
+
+class Character(StoredFields, CharacterSpec):
+    """A character as the library serves it."""
+
+
+class CampaignInput(InputFields, CampaignSpec):
+    """Body of POST/PUT /v1/campaigns."""
+
+
+class Campaign(StoredFields, CampaignSpec):
+    """A campaign as the library serves it."""
+
+
+class ContentFile(StrictModel):
+    """A YAML or JSON content file: lists of characters and campaigns."""
+
+    characters: tuple[CharacterInput, ...] = ()
+    campaigns: tuple[CampaignInput, ...] = ()
+
+    @field_validator("characters", "campaigns")
+    @classmethod
+    def _no_versions(cls, documents: tuple[InputFields, ...]) -> tuple[InputFields, ...]:
+        if any(document.version is not None for document in documents):
+            raise ValueError("content files must not set version; the library numbers versions")
+        return documents
