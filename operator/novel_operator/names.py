@@ -47,7 +47,7 @@ REDIS_PORT: Final = 6379
 REDIS_PORT_NAME: Final = "redis"
 REDIS_PASSWORD_KEY: Final = "password"  # key of the generated Secret holding the Redis password
 CONFIG_FILE_KEY: Final = "config.yaml"  # key of the engine ConfigMap holding the settings file
-CONFIG_DIR: Final = "/etc/novel-engine"
+CONFIG_PATH: Final = "/etc/novel-engine/config.yaml"
 CONTENT_DIR: Final = "/etc/novel-engine/content"
 DATA_DIR: Final = "/var/lib/novel-engine"
 

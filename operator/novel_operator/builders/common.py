@@ -1,0 +1,73 @@
+"""Metadata every child shares: name, namespace, common labels and the controller ownerReference."""
+
+from typing import Any
+
+from novel_operator import names
+from novel_operator.model import Owner
+
+Manifest = dict[str, Any]
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    """The NovelEngine as controller of a child (garbage collection deletes the child with it)."""
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def common_labels(instance: str, app: str, component: str) -> dict[str, str]:
+    """The four app.kubernetes.io labels on every child and pod."""
+    return {
+        names.LABEL_NAME: app,
+        names.LABEL_INSTANCE: instance,
+        names.LABEL_COMPONENT: component,
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+    }
+
+
+def manifest(
+    api_version: str,
+    kind: str,
+    owner: Owner,
+    name: str,
+    *,
+    app: str,
+    component: str,
+    annotations: dict[str, str] | None = None,
+    **body: Any,
+) -> Manifest:
+    """A complete manifest: identity, metadata with labels and ownerReference, then `body`
+    (`spec`, `data`, ...)."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": common_labels(owner.name, app, component),
+        "ownerReferences": [owner_reference(owner)],
+    }
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata, **body}
+
+
+def restricted_security_context(user: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pod and container security contexts meeting the `restricted` Pod Security Standard."""
+    pod = {
+        "runAsNonRoot": True,
+        "runAsUser": user,
+        "runAsGroup": user,
+        "fsGroup": user,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return pod, container

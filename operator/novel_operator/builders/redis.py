@@ -1,0 +1,145 @@
+"""The managed Redis tier (`cache.l2.mode: managed`): Deployment, Service and password Secret."""
+
+import base64
+import math
+from decimal import Decimal
+from typing import Any, Final
+
+from novel_operator import names
+from novel_operator.builders.common import (
+    Manifest,
+    common_labels,
+    manifest,
+    restricted_security_context,
+)
+from novel_operator.model import NovelEngineSpec, Owner, quantity_value
+
+REDIS_CONTAINER: Final = "redis"
+REDIS_USER: Final = 999  # the `redis` user of the official image
+MAXMEMORY_SHARE: Final = Decimal("0.8")  # the rest of the container's memory is headroom
+
+
+def _redis_manifest(owner: Owner, api_version: str, kind: str, **body: Any) -> Manifest:
+    return manifest(
+        api_version,
+        kind,
+        owner,
+        names.redis_name(owner.name),
+        app=names.REDIS_APP,
+        component=names.COMPONENT_CACHE,
+        **body,
+    )
+
+
+def redis_maxmemory_bytes(memory: str) -> int:
+    """Redis' maxmemory for a container memory limit."""
+    return math.floor(quantity_value(memory) * MAXMEMORY_SHARE)
+
+
+def build_redis_deployment(owner: Owner, spec: NovelEngineSpec) -> Manifest | None:
+    """A single Redis pod (no persistence: it is a cache), or None unless L2 is managed."""
+    if spec.cache.l2.mode != "managed":
+        return None
+    managed = spec.cache.l2.managed
+    pod_security, container_security = restricted_security_context(REDIS_USER)
+    container = {
+        "name": REDIS_CONTAINER,
+        "image": managed.image,
+        "command": ["redis-server"],
+        # $(REDIS_PASSWORD) is expanded by the kubelet: the password never appears in the spec.
+        "args": [
+            "--port",
+            str(names.REDIS_PORT),
+            "--requirepass",
+            "$(REDIS_PASSWORD)",
+            "--maxmemory",
+            str(redis_maxmemory_bytes(managed.memory)),
+            "--maxmemory-policy",
+            managed.maxmemory_policy,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        "env": [
+            {
+                "name": "REDIS_PASSWORD",
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": names.redis_secret_name(owner.name),
+                        "key": names.REDIS_PASSWORD_KEY,
+                    }
+                },
+            }
+        ],
+        "ports": [
+            {"name": names.REDIS_PORT_NAME, "containerPort": names.REDIS_PORT, "protocol": "TCP"}
+        ],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": managed.memory},
+            "limits": {"memory": managed.memory},
+        },
+        "readinessProbe": {"tcpSocket": {"port": names.REDIS_PORT_NAME}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": names.REDIS_PORT_NAME}, "periodSeconds": 10},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "securityContext": container_security,
+    }
+    labels = common_labels(owner.name, names.REDIS_APP, names.COMPONENT_CACHE)
+    return _redis_manifest(
+        owner,
+        "apps/v1",
+        "Deployment",
+        spec={
+            "replicas": 1,
+            "selector": {"matchLabels": names.redis_selector(owner.name)},
+            # Never two Redis pods side by side: engines would split between two empty caches.
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [container],
+                    "volumes": [{"name": "data", "emptyDir": {}}],
+                    "securityContext": pod_security,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                },
+            },
+        },
+    )
+
+
+def build_redis_service(owner: Owner, spec: NovelEngineSpec) -> Manifest | None:
+    """The managed Redis Service, or None unless L2 is managed."""
+    if spec.cache.l2.mode != "managed":
+        return None
+    return _redis_manifest(
+        owner,
+        "v1",
+        "Service",
+        spec={
+            "type": "ClusterIP",
+            "selector": names.redis_selector(owner.name),
+            "ports": [
+                {
+                    "name": names.REDIS_PORT_NAME,
+                    "port": names.REDIS_PORT,
+                    "targetPort": names.REDIS_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    )
+
+
+def build_redis_secret(owner: Owner, password: str) -> Manifest:
+    """The password Secret, for the apply layer to create once with a generated password."""
+    return manifest(
+        "v1",
+        "Secret",
+        owner,
+        names.redis_secret_name(owner.name),
+        app=names.REDIS_APP,
+        component=names.COMPONENT_CACHE,
+        type="Opaque",
+        data={names.REDIS_PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
+    )

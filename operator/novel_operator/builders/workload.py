@@ -1,0 +1,86 @@
+"""The engine workload: a Deployment, or a StatefulSet when each replica needs its own PVC."""
+
+from typing import Any
+
+from novel_operator import names
+from novel_operator.builders.common import Manifest, manifest
+from novel_operator.builders.pod import DATA_VOLUME, engine_pod_template
+from novel_operator.model import NovelEngineSpec, Owner
+
+
+def workload_kind(spec: NovelEngineSpec) -> str:
+    """`StatefulSet` when L3 asks for a volume claim per replica, else `Deployment`."""
+    return "StatefulSet" if spec.cache.l3.wants_volume_claims else "Deployment"
+
+
+def _workload_spec(owner: Owner, spec: NovelEngineSpec, replicas_owned_elsewhere: bool) -> Any:
+    body: dict[str, Any] = {}
+    if not replicas_owned_elsewhere:
+        body["replicas"] = spec.replicas
+    body["selector"] = {"matchLabels": names.engine_selector(owner.name)}
+    body["template"] = engine_pod_template(owner, spec)
+    return body
+
+
+def build_deployment(
+    owner: Owner, spec: NovelEngineSpec, *, replicas_owned_elsewhere: bool
+) -> Manifest | None:
+    """The engine Deployment, or None when the engine runs as a StatefulSet. `replicas` is left
+    out while the HPA or the operator's scaler owns it."""
+    if workload_kind(spec) != "Deployment":
+        return None
+    body = _workload_spec(owner, spec, replicas_owned_elsewhere)
+    # Surge first: a single replica is replaced without a gap.
+    body["strategy"] = {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+    }
+    return manifest(
+        "apps/v1",
+        "Deployment",
+        owner,
+        names.engine_name(owner.name),
+        app=names.ENGINE_APP,
+        component=names.COMPONENT_ENGINE,
+        spec=body,
+    )
+
+
+def build_statefulset(
+    owner: Owner, spec: NovelEngineSpec, *, replicas_owned_elsewhere: bool
+) -> Manifest | None:
+    """The engine StatefulSet with one data PVC per replica, or None for a Deployment."""
+    if workload_kind(spec) != "StatefulSet":
+        return None
+    l3 = spec.cache.l3
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": l3.size}},
+    }
+    if l3.storage_class_name is not None:
+        claim_spec["storageClassName"] = l3.storage_class_name
+    body = _workload_spec(owner, spec, replicas_owned_elsewhere)
+    body |= {
+        "serviceName": names.engine_name(owner.name),
+        "podManagementPolicy": "Parallel",  # replicas are independent: no ordered start-up
+        "updateStrategy": {"type": "RollingUpdate"},
+        # The claims hold a cache: dropped with the resource, kept across scale-downs for reuse.
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+        "volumeClaimTemplates": [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": DATA_VOLUME, "labels": names.engine_selector(owner.name)},
+                "spec": claim_spec,
+            }
+        ],
+    }
+    return manifest(
+        "apps/v1",
+        "StatefulSet",
+        owner,
+        names.engine_name(owner.name),
+        app=names.ENGINE_APP,
+        component=names.COMPONENT_ENGINE,
+        spec=body,
+    )
