@@ -63,6 +63,10 @@ def test_redis_password_from_env_only() -> None:
         load_settings(["--redis-password", "s3"], {})
 
 
+def test_log_level_is_case_insensitive() -> None:
+    assert load_settings(["--log-level", "debug"], {}).log_level == "DEBUG"
+
+
 def test_empty_env_variable_counts_as_unset() -> None:
     assert load_settings([], {"NOVEL_ENGINE_L1_MAX_BYTES": ""}).l1_max_bytes is None
 
@@ -80,6 +84,12 @@ def test_empty_env_variable_counts_as_unset() -> None:
             {"NOVEL_ENGINE_DRAIN_TIMEOUT": "soon"},
             "drain_timeout: Input should be a valid number, unable to parse string as a number "
             "(from NOVEL_ENGINE_DRAIN_TIMEOUT)",
+        ),
+        (
+            ["--redis-url", "localhost:6379"],
+            {},
+            "redis_url: Value error, must start with redis://, rediss:// or unix:// "
+            "(from --redis-url)",
         ),
         (
             ["--log-level", "chatty"],
