@@ -1,9 +1,104 @@
 """`novel-engine-operator` command line."""
 
 import argparse
+import asyncio
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import kopf
+
+from novel_operator.crd import render_crd
+from novel_operator.kube.auth import load_configuration
+from novel_operator.runtime import OperatorOptions, run_operator
+
+
+def _listen_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="novel-engine-operator", description="Runs NovelEngine resources on Kubernetes."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group(required=True)
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="serve NovelEngines in every namespace"
+    )
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        metavar="NS",
+        help="serve NovelEngines in namespace NS (repeat for several)",
+    )
+    run.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig file (default: in-cluster ServiceAccount, else $KUBECONFIG or "
+        "~/.kube/config)",
+    )
+    run.add_argument(
+        "--listen",
+        type=_listen_address,
+        default=("0.0.0.0", 8080),
+        metavar="HOST:PORT",
+        help="address of /metrics and /healthz (default 0.0.0.0:8080)",
+    )
+    run.add_argument(
+        "--workers", type=int, default=4, help="NovelEngines reconciled concurrently (default 4)"
+    )
+    run.add_argument(
+        "--resync-seconds",
+        type=_positive,
+        default=300.0,
+        help="period of the safety resync of every NovelEngine (default 300)",
+    )
+    run.add_argument(
+        "--watch-timeout-seconds",
+        type=_positive,
+        default=300.0,
+        help="server-side timeout of each watch request (default 300)",
+    )
+    run.add_argument(
+        "--log-format", choices=["json", "text"], default="json", help="log format (default json)"
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    commands.add_parser("crd", help="print the NovelEngine CustomResourceDefinition (YAML)")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="novel-engine-operator")
-    parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "crd":
+        sys.stdout.write(render_crd())
+        return
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    options = OperatorOptions(
+        namespaces=tuple(args.namespaces or ()),
+        listen_host=args.listen[0],
+        listen_port=args.listen[1],
+        workers=args.workers,
+        resync_seconds=args.resync_seconds,
+        watch_timeout_seconds=args.watch_timeout_seconds,
+    )
+    configuration = load_configuration(args.kubeconfig, pool_size=options.workers + 2)
+    asyncio.run(run_operator(options, configuration))

@@ -63,6 +63,8 @@ REASON_SCALED_TO_ZERO: Final = "ScaledToZero"  # replicas is 0: converged, but n
 REASON_PAUSED: Final = "Paused"  # the pause annotation is set
 REASON_INVALID_REFERENCE: Final = "InvalidReference"  # a referenced ConfigMap/Secret is missing
 REASON_PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"  # the rollout is stuck
+REASON_INVALID_SPEC: Final = "InvalidSpec"  # the stored spec fails the operator's own validation
+REASON_APPLY_FAILED: Final = "ApplyFailed"  # the apiserver refused a child, or another owns it
 
 # A NovelEngine's name becomes a Service name (DNS-1035 label) and a StatefulSet name, whose pods
 # get a `controller-revision-hash` label of `<name>-<10 characters>` (63 characters at most).

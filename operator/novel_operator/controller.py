@@ -1,0 +1,129 @@
+"""Turns watch events into reconciles: which NovelEngine an event concerns, a keyed work queue,
+and one operator-wide periodic resync (instead of per-object timers, which need finalizers).
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from novel_operator import names
+from novel_operator.metrics import OperatorMetrics
+from novel_operator.reconcile import Reconciler, Reference, Result
+from novel_operator.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+#: A NovelEngine: (namespace, name).
+Key = tuple[str, str]
+
+
+def owner_of(child: Mapping[str, Any]) -> str | None:
+    """Name of the NovelEngine a child belongs to: its controller reference, else its instance
+    label (a hand edit may have stripped one of the two)."""
+    meta = child.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        group = str(ref.get("apiVersion", "")).split("/")[0]
+        if ref.get("controller") and ref.get("kind") == names.KIND and group == names.GROUP:
+            return str(ref["name"])
+    instance = (meta.get("labels") or {}).get(names.LABEL_INSTANCE)
+    return str(instance) if instance else None
+
+
+class Controller:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        metrics: OperatorMetrics,
+        *,
+        workers: int,
+        resync_seconds: float,
+    ) -> None:
+        self._reconciler = reconciler
+        self._metrics = metrics
+        self._resync_seconds = resync_seconds
+        self._queue: WorkQueue[Key] = WorkQueue(
+            self._handle, workers=workers, on_depth=metrics.queue_depth.set
+        )
+        self._known: set[Key] = set()
+        self._references: dict[Key, frozenset[Reference]] = {}
+        self._referrers: dict[tuple[str, Reference], set[Key]] = {}
+        self._last_resync = time.monotonic()
+        self._running = False
+
+    # ------------------------------------------------------------------ events in
+
+    def novelengine_seen(self, namespace: str, name: str, *, deleted: bool) -> None:
+        key = (namespace, name)
+        if deleted:
+            self._known.discard(key)
+            self._set_references(key, frozenset())
+            self._queue.forget(key)
+        else:
+            self._known.add(key)
+            self._queue.add(key)
+        self._metrics.known_resources.set(len(self._known))
+
+    def child_seen(self, child: Mapping[str, Any]) -> None:
+        owner = owner_of(child)
+        namespace = (child.get("metadata") or {}).get("namespace")
+        if owner and namespace and (namespace, owner) in self._known:
+            self._queue.add((namespace, owner))
+
+    def referenced_object_seen(self, kind: str, namespace: str, name: str) -> None:
+        """A ConfigMap or Secret changed: reconcile the NovelEngines that refer to it."""
+        for key in self._referrers.get((namespace, Reference(kind, name)), ()):
+            self._queue.add(key)
+
+    # ------------------------------------------------------------------ running
+
+    def healthy(self) -> bool:
+        """Workers run and the resync loop is not stuck (an overdue tick means a wedged loop)."""
+        overdue = time.monotonic() - self._last_resync > 2 * self._resync_seconds + 30
+        return self._running and not overdue
+
+    async def run(self) -> None:
+        """Reconcile until cancelled."""
+        self._running = True
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._queue.run(), name="reconcile-workers")
+                group.create_task(self._resync(), name="resync")
+        finally:
+            self._running = False
+
+    async def _resync(self) -> None:
+        while True:
+            self._last_resync = time.monotonic()
+            await asyncio.sleep(self._resync_seconds)
+            for key in sorted(self._known):
+                self._queue.add(key)
+
+    async def _handle(self, key: Key) -> float | None:
+        started = time.perf_counter()
+        try:
+            outcome = await self._reconciler.reconcile(*key)
+        except Exception:
+            self._metrics.reconcile_errors.inc()
+            self._metrics.reconciles.labels("error").inc()
+            raise
+        finally:
+            self._metrics.reconcile_duration.observe(time.perf_counter() - started)
+        if outcome.result is not Result.GONE:
+            self._metrics.reconciles.labels(outcome.result.value).inc()
+        self._set_references(key, outcome.references if key in self._known else frozenset())
+        return outcome.retry_after
+
+    def _set_references(self, key: Key, references: frozenset[Reference]) -> None:
+        namespace = key[0]
+        for ref in self._references.pop(key, frozenset()) - references:
+            referrers = self._referrers.get((namespace, ref))
+            if referrers is not None:
+                referrers.discard(key)
+                if not referrers:
+                    del self._referrers[(namespace, ref)]
+        for ref in references:
+            self._referrers.setdefault((namespace, ref), set()).add(key)
+        if references:
+            self._references[key] = references

@@ -1,0 +1,94 @@
+"""kopf wiring, and nothing else: each handler hands its event to the controller.
+
+Only `on.event` handlers are used: kopf stores no progress or diff-base for them and adds no
+finalizer, so watching never writes to any object, and a NovelEngine deleted while the
+operator is down goes away at once (its children follow by garbage collection).
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+from kubernetes import client as k8s
+
+from novel_operator import names
+from novel_operator.builders import CHILD_KINDS
+from novel_operator.controller import Controller
+from novel_operator.kube.auth import connection_info
+
+#: Children found by label, server-side. ConfigMaps and Secrets are watched whole, because a
+#: NovelEngine also refers to ones it does not own (content, external Redis credentials).
+REFERENCE_KINDS = frozenset({"ConfigMap", "Secret"})
+MANAGED_SELECTOR = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+EventHandler = Callable[..., Awaitable[None]]
+#: kopf's own annotations (none are written with on.event handlers alone) use our prefix.
+KOPF_PREFIX = names.GROUP
+
+
+def operator_settings(*, watch_timeout: float) -> kopf.OperatorSettings:
+    """kopf settings: bounded watches, no peering, no scanning, bookkeeping under our prefix."""
+    settings = kopf.OperatorSettings()
+    # A watch request ends server-side after `watch_timeout` and client-side a bit later, so a
+    # silently dropped connection is noticed instead of leaving the operator deaf.
+    settings.watching.server_timeout = watch_timeout
+    settings.watching.client_timeout = watch_timeout + 30
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    # The CRD is installed before the operator (chart, tests): no CRD/namespace observation,
+    # which would need cluster-wide list/watch on both.
+    settings.scanning.disabled = True
+    settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
+    # Events are recorded by the reconcile itself, on real changes only.
+    settings.posting.enabled = False
+    for api_version, kind in CHILD_KINDS:
+        if kind not in REFERENCE_KINDS:
+            settings.watching.label_selectors[api_version, kind] = MANAGED_SELECTOR
+    return settings
+
+
+def build_registry(
+    controller: Controller, configuration: k8s.Configuration
+) -> kopf.OperatorRegistry:
+    """Handlers that feed `controller`, and a login that uses `configuration`'s credentials."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        return await asyncio.to_thread(connection_info, configuration)
+
+    @kopf.on.event(names.API_VERSION, names.PLURAL, registry=registry)
+    async def novelengine_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
+        if namespace:
+            controller.novelengine_seen(namespace, name, deleted=type == "DELETED")
+
+    for api_version, kind in CHILD_KINDS:
+        if kind in REFERENCE_KINDS:
+            handler = _reference_event(controller, kind)
+        else:
+            handler = _child_event(controller)
+        kopf.on.event(api_version, kind, id=f"{kind.lower()}-event", registry=registry)(handler)
+    return registry
+
+
+def _child_event(controller: Controller) -> EventHandler:
+    async def child_event(body: kopf.Body, **_: Any) -> None:
+        controller.child_seen(body)
+
+    return child_event
+
+
+def _reference_event(controller: Controller, kind: str) -> EventHandler:
+    async def reference_event(body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+        labels = body.get("metadata", {}).get("labels") or {}
+        if labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY:
+            controller.child_seen(body)
+        if namespace:
+            controller.referenced_object_seen(kind, namespace, name)
+
+    return reference_event

@@ -1,0 +1,308 @@
+"""The only module that talks to the Kubernetes API for reconciles.
+
+The kubernetes client is synchronous: every call runs on this client's own thread pool, never
+on the event loop. Writes compare first and go out only when they would change something;
+each write is counted in the operator's metrics.
+"""
+
+import asyncio
+import functools
+import json
+import logging
+import secrets
+import socket
+import tempfile
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client as k8s
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError
+from kubernetes.dynamic.resource import Resource
+
+from novel_operator.kube.compare import apply_needed
+from novel_operator.metrics import OperatorMetrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Manifest = dict[str, Any]
+
+#: (connect, read) seconds for every request: a silent apiserver must not hang a reconcile.
+REQUEST_TIMEOUT = (10.0, 30.0)
+#: Deleting a child: dependents of a Deployment (ReplicaSets, Pods) go in the background.
+_DELETE_BODY = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+
+
+class ApiError(Exception):
+    """The apiserver refused a request; `status` is the HTTP code, str() its message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def needs_a_human(self) -> bool:
+        """Retrying the same request cannot succeed (invalid object, missing permission...)."""
+        return self.status in (400, 403, 404, 405, 415, 422)
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+
+class ChildAction(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    FOREIGN = "foreign"  # an object of that name exists and another owner controls it
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    action: ChildAction
+    live: Manifest | None
+    detail: str = ""
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """UID of the object's controlling owner, if any."""
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def is_controlled_by(obj: Mapping[str, Any], owner_uid: str, manager: str) -> bool:
+    """Whether `owner_uid` controls `obj`; an object whose ownerReferences were stripped by hand
+    still counts as ours if our field manager applied it."""
+    uid = controller_uid(obj)
+    if uid is not None:
+        return uid == owner_uid
+    managed = obj.get("metadata", {}).get("managedFields") or []
+    return any(entry.get("manager") == manager for entry in managed)
+
+
+def describe(obj: Mapping[str, Any]) -> str:
+    """`Kind/name`, as Events and messages name objects."""
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def _message(error: DynamicApiError) -> str:
+    try:
+        return str(json.loads(error.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"
+
+
+class KubeClient:
+    """Async facade over the kubernetes DynamicClient, for one field manager."""
+
+    def __init__(
+        self,
+        configuration: k8s.Configuration,
+        metrics: OperatorMetrics,
+        *,
+        field_manager: str,
+        threads: int,
+    ) -> None:
+        self._configuration = configuration
+        self._metrics = metrics
+        self._field_manager = field_manager
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="kube")
+        self._discovery_cache: tempfile.TemporaryDirectory[str] | None = None
+        self._dynamic: DynamicClient | None = None
+        self._resources: dict[tuple[str, str], Resource] = {}
+        self._reporting_instance = socket.gethostname()
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._discovery_cache is not None:
+            await asyncio.to_thread(self._discovery_cache.cleanup)
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            call = functools.partial(fn, *args, **kwargs)
+            return await loop.run_in_executor(self._executor, call)
+        except DynamicApiError as error:
+            raise ApiError(error.status, _message(error)) from error
+
+    def _resource_sync(self, api_version: str, kind: str) -> Resource:
+        key = (api_version, kind)
+        if key not in self._resources:
+            if self._dynamic is None:
+                # A private discovery cache: the shared default in /tmp may be stale or
+                # written concurrently by other clients of the same apiserver.
+                self._discovery_cache = tempfile.TemporaryDirectory(prefix="novel-operator-")
+                cache = str(Path(self._discovery_cache.name) / "discovery.json")
+                self._dynamic = DynamicClient(k8s.ApiClient(self._configuration), cache_file=cache)  # type: ignore[no-untyped-call]
+            self._resources[key] = self._dynamic.resources.get(api_version=api_version, kind=kind)
+        return self._resources[key]
+
+    async def _resource(self, api_version: str, kind: str) -> Resource:
+        return await self._call(self._resource_sync, api_version, kind)
+
+    def _count_write(self, verb: str, resource: Resource, subresource: str = "") -> None:
+        name = f"{resource.name}/{subresource}" if subresource else str(resource.name)
+        self._metrics.api_writes.labels(verb, name).inc()
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:
+        """The object as served, or None if it does not exist."""
+        resource = await self._resource(api_version, kind)
+        try:
+            found = await self._call(
+                resource.get, name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+        result: Manifest = found.to_dict()
+        return result
+
+    # ------------------------------------------------------------------ writes
+
+    async def apply(self, manifest: Mapping[str, Any], *, subresource: str = "") -> Manifest:
+        """Server-side apply `manifest` as our field manager, taking over conflicting fields."""
+        resource = await self._resource(manifest["apiVersion"], manifest["kind"])
+        target = resource.subresources[subresource] if subresource else resource
+        self._count_write("apply", resource, subresource)
+        applied = await self._call(
+            target.server_side_apply,
+            body=dict(manifest),
+            name=manifest["metadata"]["name"],
+            namespace=manifest["metadata"]["namespace"],
+            field_manager=self._field_manager,
+            force_conflicts=True,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        result: Manifest = applied.to_dict()
+        return result
+
+    async def sync_child(self, desired: Mapping[str, Any]) -> ChildResult:
+        """Make the child match `desired` with at most one apply; none if it already does.
+        An object of that name controlled by someone else is left alone (FOREIGN)."""
+        meta = desired["metadata"]
+        api_version, kind = desired["apiVersion"], desired["kind"]
+        live = await self.get(api_version, kind, meta["namespace"], meta["name"])
+        if live is None:
+            return ChildResult(ChildAction.CREATED, await self.apply(desired))
+        if not is_controlled_by(live, str(controller_uid(desired)), self._field_manager):
+            return ChildResult(
+                ChildAction.FOREIGN, live, f"{describe(desired)} exists and is not owned by it"
+            )
+        reason = apply_needed(desired, live, self._field_manager)
+        if reason is None:
+            return ChildResult(ChildAction.UNCHANGED, live)
+        return ChildResult(ChildAction.UPDATED, await self.apply(desired), reason)
+
+    async def delete_owned(
+        self, api_version: str, kind: str, namespace: str, name: str, owner_uid: str
+    ) -> bool:
+        """Delete the object if it exists and `owner_uid` controls it; True if it was deleted."""
+        live = await self.get(api_version, kind, namespace, name)
+        if live is None or not is_controlled_by(live, owner_uid, self._field_manager):
+            return False
+        resource = await self._resource(api_version, kind)
+        self._count_write("delete", resource)
+        body = {**_DELETE_BODY, "preconditions": {"uid": live["metadata"]["uid"]}}
+        try:
+            await self._call(
+                resource.delete,
+                name=name,
+                namespace=namespace,
+                body=body,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiError as error:
+            if not error.not_found:  # already gone is fine
+                raise
+        return True
+
+    async def ensure_password_secret(self, secret: Mapping[str, Any], key: str) -> bool:
+        """Create the Secret `secret` (metadata only) holding a fresh random password under `key`
+        unless it exists; the password never changes afterwards. True if it was created."""
+        meta = secret["metadata"]
+        if await self.get("v1", "Secret", meta["namespace"], meta["name"]) is not None:
+            return False
+        resource = await self._resource("v1", "Secret")
+        body = {**secret, "type": "Opaque", "stringData": {key: secrets.token_urlsafe(32)}}
+        self._count_write("create", resource)
+        try:
+            await self._call(
+                resource.create,
+                body=body,
+                namespace=meta["namespace"],
+                field_manager=self._field_manager,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiError as error:
+            if error.status == 409:  # created meanwhile (e.g. by an operator that just stopped)
+                return False
+            raise
+        return True
+
+    async def apply_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+        """Apply `status` to the status subresource of `obj` (as served) unless it already
+        holds; True if it was written."""
+        meta = obj["metadata"]
+        desired = {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "status": dict(status),
+        }
+        if apply_needed(desired, obj, self._field_manager) is None:
+            return False
+        await self.apply(desired, subresource="status")
+        return True
+
+    async def record_event(
+        self, obj: Mapping[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        """Record a Kubernetes Event about `obj`. Best effort: failures are only logged."""
+        meta = obj["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self._field_manager},
+            "reportingComponent": self._field_manager,
+            "reportingInstance": self._reporting_instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            resource = await self._resource("v1", "Event")
+            await self._call(
+                resource.create,
+                body=event,
+                namespace=meta["namespace"],
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except (ApiError, OSError) as error:
+            log.warning("could not record event %s on %s: %s", reason, describe(obj), error)
+            return
+        self._metrics.events.labels(event_type).inc()

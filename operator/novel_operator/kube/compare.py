@@ -1,0 +1,158 @@
+"""Does a server-side apply of `desired` change the live object? Pure functions, no I/O.
+
+An apply that would change nothing must not be sent: even a no-op apply is a write request.
+Two questions decide it:
+
+1. Does every value in `desired` already hold in `live`? Fields the apiserver defaulted or
+   other managers own are extra in `live` and ignored; lists of named items are matched by
+   name (a mutating webhook may add items); other lists compare position by position.
+2. Does our field manager own any field that `desired` no longer has? Then the apply must be
+   sent to remove it (e.g. an env var dropped from the container), which (1) cannot see.
+"""
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import InvalidOperation
+from typing import Any
+
+from kubernetes.utils.quantity import parse_quantity
+
+#: Keys whose values are resource quantities: the apiserver rewrites them into canonical
+#: form ("1024Mi" -> "1Gi", "0.5" -> "500m"), so they compare by amount.
+_QUANTITY_PARENTS = frozenset({"limits", "requests", "capacity", "hard"})
+_QUANTITY_KEYS = frozenset({"sizeLimit", "storage"})
+
+
+def first_difference(desired: Mapping[str, Any], live: Mapping[str, Any]) -> str | None:
+    """The path of the first value in `desired` that `live` does not hold, or None."""
+    return _value_difference(desired, live, "", quantity=False)
+
+
+def unwanted_owned_fields(
+    managed_fields: Sequence[Mapping[str, Any]], manager: str, desired: Mapping[str, Any]
+) -> list[str]:
+    """Paths `manager` owns through server-side apply (managedFields) that `desired` lacks."""
+    paths: list[str] = []
+    for entry in managed_fields:
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            paths.extend(_unwanted(entry.get("fieldsV1") or {}, desired, ""))
+    return paths
+
+
+def apply_needed(desired: Mapping[str, Any], live: Mapping[str, Any], manager: str) -> str | None:
+    """Why applying `desired` would change `live` (a path and a reason), or None if it would not."""
+    differs = first_difference(desired, live)
+    if differs is not None:
+        return f"{differs} differs"
+    managed = live.get("metadata", {}).get("managedFields") or []
+    unwanted = unwanted_owned_fields(managed, manager, desired)
+    if unwanted:
+        return f"{unwanted[0]} is no longer wanted"
+    return None
+
+
+def _is_zero(value: Any) -> bool:
+    """Zero values: Go's `omitempty` leaves them out of the live object."""
+    return value is None or value is False or value == 0 or value in ("", {}, [])
+
+
+def _quantities_equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(parse_quantity(a) == parse_quantity(b))  # type: ignore[no-untyped-call]
+    except (ValueError, InvalidOperation, TypeError):
+        return False
+
+
+def _value_difference(desired: Any, live: Any, path: str, *, quantity: bool) -> str | None:
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return None if live is None and not desired else path or "."
+        for key, want in desired.items():
+            sub = f"{path}.{key}"
+            if key not in live or live[key] is None:
+                if not _is_zero(want):
+                    return sub
+                continue
+            is_quantity = path.rsplit(".", 1)[-1] in _QUANTITY_PARENTS or key in _QUANTITY_KEYS
+            found = _value_difference(want, live[key], sub, quantity=is_quantity)
+            if found is not None:
+                return found
+        return None
+    if isinstance(desired, list):
+        if not isinstance(live, list):
+            return None if live is None and not desired else path
+        return _list_difference(desired, live, path)
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return None if desired is live else path
+    if desired == live or (quantity and _quantities_equal(desired, live)):
+        return None
+    return path
+
+
+def _list_difference(desired: list[Any], live: list[Any], path: str) -> str | None:
+    if desired and all(isinstance(item, Mapping) and "name" in item for item in desired):
+        # Named items (containers, env, volumes, ports...) are keyed by name for apply;
+        # items other managers added are not ours to judge.
+        by_name = {item.get("name"): item for item in live if isinstance(item, Mapping)}
+        for item in desired:
+            sub = f"{path}[name={item['name']}]"
+            if item["name"] not in by_name:
+                return sub
+            found = _value_difference(item, by_name[item["name"]], sub, quantity=False)
+            if found is not None:
+                return found
+        return None
+    if len(desired) != len(live):
+        return f"{path}[]"
+    for index, (want, have) in enumerate(zip(desired, live, strict=True)):
+        found = _value_difference(want, have, f"{path}[{index}]", quantity=False)
+        if found is not None:
+            return found
+    return None
+
+
+def _unwanted(fields: Mapping[str, Any], desired: Any, path: str) -> Iterator[str]:
+    """Walk a fieldsV1 tree (f:field, k:{key}, v:value, i:index) alongside `desired`."""
+    for token, children in fields.items():
+        kind, _, rest = token.partition(":")
+        if kind == "f":
+            sub = f"{path}.{rest}"
+            if not isinstance(desired, Mapping) or rest not in desired:
+                yield sub
+            else:
+                yield from _unwanted(children or {}, desired[rest], sub)
+        elif kind == "k":
+            key = json.loads(rest)
+            sub = f"{path}[{rest}]"
+            item = _find_keyed(desired, key)
+            if item is None:
+                yield sub
+            else:
+                yield from _unwanted(children or {}, item, sub)
+        elif kind == "v":
+            if not isinstance(desired, list) or json.loads(rest) not in desired:
+                yield f"{path}[{rest}]"
+        elif kind == "i":
+            index = int(rest)
+            if not isinstance(desired, list) or index >= len(desired):
+                yield f"{path}[{index}]"
+            else:
+                yield from _unwanted(children or {}, desired[index], f"{path}[{index}]")
+        # "." marks the item itself as owned: nothing below it to check.
+
+
+def _find_keyed(desired: Any, key: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The item of `desired` (a list) that the associative-list key names.
+
+    Key fields the apiserver defaults (e.g. a port's protocol) may be absent from `desired`;
+    at least one key field must be present and every present one must match.
+    """
+    if not isinstance(desired, list):
+        return None
+    for item in desired:
+        if not isinstance(item, Mapping):
+            continue
+        present = [field for field in key if field in item]
+        if present and all(item[field] == key[field] for field in present):
+            return item
+    return None

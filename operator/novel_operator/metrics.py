@@ -1,0 +1,79 @@
+"""The operator's own metrics: every name, help text, label set and bucket list lives here.
+
+Built against the registry it is given, so each operator instance (and each test) has its own.
+Label values come from closed sets only: reconcile results, API verbs, resource plurals.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.process_collector import ProcessCollector
+
+RECONCILE_RESULTS = ("ready", "progressing", "stalled", "paused", "error")
+WRITE_VERBS = ("apply", "create", "delete", "patch")
+#: Every resource the operator may write (the plural names in the API paths).
+WRITTEN_RESOURCES = (
+    "configmaps",
+    "secrets",
+    "services",
+    "deployments",
+    "statefulsets",
+    "horizontalpodautoscalers",
+    "poddisruptionbudgets",
+    "networkpolicies",
+    "novelengines/status",
+)
+EVENT_TYPES = ("Normal", "Warning")
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class OperatorMetrics:
+    """Counters and gauges the operator updates; `registry` is what /metrics serves."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        ProcessCollector(registry=registry)
+        self.reconciles = Counter(
+            "novel_operator_reconciles",
+            "Reconciles of a NovelEngine, by result (the status it ended with, or error).",
+            ["result"],
+            registry=registry,
+        )
+        self.reconcile_duration = Histogram(
+            "novel_operator_reconcile_duration_seconds",
+            "Time one reconcile of a NovelEngine took, from spec to status.",
+            buckets=RECONCILE_BUCKETS,
+            registry=registry,
+        )
+        self.reconcile_errors = Counter(
+            "novel_operator_reconcile_errors",
+            "Reconciles that failed with an unexpected error and were retried with backoff.",
+            registry=registry,
+        )
+        self.api_writes = Counter(
+            "novel_operator_api_writes",
+            "Write requests sent to the Kubernetes API (Events excluded), by verb and resource.",
+            ["verb", "resource"],
+            registry=registry,
+        )
+        self.events = Counter(
+            "novel_operator_events",
+            "Kubernetes Events the operator recorded on NovelEngines, by type.",
+            ["type"],
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "novel_operator_queue_depth",
+            "NovelEngines waiting to be reconciled.",
+            registry=registry,
+        )
+        self.known_resources = Gauge(
+            "novel_operator_novelengines",
+            "NovelEngines the operator currently watches.",
+            registry=registry,
+        )
+        for result in RECONCILE_RESULTS:
+            self.reconciles.labels(result)
+        for verb in WRITE_VERBS:
+            for resource in WRITTEN_RESOURCES:
+                self.api_writes.labels(verb, resource)
+        for event_type in EVENT_TYPES:
+            self.events.labels(event_type)

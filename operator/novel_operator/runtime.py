@@ -1,0 +1,63 @@
+"""The operator process: kube client, reconciler, controller, kopf and the ops endpoints,
+started together and stopped together."""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import kopf
+from kubernetes import client as k8s
+from prometheus_client import CollectorRegistry
+
+from novel_operator import names
+from novel_operator.controller import Controller
+from novel_operator.handlers import build_registry, operator_settings
+from novel_operator.kube.client import KubeClient
+from novel_operator.metrics import OperatorMetrics
+from novel_operator.ops import create_ops_app, serve
+from novel_operator.reconcile import Reconciler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    namespaces: tuple[str, ...]  # empty: all namespaces
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 8080
+    workers: int = 4
+    resync_seconds: float = 300.0
+    watch_timeout_seconds: float = 300.0
+
+
+async def run_operator(options: OperatorOptions, configuration: k8s.Configuration) -> None:
+    """Run until SIGTERM/SIGINT (kopf handles both), then stop everything."""
+    metrics = OperatorMetrics(CollectorRegistry(auto_describe=True))
+    # Each worker makes one API call at a time; the spare threads serve kopf-independent reads.
+    kube = KubeClient(
+        configuration, metrics, field_manager=names.FIELD_MANAGER, threads=options.workers + 2
+    )
+    controller = Controller(
+        Reconciler(kube),
+        metrics,
+        workers=options.workers,
+        resync_seconds=options.resync_seconds,
+    )
+    reconciling = asyncio.create_task(controller.run(), name="controller")
+    try:
+        app = create_ops_app(metrics, controller.healthy)
+        async with serve(app, options.listen_host, options.listen_port):
+            log.info(
+                "serving /metrics and /healthz on %s:%d", options.listen_host, options.listen_port
+            )
+            await kopf.operator(
+                registry=build_registry(controller, configuration),
+                settings=operator_settings(watch_timeout=options.watch_timeout_seconds),
+                clusterwide=not options.namespaces,
+                namespaces=options.namespaces,
+                standalone=True,
+            )
+    finally:
+        reconciling.cancel()
+        await asyncio.gather(reconciling, return_exceptions=True)
+        await kube.close()

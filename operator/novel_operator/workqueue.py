@@ -1,0 +1,109 @@
+"""A keyed work queue for level-based reconciles, in the manner of client-go's workqueue.
+
+- A key waits in the queue at most once, however many events name it meanwhile.
+- One worker handles a key at a time; a key added while it is handled runs once more after.
+- A failed key comes back after an exponential backoff; a success resets its backoff.
+- A handler may ask for its key to come back after a delay (e.g. to re-check later).
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+
+#: What a handler returns: seconds after which to handle the key again, or None.
+Handler = Callable[[K], Awaitable[float | None]]
+
+
+class WorkQueue(Generic[K]):
+    def __init__(
+        self,
+        handler: Handler[K],
+        *,
+        workers: int,
+        backoff_base: float = 0.5,
+        backoff_max: float = 60.0,
+        on_depth: Callable[[int], None] = lambda depth: None,
+    ) -> None:
+        self._handler = handler
+        self._workers = workers
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._on_depth = on_depth
+        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._waiting: set[K] = set()
+        self._active: set[K] = set()
+        self._failures: dict[K, int] = {}
+        self._timers: dict[K, asyncio.TimerHandle] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, key: K) -> None:
+        """Handle `key` soon (once, however often it is added before a worker takes it)."""
+        if key in self._waiting:
+            return
+        self._waiting.add(key)
+        if key not in self._active:
+            self._queue.put_nowait(key)
+        self._on_depth(len(self._waiting))
+
+    def add_after(self, key: K, delay: float) -> None:
+        """Handle `key` in `delay` seconds (the earliest of several pending delays wins)."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        pending = self._timers.get(key)
+        if pending is not None:
+            if pending.when() <= when:
+                return
+            pending.cancel()
+        self._timers[key] = loop.call_at(when, self._fire, key)
+
+    def forget(self, key: K) -> None:
+        """Drop the backoff and any delayed handling of `key` (its object is gone)."""
+        self._failures.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _fire(self, key: K) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    async def run(self) -> None:
+        """Run the workers until cancelled; pending delayed keys are dropped then."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index in range(self._workers):
+                    group.create_task(self._work(), name=f"reconcile-worker-{index}")
+        finally:
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._waiting.discard(key)
+            self._active.add(key)
+            self._on_depth(len(self._waiting))
+            try:
+                again = await self._handler(key)
+            except Exception:
+                failures = self._failures.get(key, 0) + 1
+                self._failures[key] = failures
+                delay = min(self._backoff_base * 2 ** (failures - 1), self._backoff_max)
+                log.exception("%s failed (attempt %d), retry in %.1fs", key, failures, delay)
+                self.add_after(key, delay)
+            else:
+                self._failures.pop(key, None)
+                if again is not None:
+                    self.add_after(key, again)
+            finally:
+                self._active.discard(key)
+                if key in self._waiting:
+                    self._queue.put_nowait(key)

@@ -1,0 +1,199 @@
+"""The apply layer's decision "would a server-side apply change this object?"."""
+
+import copy
+from typing import Any
+
+import pytest
+
+from novel_operator.kube.compare import apply_needed, first_difference, unwanted_owned_fields
+
+MANAGER = "novel-engine-operator"
+
+
+def deployment(env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "engine",
+        "image": "novel-engine/engine:0.1.0",
+        "args": ["--port", "8080"],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "resources": {"limits": {"memory": "1024Mi", "cpu": "0.5"}},
+        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
+    }
+    if env is not None:
+        container["env"] = env
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "a", "namespace": "ns", "labels": {"app": "a"}, "annotations": {}},
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [container]}}},
+    }
+
+
+def as_served(desired: dict[str, Any]) -> dict[str, Any]:
+    """What the apiserver returns for `desired`: defaults filled in, quantities canonical,
+    zero values and empty maps dropped, plus managedFields for our apply."""
+    live = copy.deepcopy(desired)
+    live["metadata"].pop("annotations")
+    live["metadata"]["uid"] = "u1"
+    live["spec"]["strategy"] = {"type": "RollingUpdate"}
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    container["resources"] = {"limits": {"memory": "1Gi", "cpu": "500m"}}
+    container["ports"][0]["protocol"] = "TCP"
+    container["imagePullPolicy"] = "IfNotPresent"
+    del container["securityContext"]["allowPrivilegeEscalation"]
+    container_fields: dict[str, Any] = {
+        ".": {},
+        "f:name": {},
+        "f:image": {},
+        "f:args": {},
+        "f:ports": {'k:{"containerPort":8080,"protocol":"TCP"}': {".": {}, "f:name": {}}},
+        "f:resources": {"f:limits": {"f:memory": {}, "f:cpu": {}}},
+    }
+    for item in desired["spec"]["template"]["spec"]["containers"][0].get("env", []):
+        container_fields.setdefault("f:env", {})[f'k:{{"name":"{item["name"]}"}}'] = {
+            ".": {},
+            "f:name": {},
+            "f:value": {},
+        }
+    live["metadata"]["managedFields"] = [
+        {
+            "manager": MANAGER,
+            "operation": "Apply",
+            "fieldsV1": {
+                "f:metadata": {"f:labels": {"f:app": {}}},
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:template": {
+                        "f:spec": {"f:containers": {'k:{"name":"engine"}': container_fields}}
+                    },
+                },
+            },
+        },
+        {
+            "manager": "kube-controller-manager",
+            "operation": "Update",
+            "subresource": "status",
+            "fieldsV1": {"f:status": {"f:replicas": {}}},
+        },
+    ]
+    return live
+
+
+def test_served_object_equal_to_desired_needs_no_apply() -> None:
+    desired = deployment(env=[{"name": "A", "value": "1"}])
+    assert apply_needed(desired, as_served(desired), MANAGER) is None
+
+
+def test_changed_value_needs_apply_and_names_the_path() -> None:
+    desired = deployment()
+    live = as_served(desired)
+    desired["spec"]["template"]["spec"]["containers"][0]["image"] = "novel-engine/engine:0.2.0"
+    reason = apply_needed(desired, live, MANAGER)
+    assert reason == ".spec.template.spec.containers[name=engine].image differs"
+
+
+def test_hand_edited_value_needs_apply() -> None:
+    desired = deployment()
+    live = as_served(desired)
+    live["spec"]["replicas"] = 5
+    assert apply_needed(desired, live, MANAGER) == ".spec.replicas differs"
+
+
+def test_deleted_label_needs_apply() -> None:
+    desired = deployment()
+    live = as_served(desired)
+    del live["metadata"]["labels"]["app"]
+    assert apply_needed(desired, live, MANAGER) == ".metadata.labels.app differs"
+
+
+def test_field_we_applied_but_no_longer_want_needs_apply() -> None:
+    before = deployment(env=[{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+    live = as_served(before)
+    after = deployment(env=[{"name": "A", "value": "1"}])
+    # Every value `after` wants is there, so only managedFields reveal the extra env var.
+    assert first_difference(after, live) is None
+    assert apply_needed(after, live, MANAGER) == (
+        '.spec.template.spec.containers[{"name":"engine"}].env[{"name":"B"}] is no longer wanted'
+    )
+
+
+def test_items_added_by_other_managers_are_not_ours_to_remove() -> None:
+    desired = deployment(env=[{"name": "A", "value": "1"}])
+    live = as_served(desired)
+    containers = live["spec"]["template"]["spec"]["containers"]
+    containers.append({"name": "sidecar", "image": "proxy"})
+    containers[0]["env"].append({"name": "INJECTED", "value": "x"})
+    live["metadata"]["labels"]["team"] = "narrative"
+    assert apply_needed(desired, live, MANAGER) is None
+
+
+def test_fields_owned_by_other_managers_are_not_counted() -> None:
+    desired = deployment()
+    live = as_served(desired)
+    live["metadata"]["managedFields"].append(
+        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:spec": {"f:paused": {}}}}
+    )
+    assert unwanted_owned_fields(live["metadata"]["managedFields"], MANAGER, desired) == []
+
+
+@pytest.mark.parametrize(
+    ("desired", "live", "equal"),
+    [
+        ("1024Mi", "1Gi", True),
+        ("0.5", "500m", True),
+        ("1", "1000m", True),
+        ("1Gi", "2Gi", False),
+    ],
+)
+def test_resource_quantities_compare_by_amount(desired: str, live: str, equal: bool) -> None:
+    want = {"resources": {"limits": {"memory": desired}}}
+    have = {"resources": {"limits": {"memory": live}}}
+    assert (first_difference(want, have) is None) is equal
+
+
+def test_quantity_syntax_elsewhere_compares_as_text() -> None:
+    assert first_difference({"data": {"size": "1024Mi"}}, {"data": {"size": "1Gi"}}) == ".data.size"
+
+
+@pytest.mark.parametrize("zero", [False, 0, "", {}, [], None])
+def test_zero_values_match_a_field_the_server_omitted(zero: Any) -> None:
+    assert first_difference({"spec": {"x": zero}}, {"spec": {}}) is None
+
+
+def test_booleans_and_numbers_are_not_confused() -> None:
+    assert first_difference({"x": True}, {"x": 1}) == ".x"
+    assert first_difference({"x": 1}, {"x": "1"}) == ".x"
+    assert first_difference({"x": 2}, {"x": 2.0}) is None
+
+
+def test_unnamed_lists_compare_by_position_and_length() -> None:
+    want = {"args": ["--a", "--b"]}
+    assert first_difference(want, {"args": ["--a", "--b"]}) is None
+    assert first_difference(want, {"args": ["--b", "--a"]}) == ".args[0]"
+    assert first_difference(want, {"args": ["--a", "--b", "--c"]}) == ".args[]"
+
+
+def test_missing_named_item_is_reported_by_name() -> None:
+    want = {"ports": [{"name": "http", "port": 80}, {"name": "metrics", "port": 9090}]}
+    have = {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
+    assert first_difference(want, have) == ".ports[name=metrics]"
+
+
+def test_keyed_item_matches_when_a_defaulted_key_field_is_absent() -> None:
+    fields = {"f:ports": {'k:{"port":80,"protocol":"TCP"}': {".": {}, "f:port": {}}}}
+    managed = [{"manager": MANAGER, "operation": "Apply", "fieldsV1": fields}]
+    assert unwanted_owned_fields(managed, MANAGER, {"ports": [{"port": 80}]}) == []
+    assert unwanted_owned_fields(managed, MANAGER, {"ports": [{"port": 81}]}) == [
+        '.ports[{"port":80,"protocol":"TCP"}]'
+    ]
+
+
+def test_set_and_index_entries_are_checked() -> None:
+    fields = {"f:finalizers": {'v:"a"': {}}, "f:items": {"i:1": {"f:x": {}}}}
+    managed = [{"manager": MANAGER, "operation": "Apply", "fieldsV1": fields}]
+    wanted = {"finalizers": ["a"], "items": [{}, {"x": 1}]}
+    assert unwanted_owned_fields(managed, MANAGER, wanted) == []
+    assert unwanted_owned_fields(managed, MANAGER, {"finalizers": [], "items": [{}]}) == [
+        '.finalizers["a"]',
+        ".items[1]",
+    ]
