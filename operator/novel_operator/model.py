@@ -5,6 +5,7 @@ The CRD is generated from these models (see crd.py), so every field's descriptio
 same check in Python for pydantic.
 """
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from kubernetes.utils import parse_quantity
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -60,9 +62,18 @@ Quantity = Annotated[
 ]
 """A Kubernetes resource quantity such as `250m`, `512Mi` or `2`."""
 
+
+def _count_or_percent(value: int | str) -> int | str:
+    if isinstance(value, int) and value < 1:
+        raise ValueError("a count must be at least 1")
+    if isinstance(value, str) and re.fullmatch(PERCENT_PATTERN, value) is None:
+        raise ValueError("a percentage must be written 1% to 100%")
+    return value
+
+
 IntOrPercent = Annotated[
-    Annotated[int, Field(ge=1)]
-    | Annotated[str, StringConstraints(pattern=PERCENT_PATTERN, max_length=4)],
+    int | str,
+    AfterValidator(_count_or_percent),
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
@@ -144,9 +155,20 @@ class KubeModel(BaseModel):
 
 
 def nested(model: type[KubeModel], description: str) -> Any:
-    """A sub-object that is always present; `default: {}` in the CRD lets the apiserver fill in
-    the sub-object's own defaults when the user leaves it out."""
-    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+    """A sub-object that is always present: left out, it takes its fields' defaults (the CRD
+    carries the whole defaulted object, since the apiserver checks a default against the rules)."""
+    return Field(
+        default_factory=model,
+        description=description,
+        json_schema_extra={"default": model().to_k8s()},
+    )
+
+
+def empty(kind: type[list[Any]] | type[dict[str, Any]], description: str) -> Any:
+    """An empty list or map by default, in pydantic and (so the two agree) in the CRD."""
+    return Field(
+        default_factory=kind, description=description, json_schema_extra={"default": kind()}
+    )
 
 
 def field_errors(error: ValidationError, root: str = "spec") -> list[FieldError]:
@@ -172,10 +194,12 @@ def _quantity_at_most(low: str | None, high: str | None) -> bool:
 
 
 def _cel_quantity_at_most(field: str) -> str:
+    # Malformed quantities are reported by the schema's pattern; skip them here.
+    low, high = f"string(self.requests.{field})", f"string(self.limits.{field})"
     return (
-        f"!has(self.requests.{field}) || !has(self.limits.{field}) || "
-        f"quantity(string(self.requests.{field})).compareTo("
-        f"quantity(string(self.limits.{field}))) <= 0"
+        f"!has(self.requests.{field}) || !has(self.limits.{field})"
+        f" || !isQuantity({low}) || !isQuantity({high})"
+        f" || quantity({low}).compareTo(quantity({high})) <= 0"
     )
 
 
@@ -513,9 +537,7 @@ class ServiceSpec(KubeModel):
         "ClusterIP", description="Service type."
     )
     port: int = Field(names.ENGINE_PORT, ge=1, le=65535, description="Service port.")
-    annotations: LabelMap = Field(
-        default_factory=dict, description="Annotations on the Service (e.g. for load balancers)."
-    )
+    annotations: LabelMap = empty(dict, "Annotations on the Service (e.g. for load balancers).")
 
 
 class DisruptionBudgetSpec(KubeModel):
@@ -552,11 +574,11 @@ class Toleration(KubeModel):
 class PodOverrides(KubeModel):
     """Extra settings for the engine pods. Labels never replace the operator's own labels."""
 
-    labels: LabelMap = Field(default_factory=dict, description="Extra pod labels.")
-    annotations: LabelMap = Field(default_factory=dict, description="Extra pod annotations.")
-    node_selector: LabelMap = Field(default_factory=dict, description="Pod nodeSelector.")
-    tolerations: Annotated[list[Toleration], Field(max_length=MAX_LIST_ITEMS)] = Field(
-        default_factory=list, description="Pod tolerations."
+    labels: LabelMap = empty(dict, "Extra pod labels.")
+    annotations: LabelMap = empty(dict, "Extra pod annotations.")
+    node_selector: LabelMap = empty(dict, "Pod nodeSelector.")
+    tolerations: Annotated[list[Toleration], Field(max_length=MAX_LIST_ITEMS)] = empty(
+        list, "Pod tolerations."
     )
     affinity: FreeForm | None = Field(
         None, description="Pod affinity (a Kubernetes Affinity object, passed through)."
@@ -588,8 +610,8 @@ class NovelEngineSpec(KubeModel):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", description="When the kubelet pulls the image."
     )
-    image_pull_secrets: Annotated[list[ObjectName], Field(max_length=MAX_LIST_ITEMS)] = Field(
-        default_factory=list, description="Names of Secrets for pulling the image."
+    image_pull_secrets: Annotated[list[ObjectName], Field(max_length=MAX_LIST_ITEMS)] = empty(
+        list, "Names of Secrets for pulling the image."
     )
     replicas: int = Field(
         1,
@@ -681,7 +703,9 @@ class NovelEngineStatus(StatusModel):
     selector: str | None = Field(None, description="Label selector of the engine pods.")
     endpoint: str | None = Field(None, description="In-cluster address: Service DNS name:port.")
     conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
-        default_factory=list, description="Ready, Reconciling and Stalled."
+        default_factory=list,
+        description="Ready, Reconciling and Stalled.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     autoscaling: AutoscalingStatus | None = Field(
         None, description="Engine-metric autoscaling details."

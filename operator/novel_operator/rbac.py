@@ -1,0 +1,71 @@
+"""The Kubernetes permissions the operator needs, in one place (the chart and tests render them)."""
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from novel_operator import names
+from novel_operator.builders import CHILD_KINDS
+
+READ: Final = ("get", "list", "watch")
+MANAGE: Final = (*READ, "create", "update", "patch", "delete")
+
+# Plural resource names of the child kinds (RBAC speaks resources, manifests speak kinds).
+CHILD_RESOURCES: Final[dict[str, str]] = {
+    "ConfigMap": "configmaps",
+    "Secret": "secrets",
+    "Service": "services",
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "NetworkPolicy": "networkpolicies",
+}
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """One RBAC PolicyRule."""
+
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+
+    def to_k8s(self) -> dict[str, Any]:
+        return {
+            "apiGroups": list(self.api_groups),
+            "resources": list(self.resources),
+            "verbs": list(self.verbs),
+        }
+
+
+def api_group(api_version: str) -> str:
+    """`apps/v1` -> `apps`; the core group `v1` -> ``."""
+    return api_version.rpartition("/")[0]
+
+
+def _child_rules() -> tuple[PolicyRule, ...]:
+    by_group: dict[str, list[str]] = {}
+    for api_version, kind in CHILD_KINDS:
+        by_group.setdefault(api_group(api_version), []).append(CHILD_RESOURCES[kind])
+    return tuple(
+        PolicyRule((group,), tuple(sorted(resources)), MANAGE)
+        for group, resources in sorted(by_group.items())
+    )
+
+
+RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
+    # The custom resource: read it, keep kopf's annotations on it, write its status.
+    PolicyRule((names.GROUP,), (names.PLURAL,), (*READ, "update", "patch")),
+    PolicyRule((names.GROUP,), (f"{names.PLURAL}/status",), ("get", "update", "patch")),
+    # Children (server-side apply of a missing object needs create as well as patch).
+    *_child_rules(),
+    # The scaler sets replicas through the workload's scale subresource.
+    PolicyRule(("apps",), ("deployments/scale", "statefulsets/scale"), ("get", "update", "patch")),
+    # Engine pods, to scrape the ready ones' /metrics.
+    PolicyRule(("",), ("pods",), READ),
+    # Events about NovelEngines (kopf posts core Events).
+    PolicyRule(("", "events.k8s.io"), ("events",), ("create", "patch")),
+    # kopf discovers resources through CRDs and follows namespaces when watching several.
+    PolicyRule(("apiextensions.k8s.io",), ("customresourcedefinitions",), READ),
+    PolicyRule(("",), ("namespaces",), READ),
+)
