@@ -1,13 +1,154 @@
-"""The aiohttp application factory."""
+"""The aiohttp application factory: middlewares, routes and one cleanup context per resource.
+
+``create_app`` reads no environment; everything comes from the Settings it is given. Resources
+start in order (database, cache, content, jobs, scheduler, simulations) and stop in reverse:
+the scheduler stops first (running work gets what is left of the drain budget), then the jobs
+it failed are recorded, then the cache and the database close.
+"""
+
+from collections.abc import AsyncIterator
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from novel_engine.cache import MIGRATIONS as CACHE_MIGRATIONS
+from novel_engine.cache import build_cache
+from novel_engine.config import Settings
+from novel_engine.content.canonical import canonical_json
+from novel_engine.content.library import ContentLibrary
+from novel_engine.content.store import MIGRATIONS as CONTENT_MIGRATIONS
+from novel_engine.content.store import ContentStore
+from novel_engine.db import Database
+from novel_engine.drain import DrainState
+from novel_engine.jobs import CRASH_REASON, JobRunner, JobStore
+from novel_engine.jobs import MIGRATIONS as JOB_MIGRATIONS
+from novel_engine.keys import (
+    CACHE,
+    CONTENT,
+    DB,
+    DRAIN,
+    JOBS,
+    METRICS,
+    OPENAPI,
+    SCHEDULER,
+    SETTINGS,
+    SIMULATIONS,
+)
+from novel_engine.metrics import EngineMetrics
+from novel_engine.middlewares.body_limit import setup_body_limit
+from novel_engine.middlewares.metrics import setup_metrics
+from novel_engine.middlewares.problems import setup_problems
+from novel_engine.openapi import build_openapi
+from novel_engine.routes import setup_routes
+from novel_engine.routes.content import library_operations
+from novel_engine.routes.ops import ops_operations
+from novel_engine.routes.simulations import simulation_operations
+from novel_engine.scheduler import Scheduler
+from novel_engine.simulation.service import INLINE_COST_LIMIT, SimulationService
+
+DATABASE_FILE = "engine.sqlite3"
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+async def database_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[DB] = await Database.open(
+        settings.data_dir / DATABASE_FILE,
+        size=settings.db_pool_size,
+        acquire_timeout=settings.db_acquire_timeout,
+        metrics=app[METRICS],
+        migrations=(*CACHE_MIGRATIONS, *CONTENT_MIGRATIONS, *JOB_MIGRATIONS),
+    )
+    yield
+    await app[DB].close()
 
 
-def create_app() -> web.Application:
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
+async def cache_context(app: web.Application) -> AsyncIterator[None]:
+    app[CACHE] = await build_cache(app[SETTINGS], app[DB], app[METRICS])
+    yield
+    await app[CACHE].close()
+
+
+async def content_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    library = ContentLibrary(
+        ContentStore(app[DB]), app[CACHE].l1, read_only=settings.read_only_content
+    )
+    await library.load_files(settings.content_dirs)
+    app[CONTENT] = library
+    yield
+
+
+async def jobs_context(app: web.Application) -> AsyncIterator[None]:
+    store = JobStore(app[DB])
+    await store.fail_unfinished(CRASH_REASON)  # left queued by a process that did not stop cleanly
+    app[JOBS] = JobRunner(store, app[CACHE])
+    yield
+    await app[JOBS].close()
+
+
+async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    scheduler = Scheduler(
+        metrics=app[METRICS],
+        queue_limit=settings.queue_limit,
+        workers=settings.scheduler_workers,
+        thread_workers=settings.thread_workers,
+        process_workers=settings.process_workers,
+        aging_seconds=settings.aging_seconds,
+        default_deadline=settings.task_deadline,
+        # Worker processes start with the model imported, not at their first simulation.
+        process_preload=("novel_engine.simulation.runner",),
+    )
+    await scheduler.start()
+    app[SCHEDULER] = scheduler
+    yield
+    # In-flight requests have had their share of the drain budget; running tasks get the rest.
+    await scheduler.stop(app[DRAIN].remaining())
+
+
+async def simulations_context(app: web.Application) -> AsyncIterator[None]:
+    app[SIMULATIONS] = SimulationService(
+        app[CONTENT],
+        app[CACHE],
+        app[SCHEDULER],
+        process_cost_threshold=app[SETTINGS].process_cost_threshold,
+        inline_cost_limit=INLINE_COST_LIMIT,
+    )
+    yield
+
+
+async def begin_drain(app: web.Application) -> None:
+    app[DRAIN].begin()
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> web.Application:
+    """The engine application; ``registry`` defaults to a fresh one (one per app, not global)."""
+    registry = CollectorRegistry() if registry is None else registry
+    metrics = EngineMetrics(registry)
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[DRAIN] = DrainState(settings.drain_timeout)
+
+    # Outermost first: metrics see the final status, problems see every error.
+    setup_metrics(app, metrics)
+    setup_problems(app)
+    setup_body_limit(app, settings.max_body_bytes)
+
+    operations = [*ops_operations(registry), *library_operations(), *simulation_operations()]
+    setup_routes(app, operations)
+    app[OPENAPI] = canonical_json(build_openapi(operations))
+    metrics.precreate_routes((operation.path, operation.method) for operation in operations)
+
+    app.cleanup_ctx.extend(
+        [
+            database_context,
+            cache_context,
+            content_context,
+            jobs_context,
+            scheduler_context,
+            simulations_context,
+        ]
+    )
+    app.on_shutdown.append(begin_drain)
     return app

@@ -6,6 +6,7 @@ members by their string values. Content files are validated through the same JSO
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
@@ -37,7 +38,7 @@ def slugify(text: str) -> str:
     return slug
 
 
-def _require_unique(values: tuple[Any, ...], what: str) -> None:
+def _require_unique(values: Sequence[Any], what: str) -> None:
     seen: set[Any] = set()
     for value in values:
         if value in seen:
@@ -133,20 +134,20 @@ class CharacterSpec(ContentSpec):
     archetype: Archetype
     description: Annotated[str, _text(500, min_length=0)] = ""
     stats: Stats = Stats()
-    traits: Annotated[tuple[Trait, ...], Field(max_length=8)] = ()
-    equipment: Annotated[tuple[Item, ...], Field(max_length=10)] = ()
-    relationships: Annotated[tuple[Relationship, ...], Field(max_length=16)] = ()
+    traits: Annotated[list[Trait], Field(max_length=8)] = []
+    equipment: Annotated[list[Item], Field(max_length=10)] = []
+    relationships: Annotated[list[Relationship], Field(max_length=16)] = []
 
     @field_validator("traits")
     @classmethod
-    def _unique_traits(cls, traits: tuple[Trait, ...]) -> tuple[Trait, ...]:
+    def _unique_traits(cls, traits: list[Trait]) -> list[Trait]:
         _require_unique(traits, "trait")
         return traits
 
     @field_validator("relationships")
     @classmethod
-    def _unique_targets(cls, relationships: tuple[Relationship, ...]) -> tuple[Relationship, ...]:
-        _require_unique(tuple(r.target for r in relationships), "relationship target")
+    def _unique_targets(cls, relationships: list[Relationship]) -> list[Relationship]:
+        _require_unique([r.target for r in relationships], "relationship target")
         return relationships
 
 
@@ -184,10 +185,19 @@ class CampaignSpec(ContentSpec):
     title: Annotated[str, _text(120)]
     setting: Annotated[str, _text(1000)]
     atmosphere: Atmosphere = Atmosphere.MYSTERIOUS
-    events: Annotated[tuple[NarrativeEvent, ...], Field(max_length=50)] = ()
+    events: Annotated[list[NarrativeEvent], Field(max_length=50)] = []
 
 
-class InputFields(StrictModel):
+def content_hash(document_id: str, fields: dict[str, Any]) -> str:
+    """A document's identity for simulation ids: same content, same hash, on any replica.
+
+    The version is left out: replicas loading the same files agree even if their histories
+    differ.
+    """
+    return content_digest({**fields, "id": document_id})
+
+
+class InputFields(ContentSpec):
     """Optional identity fields accepted on create (id) and update (id, version)."""
 
     id: Slug | None = Field(default=None, description="Derived from the name/title if omitted.")
@@ -197,17 +207,12 @@ class InputFields(StrictModel):
     )
 
 
-class StoredFields(StrictModel):
+class StoredFields(ContentSpec):
     id: Slug
     version: Annotated[int, Field(ge=1, description="Starts at 1, grows by one per update.")]
 
     def content_hash(self) -> str:
-        """The document's identity for simulation ids: same content, same hash, any replica.
-
-        The version is left out: replicas loading the same files agree even if their histories
-        differ.
-        """
-        return content_digest(self.model_dump(mode="json", exclude={"version"}))
+        return content_hash(self.id, self.spec_dict())
 
 
 class CharacterInput(InputFields, CharacterSpec):
@@ -229,12 +234,12 @@ class Campaign(StoredFields, CampaignSpec):
 class ContentFile(StrictModel):
     """A YAML or JSON content file: lists of characters and campaigns."""
 
-    characters: tuple[CharacterInput, ...] = ()
-    campaigns: tuple[CampaignInput, ...] = ()
+    characters: list[CharacterInput] = []
+    campaigns: list[CampaignInput] = []
 
     @field_validator("characters", "campaigns")
     @classmethod
-    def _no_versions(cls, documents: tuple[InputFields, ...]) -> tuple[InputFields, ...]:
+    def _no_versions(cls, documents: list[InputFields]) -> list[InputFields]:
         if any(document.version is not None for document in documents):
             raise ValueError("content files must not set version; the library numbers versions")
         return documents

@@ -3,7 +3,7 @@
 Every roll uses the simulation's seeded generator, in the order actions are resolved.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from random import Random
 
 from novel_engine.content.models import EventEffect, NarrativeEvent, Trait
@@ -147,7 +147,7 @@ def resolve(world: World, agent: Agent, choice: Choice, rng: Random) -> ActionLo
     return _observe(agent)
 
 
-def fire_events(world: World, events: tuple[NarrativeEvent, ...], rng: Random) -> list[EventLog]:
+def fire_events(world: World, events: Sequence[NarrativeEvent], rng: Random) -> list[EventLog]:
     """Roll this turn's narrative events (in campaign order) and apply those that fire."""
     fired: list[EventLog] = []
     for event in events:

@@ -37,7 +37,7 @@ class SimulationRequest(StrictModel):
     """Body of POST /v1/simulations. ``priority`` and ``mode`` do not change the result or id."""
 
     character_ids: Annotated[
-        tuple[Slug, ...], Field(min_length=MIN_CHARACTERS, max_length=MAX_CHARACTERS)
+        list[Slug], Field(min_length=MIN_CHARACTERS, max_length=MAX_CHARACTERS)
     ]
     campaign_id: Slug | None = None
     turns: Annotated[int, Field(ge=1, le=MAX_TURNS)] = 20
@@ -47,7 +47,7 @@ class SimulationRequest(StrictModel):
 
     @field_validator("character_ids")
     @classmethod
-    def _distinct(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+    def _distinct(cls, ids: list[str]) -> list[str]:
         if len(set(ids)) != len(ids):
             raise ValueError("character ids must be distinct")
         return ids

@@ -1,6 +1,7 @@
 """The mutable state of one running simulation: the agents and the world around them."""
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -39,7 +40,7 @@ def clamp(value: int, low: int = 0, high: int = 100) -> int:
     return max(low, min(high, value))
 
 
-def _best_power(equipment: tuple[Item, ...], kind: ItemKind) -> int:
+def _best_power(equipment: Sequence[Item], kind: ItemKind) -> int:
     return max((item.power for item in equipment if item.kind is kind), default=0)
 
 
@@ -108,7 +109,7 @@ class Agent:
         return self.character.archetype
 
     @property
-    def traits(self) -> tuple[Trait, ...]:
+    def traits(self) -> Sequence[Trait]:
         return self.character.traits
 
     @property

@@ -1,0 +1,153 @@
+"""The content library as the API uses it: store + in-process read cache + read-only switch.
+
+Documents are served as canonical JSON bytes cached in the process's L1 tier only: every
+replica holds the full library in its own SQLite file, so a shared tier would add nothing
+and could serve another replica's (older) content during a rolling update.
+"""
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from novel_engine.cache import L1Cache
+from novel_engine.content.canonical import canonical_json
+from novel_engine.content.loader import directory_content, sample_content
+from novel_engine.content.models import Campaign, Character, ContentFile, InputFields
+from novel_engine.content.store import (
+    CAMPAIGNS,
+    CHARACTERS,
+    AnyKind,
+    ContentKind,
+    ContentStore,
+    InvalidDocumentError,
+    ItemT,
+)
+
+SAMPLES_SEED = "samples-v1"
+
+
+class ReadOnlyContentError(Exception):
+    """Content writes are disabled on this engine."""
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The id a cursor points after; raises InvalidDocumentError for a cursor we never issued."""
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidDocumentError("cursor", "not a cursor this API issued") from None
+
+
+def _cache_key(kind: AnyKind, document_id: str) -> str:
+    return f"content:{kind.name}:{document_id}"
+
+
+def _documents(files: Sequence[ContentFile]) -> list[tuple[AnyKind, InputFields]]:
+    documents: list[tuple[AnyKind, InputFields]] = []
+    for content in files:
+        documents += [(CHARACTERS, character) for character in content.characters]
+        documents += [(CAMPAIGNS, campaign) for campaign in content.campaigns]
+    return documents
+
+
+class ContentLibrary:
+    def __init__(self, store: ContentStore, l1: L1Cache, *, read_only: bool) -> None:
+        self.store = store
+        self.read_only = read_only
+        self._l1 = l1
+        # Bumped by every write: a read that started before a write must not cache its result.
+        self._generation = 0
+
+    async def load_files(self, content_dirs: Sequence[Path]) -> int:
+        """Seed the sample library (first start only), then load the content directories.
+
+        Directory files are authoritative: a document they define is updated to match them
+        at every start. Returns how many documents were added or changed.
+        """
+        samples = await asyncio.to_thread(sample_content)
+        changed = await self.store.load(_documents(samples), seed=SAMPLES_SEED)
+        files = await asyncio.to_thread(directory_content, content_dirs)
+        changed += await self.store.load(_documents(files))
+        return changed
+
+    async def document_json(self, kind: AnyKind, document_id: str) -> bytes:
+        """The stored document as canonical JSON; raises ContentNotFoundError."""
+        key = _cache_key(kind, document_id)
+        cached = self._l1.get(key)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        document = await self.store.get(kind, document_id)
+        body = canonical_json(document.model_dump(mode="json"))
+        if generation == self._generation:
+            self._l1.set(key, body)
+        return body
+
+    async def page(
+        self,
+        kind: ContentKind[ItemT],
+        *,
+        limit: int,
+        cursor: str | None,
+        filters: Mapping[str, str],
+    ) -> tuple[list[ItemT], str | None]:
+        """One page of documents in id order and the cursor of the next page (None at the end)."""
+        after = decode_cursor(cursor) if cursor else None
+        items = await self.store.list(kind, limit=limit + 1, after=after, filters=filters)
+        if len(items) > limit:
+            return items[:limit], encode_cursor(items[limit - 1].id)
+        return items, None
+
+    async def create(self, kind: ContentKind[ItemT], document: InputFields) -> ItemT:
+        self._check_writable()
+        created = await self.store.create(kind, document)
+        self._written(kind, created.id)
+        return created
+
+    async def replace(
+        self, kind: ContentKind[ItemT], document_id: str, document: InputFields
+    ) -> ItemT:
+        self._check_writable()
+        replaced = await self.store.replace(kind, document_id, document)
+        self._written(kind, document_id)
+        return replaced
+
+    async def delete(self, kind: AnyKind, document_id: str) -> None:
+        self._check_writable()
+        await self.store.delete(kind, document_id)
+        self._written(kind, document_id)
+
+    async def cast(
+        self, character_ids: Sequence[str], campaign_id: str | None
+    ) -> tuple[tuple[Character, ...], Campaign | None]:
+        """The documents a simulation names; unknown ids are errors on the request's fields."""
+        found = await self.store.get_many(CHARACTERS, character_ids)
+        for index, character_id in enumerate(character_ids):
+            if character_id not in found:
+                raise InvalidDocumentError(
+                    f"character_ids.{index}", f"no character with id {character_id!r}"
+                )
+        campaign = None
+        if campaign_id is not None:
+            campaigns = await self.store.get_many(CAMPAIGNS, [campaign_id])
+            if campaign_id not in campaigns:
+                raise InvalidDocumentError("campaign_id", f"no campaign with id {campaign_id!r}")
+            campaign = campaigns[campaign_id]
+        return tuple(found[character_id] for character_id in character_ids), campaign
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyContentError(
+                "content is read-only on this engine (started with --read-only-content); "
+                "change the content files it loads instead"
+            )
+
+    def _written(self, kind: AnyKind, document_id: str) -> None:
+        self._generation += 1
+        self._l1.delete(_cache_key(kind, document_id))

@@ -1,0 +1,255 @@
+"""SQLite persistence of the content library: one table for every kind of document.
+
+A document's row holds its canonical JSON (without id/version) and its version. Updates are
+compare-and-swap on the version, so concurrent writers never lose an update.
+"""
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from novel_engine.content.canonical import canonical_json
+from novel_engine.content.models import (
+    Campaign,
+    CampaignInput,
+    Character,
+    CharacterInput,
+    InputFields,
+    StoredFields,
+    slugify,
+)
+from novel_engine.db import Database, Migration
+
+MIGRATIONS: Sequence[Migration] = (
+    (
+        "content_0001",
+        "CREATE TABLE content ("
+        " kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,"
+        " body TEXT NOT NULL,"
+        " PRIMARY KEY (kind, id)) WITHOUT ROWID;"
+        # Named content sets loaded once (the sample library), so a restart never re-adds
+        # a sample the user deleted.
+        "CREATE TABLE content_seeds (name TEXT PRIMARY KEY);",
+    ),
+)
+
+ItemT = TypeVar("ItemT", bound=StoredFields, covariant=True)
+
+
+@dataclass(frozen=True)
+class ContentKind(Generic[ItemT]):
+    """One kind of library document and how the API exposes it."""
+
+    name: str  # plural, as in the URL: /v1/<name>
+    singular: str
+    input_model: type[InputFields]
+    item_model: type[ItemT]
+    filters: tuple[str, ...]  # document fields a listing may filter on (exact match)
+
+    def item(self, document_id: str, version: int, body: str) -> ItemT:
+        # Rows were validated strictly on the way in; lax mode only turns strings back into enums.
+        return self.item_model.model_validate(
+            {**json.loads(body), "id": document_id, "version": version}, strict=False
+        )
+
+
+CHARACTERS = ContentKind(
+    "characters", "character", CharacterInput, Character, ("faction", "archetype")
+)
+CAMPAIGNS = ContentKind("campaigns", "campaign", CampaignInput, Campaign, ("atmosphere",))
+AnyKind = ContentKind[StoredFields]
+
+
+class ContentNotFoundError(Exception):
+    def __init__(self, kind: AnyKind, document_id: str) -> None:
+        super().__init__(f"no {kind.singular} with id {document_id!r}")
+
+
+class ContentConflictError(Exception):
+    """The write clashes with what is stored: the id is taken, or the version moved on."""
+
+
+class InvalidDocumentError(Exception):
+    """A document is well-formed but unusable here; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def document_id(document: InputFields) -> str:
+    """The id a document gives, else one derived from its name or title."""
+    if document.id is not None:
+        return document.id
+    try:
+        return slugify(document.label())
+    except ValueError as error:
+        raise InvalidDocumentError("id", str(error)) from None
+
+
+def _body(document: InputFields) -> str:
+    return canonical_json(document.spec_dict()).decode()
+
+
+class ContentStore:
+    """CRUD over the content table; every method is one short transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, kind: ContentKind[ItemT], document_id: str) -> ItemT:
+        """The stored document; raises ContentNotFoundError."""
+        found = await self.get_many(kind, [document_id])
+        if document_id not in found:
+            raise ContentNotFoundError(kind, document_id)
+        return found[document_id]
+
+    async def get_many(self, kind: ContentKind[ItemT], ids: Sequence[str]) -> dict[str, ItemT]:
+        """The stored documents among ``ids`` (missing ones are simply absent)."""
+        placeholders = ",".join("?" * len(ids))
+        async with self._db.acquire() as connection:
+            rows = await connection.execute_fetchall(
+                f"SELECT id, version, body FROM content WHERE kind = ? AND id IN ({placeholders})",
+                (kind.name, *ids),
+            )
+        return {row[0]: kind.item(row[0], row[1], row[2]) for row in rows}
+
+    async def list(
+        self,
+        kind: ContentKind[ItemT],
+        *,
+        limit: int,
+        after: str | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> list[ItemT]:
+        """Up to ``limit`` documents in id order, starting after id ``after``."""
+        clauses = ["kind = ?"]
+        parameters: list[str | int] = [kind.name]
+        if after is not None:
+            clauses.append("id > ?")
+            parameters.append(after)
+        for field, value in (filters or {}).items():
+            if field not in kind.filters:
+                raise ValueError(f"{kind.name} cannot be filtered by {field!r}")
+            # field is one of kind.filters (fixed identifiers), so formatting it in is safe
+            clauses.append(f"json_extract(body, '$.{field}') = ?")
+            parameters.append(value)
+        parameters.append(limit)
+        async with self._db.acquire() as connection:
+            rows = await connection.execute_fetchall(
+                f"SELECT id, version, body FROM content WHERE {' AND '.join(clauses)}"
+                " ORDER BY id LIMIT ?",
+                parameters,
+            )
+        return [kind.item(row[0], row[1], row[2]) for row in rows]
+
+    async def create(self, kind: ContentKind[ItemT], document: InputFields) -> ItemT:
+        """Store a new document at version 1; raises ContentConflictError if the id is taken."""
+        if document.version is not None:
+            raise InvalidDocumentError(
+                "version", "version is set by the library; omit it on create"
+            )
+        new_id = document_id(document)
+        body = _body(document)
+        try:
+            async with self._db.acquire() as connection:
+                await connection.execute(
+                    "INSERT INTO content (kind, id, version, body) VALUES (?, ?, 1, ?)",
+                    (kind.name, new_id, body),
+                )
+                await connection.commit()
+        except sqlite3.IntegrityError:
+            raise ContentConflictError(
+                f"a {kind.singular} with id {new_id!r} already exists; "
+                f"update it with PUT /v1/{kind.name}/{new_id}"
+            ) from None
+        return kind.item(new_id, 1, body)
+
+    async def replace(
+        self, kind: ContentKind[ItemT], existing_id: str, document: InputFields
+    ) -> ItemT:
+        """Replace a document's content, bumping its version if the content changed.
+
+        ``document.version``, when given, must be the current version (optimistic locking).
+        """
+        if document.id is not None and document.id != existing_id:
+            raise InvalidDocumentError("id", f"id {document.id!r} does not match the URL")
+        body = _body(document)
+        async with self._db.acquire() as connection:
+            rows = list(
+                await connection.execute_fetchall(
+                    "SELECT version, body FROM content WHERE kind = ? AND id = ?",
+                    (kind.name, existing_id),
+                )
+            )
+            if not rows:
+                raise ContentNotFoundError(kind, existing_id)
+            current, stored_body = rows[0][0], rows[0][1]
+            if document.version is not None and document.version != current:
+                raise ContentConflictError(
+                    f"{kind.singular} {existing_id!r} is at version {current}, "
+                    f"not {document.version}; fetch it again and reapply the change"
+                )
+            if stored_body == body:
+                return kind.item(existing_id, current, body)
+            cursor = await connection.execute(
+                "UPDATE content SET version = version + 1, body = ?"
+                " WHERE kind = ? AND id = ? AND version = ?",
+                (body, kind.name, existing_id, current),
+            )
+            await connection.commit()
+        if cursor.rowcount != 1:
+            raise ContentConflictError(
+                f"{kind.singular} {existing_id!r} changed meanwhile; fetch it again and retry"
+            )
+        return kind.item(existing_id, current + 1, body)
+
+    async def delete(self, kind: AnyKind, existing_id: str) -> None:
+        """Remove a document; raises ContentNotFoundError if there is none."""
+        async with self._db.acquire() as connection:
+            cursor = await connection.execute(
+                "DELETE FROM content WHERE kind = ? AND id = ?", (kind.name, existing_id)
+            )
+            await connection.commit()
+        if cursor.rowcount != 1:
+            raise ContentNotFoundError(kind, existing_id)
+
+    async def load(
+        self,
+        documents: Iterable[tuple[AnyKind, InputFields]],
+        *,
+        seed: str | None = None,
+    ) -> int:
+        """Write file content in one transaction; returns how many documents changed.
+
+        With ``seed`` (a name), the documents are loaded only if that seed never was, and only
+        where no document with the same id exists (user edits win). Without it, files are
+        authoritative: new documents are added and changed ones updated (version + 1).
+        """
+        changed = 0
+        async with self._db.acquire() as connection:
+            if seed is not None:
+                cursor = await connection.execute(
+                    "INSERT OR IGNORE INTO content_seeds (name) VALUES (?)", (seed,)
+                )
+                if cursor.rowcount == 0:
+                    await connection.rollback()
+                    return 0
+            for kind, document in documents:
+                new_id, body = document_id(document), _body(document)
+                on_conflict = (
+                    "DO NOTHING"  # a seed never overwrites what the user has
+                    if seed is not None
+                    else "DO UPDATE SET version = version + 1, body = excluded.body"
+                    " WHERE body != excluded.body"
+                )
+                cursor = await connection.execute(
+                    "INSERT INTO content (kind, id, version, body) VALUES (?, ?, 1, ?)"
+                    f" ON CONFLICT (kind, id) {on_conflict}",
+                    (kind.name, new_id, body),
+                )
+                changed += max(0, cursor.rowcount)
+            await connection.commit()
+        return changed

@@ -1,0 +1,141 @@
+"""Asynchronous simulation jobs: their status persisted in SQLite, their results in the cache.
+
+A job is queued, then succeeded or failed; it is never silently lost. Jobs still queued when the
+engine stops are recorded as failed with a reason, and so are jobs a crashed process left behind.
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from novel_engine.cache import TieredCache
+from novel_engine.db import Database, Migration
+from novel_engine.scheduler import DeadlineExceeded, SchedulerStopped
+from novel_engine.simulation.request import SimulationInput
+from novel_engine.simulation.service import result_key
+
+MIGRATIONS: tuple[Migration, ...] = (
+    (
+        "jobs_0001",
+        "CREATE TABLE jobs ("
+        " id TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT,"
+        " input TEXT NOT NULL, updated_at REAL NOT NULL);",
+    ),
+)
+SHUTDOWN_REASON = "engine shut down before the job ran"
+CRASH_REASON = "engine stopped before the job finished"
+DEADLINE_REASON = "the simulation did not finish within its deadline"
+FAILURE_REASON = "the simulation failed unexpectedly; the error has been logged"
+
+log = logging.getLogger(__name__)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    status: JobStatus
+    error: str | None
+    input: SimulationInput
+
+
+class JobStore:
+    """The jobs table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def _write(self, sql: str, parameters: tuple[Any, ...]) -> int:
+        async with self._db.acquire() as connection:
+            cursor = await connection.execute(sql, parameters)
+            await connection.commit()
+        return cursor.rowcount
+
+    async def record_queued(self, simulation: SimulationInput) -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO jobs (id, status, error, input, updated_at)"
+            " VALUES (?, ?, NULL, ?, ?)",
+            (
+                simulation.simulation_id(),
+                JobStatus.QUEUED,
+                simulation.model_dump_json(),
+                time.time(),
+            ),
+        )
+
+    async def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
+        await self._write(
+            "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+            (status, error, time.time(), job_id),
+        )
+
+    async def fail_unfinished(self, reason: str) -> int:
+        """Mark every queued job failed; returns how many there were."""
+        return await self._write(
+            "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE status = ?",
+            (JobStatus.FAILED, reason, time.time(), JobStatus.QUEUED),
+        )
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self._db.acquire() as connection:
+            rows = list(
+                await connection.execute_fetchall(
+                    "SELECT status, error, input FROM jobs WHERE id = ?", (job_id,)
+                )
+            )
+        if not rows:
+            return None
+        status, error, stored_input = rows[0]
+        return Job(
+            job_id, JobStatus(status), error, SimulationInput.model_validate_json(stored_input)
+        )
+
+
+class JobRunner:
+    """Records jobs and how each one ends; the caller submits the work to the scheduler."""
+
+    def __init__(self, store: JobStore, cache: TieredCache) -> None:
+        self.store = store
+        self._cache = cache
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+
+    def running(self, job_id: str) -> bool:
+        """Whether this process is already running the job."""
+        return job_id in self._watchers
+
+    async def track(self, simulation: SimulationInput, future: asyncio.Future[bytes]) -> None:
+        """Record the submitted simulation as queued and its outcome when ``future`` settles."""
+        job_id = simulation.simulation_id()
+        await self.store.record_queued(simulation)
+        watcher = asyncio.create_task(self._watch(job_id, future), name=f"job {job_id}")
+        self._watchers[job_id] = watcher
+        watcher.add_done_callback(lambda _: self._watchers.pop(job_id, None))
+
+    async def _watch(self, job_id: str, future: asyncio.Future[bytes]) -> None:
+        try:
+            result = await future
+        except SchedulerStopped:
+            error = SHUTDOWN_REASON
+        except DeadlineExceeded:
+            error = DEADLINE_REASON
+        except Exception:
+            log.exception("simulation job %s failed", job_id)
+            error = FAILURE_REASON
+        else:
+            await self._cache.set(result_key(job_id), result)
+            await self.store.finish(job_id, JobStatus.SUCCEEDED)
+            return
+        await self.store.finish(job_id, JobStatus.FAILED, error)
+
+    async def close(self) -> None:
+        """Wait for the watchers (the scheduler has stopped), then fail anything left queued."""
+        await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+        await self.store.fail_unfinished(SHUTDOWN_REASON)

@@ -1,0 +1,23 @@
+"""Refuses a request whose declared body is over the limit before any of it is read.
+
+Bodies without a Content-Length (chunked) are bounded by the app's ``client_max_size``, which
+raises the same 413 when a handler reads past it.
+"""
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+
+def _body_limit_middleware(max_bytes: int) -> Middleware:
+    @web.middleware
+    async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        declared = request.content_length
+        if declared is not None and declared > max_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=declared)
+        return await handler(request)
+
+    return body_limit_middleware
+
+
+def setup_body_limit(app: web.Application, max_bytes: int) -> None:
+    app.middlewares.append(_body_limit_middleware(max_bytes))

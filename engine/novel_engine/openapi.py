@@ -1,0 +1,120 @@
+"""Builds the OpenAPI 3.1 document from the route operations and their pydantic models."""
+
+import re
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, JsonSchemaValue, models_json_schema
+
+from novel_engine import __version__
+from novel_engine.problems import PROBLEM_CONTENT_TYPE, Problem
+from novel_engine.routes import Operation
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+Refs = dict[tuple[Any, JsonSchemaMode], JsonSchemaValue]  # (model, mode) -> {"$ref": ...}
+_PATH_PARAMETER = re.compile(r"{(\w+)}")
+DESCRIPTION = (
+    "A deterministic multi-agent narrative simulation service. Errors are RFC 9457 problem "
+    "details (application/problem+json)."
+)
+
+
+def _models(operations: Sequence[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {(Problem, "serialization"): None}
+    for operation in operations:
+        for model in (operation.body, operation.query):
+            if model is not None:
+                wanted[model, "validation"] = None
+        for reply in operation.replies.values():
+            for model in reply.models:
+                wanted[model, "serialization"] = None
+    return list(wanted)
+
+
+def _schema(
+    refs: Refs,
+    models: Sequence[type[BaseModel]],
+    mode: Literal["validation", "serialization"],
+) -> dict[str, Any]:
+    if len(models) == 1:
+        return dict(refs[models[0], mode])
+    return {"oneOf": [refs[model, mode] for model in models]}
+
+
+def _parameters(
+    operation: Operation, definitions: dict[str, Any], refs: Refs
+) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATH_PARAMETER.findall(operation.path)
+    ]
+    if operation.query is not None:
+        query_name = refs[operation.query, "validation"]["$ref"].rsplit("/", 1)[-1]
+        query_schema = definitions[query_name]
+        required = set(query_schema.get("required", ()))
+        for name, schema in query_schema["properties"].items():
+            parameters.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in required,
+                    "description": schema.get("description", ""),
+                    "schema": schema,
+                }
+            )
+    return parameters
+
+
+def _responses(operation: Operation, refs: Refs) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, reply in operation.replies.items():
+        response: dict[str, Any] = {"description": reply.description}
+        if reply.models:
+            schema = _schema(refs, reply.models, "serialization")
+            response["content"] = {reply.content_type: {"schema": schema}}
+        elif reply.content_type:
+            response["content"] = {reply.content_type: {"schema": {"type": "string"}}}
+        responses[str(status)] = response
+    problem_schema = refs[Problem, "serialization"]
+    for status in (*operation.problems, 500):
+        response = {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": problem_schema}},
+        }
+        if status in (429, 503):
+            response["headers"] = {
+                "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+            }
+        responses[str(status)] = response
+    return responses
+
+
+def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document describing ``operations``."""
+    refs, components = models_json_schema(_models(operations), ref_template=REF_TEMPLATE)
+    definitions: dict[str, Any] = components.get("$defs", {})
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in operations:
+        entry: dict[str, Any] = {
+            "operationId": operation.operation_id,
+            "summary": operation.summary,
+            "tags": [operation.tag],
+            "parameters": _parameters(operation, definitions, refs),
+            "responses": _responses(operation, refs),
+        }
+        if operation.body is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _schema(refs, (operation.body,), "validation")}
+                },
+            }
+        paths.setdefault(operation.path, {})[operation.method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "NovelEngine API", "version": __version__, "description": DESCRIPTION},
+        "paths": paths,
+        "components": {"schemas": definitions},
+    }

@@ -1,0 +1,148 @@
+"""CRUD routes of the content library: /v1/characters and /v1/campaigns."""
+
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from novel_engine.content.canonical import canonical_json
+from novel_engine.content.models import Archetype, Atmosphere, Campaign, Character, StoredFields
+from novel_engine.content.store import CAMPAIGNS, CHARACTERS, AnyKind
+from novel_engine.keys import CONTENT
+from novel_engine.routes import Operation, Reply, json_bytes, parse_body, parse_query
+
+ItemT = TypeVar("ItemT", bound=StoredFields)
+PAGING_FIELDS = {"limit", "cursor"}
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit: int = Field(20, ge=1, le=100, description="Page size.")
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+
+
+class CharacterQuery(PageQuery):
+    faction: str | None = Field(None, description="Only characters of this faction.")
+    archetype: Archetype | None = Field(None, description="Only characters of this archetype.")
+
+
+class CampaignQuery(PageQuery):
+    atmosphere: Atmosphere | None = Field(None, description="Only campaigns of this mood.")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a listing, in id order."""
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
+        return f"{params[0].__name__}Page"  # OpenAPI component names allow no brackets
+
+
+def _document_json(document: BaseModel) -> bytes:
+    return canonical_json(document.model_dump(mode="json"))
+
+
+def content_operations(
+    kind: AnyKind, query_model: type[PageQuery], page_model: type[BaseModel]
+) -> list[Operation]:
+    """The five operations on one kind of document."""
+    collection, item_path = f"/v1/{kind.name}", f"/v1/{kind.name}/{{id}}"
+    title = kind.singular.capitalize()
+
+    async def list_documents(request: web.Request) -> web.Response:
+        query = parse_query(request, query_model)
+        filters = query.model_dump(mode="json", exclude=PAGING_FIELDS, exclude_none=True)
+        items, next_cursor = await request.app[CONTENT].page(
+            kind, limit=query.limit, cursor=query.cursor, filters=filters
+        )
+        page = {
+            "items": [item.model_dump(mode="json") for item in items],
+            "next_cursor": next_cursor,
+        }
+        return json_bytes(canonical_json(page))
+
+    async def create_document(request: web.Request) -> web.Response:
+        document = await parse_body(request, kind.input_model)
+        created = await request.app[CONTENT].create(kind, document)
+        location = f"{collection}/{created.id}"
+        return json_bytes(_document_json(created), status=201, headers={"Location": location})
+
+    async def get_document(request: web.Request) -> web.Response:
+        return json_bytes(await request.app[CONTENT].document_json(kind, request.match_info["id"]))
+
+    async def replace_document(request: web.Request) -> web.Response:
+        document = await parse_body(request, kind.input_model)
+        replaced = await request.app[CONTENT].replace(kind, request.match_info["id"], document)
+        return json_bytes(_document_json(replaced))
+
+    async def delete_document(request: web.Request) -> web.Response:
+        await request.app[CONTENT].delete(kind, request.match_info["id"])
+        return web.Response(status=204)
+
+    item = Reply(f"The {kind.singular}.", (kind.item_model,))
+    return [
+        Operation(
+            "GET",
+            collection,
+            list_documents,
+            f"list_{kind.name}",
+            f"List {kind.name} (paginated, filterable)",
+            kind.name,
+            {200: Reply(f"A page of {kind.name}.", (page_model,))},
+            query=query_model,
+            problems=(422,),
+        ),
+        Operation(
+            "POST",
+            collection,
+            create_document,
+            f"create_{kind.singular}",
+            f"Create a {kind.singular} (id derived from its name if omitted)",
+            kind.name,
+            {201: item},
+            body=kind.input_model,
+            problems=(400, 409, 413, 422),
+        ),
+        Operation(
+            "GET",
+            item_path,
+            get_document,
+            f"get_{kind.singular}",
+            f"{title} by id",
+            kind.name,
+            {200: item},
+            problems=(404,),
+        ),
+        Operation(
+            "PUT",
+            item_path,
+            replace_document,
+            f"replace_{kind.singular}",
+            f"Replace a {kind.singular} (give `version` to guard against lost updates)",
+            kind.name,
+            {200: item},
+            body=kind.input_model,
+            problems=(400, 404, 409, 413, 422),
+        ),
+        Operation(
+            "DELETE",
+            item_path,
+            delete_document,
+            f"delete_{kind.singular}",
+            f"Delete a {kind.singular}",
+            kind.name,
+            {204: Reply("Deleted.", content_type="")},
+            problems=(404, 409),
+        ),
+    ]
+
+
+def library_operations() -> list[Operation]:
+    return [
+        *content_operations(CHARACTERS, CharacterQuery, Page[Character]),
+        *content_operations(CAMPAIGNS, CampaignQuery, Page[Campaign]),
+    ]

@@ -1,0 +1,114 @@
+"""Simulation routes: run one (sync or async) and fetch a result or a job's status."""
+
+import re
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from novel_engine.content.canonical import canonical_json
+from novel_engine.jobs import JobStatus
+from novel_engine.keys import JOBS, SIMULATIONS
+from novel_engine.problems import ProblemError
+from novel_engine.routes import Operation, Reply, json_bytes, parse_body
+from novel_engine.scheduler import Priority
+from novel_engine.simulation.request import SIMULATION_ID_PATTERN, RunMode, SimulationRequest
+from novel_engine.simulation.result import SimulationResult
+
+SIMULATIONS_PATH = "/v1/simulations"
+_SIMULATION_ID = re.compile(SIMULATION_ID_PATTERN)
+# Without the shared L2 tier a result lives only in the replica that computed it.
+NOT_FOUND_DETAIL = (
+    "no simulation with this id is known to this engine; without a shared cache (L2), results "
+    "live only in the replica that computed them. Submitting the same request again recomputes "
+    "it under the same id"
+)
+
+
+class SimulationStatus(BaseModel):
+    """Where an asynchronous simulation stands (a finished one answers with its result)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: JobStatus
+    status_url: str = Field(description="Poll this URL for the status or the result.")
+    error: str | None = Field(None, description="Why a failed job failed.")
+
+
+def status_url(simulation_id: str) -> str:
+    return f"{SIMULATIONS_PATH}/{simulation_id}"
+
+
+def _status(simulation_id: str, status: JobStatus, error: str | None = None) -> bytes:
+    body = SimulationStatus(
+        id=simulation_id, status=status, status_url=status_url(simulation_id), error=error
+    )
+    return canonical_json(body.model_dump(mode="json", exclude_none=True))
+
+
+async def create_simulation(request: web.Request) -> web.Response:
+    simulation_request = await parse_body(request, SimulationRequest)
+    simulations = request.app[SIMULATIONS]
+    simulation = await simulations.prepare(simulation_request)
+    priority = Priority.parse(simulation_request.priority)
+    if simulation_request.mode is RunMode.SYNC:
+        return json_bytes(await simulations.run(simulation, priority))
+    simulation_id = simulation.simulation_id()
+    jobs = request.app[JOBS]
+    status = JobStatus.QUEUED
+    if not jobs.running(simulation_id):  # if it is, the same request joins the same job
+        if await simulations.cached(simulation_id) is not None:
+            status = JobStatus.SUCCEEDED
+        else:
+            await jobs.track(simulation, simulations.submit(simulation, priority))
+    return json_bytes(
+        _status(simulation_id, status),
+        status=202,
+        headers={"Location": status_url(simulation_id)},
+    )
+
+
+async def get_simulation(request: web.Request) -> web.Response:
+    simulation_id = request.match_info["id"]
+    if not _SIMULATION_ID.match(simulation_id):
+        raise ProblemError(404, "a simulation id is 64 lower-case hex digits", kind="not-found")
+    simulations = request.app[SIMULATIONS]
+    result = await simulations.cached(simulation_id)
+    if result is not None:
+        return json_bytes(result)
+    job = await request.app[JOBS].store.get(simulation_id)
+    if job is None:
+        raise ProblemError(404, NOT_FOUND_DETAIL, kind="not-found")
+    if job.status is JobStatus.SUCCEEDED:
+        # The cache let the result go; the job kept its input, and the model is deterministic.
+        return json_bytes(await simulations.run(job.input, Priority.NORMAL))
+    return json_bytes(_status(simulation_id, job.status, job.error))
+
+
+def simulation_operations() -> list[Operation]:
+    return [
+        Operation(
+            "POST",
+            SIMULATIONS_PATH,
+            create_simulation,
+            "create_simulation",
+            "Run a simulation (sync: the result; async: 202 and a status URL)",
+            "simulations",
+            {
+                200: Reply("The finished simulation (sync mode).", (SimulationResult,)),
+                202: Reply("Accepted (async mode); poll status_url.", (SimulationStatus,)),
+            },
+            body=SimulationRequest,
+            problems=(400, 413, 422, 429, 503, 504),
+        ),
+        Operation(
+            "GET",
+            f"{SIMULATIONS_PATH}/{{id}}",
+            get_simulation,
+            "get_simulation",
+            "A simulation's result, or its job status while queued or after failing",
+            "simulations",
+            {200: Reply("The result or the job status.", (SimulationResult, SimulationStatus))},
+            problems=(404, 429, 503),
+        ),
+    ]
