@@ -1,0 +1,32 @@
+"""Shared inputs of the operator's unit tests: an owner, specs built from Kubernetes JSON, and the
+sample resource in crds/examples/."""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from novel_operator.model import NovelEngineSpec, Owner
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_PATH = REPO_ROOT / "crds" / "examples" / "novelengine.yaml"
+CRD_PATH = REPO_ROOT / "crds" / "novelengines.novelengine.io.yaml"
+
+OWNER = Owner(name="demo", namespace="stories", uid="0b1c2d3e-uid", generation=4)
+
+
+def spec_of(data: dict[str, Any] | None = None) -> NovelEngineSpec:
+    """A spec from the camelCase JSON a user writes."""
+    return NovelEngineSpec.model_validate(data or {})
+
+
+def load_sample() -> dict[str, Any]:
+    """The sample NovelEngine resource."""
+    sample: dict[str, Any] = yaml.safe_load(SAMPLE_PATH.read_text())
+    return sample
+
+
+def containers_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod template's containers of a workload manifest."""
+    containers: list[dict[str, Any]] = manifest["spec"]["template"]["spec"]["containers"]
+    return containers

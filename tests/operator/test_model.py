@@ -1,0 +1,113 @@
+"""The NovelEngine spec model: defaults, field names, validation and its Kubernetes field paths."""
+
+from typing import Any
+
+import pytest
+from invalid_specs import INVALID_SPECS, InvalidSpec
+from operator_samples import load_sample, spec_of
+from pydantic import ValidationError
+
+import novel_operator
+from novel_operator import names
+from novel_operator.model import NovelEngineStatus, field_errors
+
+
+def error_paths(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ValidationError) as caught:
+        spec_of(data)
+    return [error.path for error in field_errors(caught.value)]
+
+
+def test_an_empty_spec_gets_the_documented_defaults() -> None:
+    spec = spec_of({})
+
+    assert spec.image == f"novel-engine/engine:{novel_operator.__version__}"
+    assert spec.replicas == 1
+    assert spec.resources.to_k8s() == {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+    assert spec.cache.l2.mode == "none"
+    assert (spec.cache.l3.enabled, spec.cache.l3.persistence) == (True, "emptyDir")
+    assert spec.autoscaling.enabled is False
+    assert (spec.service.type, spec.service.port) == ("ClusterIP", 8080)
+    assert spec.network_policy.enabled is False
+    assert spec.content is None
+
+
+def test_kubernetes_field_names_round_trip() -> None:
+    data = {"autoscaling": {"targetCPUUtilizationPercentage": 60, "engine": {"inFlightPerPod": 8}}}
+
+    dumped = spec_of(data).to_k8s()
+
+    assert dumped["autoscaling"]["targetCPUUtilizationPercentage"] == 60
+    assert dumped["autoscaling"]["engine"] == {"inFlightPerPod": 8}
+    assert spec_of(dumped) == spec_of(data)
+
+
+def test_the_sample_is_a_valid_autoscaled_novelengine() -> None:
+    sample = load_sample()
+
+    spec = spec_of(sample["spec"])
+
+    assert (sample["apiVersion"], sample["kind"]) == (names.API_VERSION, names.KIND)
+    assert names.instance_name_problem(sample["metadata"]["name"]) is None
+    assert spec.autoscaling.enabled
+    assert "minReplicas" in sample["spec"]["autoscaling"]
+    assert "maxReplicas" in sample["spec"]["autoscaling"]
+
+
+@pytest.mark.parametrize("case", INVALID_SPECS, ids=lambda case: case.id)
+def test_invalid_specs_are_refused_at_the_field_they_name(case: InvalidSpec) -> None:
+    assert error_paths(case.spec) == [case.field_path]
+
+
+def test_zero_replicas_is_allowed() -> None:
+    assert spec_of({"replicas": 0}).replicas == 0
+
+
+@pytest.mark.parametrize(
+    ("quantity", "stored"), [(2, "2"), ("1.5", "1.5"), ("500m", "500m"), ("64Mi", "64Mi")]
+)
+def test_quantities_accept_integers_and_kubernetes_suffixes(quantity: object, stored: str) -> None:
+    spec = spec_of({"cache": {"l1": {"maxBytes": quantity}}})
+
+    assert spec.cache.l1.max_bytes == stored
+
+
+def test_fractional_numbers_are_not_quantities() -> None:
+    # The apiserver's int-or-string schema refuses a YAML float, so the model does too.
+    assert error_paths({"resources": {"requests": {"cpu": 0.5}}}) == ["spec.resources.requests.cpu"]
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "writer"),
+    [
+        ({}, "spec"),
+        ({"enabled": True, "targetCPUUtilizationPercentage": 70}, "hpa"),
+        ({"enabled": True, "targetMemoryUtilizationPercentage": 70}, "hpa"),
+        (
+            {"enabled": True, "targetCPUUtilizationPercentage": 9, "engine": {"inFlightPerPod": 5}},
+            "hpa",
+        ),
+        ({"enabled": True, "engine": {"queueDepthPerPod": 10}}, "operator"),
+        ({"enabled": False, "targetCPUUtilizationPercentage": 70}, "spec"),
+    ],
+)
+def test_exactly_one_writer_owns_the_replicas(autoscaling: dict[str, Any], writer: str) -> None:
+    assert spec_of({"autoscaling": autoscaling}).replicas_writer == writer
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("demo", True), ("a" * 52, True), ("a" * 53, False), ("9lives", False), ("a.b", False)],
+)
+def test_instance_names_must_fit_a_service_and_a_statefulset(name: str, valid: bool) -> None:
+    assert (names.instance_name_problem(name) is None) is valid
+
+
+def test_status_from_an_older_operator_is_read_without_its_unknown_fields() -> None:
+    status = NovelEngineStatus.model_validate({"replicas": 2, "retiredField": "x"})
+
+    assert status.replicas == 2
+    assert status.to_k8s() == {"replicas": 2, "conditions": []}
