@@ -15,6 +15,18 @@ class L1Cache:
     An entry older than ttl_seconds is treated as absent: a miss, dropped on sight.
     """
 
+    __slots__ = (
+        "_clock",
+        "_entries",
+        "_lookup",
+        "_size_bytes",
+        "_touch",
+        "max_bytes",
+        "max_entries",
+        "stats",
+        "ttl_seconds",
+    )
+
     def __init__(
         self,
         max_entries: int,
@@ -31,6 +43,9 @@ class L1Cache:
         self._clock = clock
         # key -> (value, expiry on the clock); order is recency, least recent first
         self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        # bound once: get() is the hottest call in the engine
+        self._lookup = self._entries.get
+        self._touch = self._entries.move_to_end
         self._size_bytes = 0
 
     def __len__(self) -> int:
@@ -42,7 +57,7 @@ class L1Cache:
         return self._size_bytes
 
     def get(self, key: str) -> bytes | None:
-        entry = self._entries.get(key)
+        entry = self._lookup(key)
         if entry is None:
             self.stats.misses += 1
             return None
@@ -52,7 +67,7 @@ class L1Cache:
             self.stats.evictions += 1
             self.stats.misses += 1
             return None
-        self._entries.move_to_end(key)
+        self._touch(key)
         self.stats.hits += 1
         return entry[0]
 
