@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
 from novel_engine.content.canonical import content_digest
 
@@ -38,11 +39,13 @@ def slugify(text: str) -> str:
     return slug
 
 
-def _require_unique(values: Sequence[Any], what: str) -> None:
+def require_unique(values: Sequence[Any], what: str) -> None:
     seen: set[Any] = set()
     for value in values:
         if value in seen:
-            raise ValueError(f"duplicate {what} {value!r}")
+            raise PydanticCustomError(
+                "duplicate", "duplicate {what}: {value}", {"what": what, "value": str(value)}
+            )
         seen.add(value)
 
 
@@ -141,13 +144,13 @@ class CharacterSpec(ContentSpec):
     @field_validator("traits")
     @classmethod
     def _unique_traits(cls, traits: list[Trait]) -> list[Trait]:
-        _require_unique(traits, "trait")
+        require_unique(traits, "trait")
         return traits
 
     @field_validator("relationships")
     @classmethod
     def _unique_targets(cls, relationships: list[Relationship]) -> list[Relationship]:
-        _require_unique([r.target for r in relationships], "relationship target")
+        require_unique([r.target for r in relationships], "relationship target")
         return relationships
 
 
@@ -241,5 +244,7 @@ class ContentFile(StrictModel):
     @classmethod
     def _no_versions(cls, documents: list[InputFields]) -> list[InputFields]:
         if any(document.version is not None for document in documents):
-            raise ValueError("content files must not set version; the library numbers versions")
+            raise PydanticCustomError(
+                "version_in_file", "content files must not set version; the library numbers them"
+            )
         return documents

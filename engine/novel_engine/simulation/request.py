@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from novel_engine.content.canonical import content_digest
-from novel_engine.content.models import Campaign, Character, Slug, StrictModel
+from novel_engine.content.models import Campaign, Character, Slug, StrictModel, require_unique
 
 # Bump whenever the model's rules or its output change: it is part of every simulation id.
 MODEL_VERSION = "1"
@@ -48,8 +48,7 @@ class SimulationRequest(StrictModel):
     @field_validator("character_ids")
     @classmethod
     def _distinct(cls, ids: list[str]) -> list[str]:
-        if len(set(ids)) != len(ids):
-            raise ValueError("character ids must be distinct")
+        require_unique(ids, "character id")
         return ids
 
 

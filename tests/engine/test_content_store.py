@@ -1,0 +1,186 @@
+"""The SQLite content store: CRUD, versions, optimistic locking, pagination and file loading."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from novel_engine.cache import L1Cache
+from novel_engine.content.library import SAMPLES_SEED, ContentLibrary, ReadOnlyContentError
+from novel_engine.content.loader import sample_content
+from novel_engine.content.models import CharacterInput
+from novel_engine.content.store import (
+    CAMPAIGNS,
+    CHARACTERS,
+    MIGRATIONS,
+    ContentConflictError,
+    ContentNotFoundError,
+    ContentStore,
+    InvalidDocumentError,
+)
+from novel_engine.db import Database
+
+
+def character(name: str, **fields: object) -> CharacterInput:
+    return CharacterInput.model_validate(
+        {"name": name, "faction": "Guild", "archetype": "engineer", **fields}, strict=False
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ContentStore]:
+    db = await Database.open(
+        tmp_path / "content.sqlite3", size=2, acquire_timeout=5, metrics=None, migrations=MIGRATIONS
+    )
+    yield ContentStore(db)
+    await db.close()
+
+
+def library(store: ContentStore, *, read_only: bool = False) -> ContentLibrary:
+    return ContentLibrary(store, L1Cache(100, 1 << 20, 60), read_only=read_only)
+
+
+async def test_create_derives_the_id_and_starts_at_version_one(store: ContentStore) -> None:
+    created = await store.create(CHARACTERS, character("Ada Quill"))
+    assert (created.id, created.version) == ("ada-quill", 1)
+    assert await store.get(CHARACTERS, "ada-quill") == created
+
+
+async def test_create_refuses_a_taken_id(store: ContentStore) -> None:
+    await store.create(CHARACTERS, character("Ada"))
+    with pytest.raises(ContentConflictError, match="already exists"):
+        await store.create(CHARACTERS, character("Someone Else", id="ada"))
+
+
+async def test_create_refuses_a_version(store: ContentStore) -> None:
+    with pytest.raises(InvalidDocumentError) as caught:
+        await store.create(CHARACTERS, character("Ada", version=3))
+    assert caught.value.field == "version"
+
+
+async def test_replace_bumps_the_version_only_when_content_changes(store: ContentStore) -> None:
+    await store.create(CHARACTERS, character("Ada"))
+    same = await store.replace(CHARACTERS, "ada", character("Ada"))
+    changed = await store.replace(CHARACTERS, "ada", character("Ada", faction="Crown"))
+    assert (same.version, changed.version) == (1, 2)
+    assert (await store.get(CHARACTERS, "ada")).faction == "Crown"
+
+
+async def test_replace_with_a_stale_version_is_a_conflict(store: ContentStore) -> None:
+    await store.create(CHARACTERS, character("Ada"))
+    await store.replace(CHARACTERS, "ada", character("Ada", faction="Crown", version=1))
+    with pytest.raises(ContentConflictError, match="version 2, not 1"):
+        await store.replace(CHARACTERS, "ada", character("Ada", faction="Mob", version=1))
+
+
+async def test_replace_refuses_a_different_id_and_unknown_documents(store: ContentStore) -> None:
+    await store.create(CHARACTERS, character("Ada"))
+    with pytest.raises(InvalidDocumentError, match="does not match"):
+        await store.replace(CHARACTERS, "ada", character("Ada", id="bob"))
+    with pytest.raises(ContentNotFoundError):
+        await store.replace(CHARACTERS, "bob", character("Bob"))
+
+
+async def test_delete(store: ContentStore) -> None:
+    await store.create(CHARACTERS, character("Ada"))
+    await store.delete(CHARACTERS, "ada")
+    with pytest.raises(ContentNotFoundError):
+        await store.get(CHARACTERS, "ada")
+    with pytest.raises(ContentNotFoundError):
+        await store.delete(CHARACTERS, "ada")
+
+
+async def test_kinds_are_separate_namespaces(store: ContentStore) -> None:
+    await store.create(CHARACTERS, character("Ada"))
+    with pytest.raises(ContentNotFoundError):
+        await store.get(CAMPAIGNS, "ada")
+
+
+async def test_pages_walk_every_document_once_in_id_order(store: ContentStore) -> None:
+    for name in ["Eve", "Bob", "Dan", "Ada", "Cy"]:
+        await store.create(CHARACTERS, character(name))
+    content = library(store)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        items, cursor = await content.page(CHARACTERS, limit=2, cursor=cursor, filters={})
+        seen += [item.id for item in items]
+        if cursor is None:
+            break
+    assert seen == ["ada", "bob", "cy", "dan", "eve"]
+
+
+async def test_filters_match_exactly(store: ContentStore) -> None:
+    await store.create(CHARACTERS, character("Ada", faction="Crown"))
+    await store.create(CHARACTERS, character("Bob", archetype="warrior"))
+    crown = await store.list(CHARACTERS, limit=10, filters={"faction": "Crown"})
+    warriors = await store.list(CHARACTERS, limit=10, filters={"archetype": "warrior"})
+    assert [c.id for c in crown] == ["ada"]
+    assert [c.id for c in warriors] == ["bob"]
+    with pytest.raises(ValueError, match="cannot be filtered"):
+        await store.list(CHARACTERS, limit=10, filters={"name": "Ada"})
+
+
+async def test_a_forged_cursor_is_invalid(store: ContentStore) -> None:
+    with pytest.raises(InvalidDocumentError) as caught:
+        await library(store).page(CHARACTERS, limit=2, cursor="%%%", filters={})
+    assert caught.value.field == "cursor"
+
+
+async def test_samples_are_seeded_once_and_never_overwrite_user_edits(
+    store: ContentStore, tmp_path: Path
+) -> None:
+    content = library(store)
+    assert await content.load_files([]) == 15
+    await store.delete(CHARACTERS, "bram-holt")
+    await store.replace(CHARACTERS, "ilse-varn", character("Ilse", id="ilse-varn"))
+    assert await content.load_files([]) == 0
+    with pytest.raises(ContentNotFoundError):
+        await store.get(CHARACTERS, "bram-holt")
+    assert (await store.get(CHARACTERS, "ilse-varn")).name == "Ilse"
+    documents = [(CHARACTERS, c) for file in sample_content() for c in file.characters]
+    assert await store.load(documents, seed=SAMPLES_SEED) == 0
+
+
+async def test_content_directories_are_authoritative(store: ContentStore, tmp_path: Path) -> None:
+    (tmp_path / "cast.yaml").write_text(
+        "characters: [{id: ilse-varn, name: Ilse Reborn, faction: Crown, archetype: leader}]"
+    )
+    content = library(store)
+    await content.load_files([tmp_path])
+    first = await store.get(CHARACTERS, "ilse-varn")
+    await content.load_files([tmp_path])
+    again = await store.get(CHARACTERS, "ilse-varn")
+    assert first.name == "Ilse Reborn"
+    assert first.version == again.version == 2  # sample at 1, file at 2, unchanged file: still 2
+
+
+async def test_read_only_library_refuses_every_write(store: ContentStore) -> None:
+    content = library(store, read_only=True)
+    with pytest.raises(ReadOnlyContentError, match="read-only"):
+        await content.create(CHARACTERS, character("Ada"))
+    with pytest.raises(ReadOnlyContentError):
+        await content.replace(CHARACTERS, "ada", character("Ada"))
+    with pytest.raises(ReadOnlyContentError):
+        await content.delete(CHARACTERS, "ada")
+
+
+async def test_cached_documents_are_invalidated_by_writes(store: ContentStore) -> None:
+    content = library(store)
+    await content.create(CHARACTERS, character("Ada"))
+    before = await content.document_json(CHARACTERS, "ada")
+    await content.replace(CHARACTERS, "ada", character("Ada", faction="Crown"))
+    after = await content.document_json(CHARACTERS, "ada")
+    assert b'"faction":"Guild"' in before
+    assert b'"faction":"Crown"' in after
+
+
+async def test_cast_reports_unknown_ids_by_field(store: ContentStore) -> None:
+    content = library(store)
+    await content.load_files([])
+    with pytest.raises(InvalidDocumentError) as caught:
+        await content.cast(["ilse-varn", "nobody"], None)
+    assert caught.value.field == "character_ids.1"
+    with pytest.raises(InvalidDocumentError) as caught:
+        await content.cast(["ilse-varn", "bram-holt"], "atlantis")
+    assert caught.value.field == "campaign_id"
