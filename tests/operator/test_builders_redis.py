@@ -1,0 +1,78 @@
+"""The managed Redis tier: present only for `l2.mode: managed`, password only by reference."""
+
+import base64
+from typing import Any
+
+import pytest
+from operator_samples import OWNER, containers_of, spec_of
+
+from novel_operator import names
+from novel_operator.builders.redis import (
+    build_redis_deployment,
+    build_redis_secret,
+    build_redis_service,
+)
+
+MANAGED = {"cache": {"l2": {"mode": "managed", "managed": {"memory": "1Gi"}}}}
+EXTERNAL = {
+    "cache": {"l2": {"mode": "external", "external": {"urlSecretRef": {"name": "r", "key": "u"}}}}
+}
+
+
+@pytest.mark.parametrize("data", [{}, EXTERNAL], ids=["none", "external"])
+def test_no_redis_unless_managed(data: dict[str, Any]) -> None:
+    spec = spec_of(data)
+
+    assert build_redis_deployment(OWNER, spec) is None
+    assert build_redis_service(OWNER, spec) is None
+
+
+def test_managed_redis_runs_one_restricted_pod_sized_by_the_spec() -> None:
+    deployment = build_redis_deployment(OWNER, spec_of(MANAGED))
+    assert deployment is not None
+    (container,) = containers_of(deployment)
+    args = container["args"]
+
+    assert deployment["metadata"]["name"] == "demo-redis"
+    assert deployment["metadata"]["labels"][names.LABEL_NAME] == "novel-engine-redis"
+    assert deployment["metadata"]["labels"][names.LABEL_COMPONENT] == "cache"
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert args[args.index("--maxmemory") + 1] == str(int(0.8 * 1024**3))
+    assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    assert container["resources"]["limits"] == {"memory": "1Gi"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_password_is_referenced_from_the_generated_secret() -> None:
+    deployment = build_redis_deployment(OWNER, spec_of(MANAGED))
+    assert deployment is not None
+    (container,) = containers_of(deployment)
+
+    assert container["env"] == [
+        {
+            "name": "REDIS_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "demo-redis-auth", "key": "password"}},
+        }
+    ]
+    assert "$(REDIS_PASSWORD)" in container["args"]
+
+
+def test_the_secret_builder_stores_the_password_under_the_referenced_key() -> None:
+    secret = build_redis_secret(OWNER, "generated-pw")
+
+    assert secret["metadata"]["name"] == names.redis_secret_name("demo")
+    assert base64.b64decode(secret["data"][names.REDIS_PASSWORD_KEY]) == b"generated-pw"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == OWNER.uid
+
+
+def test_the_redis_service_selects_only_this_instances_redis() -> None:
+    service = build_redis_service(OWNER, spec_of(MANAGED))
+
+    assert service is not None
+    assert service["spec"]["selector"] == {
+        "app.kubernetes.io/name": "novel-engine-redis",
+        "app.kubernetes.io/instance": "demo",
+    }
+    assert service["spec"]["ports"][0]["port"] == 6379
