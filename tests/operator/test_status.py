@@ -1,0 +1,217 @@
+"""compute_status: kstatus conditions, observed generation, and stable transition times."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from novel_operator import names
+from novel_operator.model import AutoscalingStatus, NovelEngineStatus
+from novel_operator.status import compute_status
+
+T0 = datetime(2030, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
+ENDPOINT = "demo.stories.svc:8080"
+SELECTOR = {"app.kubernetes.io/name": "novel-engine", "app.kubernetes.io/instance": "demo"}
+
+
+def workload(
+    *,
+    desired: int = 2,
+    replicas: int = 2,
+    ready: int = 2,
+    updated: int = 2,
+    stale: bool = False,
+    kind: str = "Deployment",
+    conditions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "metadata": {"name": "demo", "generation": 5},
+        "spec": {"replicas": desired, "selector": {"matchLabels": SELECTOR}},
+        "status": {
+            "observedGeneration": 4 if stale else 5,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "conditions": conditions or [],
+        },
+    }
+
+
+def status(
+    live: dict[str, Any] | None,
+    *,
+    problems: list[str] | None = None,
+    paused: bool = False,
+    previous: NovelEngineStatus | None = None,
+    now: datetime = T0,
+    generation: int = 7,
+    autoscaling: AutoscalingStatus | None = None,
+) -> NovelEngineStatus:
+    return compute_status(
+        generation,
+        live,
+        problems or [],
+        paused,
+        previous,
+        now,
+        ENDPOINT,
+        autoscaling=autoscaling,
+    )
+
+
+def verdicts(result: NovelEngineStatus) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in result.conditions}
+
+
+READY = ("True", "Available")
+NOT_RECONCILING = ("False", "Reconciled")
+NOT_STALLED = ("False", "Reconciled")
+PROGRESSING = {
+    "Ready": ("False", "Progressing"),
+    "Reconciling": ("True", "Progressing"),
+    "Stalled": ("False", "Progressing"),
+}
+
+
+@pytest.mark.parametrize(
+    ("live", "expected"),
+    [
+        (None, PROGRESSING),
+        (workload(), {"Ready": READY, "Reconciling": NOT_RECONCILING, "Stalled": NOT_STALLED}),
+        (
+            workload(kind="StatefulSet"),
+            {"Ready": READY, "Reconciling": NOT_RECONCILING, "Stalled": NOT_STALLED},
+        ),
+        (workload(updated=1), PROGRESSING),  # rolling out a new template
+        (workload(replicas=3, updated=2), PROGRESSING),  # an old pod is still there
+        (workload(ready=1), PROGRESSING),
+        (workload(desired=3), PROGRESSING),  # scaling up
+        (workload(stale=True), PROGRESSING),  # the controller has not seen the change yet
+        (
+            workload(desired=0, replicas=0, ready=0, updated=0),
+            {
+                "Ready": ("False", "ScaledToZero"),
+                "Reconciling": NOT_RECONCILING,
+                "Stalled": NOT_STALLED,
+            },
+        ),
+    ],
+    ids=[
+        "no-workload",
+        "ready",
+        "statefulset-ready",
+        "rolling",
+        "old-pod",
+        "unready-pod",
+        "scaling-up",
+        "unobserved",
+        "scaled-to-zero",
+    ],
+)
+def test_conditions_follow_the_rollout(
+    live: dict[str, Any] | None, expected: dict[str, tuple[str, str]]
+) -> None:
+    assert verdicts(status(live)) == expected
+
+
+def test_a_ready_status_reports_counts_selector_endpoint_and_generation() -> None:
+    result = status(workload(desired=3, replicas=3, ready=3, updated=3))
+
+    assert result.observed_generation == 7
+    assert (result.replicas, result.ready_replicas, result.desired_replicas) == (3, 3, 3)
+    assert result.selector == "app.kubernetes.io/instance=demo,app.kubernetes.io/name=novel-engine"
+    assert result.endpoint == ENDPOINT
+    ready = result.condition("Ready")
+    assert ready is not None
+    assert ready.message == "Deployment: 3/3 replicas ready, 3/3 updated"
+    assert ready.observed_generation == 7
+
+
+def test_a_stuck_rollout_is_stalled_with_the_controllers_message() -> None:
+    stuck = {
+        "type": "Progressing",
+        "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+        "message": 'ReplicaSet "demo-5f" has timed out progressing.',
+    }
+
+    result = status(workload(ready=1, conditions=[stuck]))
+
+    stalled = result.condition("Stalled")
+    assert stalled is not None
+    assert (stalled.status, stalled.reason) == ("True", "ProgressDeadlineExceeded")
+    assert stalled.message == stuck["message"]
+    assert verdicts(result)["Reconciling"][0] == "False"
+
+
+def test_a_missing_reference_stalls_naming_the_object_and_recovers() -> None:
+    problem = 'ConfigMap "library" not found in namespace "stories"'
+
+    stalled = status(None, problems=[problem])
+    recovered = status(workload(), previous=stalled, now=T0 + timedelta(minutes=1))
+
+    assert verdicts(stalled) == {
+        "Ready": ("False", "InvalidReference"),
+        "Reconciling": ("False", "InvalidReference"),
+        "Stalled": ("True", "InvalidReference"),
+    }
+    condition = stalled.condition("Stalled")
+    assert condition is not None
+    assert condition.message == problem
+    assert verdicts(recovered)["Stalled"] == NOT_STALLED
+    assert verdicts(recovered)["Ready"] == READY
+
+
+def test_pause_says_so_and_keeps_the_observed_generation() -> None:
+    previous = status(workload(), generation=6)
+
+    paused = status(workload(), paused=True, previous=previous, generation=7)
+
+    assert paused.observed_generation == 6
+    reconciling = paused.condition("Reconciling")
+    assert reconciling is not None
+    assert (reconciling.status, reconciling.reason) == ("False", "Paused")
+    assert names.PAUSED_ANNOTATION in reconciling.message
+    assert verdicts(paused)["Ready"] == READY
+
+
+def test_transition_times_move_only_when_a_status_flips() -> None:
+    first = status(workload(updated=1))
+    later = status(workload(ready=1), previous=first, now=T0 + timedelta(minutes=1))
+    flipped = status(workload(), previous=later, now=T0 + timedelta(minutes=2))
+
+    def since(result: NovelEngineStatus, kind: str) -> datetime:
+        condition = result.condition(kind)
+        assert condition is not None
+        return condition.last_transition_time
+
+    assert since(first, "Ready") == T0.replace(microsecond=0)
+    assert since(later, "Ready") == since(first, "Ready")  # same status, new message
+    assert since(flipped, "Ready") == T0.replace(microsecond=0) + timedelta(minutes=2)
+    assert since(flipped, "Stalled") == since(first, "Stalled")  # never flipped
+
+
+def test_same_inputs_give_an_equal_status() -> None:
+    first = status(workload())
+
+    assert status(workload(), previous=first, now=T0 + timedelta(hours=1)) == first
+
+
+def test_autoscaling_details_are_kept_until_replaced() -> None:
+    details = AutoscalingStatus(recommended_replicas=4, floor=4)
+    with_details = status(workload(), autoscaling=details)
+
+    kept = status(workload(), previous=with_details)
+    replaced = status(workload(), previous=with_details, autoscaling=AutoscalingStatus(floor=2))
+
+    assert kept.autoscaling == details
+    assert replaced.autoscaling == AutoscalingStatus(floor=2)
+
+
+def test_the_status_serialises_as_kubernetes_json() -> None:
+    dumped = status(workload()).to_k8s()
+
+    assert dumped["observedGeneration"] == 7
+    assert dumped["readyReplicas"] == 2
+    assert dumped["conditions"][0]["lastTransitionTime"] == "2030-01-02T03:04:05Z"
