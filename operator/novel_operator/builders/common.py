@@ -54,6 +54,41 @@ def manifest(
     return {"apiVersion": api_version, "kind": kind, "metadata": metadata, **body}
 
 
+def engine_manifest(
+    api_version: str,
+    kind: str,
+    owner: Owner,
+    name: str | None = None,
+    *,
+    annotations: dict[str, str] | None = None,
+    **body: Any,
+) -> Manifest:
+    """A manifest of the engine component, named after the instance unless `name` is given."""
+    return manifest(
+        api_version,
+        kind,
+        owner,
+        names.engine_name(owner.name) if name is None else name,
+        app=names.ENGINE_APP,
+        component=names.COMPONENT_ENGINE,
+        annotations=annotations,
+        **body,
+    )
+
+
+def redis_manifest(api_version: str, kind: str, owner: Owner, **body: Any) -> Manifest:
+    """A manifest of the managed Redis component."""
+    return manifest(
+        api_version,
+        kind,
+        owner,
+        names.redis_name(owner.name),
+        app=names.REDIS_APP,
+        component=names.COMPONENT_CACHE,
+        **body,
+    )
+
+
 def restricted_security_context(user: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pod and container security contexts meeting the `restricted` Pod Security Standard."""
     pod = {

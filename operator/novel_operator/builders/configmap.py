@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from novel_operator import names
-from novel_operator.builders.common import Manifest, manifest
+from novel_operator.builders.common import Manifest, engine_manifest
 from novel_operator.model import NovelEngineSpec, Owner, quantity_value
 
 
@@ -52,12 +52,6 @@ def config_hash(spec: NovelEngineSpec) -> str:
 
 def build_configmap(owner: Owner, spec: NovelEngineSpec) -> Manifest:
     """The engine's config ConfigMap (always present)."""
-    return manifest(
-        "v1",
-        "ConfigMap",
-        owner,
-        names.config_name(owner.name),
-        app=names.ENGINE_APP,
-        component=names.COMPONENT_ENGINE,
-        data=config_data(spec),
+    return engine_manifest(
+        "v1", "ConfigMap", owner, names.config_name(owner.name), data=config_data(spec)
     )

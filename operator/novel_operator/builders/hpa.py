@@ -3,7 +3,7 @@
 from typing import Any
 
 from novel_operator import names
-from novel_operator.builders.common import Manifest, manifest
+from novel_operator.builders.common import Manifest, engine_manifest
 from novel_operator.builders.workload import workload_kind
 from novel_operator.model import NovelEngineSpec, Owner
 
@@ -51,12 +51,4 @@ def build_hpa(owner: Owner, spec: NovelEngineSpec, *, floor: int | None = None) 
     behavior = autoscaling.behavior.to_k8s()
     if behavior:
         body["behavior"] = behavior
-    return manifest(
-        "autoscaling/v2",
-        "HorizontalPodAutoscaler",
-        owner,
-        names.engine_name(owner.name),
-        app=names.ENGINE_APP,
-        component=names.COMPONENT_ENGINE,
-        spec=body,
-    )
+    return engine_manifest("autoscaling/v2", "HorizontalPodAutoscaler", owner, spec=body)

@@ -3,9 +3,10 @@
 from typing import Any
 
 from novel_operator import names
-from novel_operator.builders.common import Manifest, manifest
+from novel_operator.builders.common import Manifest, engine_manifest, redis_manifest
 from novel_operator.model import NovelEngineSpec, Owner
 
+API_VERSION = "networking.k8s.io/v1"
 # The operator's pods, in any namespace: they scrape the engine's /metrics.
 OPERATOR_PEER: dict[str, Any] = {
     "namespaceSelector": {},
@@ -13,18 +14,9 @@ OPERATOR_PEER: dict[str, Any] = {
 }
 
 
-def _ingress_policy(
-    owner: Owner, name: str, app: str, component: str, pods: dict[str, str], rule: dict[str, Any]
-) -> Manifest:
-    return manifest(
-        "networking.k8s.io/v1",
-        "NetworkPolicy",
-        owner,
-        name,
-        app=app,
-        component=component,
-        spec={"podSelector": {"matchLabels": pods}, "policyTypes": ["Ingress"], "ingress": [rule]},
-    )
+def _ingress_only(pods: dict[str, str], rule: dict[str, Any]) -> dict[str, Any]:
+    # Egress stays open: the engine needs DNS and possibly an external Redis.
+    return {"podSelector": {"matchLabels": pods}, "policyTypes": ["Ingress"], "ingress": [rule]}
 
 
 def build_engine_network_policy(owner: Owner, spec: NovelEngineSpec) -> Manifest | None:
@@ -36,13 +28,8 @@ def build_engine_network_policy(owner: Owner, spec: NovelEngineSpec) -> Manifest
     rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": names.ENGINE_PORT}]}
     if policy.allowed_clients is not None:
         rule["from"] = [*policy.allowed_clients, OPERATOR_PEER]
-    return _ingress_policy(
-        owner,
-        names.engine_name(owner.name),
-        names.ENGINE_APP,
-        names.COMPONENT_ENGINE,
-        names.engine_selector(owner.name),
-        rule,
+    return engine_manifest(
+        API_VERSION, "NetworkPolicy", owner, spec=_ingress_only(names.engine_selector(owner.name), rule)
     )
 
 
@@ -55,11 +42,6 @@ def build_redis_network_policy(owner: Owner, spec: NovelEngineSpec) -> Manifest 
         "from": [{"podSelector": {"matchLabels": names.engine_selector(owner.name)}}],
         "ports": [{"protocol": "TCP", "port": names.REDIS_PORT}],
     }
-    return _ingress_policy(
-        owner,
-        names.redis_name(owner.name),
-        names.REDIS_APP,
-        names.COMPONENT_CACHE,
-        names.redis_selector(owner.name),
-        rule,
+    return redis_manifest(
+        API_VERSION, "NetworkPolicy", owner, spec=_ingress_only(names.redis_selector(owner.name), rule)
     )

@@ -1,7 +1,7 @@
 """The engine PodDisruptionBudget."""
 
 from novel_operator import names
-from novel_operator.builders.common import Manifest, manifest
+from novel_operator.builders.common import Manifest, engine_manifest
 from novel_operator.model import NovelEngineSpec, Owner
 
 MIN_REPLICAS_FOR_BUDGET = 2
@@ -13,13 +13,10 @@ def build_pdb(owner: Owner, spec: NovelEngineSpec) -> Manifest | None:
     budget = spec.disruption_budget
     if not budget.enabled or spec.minimum_replicas < MIN_REPLICAS_FOR_BUDGET:
         return None
-    return manifest(
+    return engine_manifest(
         "policy/v1",
         "PodDisruptionBudget",
         owner,
-        names.engine_name(owner.name),
-        app=names.ENGINE_APP,
-        component=names.COMPONENT_ENGINE,
         spec={
             "selector": {"matchLabels": names.engine_selector(owner.name)},
             "maxUnavailable": budget.max_unavailable,

@@ -3,13 +3,14 @@
 import base64
 import math
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 from novel_operator import names
 from novel_operator.builders.common import (
     Manifest,
     common_labels,
     manifest,
+    redis_manifest,
     restricted_security_context,
 )
 from novel_operator.model import NovelEngineSpec, Owner, quantity_value
@@ -17,18 +18,6 @@ from novel_operator.model import NovelEngineSpec, Owner, quantity_value
 REDIS_CONTAINER: Final = "redis"
 REDIS_USER: Final = 999  # the `redis` user of the official image
 MAXMEMORY_SHARE: Final = Decimal("0.8")  # the rest of the container's memory is headroom
-
-
-def _redis_manifest(owner: Owner, api_version: str, kind: str, **body: Any) -> Manifest:
-    return manifest(
-        api_version,
-        kind,
-        owner,
-        names.redis_name(owner.name),
-        app=names.REDIS_APP,
-        component=names.COMPONENT_CACHE,
-        **body,
-    )
 
 
 def redis_maxmemory_bytes(memory: str) -> int:
@@ -85,10 +74,10 @@ def build_redis_deployment(owner: Owner, spec: NovelEngineSpec) -> Manifest | No
         "securityContext": container_security,
     }
     labels = common_labels(owner.name, names.REDIS_APP, names.COMPONENT_CACHE)
-    return _redis_manifest(
-        owner,
+    return redis_manifest(
         "apps/v1",
         "Deployment",
+        owner,
         spec={
             "replicas": 1,
             "selector": {"matchLabels": names.redis_selector(owner.name)},
@@ -112,10 +101,10 @@ def build_redis_service(owner: Owner, spec: NovelEngineSpec) -> Manifest | None:
     """The managed Redis Service, or None unless L2 is managed."""
     if spec.cache.l2.mode != "managed":
         return None
-    return _redis_manifest(
-        owner,
+    return redis_manifest(
         "v1",
         "Service",
+        owner,
         spec={
             "type": "ClusterIP",
             "selector": names.redis_selector(owner.name),

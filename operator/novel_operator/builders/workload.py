@@ -3,7 +3,7 @@
 from typing import Any
 
 from novel_operator import names
-from novel_operator.builders.common import Manifest, manifest
+from novel_operator.builders.common import Manifest, engine_manifest
 from novel_operator.builders.pod import DATA_VOLUME, engine_pod_template
 from novel_operator.model import NovelEngineSpec, Owner
 
@@ -35,15 +35,7 @@ def build_deployment(
         "type": "RollingUpdate",
         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
     }
-    return manifest(
-        "apps/v1",
-        "Deployment",
-        owner,
-        names.engine_name(owner.name),
-        app=names.ENGINE_APP,
-        component=names.COMPONENT_ENGINE,
-        spec=body,
-    )
+    return engine_manifest("apps/v1", "Deployment", owner, spec=body)
 
 
 def build_statefulset(
@@ -75,12 +67,4 @@ def build_statefulset(
             }
         ],
     }
-    return manifest(
-        "apps/v1",
-        "StatefulSet",
-        owner,
-        names.engine_name(owner.name),
-        app=names.ENGINE_APP,
-        component=names.COMPONENT_ENGINE,
-        spec=body,
-    )
+    return engine_manifest("apps/v1", "StatefulSet", owner, spec=body)
