@@ -28,9 +28,8 @@ def build_engine_network_policy(owner: Owner, spec: NovelEngineSpec) -> Manifest
     rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": names.ENGINE_PORT}]}
     if policy.allowed_clients is not None:
         rule["from"] = [*policy.allowed_clients, OPERATOR_PEER]
-    return engine_manifest(
-        API_VERSION, "NetworkPolicy", owner, spec=_ingress_only(names.engine_selector(owner.name), rule)
-    )
+    pods = names.engine_selector(owner.name)
+    return engine_manifest(API_VERSION, "NetworkPolicy", owner, spec=_ingress_only(pods, rule))
 
 
 def build_redis_network_policy(owner: Owner, spec: NovelEngineSpec) -> Manifest | None:
@@ -42,6 +41,5 @@ def build_redis_network_policy(owner: Owner, spec: NovelEngineSpec) -> Manifest 
         "from": [{"podSelector": {"matchLabels": names.engine_selector(owner.name)}}],
         "ports": [{"protocol": "TCP", "port": names.REDIS_PORT}],
     }
-    return redis_manifest(
-        API_VERSION, "NetworkPolicy", owner, spec=_ingress_only(names.redis_selector(owner.name), rule)
-    )
+    pods = names.redis_selector(owner.name)
+    return redis_manifest(API_VERSION, "NetworkPolicy", owner, spec=_ingress_only(pods, rule))
