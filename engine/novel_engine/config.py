@@ -67,6 +67,7 @@ class Settings(BaseModel):
     l1_ttl_seconds: float = Field(300.0, gt=0, description="Lifetime of an in-process cache entry.")
     l2_ttl_seconds: float = Field(86_400.0, gt=0, description="Lifetime of a Redis cache entry.")
     l3_max_entries: int = Field(100_000, ge=1, description="Rows kept in the SQLite cache tier.")
+    l3_enabled: bool = Field(True, description="Keep computed results in the SQLite cache tier.")
     queue_limit: int = Field(
         256, ge=1, description="Queued scheduler tasks before new work is refused with 429."
     )

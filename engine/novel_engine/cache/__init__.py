@@ -83,7 +83,11 @@ async def build_cache(
             None if password is None else password.get_secret_value(),
             ttl_seconds=settings.l2_ttl_seconds,
         )
-    l3 = None if db is None else SqliteTier(db, max_entries=settings.l3_max_entries)
+    l3 = (
+        None
+        if db is None or not settings.l3_enabled
+        else SqliteTier(db, max_entries=settings.l3_max_entries)
+    )
     if metrics is not None:
         for tier in (l1, l2, l3):
             if tier is not None:
