@@ -34,6 +34,11 @@ def test_default_settings_load_in_the_engine(tmp_path: Path) -> None:
 
     assert settings.l1_max_bytes is None  # the engine sizes L1 from its memory limit
     assert settings.log_level == "INFO"
+    assert settings.l3_enabled is True
+
+
+def test_a_disabled_l3_tier_reaches_the_engine(tmp_path: Path) -> None:
+    assert load_engine_settings({"cache": {"l3": {"enabled": False}}}, tmp_path).l3_enabled is False
 
 
 def test_the_configmap_is_named_labelled_and_owned() -> None:
@@ -53,6 +58,7 @@ def test_the_configmap_is_named_labelled_and_owned() -> None:
         {"engine": {"logLevel": "DEBUG"}},
         {"cache": {"l1": {"ttlSeconds": 5}}},
         {"cache": {"l3": {"maxEntries": 7}}},
+        {"cache": {"l3": {"enabled": False}}},
     ],
 )
 def test_engine_setting_changes_change_the_hash(change: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ def engine_config(spec: NovelEngineSpec) -> dict[str, Any]:
         "l1_max_entries": cache.l1.max_entries,
         "l1_ttl_seconds": cache.l1.ttl_seconds,
         "l2_ttl_seconds": cache.l2.ttl_seconds,
+        "l3_enabled": cache.l3.enabled,
         "l3_max_entries": cache.l3.max_entries,
     }
     if cache.l1.max_bytes is not None:
