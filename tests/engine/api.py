@@ -1,0 +1,54 @@
+"""Helpers for tests that drive the engine app over HTTP with aiohttp's test client."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from novel_engine.app import create_app
+from novel_engine.config import Settings
+
+EngineClient = TestClient[Any, Any]
+SIEGE = {
+    "character_ids": ["ilse-varn", "seren-ashdown", "dagny-kross", "wren-aldane"],
+    "campaign_id": "siege-of-emberfall",
+    "turns": 20,
+    "seed": 7,
+}
+
+
+async def engine_client(
+    aiohttp_client: AiohttpClient, data_dir: Path, **settings: Any
+) -> EngineClient:
+    """An engine app on a test server, with its data in ``data_dir``."""
+    client: EngineClient = await aiohttp_client(create_app(Settings(data_dir=data_dir, **settings)))
+    return client
+
+
+async def problem(response: ClientResponse, status: int) -> dict[str, Any]:
+    """The problem+json body of ``response``, which must have ``status``."""
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/problem+json"
+    body: dict[str, Any] = await response.json(content_type=None)
+    assert body["status"] == status
+    assert "Traceback" not in await response.text()
+    return body
+
+
+def fields(body: dict[str, Any]) -> set[str]:
+    """The field paths a validation problem names."""
+    return {error["field"] for error in body.get("errors", ())}
+
+
+async def until(condition: Callable[[], Awaitable[bool]], seconds: float = 60) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {seconds} s")
+        await asyncio.sleep(0.01)

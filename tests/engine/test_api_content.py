@@ -1,0 +1,156 @@
+"""Content library over HTTP: CRUD, pagination, filters, versions and read-only mode."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from novel_engine.content.models import Campaign, Character
+from novel_engine.routes.content import Page
+
+from .api import EngineClient, engine_client, fields, problem
+
+ADA = {"name": "Ada Quill", "faction": "Guild", "archetype": "engineer", "traits": ["curious"]}
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> EngineClient:
+    return await engine_client(aiohttp_client, tmp_path)
+
+
+async def test_sample_library_is_served(client: EngineClient) -> None:
+    response = await client.get("/v1/characters/ilse-varn")
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    character = Character.model_validate_json(await response.read())
+    assert (character.name, character.version) == ("Captain Ilse Varn", 1)
+    campaigns = Page[Campaign].model_validate_json(await (await client.get("/v1/campaigns")).read())
+    assert len(campaigns.items) == 3
+
+
+async def test_pages_cover_the_library_once(client: EngineClient) -> None:
+    seen: list[str] = []
+    url = "/v1/characters?limit=5"
+    while True:
+        page = Page[Character].model_validate_json(await (await client.get(url)).read())
+        assert len(page.items) <= 5
+        seen += [character.id for character in page.items]
+        if page.next_cursor is None:
+            break
+        url = f"/v1/characters?limit=5&cursor={page.next_cursor}"
+    assert seen == sorted(seen)
+    assert len(seen) == len(set(seen)) == 12
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("faction=Iron%20Covenant", {"ilse-varn", "bram-holt", "mira-quell"}),
+        ("archetype=scout", {"corvin-hale", "nyx-morrow"}),
+        ("faction=Iron%20Covenant&archetype=healer", {"mira-quell"}),
+        ("faction=Nobody", set()),
+    ],
+)
+async def test_listing_filters(client: EngineClient, query: str, expected: set[str]) -> None:
+    body = await (await client.get(f"/v1/characters?{query}")).json()
+    assert {item["id"] for item in body["items"]} == expected
+
+
+async def test_campaigns_filter_by_atmosphere(client: EngineClient) -> None:
+    body = await (await client.get("/v1/campaigns?atmosphere=tense")).json()
+    assert [item["id"] for item in body["items"]] == ["siege-of-emberfall"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=x", "limit"),
+        ("colour=red", "colour"),
+        ("archetype=pilot", "archetype"),
+        ("cursor=%25%25", "cursor"),
+    ],
+)
+async def test_bad_listing_queries(client: EngineClient, query: str, field: str) -> None:
+    body = await problem(await client.get(f"/v1/characters?{query}"), 422)
+    assert field in fields(body)
+
+
+async def test_create_read_update_delete(client: EngineClient) -> None:
+    created = await client.post("/v1/characters", json=ADA)
+    assert created.status == 201
+    assert created.headers["Location"] == "/v1/characters/ada-quill"
+    assert (await created.json())["version"] == 1
+
+    fetched = await (await client.get("/v1/characters/ada-quill")).json()
+    fetched["faction"] = "Crown"
+    updated = await client.put("/v1/characters/ada-quill", json=fetched)
+    assert updated.status == 200
+    assert (await updated.json())["version"] == 2
+    assert (await (await client.get("/v1/characters/ada-quill")).json())["faction"] == "Crown"
+
+    deleted = await client.delete("/v1/characters/ada-quill")
+    assert deleted.status == 204
+    await problem(await client.get("/v1/characters/ada-quill"), 404)
+
+
+async def test_create_twice_is_a_conflict(client: EngineClient) -> None:
+    assert (await client.post("/v1/characters", json=ADA)).status == 201
+    body = await problem(await client.post("/v1/characters", json=ADA), 409)
+    assert "already exists" in body["detail"]
+
+
+async def test_lost_updates_are_refused(client: EngineClient) -> None:
+    original: dict[str, Any] = await (await client.get("/v1/campaigns/drowned-library")).json()
+    first = {**original, "atmosphere": "grim"}
+    second = {**original, "atmosphere": "serene"}
+    assert (await client.put("/v1/campaigns/drowned-library", json=first)).status == 200
+    body = await problem(await client.put("/v1/campaigns/drowned-library", json=second), 409)
+    assert "version 2" in body["detail"]
+
+
+async def test_put_and_delete_of_unknown_documents(client: EngineClient) -> None:
+    await problem(await client.put("/v1/characters/nobody", json=ADA), 404)
+    await problem(await client.delete("/v1/campaigns/nowhere"), 404)
+
+
+async def test_put_with_a_mismatched_id(client: EngineClient) -> None:
+    body = await problem(
+        await client.put("/v1/characters/ilse-varn", json={**ADA, "id": "other"}), 422
+    )
+    assert fields(body) == {"id"}
+
+
+async def test_validation_errors_name_every_field(client: EngineClient) -> None:
+    bad = {**ADA, "stats": {"strength": 101}, "traits": ["stoic", "stoic"], "eyes": "blue"}
+    body = await problem(await client.post("/v1/characters", json=bad), 422)
+    assert fields(body) == {"stats.strength", "traits", "eyes"}
+
+
+async def test_read_only_content_refuses_writes_with_a_clear_message(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path, read_only_content=True)
+    for response in [
+        await client.post("/v1/characters", json=ADA),
+        await client.put("/v1/characters/ilse-varn", json=ADA),
+        await client.delete("/v1/campaigns/drowned-library"),
+    ]:
+        body = await problem(response, 409)
+        assert "read-only" in body["detail"]
+    assert (await client.get("/v1/characters/ilse-varn")).status == 200
+
+
+async def test_content_directories_are_served(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "extra.json").write_text(
+        '{"campaigns": [{"title": "Night Market", "setting": "Lanterns and knives."}]}'
+    )
+    client = await engine_client(aiohttp_client, tmp_path / "data", content_dirs=(content,))
+    body = await (await client.get("/v1/campaigns/night-market")).json()
+    assert body["setting"] == "Lanterns and knives."

@@ -1,0 +1,115 @@
+"""Bad input and failures always answer problem+json with the right status, never a trace."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient
+
+from novel_engine.app import create_app
+from novel_engine.config import Settings
+from novel_engine.keys import DB
+
+from .api import SIEGE, EngineClient, engine_client, fields, problem
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> EngineClient:
+    return await engine_client(aiohttp_client, tmp_path, max_body_bytes=4096)
+
+
+@pytest.mark.parametrize("body", [b"{", b'{"character_ids": [}', b"\xff\xfe"])
+async def test_malformed_json_is_400(client: EngineClient, body: bytes) -> None:
+    problem_body = await problem(await client.post("/v1/simulations", data=body), 400)
+    assert "not valid JSON" in problem_body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"turns": "20"}, "turns"),
+        ({"turns": 0}, "turns"),
+        ({"turns": 201}, "turns"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"character_ids": ["ilse-varn"]}, "character_ids"),
+        ({"character_ids": [f"c{i}" for i in range(9)]}, "character_ids"),
+        ({"character_ids": ["ilse-varn", "bram-holt", "wren-aldane", "Bad Id"]}, "character_ids.3"),
+        ({"character_ids": ["ilse-varn", "ilse-varn"]}, "character_ids"),
+        ({"character_ids": "ilse-varn"}, "character_ids"),
+        ({"priority": "urgent"}, "priority"),
+        ({"mode": "later"}, "mode"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+async def test_invalid_simulation_requests_are_422_with_the_field(
+    client: EngineClient, change: dict[str, object], field: str
+) -> None:
+    body = await problem(await client.post("/v1/simulations", json={**SIEGE, **change}), 422)
+    assert field in fields(body)
+    assert body["type"].endswith("/validation")
+
+
+@pytest.mark.parametrize("body", [b"[]", b"null", b'"text"', b""])
+async def test_a_body_that_is_not_an_object_is_422(client: EngineClient, body: bytes) -> None:
+    await problem(await client.post("/v1/simulations", data=body), 422)
+
+
+async def test_unknown_content_in_a_simulation_is_422_on_the_field(client: EngineClient) -> None:
+    missing_character = {**SIEGE, "character_ids": ["ilse-varn", "nobody"]}
+    body = await problem(await client.post("/v1/simulations", json=missing_character), 422)
+    assert fields(body) == {"character_ids.1"}
+    body = await problem(
+        await client.post("/v1/simulations", json={**SIEGE, "campaign_id": "nowhere"}), 422
+    )
+    assert fields(body) == {"campaign_id"}
+
+
+async def test_oversized_bodies_are_413(client: EngineClient) -> None:
+    big = b'{"name": "' + b"x" * 5000 + b'"}'
+    await problem(await client.post("/v1/characters", data=big), 413)
+
+
+async def test_oversized_chunked_bodies_are_413(client: EngineClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"x" * 1000
+
+    await problem(await client.post("/v1/characters", data=chunks()), 413)
+
+
+async def test_unknown_routes_and_ids_are_404(client: EngineClient) -> None:
+    await problem(await client.get("/v1/heroes"), 404)
+    await problem(await client.get("/v1/characters/nobody"), 404)
+    await problem(await client.get("/v1/simulations/not-an-id"), 404)
+
+
+async def test_wrong_method_is_405_with_allow(client: EngineClient) -> None:
+    response = await client.patch("/v1/characters/ilse-varn")
+    await problem(response, 405)
+    assert set(response.headers["Allow"].split(",")) == {"GET", "PUT", "DELETE"}
+
+
+async def test_unexpected_errors_are_500_without_internals(
+    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(data_dir=tmp_path))
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internal detail")
+
+    app.router.add_get("/broken", broken)
+    client = await aiohttp_client(app)
+    body = await problem(await client.get("/broken"), 500)
+    assert "secret" not in str(body)
+    assert "secret internal detail" in caplog.text  # logged for operators
+
+
+async def test_a_busy_database_is_503(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+    client = await engine_client(aiohttp_client, tmp_path, db_pool_size=1, db_acquire_timeout=0.2)
+    async with client.app[DB].acquire():
+        response = await client.get("/v1/characters")
+        body = await problem(response, 503)
+    assert response.headers["Retry-After"] == "1"
+    assert "busy" in body["detail"]

@@ -1,0 +1,138 @@
+"""Operational endpoints: probes, draining, Prometheus metrics and the OpenAPI document."""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from novel_engine.keys import DB
+from novel_engine.metrics import IN_FLIGHT_METRIC
+
+from .api import EngineClient, engine_client, problem, until
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> EngineClient:
+    return await engine_client(aiohttp_client, tmp_path)
+
+
+async def test_probes_answer_when_ready(client: EngineClient) -> None:
+    assert await (await client.get("/healthz")).json() == {"status": "ok"}
+    assert await (await client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_readiness_fails_while_draining_but_liveness_holds(client: EngineClient) -> None:
+    await client.app.shutdown()  # what the server does when it starts shutting down
+    body = await problem(await client.get("/readyz"), 503)
+    assert "draining" in body["detail"]
+    assert (await client.get("/healthz")).status == 200
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """Sample lines of one metric: {'{labels}': value}."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line[len(name) :].rpartition(" ")
+            found[labels] = float(value)
+    return found
+
+
+async def test_request_latency_is_labelled_by_route_template(client: EngineClient) -> None:
+    await client.get("/v1/characters/ilse-varn")
+    await client.get("/v1/characters/no-such-one")
+    await client.get("/nowhere")
+    text = await (await client.get("/metrics")).text()
+    counts = samples(text, "novel_engine_http_request_duration_seconds_count")
+    assert counts['{method="GET",route="/v1/characters/{id}",status_class="2xx"}'] == 1
+    assert counts['{method="GET",route="/v1/characters/{id}",status_class="4xx"}'] == 1
+    assert counts['{method="GET",route="none",status_class="4xx"}'] == 1
+    assert not any("ilse-varn" in labels for labels in counts)
+
+
+async def test_in_flight_counts_api_requests_but_not_probes_or_scrapes(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path, db_pool_size=1)
+
+    async def in_flight() -> float:
+        assert (await client.get("/readyz")).status == 200
+        return samples(await (await client.get("/metrics")).text(), IN_FLIGHT_METRIC)[""]
+
+    async def in_flight_is(value: float) -> bool:
+        return await in_flight() == value
+
+    assert await in_flight() == 0
+    async with client.app[DB].acquire():  # the next API request waits for the connection
+        waiting = asyncio.ensure_future(client.get("/v1/characters"))
+        await until(lambda: in_flight_is(1))
+        assert await in_flight() == 1
+    assert (await waiting).status == 200
+    assert await in_flight() == 0
+
+
+async def test_metrics_expose_the_contract_names(client: EngineClient) -> None:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.content_type.startswith("text/plain")
+    text = await response.text()
+    for name in [
+        IN_FLIGHT_METRIC,
+        "novel_engine_scheduler_queue_depth",
+        "novel_engine_cache_requests_total",
+        "novel_engine_db_pool_wait_seconds_bucket",
+        "process_resident_memory_bytes",
+    ]:
+        assert name in text
+
+
+def resolve(document: dict[str, Any], reference: str) -> Any:
+    node: Any = document
+    for part in reference.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def references(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if "$ref" in node else []
+        return found + [ref for value in node.values() for ref in references(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in references(value)]
+    return []
+
+
+async def test_openapi_covers_every_route(client: EngineClient) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    assert document["openapi"].startswith("3.1")
+    registered = {
+        (route.resource.canonical, route.method.lower())
+        for route in client.app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    documented = {
+        (path, method) for path, operations in document["paths"].items() for method in operations
+    }
+    assert registered == documented
+    assert {"/healthz", "/readyz", "/metrics", "/openapi.json"} <= {p for p, _ in documented}
+
+
+async def test_openapi_references_resolve_and_schemas_come_from_the_models(
+    client: EngineClient,
+) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    for reference in references(document):
+        assert resolve(document, reference) is not None
+    schemas = document["components"]["schemas"]
+    request = schemas["SimulationRequest"]
+    assert request["additionalProperties"] is False
+    assert request["properties"]["turns"]["maximum"] == 200
+    assert request["properties"]["character_ids"]["maxItems"] == 8
+    post = document["paths"]["/v1/simulations"]["post"]
+    assert set(post["responses"]) >= {"200", "202", "400", "413", "422", "429"}
+    problem_content = post["responses"]["422"]["content"]
+    assert "application/problem+json" in problem_content
+    listing = document["paths"]["/v1/characters"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"limit", "cursor", "faction", "archetype"}

@@ -1,0 +1,219 @@
+"""Simulations over HTTP: sync and async runs, determinism, job records, overload and executors."""
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from pytest_aiohttp import AiohttpClient
+
+from novel_engine.jobs import SHUTDOWN_REASON
+from novel_engine.keys import CACHE
+from novel_engine.simulation import run_simulation
+from novel_engine.simulation.result import SimulationResult
+from novel_engine.simulation.service import result_key
+
+from .api import SIEGE, EngineClient, engine_client, problem, until
+from .samples import sample_input
+
+FULL_CAST = [
+    "ilse-varn", "bram-holt", "mira-quell", "seren-ashdown",
+    "corvin-hale", "dagny-kross", "oriel-thane", "wren-aldane",
+]  # fmt: skip
+
+
+def heavy(seed: int, **extra: Any) -> dict[str, Any]:
+    """A long simulation (8 characters x 200 turns) that keeps a worker busy for a while."""
+    return {"character_ids": FULL_CAST, "turns": 200, "seed": seed, **extra}
+
+
+async def wait_for_result(client: EngineClient, url: str) -> bytes:
+    bodies = []
+
+    async def finished() -> bool:
+        response = await client.get(url)
+        assert response.status == 200
+        bodies.append(await response.read())
+        return bool(json.loads(bodies[-1])["status"] == "succeeded")
+
+    await until(finished)
+    return bodies[-1]
+
+
+async def test_sync_simulation_returns_the_full_result(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path)
+    response = await client.post("/v1/simulations", json=SIEGE)
+    assert response.status == 200
+    raw = await response.read()
+    result = SimulationResult.model_validate_json(raw)
+    assert {p.id for p in result.participants} == set(SIEGE["character_ids"])
+    assert len(result.turns) == result.stats.turns_played
+    assert "The Siege of Emberfall" in result.story
+    # The engine's answer is exactly the model's output for the stored content.
+    expected = sample_input(SIEGE["character_ids"], "siege-of-emberfall", turns=20, seed=7)
+    assert raw == run_simulation(expected)
+    assert result.id == expected.simulation_id()
+
+
+async def test_same_request_same_id_and_bytes_whatever_the_priority(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path)
+    first = await (await client.post("/v1/simulations", json=SIEGE)).read()
+    again = await (await client.post("/v1/simulations", json={**SIEGE, "priority": "low"})).read()
+    shuffled = {**SIEGE, "character_ids": SIEGE["character_ids"][::-1], "priority": "critical"}
+    reordered = await (await client.post("/v1/simulations", json=shuffled)).read()
+    assert first == again == reordered
+    other_seed = await (await client.post("/v1/simulations", json={**SIEGE, "seed": 8})).read()
+    assert json.loads(other_seed)["id"] != json.loads(first)["id"]
+
+
+async def test_editing_a_character_gives_a_new_simulation(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path)
+    before = await (await client.post("/v1/simulations", json=SIEGE)).json()
+    character = await (await client.get("/v1/characters/dagny-kross")).json()
+    character["traits"] = ["diplomatic", "compassionate"]
+    assert (await client.put("/v1/characters/dagny-kross", json=character)).status == 200
+    after = await (await client.post("/v1/simulations", json=SIEGE)).json()
+    assert after["id"] != before["id"]
+    # The earlier result stays available under its own id.
+    assert (await client.get(f"/v1/simulations/{before['id']}")).status == 200
+
+
+async def test_async_simulation_is_accepted_then_served(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path)
+    response = await client.post("/v1/simulations", json={**SIEGE, "mode": "async"})
+    assert response.status == 202
+    accepted = await response.json()
+    assert accepted["status"] in {"queued", "succeeded"}
+    assert (
+        response.headers["Location"]
+        == accepted["status_url"]
+        == f"/v1/simulations/{accepted['id']}"
+    )
+    result = await wait_for_result(client, accepted["status_url"])
+    assert result == await (await client.post("/v1/simulations", json=SIEGE)).read()
+    resubmitted = await client.post("/v1/simulations", json={**SIEGE, "mode": "async"})
+    assert (await resubmitted.json())["status"] == "succeeded"
+
+
+async def test_unknown_simulation_explains_replica_locality(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path)
+    body = await problem(await client.get("/v1/simulations/" + "0" * 64), 404)
+    assert "replica" in body["detail"]
+    assert "same request" in body["detail"]
+
+
+async def test_results_and_job_states_survive_a_restart(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path)
+    accepted = await (await client.post("/v1/simulations", json={**SIEGE, "mode": "async"})).json()
+    result = await wait_for_result(client, accepted["status_url"])
+    await client.close()
+
+    restarted = await engine_client(aiohttp_client, tmp_path)
+    response = await restarted.get(accepted["status_url"])
+    assert response.status == 200
+    assert await response.read() == result
+
+
+async def test_a_finished_job_is_recomputed_if_the_cache_let_it_go(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path)
+    accepted = await (await client.post("/v1/simulations", json={**SIEGE, "mode": "async"})).json()
+    result = await wait_for_result(client, accepted["status_url"])
+    await client.app[CACHE].delete(result_key(accepted["id"]))
+    assert await (await client.get(accepted["status_url"])).read() == result
+
+
+async def test_queued_jobs_are_recorded_failed_at_shutdown(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path, thread_workers=1, drain_timeout=0.2)
+    ids = []
+    for seed in range(12):
+        response = await client.post("/v1/simulations", json=heavy(seed, mode="async"))
+        assert response.status == 202
+        ids.append((await response.json())["id"])
+    await client.close()  # shuts down with jobs still queued
+
+    restarted = await engine_client(aiohttp_client, tmp_path)
+    states = []
+    for simulation_id in ids:
+        body = await (await restarted.get(f"/v1/simulations/{simulation_id}")).json()
+        states.append(body["status"])
+        if body["status"] == "failed":
+            assert body["error"] == SHUTDOWN_REASON
+    assert set(states) <= {"succeeded", "failed"}  # none is left queued or lost
+    assert "failed" in states  # one worker cannot run twelve long jobs in 0.2 s
+
+
+async def test_a_flooded_queue_answers_429_with_retry_after(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(
+        aiohttp_client, tmp_path, queue_limit=1, thread_workers=1, task_deadline=120
+    )
+    responses = await asyncio.gather(
+        *(client.post("/v1/simulations", json=heavy(seed)) for seed in range(6))
+    )
+    statuses = sorted(response.status for response in responses)
+    assert statuses[0] == 200
+    assert statuses[-1] == 429
+    for response in responses:
+        if response.status == 429:
+            body = await problem(response, 429)
+            assert int(response.headers["Retry-After"]) >= 1
+            assert "capacity" in body["detail"]
+
+
+async def test_a_rejected_async_request_leaves_no_job(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(
+        aiohttp_client, tmp_path, queue_limit=1, thread_workers=1, task_deadline=120
+    )
+    responses = await asyncio.gather(
+        *(client.post("/v1/simulations", json=heavy(seed, mode="async")) for seed in range(6))
+    )
+    rejected = [seed for seed, response in enumerate(responses) if response.status == 429]
+    assert rejected
+    for seed in rejected:
+        simulation_id = sample_input(FULL_CAST, turns=200, seed=seed).simulation_id()
+        await problem(await client.get(f"/v1/simulations/{simulation_id}"), 404)
+
+
+async def scheduler_tasks(client: EngineClient, executor: str) -> float:
+    text = await (await client.get("/metrics")).text()
+    prefix = f'novel_engine_scheduler_tasks_total{{executor="{executor}",outcome="ok"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+async def test_costly_simulations_run_in_the_process_pool_with_the_same_result(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path, process_cost_threshold=50)
+    raw = await (await client.post("/v1/simulations", json=SIEGE)).read()  # cost 4 x 20 = 80
+    assert await scheduler_tasks(client, "process") == 1
+    expected = sample_input(SIEGE["character_ids"], "siege-of-emberfall", turns=20, seed=7)
+    assert raw == run_simulation(expected)
+
+
+async def test_cheap_simulations_stay_out_of_the_process_pool(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path)
+    assert (await client.post("/v1/simulations", json=SIEGE)).status == 200
+    assert (await client.post("/v1/simulations", json={**SIEGE, "turns": 2})).status == 200
+    assert await scheduler_tasks(client, "process") == 0
+    assert await scheduler_tasks(client, "thread") + await scheduler_tasks(client, "inline") == 2
