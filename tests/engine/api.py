@@ -52,3 +52,13 @@ async def until(condition: Callable[[], Awaitable[bool]], seconds: float = 60) -
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {seconds} s")
         await asyncio.sleep(0.01)
+
+
+def metric_samples(text: str, name: str) -> dict[str, float]:
+    """Sample lines of one metric: {'{labels}': value}."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line[len(name) :].rpartition(" ")
+            found[labels] = float(value)
+    return found

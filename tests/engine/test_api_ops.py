@@ -10,7 +10,7 @@ from pytest_aiohttp import AiohttpClient
 from novel_engine.keys import DB
 from novel_engine.metrics import IN_FLIGHT_METRIC
 
-from .api import EngineClient, engine_client, problem, until
+from .api import EngineClient, engine_client, metric_samples, problem, until
 
 
 @pytest.fixture
@@ -30,22 +30,12 @@ async def test_readiness_fails_while_draining_but_liveness_holds(client: EngineC
     assert (await client.get("/healthz")).status == 200
 
 
-def samples(text: str, name: str) -> dict[str, float]:
-    """Sample lines of one metric: {'{labels}': value}."""
-    found = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            labels, _, value = line[len(name) :].rpartition(" ")
-            found[labels] = float(value)
-    return found
-
-
 async def test_request_latency_is_labelled_by_route_template(client: EngineClient) -> None:
     await client.get("/v1/characters/ilse-varn")
     await client.get("/v1/characters/no-such-one")
     await client.get("/nowhere")
     text = await (await client.get("/metrics")).text()
-    counts = samples(text, "novel_engine_http_request_duration_seconds_count")
+    counts = metric_samples(text, "novel_engine_http_request_duration_seconds_count")
     assert counts['{method="GET",route="/v1/characters/{id}",status_class="2xx"}'] == 1
     assert counts['{method="GET",route="/v1/characters/{id}",status_class="4xx"}'] == 1
     assert counts['{method="GET",route="none",status_class="4xx"}'] == 1
@@ -59,7 +49,7 @@ async def test_in_flight_counts_api_requests_but_not_probes_or_scrapes(
 
     async def in_flight() -> float:
         assert (await client.get("/readyz")).status == 200
-        return samples(await (await client.get("/metrics")).text(), IN_FLIGHT_METRIC)[""]
+        return metric_samples(await (await client.get("/metrics")).text(), IN_FLIGHT_METRIC)[""]
 
     async def in_flight_is(value: float) -> bool:
         return await in_flight() == value
