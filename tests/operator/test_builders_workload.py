@@ -211,7 +211,6 @@ def test_pod_overrides_reach_the_pod() -> None:
                 "tolerations": [toleration],
                 "affinity": affinity,
                 "priorityClassName": "high",
-                "annotations": {"note": "x"},
             },
         }
     )
@@ -221,6 +220,13 @@ def test_pod_overrides_reach_the_pod() -> None:
     assert pod["affinity"] == affinity
     assert pod["priorityClassName"] == "high"
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_user_pod_annotations_sit_beside_the_config_hash() -> None:
+    template = workload({"pod": {"annotations": {"note": "x"}}})["spec"]["template"]
+
+    assert template["metadata"]["annotations"]["note"] == "x"
+    assert names.CONFIG_HASH_ANNOTATION in template["metadata"]["annotations"]
 
 
 def test_resources_come_from_the_spec() -> None:
