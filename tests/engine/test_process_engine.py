@@ -1,0 +1,219 @@
+"""Real engine processes: determinism across processes, restarts, SIGTERM drain, read-only root."""
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from novel_engine.jobs import SHUTDOWN_REASON
+from novel_engine.metrics import IN_FLIGHT_METRIC
+
+from .api import SIEGE, metric_samples
+from .conftest import RedisServer
+from .processes import EngineProcess, EngineProcesses
+
+FULL_CAST = [
+    "ilse-varn", "bram-holt", "mira-quell", "seren-ashdown",
+    "corvin-hale", "dagny-kross", "oriel-thane", "wren-aldane",
+]  # fmt: skip
+
+
+@pytest.fixture
+def engines(tmp_path: Path) -> Iterator[EngineProcesses]:
+    started = EngineProcesses(tmp_path)
+    yield started
+    started.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+async def post(
+    session: aiohttp.ClientSession, engine: EngineProcess, path: str, body: dict[str, Any]
+) -> tuple[int, bytes]:
+    async with session.post(engine.url + path, json=body) as response:
+        return response.status, await response.read()
+
+
+async def get(
+    session: aiohttp.ClientSession, engine: EngineProcess, path: str
+) -> tuple[int, bytes]:
+    async with session.get(engine.url + path) as response:
+        return response.status, await response.read()
+
+
+async def test_two_processes_compute_the_same_id_and_bytes(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    # Different hash seeds: nothing in the model may depend on str hashing or set order.
+    first = engines.start("a", env={"PYTHONHASHSEED": "1"})
+    second = engines.start("b", env={"PYTHONHASHSEED": "2"})
+    await asyncio.gather(first.ready(session), second.ready(session))
+    for body in [SIEGE, {"character_ids": FULL_CAST, "turns": 50, "seed": 99}]:
+        status_a, result_a = await post(session, first, "/v1/simulations", body)
+        status_b, result_b = await post(session, second, "/v1/simulations", body)
+        assert status_a == status_b == 200
+        assert result_a == result_b
+
+
+async def test_content_survives_a_restart(
+    engines: EngineProcesses, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    engine = engines.start("data")
+    await engine.ready(session)
+    created, _ = await post(
+        session,
+        engine,
+        "/v1/characters",
+        {"name": "Ada Quill", "faction": "Guild", "archetype": "engineer"},
+    )
+    assert created == 201
+    async with session.delete(engine.url + "/v1/characters/bram-holt") as response:
+        assert response.status == 204
+    engine.terminate()
+    assert await engine.exit_code() == 0
+
+    restarted = engines.start("data")
+    await restarted.ready(session)
+    assert (await get(session, restarted, "/v1/characters/ada-quill"))[0] == 200
+    assert (await get(session, restarted, "/v1/characters/bram-holt"))[0] == 404  # not re-seeded
+    assert (await get(session, restarted, "/v1/characters/ilse-varn"))[0] == 200
+
+
+async def in_flight(session: aiohttp.ClientSession, engine: EngineProcess) -> float:
+    _, text = await get(session, engine, "/metrics")
+    return metric_samples(text.decode(), IN_FLIGHT_METRIC)[""]
+
+
+async def test_sigterm_drains_in_flight_requests_and_records_queued_jobs(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start(
+        "data", "--drain-timeout", "20", "--queue-limit", "100", "--thread-workers", "1"
+    )
+    await engine.ready(session)
+    # Queue background jobs first (low priority), then the requests whose answers we wait for.
+    job_ids = []
+    for seed in range(20):
+        body = {
+            "character_ids": FULL_CAST,
+            "turns": 200,
+            "seed": seed,
+            "mode": "async",
+            "priority": "low",
+        }
+        status, raw = await post(session, engine, "/v1/simulations", body)
+        assert status == 202
+        job_ids.append(json.loads(raw)["id"])
+    requests = [
+        asyncio.ensure_future(
+            post(
+                session,
+                engine,
+                "/v1/simulations",
+                {**SIEGE, "turns": 200, "seed": seed, "priority": "high"},
+            )
+        )
+        for seed in range(4)
+    ]
+    for _ in range(600):
+        if await in_flight(session, engine) == len(requests):
+            break
+        await asyncio.sleep(0.01)
+    assert not any(request.done() for request in requests), "requests finished before SIGTERM"
+
+    engine.terminate()
+    answers = await asyncio.gather(*requests)
+    assert [status for status, _ in answers] == [200] * len(requests)
+    assert await engine.exit_code() == 0
+    assert "draining" in engine.log()
+
+    restarted = engines.start("data")
+    await restarted.ready(session)
+    states = []
+    for job_id in job_ids:
+        status, raw = await get(session, restarted, f"/v1/simulations/{job_id}")
+        assert status == 200
+        body = json.loads(raw)
+        states.append(body["status"])
+        if body["status"] == "failed":
+            assert body["error"] == SHUTDOWN_REASON
+    assert set(states) <= {"succeeded", "failed"}  # never left queued, never lost
+    assert "failed" in states
+
+
+def can_make_root_read_only() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -o remount,bind,ro /",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not can_make_root_read_only(), reason="needs mount namespaces (unshare)")
+async def test_engine_runs_with_a_read_only_root_filesystem(
+    engines: EngineProcesses, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data, scratch, home = tmp_path / "data", tmp_path / "scratch", tmp_path / "home"
+    for directory in (data, scratch, home):
+        directory.mkdir()
+    # A private mount namespace: only the data dir and the temp dir stay writable.
+    script = (
+        f"mount --bind {data} {data} && mount --bind {scratch} {scratch} && "
+        'mount -o remount,bind,ro / && exec "$@"'
+    )
+    engine = engines.start(
+        "data",
+        "--process-cost-threshold", "10",
+        env={"HOME": str(home), "TMPDIR": str(scratch)},
+        cwd=home,
+        wrapper=["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"],
+    )  # fmt: skip
+    await engine.ready(session)
+    status, raw = await post(session, engine, "/v1/simulations", SIEGE)  # in the process pool
+    assert status == 200, raw
+    created, _ = await post(
+        session, engine, "/v1/campaigns", {"title": "Read Only Test", "setting": "Nowhere."}
+    )
+    assert created == 201
+    _, metrics = await get(session, engine, "/metrics")
+    assert (
+        'novel_engine_scheduler_tasks_total{executor="process",outcome="ok"} 1.0'
+        in metrics.decode()
+    )
+    engine.terminate()
+    assert await engine.exit_code() == 0
+    assert list(home.iterdir()) == []
+    assert "Read-only file system" not in engine.log()
+
+
+async def test_with_l2_any_process_serves_any_result(
+    engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
+) -> None:
+    first = engines.start("a", "--redis-url", redis_server.url)
+    second = engines.start("b", "--redis-url", redis_server.url)
+    await asyncio.gather(first.ready(session), second.ready(session))
+    status, result = await post(session, first, "/v1/simulations", SIEGE)
+    assert status == 200
+    simulation_id = json.loads(result)["id"]
+    assert await get(session, second, f"/v1/simulations/{simulation_id}") == (200, result)
