@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,13 @@ def _listen_address(value: str) -> tuple[str, int]:
 
 def _positive(value: str) -> float:
     number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
     if number <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return number
@@ -60,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="address of /metrics and /healthz (default 0.0.0.0:8080)",
     )
     run.add_argument(
-        "--workers", type=int, default=4, help="NovelEngines reconciled concurrently (default 4)"
+        "--workers",
+        type=_positive_int,
+        default=4,
+        help="NovelEngines reconciled concurrently (default 4)",
     )
     run.add_argument(
         "--resync-seconds",
@@ -70,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--watch-timeout-seconds",
-        type=_positive,
-        default=300.0,
+        type=_positive_int,
+        default=300,
         help="server-side timeout of each watch request (default 300)",
     )
     run.add_argument(
@@ -83,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _name_loggers_in_json() -> None:
+    """kopf's JSON formatter, asked to add the logger's name to every record."""
+    for handler in logging.getLogger().handlers:
+        if handler.formatter is not None:
+            handler.setFormatter(type(handler.formatter)("%(name)s %(message)s"))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "crd":
@@ -92,6 +110,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
+    if args.log_format == "json":
+        _name_loggers_in_json()
+    if not args.verbose:
+        # kopf logs every handled watch event ("Handler ... succeeded"); ours are on every
+        # change of every child, which would drown what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     options = OperatorOptions(
         namespaces=tuple(args.namespaces or ()),
         listen_host=args.listen[0],

@@ -26,11 +26,12 @@ EventHandler = Callable[..., Awaitable[None]]
 KOPF_PREFIX = names.GROUP
 
 
-def operator_settings(*, watch_timeout: float) -> kopf.OperatorSettings:
+def operator_settings(*, watch_timeout: int) -> kopf.OperatorSettings:
     """kopf settings: bounded watches, no peering, no scanning, bookkeeping under our prefix."""
     settings = kopf.OperatorSettings()
     # A watch request ends server-side after `watch_timeout` and client-side a bit later, so a
-    # silently dropped connection is noticed instead of leaving the operator deaf.
+    # silently dropped connection is noticed instead of leaving the operator deaf. (Whole
+    # seconds: the apiserver refuses a fractional timeoutSeconds.)
     settings.watching.server_timeout = watch_timeout
     settings.watching.client_timeout = watch_timeout + 30
     settings.watching.connect_timeout = 10
@@ -58,11 +59,11 @@ def build_registry(
     """Handlers that feed `controller`, and a login that uses `configuration`'s credentials."""
     registry = kopf.OperatorRegistry()
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
         return await asyncio.to_thread(connection_info, configuration)
 
-    @kopf.on.event(names.API_VERSION, names.PLURAL, registry=registry)
+    @kopf.on.event(names.API_VERSION, names.PLURAL, id="novelengine-event", registry=registry)
     async def novelengine_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
         if namespace:
             controller.novelengine_seen(namespace, name, deleted=type == "DELETED")

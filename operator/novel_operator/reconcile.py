@@ -229,7 +229,7 @@ class Reconciler:
             await self._event(obj, verb, f"{verb} {describe(child)}: {detail}")
 
     async def _event(self, obj: Manifest, reason: str, message: str) -> None:
-        log.info("%s: %s", reason, message, extra={"k8s_ref": _ref(obj)})
+        log.info(message, extra={"k8s_ref": _ref(obj), "reason": reason})
         await self._kube.record_event(obj, "Normal", reason, message)
 
     async def _report_stall(
@@ -242,7 +242,7 @@ class Reconciler:
             return
         if before is not None and before.status == "True" and before.message == now.message:
             return
-        log.warning("stalled: %s", now.message, extra={"k8s_ref": _ref(obj)})
+        log.warning("Stalled: %s", now.message, extra={"k8s_ref": _ref(obj), "reason": now.reason})
         await self._kube.record_event(obj, "Warning", now.reason, now.message)
 
 

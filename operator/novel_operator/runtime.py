@@ -27,7 +27,7 @@ class OperatorOptions:
     listen_port: int = 8080
     workers: int = 4
     resync_seconds: float = 300.0
-    watch_timeout_seconds: float = 300.0
+    watch_timeout_seconds: int = 300
 
 
 async def run_operator(options: OperatorOptions, configuration: k8s.Configuration) -> None:

@@ -1,0 +1,105 @@
+"""Fixtures for the operator on the real control plane (tests/integration/conftest.py gives
+`testbed` and `testbed_namespace`; these wrap them for the operator).
+
+- `crd` (session): the NovelEngine CRD, applied from the operator's model, Established.
+- `operator_kubeconfig` (session): a kubeconfig for the operator's ServiceAccount bound to
+  exactly `novel_operator.rbac.RBAC_RULES`, so a missing permission fails the tests.
+- `cluster` (session): `harness.Cluster`, admin access to arrange and assert.
+- `start_operator(*scope, resync_seconds=...)`: starts `novel-engine-operator run` as that
+  ServiceAccount, waits for /healthz; every process is stopped (by PID) after the test, must
+  exit 0 on SIGTERM and must not have logged an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import (
+    OPERATOR_SA_NAME,
+    OPERATOR_SA_NAMESPACE,
+    Cluster,
+    OperatorProcess,
+    StartOperator,
+    operator_argv,
+    operator_env,
+)
+from testbed import Testbed, free_port
+
+from novel_operator import names
+from novel_operator.crd import generate_crd
+from novel_operator.rbac import RBAC_RULES
+
+
+@pytest.fixture(scope="session")
+def crd(testbed: Testbed) -> None:
+    testbed.apply(
+        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{names.CRD_NAME}",
+        generate_crd(),
+    )
+
+    def established() -> str | None:
+        status, body = testbed.request(
+            "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{names.CRD_NAME}"
+        )
+        conditions = {c["type"]: c["status"] for c in body.get("status", {}).get("conditions", [])}
+        return None if conditions.get("Established") == "True" else f"{status} {conditions}"
+
+    testbed.wait_for("NovelEngine CRD established", established, timeout=30)
+
+    def served() -> str | None:
+        status, body = testbed.request("GET", f"/apis/{names.API_VERSION}/{names.PLURAL}")
+        return None if status == 200 else f"{status} {body}"
+
+    testbed.wait_for("NovelEngine storage initialised", served, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(testbed: Testbed) -> Path:
+    return testbed.service_account_kubeconfig(
+        OPERATOR_SA_NAME,
+        OPERATOR_SA_NAMESPACE,
+        [rule.to_k8s() for rule in RBAC_RULES],
+        cluster_scoped=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def cluster(testbed: Testbed, crd: None) -> Cluster:
+    return Cluster(testbed.api_client(), testbed.wait_for)
+
+
+@pytest.fixture
+def start_operator(crd: None, operator_kubeconfig: Path, tmp_path: Path) -> Iterator[StartOperator]:
+    started: list[OperatorProcess] = []
+
+    def start(*scope: str, resync_seconds: float = 2.0) -> OperatorProcess:
+        port = free_port()
+        log_path = tmp_path / f"operator-{len(started)}.log"
+        argv = operator_argv(operator_kubeconfig, port, scope, resync_seconds)
+        process = OperatorProcess(argv, operator_env(), log_path, port)
+        started.append(process)
+        process.wait_healthy()
+        return process
+
+    yield start
+    for process in started:
+        code = process.stop()
+        assert code in (0, -9), f"operator exited with {code}:\n{process.log_tail()}"
+        problems = [record for record in process.log_records() if is_problem(record)]
+        assert not problems, f"operator logged problems ({process.log_path}): {problems[:3]}"
+
+
+#: How the apiserver words an RBAC refusal (a quota refusal is "forbidden" too, but not this).
+RBAC_DENIAL = re.compile(r'User ".*" cannot [a-z]+ resource')
+
+
+def is_problem(record: dict[str, Any]) -> bool:
+    """A missing permission, or an error other than a request kopf says it retries."""
+    message = str(record.get("message", ""))
+    if RBAC_DENIAL.search(message) or RBAC_DENIAL.search(str(record.get("exc_info", ""))):
+        return True
+    return record.get("severity") in ("error", "fatal") and "will retry" not in message

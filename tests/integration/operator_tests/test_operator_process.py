@@ -1,0 +1,142 @@
+"""The operator process: writes nothing when nothing changes, serves its metrics and liveness,
+keeps to its namespaces; and the apiserver itself refuses invalid NovelEngines."""
+
+from __future__ import annotations
+
+import importlib.util
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from harness import OPERATOR_USER, Cluster, StartOperator
+from kubernetes.dynamic.exceptions import DynamicApiError
+from testbed import Testbed
+
+from novel_operator import names
+
+pytestmark = pytest.mark.integration
+
+
+def _invalid_specs() -> ModuleType:
+    # Shared with the model's unit tests, which live outside this folder.
+    path = Path(__file__).resolve().parents[2] / "operator" / "invalid_specs.py"
+    spec = importlib.util.spec_from_file_location("invalid_specs", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+INVALID_SPECS = _invalid_specs().INVALID_SPECS
+
+
+@pytest.fixture
+def other_namespace(testbed: Testbed) -> Iterator[str]:
+    name = f"t-{secrets.token_hex(4)}"
+    testbed.apply(
+        f"/api/v1/namespaces/{name}",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+    )
+    yield name
+    testbed.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+def test_resyncs_of_a_converged_novelengine_write_nothing(
+    testbed: Testbed, cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "quiet"
+    operator = start_operator("--namespace", ns, resync_seconds=0.5)
+    spec = {"replicas": 2, "cache": {"l2": {"mode": "managed"}}, "networkPolicy": {"enabled": True}}
+    cluster.create_novelengine(ns, name, spec)
+    obj = cluster.wait_ready(ns, name)
+    mark = testbed.audit_mark()
+    writes_counted = sum(
+        value
+        for key, value in operator.metrics().items()
+        if key.startswith("novel_operator_api_writes_total{")
+    )
+    seen = operator.reconciles()
+
+    cluster.wait(
+        "five more reconciles",
+        lambda: None if operator.reconciles() >= seen + 5 else f"{operator.reconciles()}",
+        timeout=30,
+    )
+
+    writes = testbed.audit_events(since=mark, user=OPERATOR_USER)
+    assert writes == [], [(w.verb, w.resource, w.subresource, w.name) for w in writes]
+    assert writes_counted == sum(
+        value
+        for key, value in operator.metrics().items()
+        if key.startswith("novel_operator_api_writes_total{")
+    )
+    # Nothing of kopf's bookkeeping on the object: no finalizer, no annotations.
+    assert not obj["metadata"].get("finalizers")
+    assert not [
+        key
+        for key in obj["metadata"].get("annotations") or {}
+        if key.startswith(("kopf.zalando.org/", names.ANNOTATION_PREFIX))
+    ]
+
+
+def test_operator_keeps_to_its_namespaces_and_reports_metrics_and_liveness(
+    cluster: Cluster,
+    start_operator: StartOperator,
+    testbed_namespace: str,
+    other_namespace: str,
+) -> None:
+    ns, other, name = testbed_namespace, other_namespace, "scoped"
+    operator = start_operator("--namespace", ns, resync_seconds=0.5)
+    cluster.create_novelengine(ns, name, {"replicas": 1})
+    cluster.create_novelengine(other, name, {"replicas": 1})
+    cluster.wait_ready(ns, name)
+    seen = operator.reconciles()
+    cluster.wait(
+        "two more reconciles",
+        lambda: None if operator.reconciles() >= seen + 2 else f"{operator.reconciles()}",
+        timeout=20,
+    )
+    untouched = cluster.novelengine(other, name)
+    assert untouched is not None
+    assert "status" not in untouched
+    assert cluster.get("apps/v1", "Deployment", other, name) is None
+
+    assert operator.get("/healthz")[0] == 200
+    metrics = operator.metrics()
+    assert metrics['novel_operator_reconciles_total{result="ready"}'] >= 1
+    assert metrics['novel_operator_api_writes_total{resource="deployments",verb="apply"}'] == 1
+    assert (
+        metrics['novel_operator_api_writes_total{resource="novelengines/status",verb="apply"}'] >= 1
+    )
+    assert metrics["novel_operator_reconcile_duration_seconds_count"] >= 1
+    assert metrics["novel_operator_novelengines"] == 1
+    assert metrics["process_resident_memory_bytes"] > 0
+    assert operator.stop() == 0
+
+    start_operator("--all-namespaces")
+    cluster.wait_ready(other, name)
+    cluster.wait_ready(ns, name)
+
+
+@pytest.mark.parametrize("case", INVALID_SPECS, ids=lambda case: case.id)
+def test_apiserver_refuses_an_invalid_novelengine_naming_the_field(
+    cluster: Cluster, testbed_namespace: str, case: object
+) -> None:
+    spec, field_path = case.spec, case.field_path  # type: ignore[attr-defined]
+    obj = {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "metadata": {"name": "invalid", "namespace": testbed_namespace},
+        "spec": spec,
+    }
+    resource = cluster.dynamic.resources.get(api_version=names.API_VERSION, kind=names.KIND)
+    with pytest.raises(DynamicApiError) as refused:
+        # Strict field validation, as kubectl sends it: unknown fields are errors, not warnings.
+        resource.create(
+            body=obj, namespace=testbed_namespace, query_params=[("fieldValidation", "Strict")]
+        )
+    assert refused.value.status in (400, 422)
+    assert field_path in refused.value.summary()

@@ -1,0 +1,224 @@
+"""The operator keeps children as the spec says: repairs drift, waits for missing references,
+stops when paused, and picks up where it left off after a crash."""
+
+from __future__ import annotations
+
+import pytest
+from harness import Cluster, StartOperator, condition, condition_status
+from testbed import Testbed
+
+from novel_operator import names
+
+pytestmark = pytest.mark.integration
+
+#: Resync so rare that anything the tests see within their timeouts came from a watch event.
+NO_RESYNC = 3600.0
+
+
+def stalled_message(cluster: Cluster, namespace: str, name: str) -> str | None:
+    obj = cluster.novelengine(namespace, name)
+    found = condition(obj, names.CONDITION_STALLED) if obj else None
+    return str(found["message"]) if found and found["status"] == "True" else None
+
+
+def wait_stalled(cluster: Cluster, namespace: str, name: str, reason: str, needle: str) -> None:
+    def check() -> str | None:
+        obj = cluster.novelengine(namespace, name)
+        found = condition(obj, names.CONDITION_STALLED) if obj else None
+        if found and found["status"] == "True" and found["reason"] == reason:
+            return None if needle in found["message"] else f"message: {found['message']}"
+        return f"Stalled: {found}"
+
+    cluster.wait(f"{namespace}/{name} Stalled ({reason})", check, timeout=30)
+
+
+def test_deleted_and_hand_edited_children_are_repaired_from_watch_events(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "steady"
+    start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    cluster.create_novelengine(ns, name, {"replicas": 2})
+    cluster.wait_ready(ns, name)
+    service = cluster.get("v1", "Service", ns, name)
+    config = cluster.get("v1", "ConfigMap", ns, names.config_name(name))
+    assert service is not None
+    assert config is not None
+
+    cluster.delete("v1", "Service", ns, name)
+    cluster.patch("apps/v1", "Deployment", ns, name, {"spec": {"replicas": 5}})
+    cluster.patch("v1", "ConfigMap", ns, names.config_name(name), {"data": {"config.yaml": "x: 1"}})
+
+    def repaired() -> str | None:
+        new_service = cluster.get("v1", "Service", ns, name)
+        deployment = cluster.get("apps/v1", "Deployment", ns, name)
+        new_config = cluster.get("v1", "ConfigMap", ns, names.config_name(name))
+        if new_service is None or new_service["metadata"]["uid"] == service["metadata"]["uid"]:
+            return "Service not recreated"
+        if deployment is None or deployment["spec"]["replicas"] != 2:
+            return f"Deployment replicas {deployment and deployment['spec']['replicas']}"
+        if new_config is None or new_config["data"] != config["data"]:
+            return "ConfigMap data not restored"
+        return None
+
+    cluster.wait("children repaired", repaired, timeout=20)
+    repairs = {
+        e["message"].split(":")[0] for e in cluster.events(ns, name) if e["reason"] == "Repaired"
+    }
+    assert repairs >= {
+        f"Recreated Service/{name}",
+        f"Repaired Deployment/{name}",
+        f"Repaired ConfigMap/{names.config_name(name)}",
+    }
+    cluster.wait_ready(ns, name)
+
+
+def test_missing_references_stall_with_the_object_named_and_recover_when_it_appears(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "library"
+    start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    cluster.create_novelengine(ns, name, {"replicas": 1, "content": {"configMapName": "stories"}})
+
+    wait_stalled(cluster, ns, name, names.REASON_INVALID_REFERENCE, 'ConfigMap "stories" not found')
+    obj = cluster.novelengine(ns, name)
+    assert obj is not None
+    assert condition_status(obj, names.CONDITION_READY) == "False"
+    assert cluster.get("apps/v1", "Deployment", ns, name) is None
+    warnings = [e for e in cluster.events(ns, name) if e["type"] == "Warning"]
+    assert any('ConfigMap "stories"' in e["message"] for e in warnings)
+
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "stories", "namespace": ns},
+            "data": {"campaign.yaml": "id: tale\n"},
+        }
+    )
+    cluster.wait_ready(ns, name)
+
+    external = {"mode": "external", "external": {"urlSecretRef": {"name": "redis", "key": "url"}}}
+    cluster.patch_novelengine(ns, name, {"spec": {"cache": {"l2": external}}})
+    wait_stalled(cluster, ns, name, names.REASON_INVALID_REFERENCE, 'Secret "redis" not found')
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "redis", "namespace": ns},
+            "stringData": {"host": "redis.example"},
+        }
+    )
+    wait_stalled(
+        cluster, ns, name, names.REASON_INVALID_REFERENCE, 'Secret "redis" has no key "url"'
+    )
+    cluster.patch(
+        "v1", "Secret", ns, "redis", {"stringData": {"url": "redis://redis.example:6379"}}
+    )
+    cluster.wait_ready(ns, name)
+
+
+def test_pause_stops_reconciliation_and_says_so(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "frozen"
+    operator = start_operator("--namespace", ns, resync_seconds=0.5)
+    cluster.create_novelengine(ns, name, {"replicas": 1})
+    cluster.wait_ready(ns, name)
+
+    cluster.patch_novelengine(
+        ns, name, {"metadata": {"annotations": {names.PAUSED_ANNOTATION: "true"}}}
+    )
+    cluster.wait(
+        "Reconciling says Paused",
+        lambda: (
+            None
+            if (
+                found := condition(cluster.novelengine(ns, name) or {}, names.CONDITION_RECONCILING)
+            )
+            and found["reason"] == names.REASON_PAUSED
+            else f"Reconciling: {found}"
+        ),
+        timeout=20,
+    )
+    cluster.delete("v1", "Service", ns, name)
+    cluster.patch_novelengine(ns, name, {"spec": {"replicas": 2}})
+    seen = operator.reconciles()
+    cluster.wait(
+        "several resyncs while paused",
+        lambda: (
+            None if operator.reconciles() >= seen + 4 else f"{operator.reconciles()} reconciles"
+        ),
+        timeout=20,
+    )
+    obj = cluster.novelengine(ns, name)
+    deployment = cluster.get("apps/v1", "Deployment", ns, name)
+    assert obj is not None
+    assert deployment is not None
+    assert cluster.get("v1", "Service", ns, name) is None
+    assert deployment["spec"]["replicas"] == 1
+    assert obj["status"]["observedGeneration"] == 1  # generation 2 was not acted upon
+
+    cluster.patch_novelengine(
+        ns, name, {"metadata": {"annotations": {names.PAUSED_ANNOTATION: None}}}
+    )
+    obj = cluster.wait_ready(ns, name)
+    assert obj["status"]["readyReplicas"] == 2
+    assert cluster.get("v1", "Service", ns, name) is not None
+
+
+def test_operator_killed_midway_converges_after_restart_without_duplicates(
+    testbed: Testbed, cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "phoenix"
+    # A quota allowing no Services stops the first operator after the Secret, ConfigMap and
+    # Deployment and before the Services: a reconcile cut off in the middle.
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-services", "namespace": ns},
+        "spec": {"hard": {"services": "0"}},
+    }
+    cluster.create(quota)
+    cluster.wait(
+        "quota counted",
+        lambda: (
+            None
+            if (cluster.get("v1", "ResourceQuota", ns, "no-services") or {})
+            .get("status", {})
+            .get("hard")
+            else "quota status not set yet"
+        ),
+        timeout=30,
+    )
+    first = start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    cluster.create_novelengine(ns, name, {"replicas": 1, "cache": {"l2": {"mode": "managed"}}})
+    wait_stalled(cluster, ns, name, names.REASON_APPLY_FAILED, "exceeded quota")
+    secret = cluster.get("v1", "Secret", ns, names.redis_secret_name(name))
+    deployment = cluster.get("apps/v1", "Deployment", ns, name)
+    assert secret is not None
+    assert deployment is not None
+    assert cluster.get("v1", "Service", ns, name) is None
+    first.kill()
+
+    cluster.delete("v1", "ResourceQuota", ns, "no-services")
+    start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    cluster.wait_ready(ns, name)
+
+    expected = {
+        ("ConfigMap", names.config_name(name)),
+        ("Deployment", name),
+        ("Service", name),
+        ("Deployment", names.redis_name(name)),
+        ("Service", names.redis_name(name)),
+        ("Secret", names.redis_secret_name(name)),
+    }
+    assert cluster.children(ns, name) == expected
+    secret_after = cluster.get("v1", "Secret", ns, names.redis_secret_name(name))
+    deployment_after = cluster.get("apps/v1", "Deployment", ns, name)
+    assert secret_after is not None
+    assert deployment_after is not None
+    assert secret_after["data"] == secret["data"]  # the password was not regenerated
+    assert deployment_after["metadata"]["uid"] == deployment["metadata"]["uid"]
+    assert deployment_after["metadata"]["generation"] == deployment["metadata"]["generation"]
+    selector = names.selector_string(names.engine_selector(name))
+    assert len(cluster.list("apps/v1", "ReplicaSet", ns, selector)) == 1
