@@ -7,7 +7,7 @@ from novel_operator import names
 from novel_operator.builders import CHILD_KINDS
 
 READ: Final = ("get", "list", "watch")
-MANAGE: Final = (*READ, "create", "update", "patch", "delete")
+MANAGE: Final = (*READ, "create", "patch", "delete")  # server-side apply is a patch; no update
 
 # Plural resource names of the child kinds (RBAC speaks resources, manifests speak kinds).
 CHILD_RESOURCES: Final[dict[str, str]] = {
@@ -54,18 +54,16 @@ def _child_rules() -> tuple[PolicyRule, ...]:
 
 
 RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
-    # The custom resource: read it, keep kopf's annotations on it, write its status.
-    PolicyRule((names.GROUP,), (names.PLURAL,), (*READ, "update", "patch")),
-    PolicyRule((names.GROUP,), (f"{names.PLURAL}/status",), ("get", "update", "patch")),
+    # The custom resource: read it, apply its status.
+    PolicyRule((names.GROUP,), (names.PLURAL,), (*READ, "patch")),
+    PolicyRule((names.GROUP,), (f"{names.PLURAL}/status",), ("get", "patch")),
     # Children (server-side apply of a missing object needs create as well as patch).
     *_child_rules(),
     # The scaler sets replicas through the workload's scale subresource.
     PolicyRule(("apps",), ("deployments/scale", "statefulsets/scale"), ("get", "update", "patch")),
     # Engine pods, to scrape the ready ones' /metrics.
     PolicyRule(("",), ("pods",), READ),
-    # Events about NovelEngines (kopf posts core Events).
-    PolicyRule(("", "events.k8s.io"), ("events",), ("create", "patch")),
-    # kopf discovers resources through CRDs and follows namespaces when watching several.
-    PolicyRule(("apiextensions.k8s.io",), ("customresourcedefinitions",), READ),
-    PolicyRule(("",), ("namespaces",), READ),
+    # Events about NovelEngines (the reconcile records core Events; kopf posts none).
+    PolicyRule(("",), ("events",), ("create",)),
+    # No CRD or namespace access: kopf's cluster scanning is off (the CRD is installed first).
 )
