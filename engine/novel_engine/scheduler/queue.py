@@ -1,6 +1,7 @@
 """A priority queue with aging: FIFO per priority, waiting raises a task's priority."""
 
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from novel_engine.scheduler.types import Priority
@@ -21,8 +22,8 @@ class AgingQueue(Generic[Q]):
 
     An item's aged priority is its priority raised one level per aging_seconds waited (never
     above CRITICAL), so low-priority work cannot starve. Each priority is a FIFO, so only the
-    heads compete: push, pop and len are O(1); remove() is O(n) and only used for items that
-    leave the queue early (deadline, cancellation).
+    heads compete: push, pop and len are O(1); remove_if() is O(n), for items that leave the
+    queue early (deadline, cancellation).
     """
 
     def __init__(self, aging_seconds: float) -> None:
@@ -56,10 +57,18 @@ class AgingQueue(Generic[Q]):
         self._length -= 1
         return best.popleft()
 
-    def remove(self, item: Q) -> None:
-        """Take out an item that is queued (ValueError if it is not)."""
-        self._fifos[item.priority].remove(item)
-        self._length -= 1
+    def remove_if(self, predicate: Callable[[Q], bool]) -> list[Q]:
+        """Take out and return every item the predicate selects (O(n))."""
+        removed: list[Q] = []
+        for fifo in self._fifos:
+            kept: list[Q] = []
+            for item in fifo:
+                (removed if predicate(item) else kept).append(item)
+            if len(kept) != len(fifo):
+                fifo.clear()
+                fifo.extend(kept)
+        self._length -= len(removed)
+        return removed
 
     def drain(self) -> list[Q]:
         """Remove and return every item, in priority order."""

@@ -4,16 +4,19 @@ import asyncio
 import contextlib
 import functools
 import multiprocessing
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from enum import Enum
 from typing import Any
 
-from prometheus_client import Counter, Histogram
-
-from novel_engine.metrics import EngineMetrics
+from novel_engine.metrics import (
+    TASK_OUTCOMES,
+    EngineMetrics,
+    PlainCounterSeries,
+    PlainHistogramSeries,
+)
 from novel_engine.scheduler.queue import AgingQueue
 from novel_engine.scheduler.types import (
     DeadlineExceeded,
@@ -26,17 +29,19 @@ from novel_engine.scheduler.types import (
 _MIN_RETRY_AFTER = 1.0
 _MAX_RETRY_AFTER = 60.0
 _RETRY_BACKOFF = 0.01  # first retry waits 10 ms, doubling per attempt, within the deadline
+_clock = time.monotonic  # what the default loop's time() returns, without the method call
 
 
-class _State(Enum):
-    QUEUED = 1
-    RUNNING = 2
-    FINISHED = 3
+# Job states and the inline kind as plain module constants: an Enum member lookup costs
+# about 0.1 us, a noticeable share of scheduling a task.
+_QUEUED, _RUNNING, _FINISHED = 1, 2, 3
+_INLINE = ExecutorKind.INLINE
 
 
 class _Job:
     __slots__ = (
         "args",
+        "cut",
         "deadline",
         "enqueued",
         "executor",
@@ -46,9 +51,8 @@ class _Job:
         "priority",
         "retries",
         "retry_on",
-        "scope",
         "state",
-        "timer",
+        "worker",
     )
 
     def __init__(
@@ -74,28 +78,34 @@ class _Job:
         self.retries = retries
         self.retry_on = retry_on
         self.future = future
-        self.state = _State.QUEUED
-        self.timer: asyncio.TimerHandle | None = None
-        self.scope: asyncio.Timeout | None = None  # lets an inline run be cut short
+        self.state = _QUEUED
+        self.worker: asyncio.Task[None] | None = None  # the worker awaiting an inline run
+        self.cut = False  # the sweeper cancelled the inline run (deadline or caller gone)
+
+    @property
+    def title(self) -> str:
+        """The given name, else the function's."""
+        return self.name or getattr(self.fn, "__qualname__", repr(self.fn))
 
 
 class _Instruments:
-    """Metric children resolved once, so a task costs a few dict lookups to record."""
+    """Metric children resolved once, so recording a task costs a few dict lookups."""
 
     def __init__(self, metrics: EngineMetrics, depth: list[int]) -> None:
         seconds = metrics.scheduler_task_seconds
-        self.wait: dict[tuple[Priority, ExecutorKind], Histogram] = {}
-        self.run: dict[tuple[Priority, ExecutorKind], Histogram] = {}
+        self.wait: dict[tuple[Priority, ExecutorKind], PlainHistogramSeries] = {}
+        self.run: dict[tuple[Priority, ExecutorKind], PlainHistogramSeries] = {}
         for priority in Priority:
             for kind in ExecutorKind:
                 self.wait[priority, kind] = seconds.labels(priority.label, kind.value, "wait")
                 self.run[priority, kind] = seconds.labels(priority.label, kind.value, "run")
             gauge = metrics.scheduler_queue_depth.labels(priority.label)
             gauge.set_function(functools.partial(depth.__getitem__, priority))
-        self.outcome: dict[tuple[ExecutorKind, str], Counter] = {}
-        for kind in ExecutorKind:
-            for outcome in ("ok", "error", "deadline", "cancelled", "stopped"):
-                self.outcome[kind, outcome] = metrics.scheduler_tasks.labels(kind.value, outcome)
+        self.outcome: dict[tuple[ExecutorKind, str], PlainCounterSeries] = {
+            (kind, outcome): metrics.scheduler_tasks.labels(kind.value, outcome)
+            for kind in ExecutorKind
+            for outcome in TASK_OUTCOMES
+        }
         self.rejected = {p: metrics.scheduler_rejected.labels(p.label) for p in Priority}
 
 
@@ -104,12 +114,13 @@ class Scheduler:
 
     Each executor kind has its own workers: `workers` concurrent inline (async) tasks,
     `thread_workers` threads and `process_workers` processes, so slow process work never
-    holds up inline work. A task's deadline counts from submission; when it passes, the
-    caller gets DeadlineExceeded at once. An inline task is cancelled then; a thread or
-    process task cannot be, so its slot stays busy until it returns (its result is dropped).
-    The process pool uses the forkserver start method (the engine has threads, so fork is
-    unsafe) and starts with the first process task; the parent times every task, workers
-    report nothing.
+    holds up inline work. A task's deadline counts from submission. One sweeper notices
+    passed deadlines and abandoned futures every sweep_interval seconds (a timer per task
+    would cost more than the rest of the scheduling): the caller then gets DeadlineExceeded;
+    an inline run is cancelled; a thread or process run cannot be, so its slot stays busy
+    until it returns and its result is dropped. The process pool uses the forkserver start
+    method (the engine has threads, so fork is unsafe) and starts with the first process task;
+    the parent times every task, workers report nothing.
     """
 
     def __init__(
@@ -122,12 +133,13 @@ class Scheduler:
         process_workers: int,
         aging_seconds: float,
         default_deadline: float,
+        sweep_interval: float = 0.02,
         process_preload: Sequence[str] = (),
     ) -> None:
         if min(queue_limit, workers, thread_workers, process_workers) < 1:
             raise ValueError("queue_limit and worker counts must be at least 1")
-        if default_deadline <= 0:
-            raise ValueError("default_deadline must be positive")
+        if default_deadline <= 0 or sweep_interval <= 0:
+            raise ValueError("default_deadline and sweep_interval must be positive")
         self._queue_limit = queue_limit
         self._slots = {
             ExecutorKind.INLINE: workers,
@@ -135,6 +147,7 @@ class Scheduler:
             ExecutorKind.PROCESS: process_workers,
         }
         self._default_deadline = default_deadline
+        self._sweep_interval = sweep_interval
         self._process_preload = list(process_preload)
         self._queues = {kind: AgingQueue[_Job](aging_seconds) for kind in ExecutorKind}
         self._idle: dict[ExecutorKind, deque[asyncio.Future[None]]] = {
@@ -143,11 +156,12 @@ class Scheduler:
         self._depth = [0] * len(Priority)
         self._queued = 0
         self._active: set[_Job] = set()
-        self._idle_event = asyncio.Event()
+        self._all_idle = asyncio.Event()
+        self._sweeper_waiting: asyncio.Future[None] | None = None
         self._mean_run_seconds = 0.1
         self._instruments = None if metrics is None else _Instruments(metrics, self._depth)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._workers: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._threads: ThreadPoolExecutor | None = None
         self._processes: ProcessPoolExecutor | None = None
         self._running = False
@@ -169,8 +183,9 @@ class Scheduler:
         )
         for kind, count in self._slots.items():
             for number in range(count):
-                worker = self._work(kind)
-                self._workers.append(asyncio.create_task(worker, name=f"{kind}-worker-{number}"))
+                worker = asyncio.create_task(self._work(kind), name=f"{kind}-worker-{number}")
+                self._tasks.append(worker)
+        self._tasks.append(asyncio.create_task(self._sweep(), name="scheduler-sweeper"))
         self._running = True
 
     def submit(
@@ -198,23 +213,22 @@ class Scheduler:
             if self._instruments is not None:
                 self._instruments.rejected[priority].inc()
             raise QueueFull(self.retry_after(), self._queue_limit)
-        now = loop.time()
+        now = _clock()
         future: asyncio.Future[Any] = loop.create_future()
-        job = _Job(
-            fn,
-            args,
-            priority,
-            executor,
-            name or getattr(fn, "__qualname__", repr(fn)),
-            now,
-            now + (self._default_deadline if deadline is None else deadline),
-            retries,
-            retry_on,
-            future,
+        self._queues[executor].push(
+            _Job(
+                fn,
+                args,
+                priority,
+                executor,
+                name,
+                now,
+                now + (self._default_deadline if deadline is None else deadline),
+                retries,
+                retry_on,
+                future,
+            )
         )
-        job.timer = loop.call_at(job.deadline, self._expire, job)
-        future.add_done_callback(functools.partial(self._resolved, job))
-        self._queues[executor].push(job)
         self._queued += 1
         self._depth[priority] += 1
         idle = self._idle[executor]
@@ -223,6 +237,9 @@ class Scheduler:
             if not waiter.done():
                 waiter.set_result(None)
                 break
+        if self._sweeper_waiting is not None:
+            self._sweeper_waiting.set_result(None)
+            self._sweeper_waiting = None
         return future
 
     def retry_after(self) -> float:
@@ -243,31 +260,31 @@ class Scheduler:
         for queue in self._queues.values():
             for job in queue.drain():
                 self._dequeued(job)
-                unfinished.append(job.name)
-                self._fail(job, SchedulerStopped(f"{job.name}: the scheduler stopped"), "stopped")
+                unfinished.append(job.title)
+                self._stopped(job)
         if self._active:
-            self._idle_event.clear()
+            self._all_idle.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
-                    await self._idle_event.wait()
+                    await self._all_idle.wait()
         leftovers = list(self._active)
         for job in leftovers:
-            unfinished.append(job.name)
-            self._fail(job, SchedulerStopped(f"{job.name}: the scheduler stopped"), "stopped")
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers.clear()
+            unfinished.append(job.title)
+            self._stopped(job)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
         self._active.clear()
         for idle in self._idle.values():
             idle.clear()
+        self._sweeper_waiting = None
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
-        if self._processes is not None:
-            self._shutdown_processes(
-                terminate=any(job.executor is ExecutorKind.PROCESS for job in leftovers)
-            )
+        self._shutdown_processes(
+            terminate=any(job.executor is ExecutorKind.PROCESS for job in leftovers)
+        )
         return unfinished
 
     # -- workers -------------------------------------------------------------------------
@@ -276,41 +293,86 @@ class Scheduler:
         queue = self._queues[kind]
         idle = self._idle[kind]
         loop = asyncio.get_running_loop()
+        worker = asyncio.current_task()
+        assert worker is not None  # a worker is always a task
         while True:
-            job = queue.pop(loop.time())
+            job = queue.pop(_clock())
             if job is None:
                 waiter: asyncio.Future[None] = loop.create_future()
                 idle.append(waiter)
                 await waiter
                 continue
-            self._dequeued(job)
-            if job.future.done():  # deadline or cancellation raced with this pick
+            started = self._begin(job, worker)
+            if started is None:
                 continue
-            await self._run(job, loop)
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                if job.retries or job.executor is not _INLINE:
+                    result = await self._attempts(job, loop)
+                else:  # the common case, without a coroutine in between
+                    result = await job.fn(*job.args)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # the task's failure, handed to the caller by _end
+                error = exc
+            self._end(job, worker, started, result, error)
 
-    async def _run(self, job: _Job, loop: asyncio.AbstractEventLoop) -> None:
-        job.state = _State.RUNNING
+    def _begin(self, job: _Job, worker: "asyncio.Task[None]") -> float | None:
+        """Take a popped job on; None if its caller abandoned it since the last sweep."""
+        self._queued -= 1
+        self._depth[job.priority] -= 1
+        if job.future.done():
+            job.state = _FINISHED
+            self._count(job, "cancelled")
+            return None
+        job.state = _RUNNING
+        if job.executor is _INLINE:
+            job.worker = worker
         self._active.add(job)
-        started = loop.time()
+        started = _clock()
+        if self._instruments is not None:
+            self._instruments.wait[job.priority, job.executor].observe(started - job.enqueued)
+        return started
+
+    def _end(
+        self,
+        job: _Job,
+        worker: "asyncio.Task[None]",
+        started: float,
+        result: Any,
+        error: BaseException | None,
+    ) -> None:
+        """Record the run and hand its result to the caller (raises if the worker stops)."""
+        if job.cut:
+            worker.uncancel()  # the sweeper's cancellation was meant for the task, not us
+        job.state = _FINISHED
+        self._active.discard(job)
+        if not self._active and not self._running:
+            self._all_idle.set()  # stop() waits for this
+        elapsed = _clock() - started
+        self._mean_run_seconds += (elapsed - self._mean_run_seconds) * 0.1
         instruments = self._instruments
         if instruments is not None:
-            instruments.wait[job.priority, job.executor].observe(started - job.enqueued)
-        try:
-            result = await self._attempts(job, loop)
-        except asyncio.CancelledError:
-            if (task := asyncio.current_task()) is not None and task.cancelling():
-                self._fail(job, SchedulerStopped(f"{job.name}: the scheduler stopped"), "stopped")
-                raise  # this worker is being stopped
-            self._finish(job, loop, started)
-            job.future.cancel()  # the task cancelled itself; _resolved counts it
-        except BaseException as exc:  # the task's own failure, handed to the caller
-            self._finish(job, loop, started)
-            self._fail(job, exc, "error")
+            instruments.run[job.priority, job.executor].observe(elapsed)
+
+        future = job.future
+        if isinstance(error, asyncio.CancelledError) and worker.cancelling():
+            self._stopped(job)
+            raise error  # stop() is cancelling this worker
+        if future.done():
+            if future.cancelled():
+                self._count(job, "cancelled")
+        elif error is None:
+            future.set_result(result)
+            if instruments is not None:
+                instruments.outcome[job.executor, "ok"].inc()
+        elif isinstance(error, asyncio.CancelledError):
+            future.cancel()  # the task cancelled itself
+            self._count(job, "cancelled")
         else:
-            self._finish(job, loop, started)
-            if not job.future.done():
-                job.future.set_result(result)
-                self._count(job, "ok")
+            future.set_exception(error)
+            self._count(job, "error")
 
     async def _attempts(self, job: _Job, loop: asyncio.AbstractEventLoop) -> Any:
         attempt = 0
@@ -318,7 +380,7 @@ class Scheduler:
             try:
                 return await self._execute(job, loop)
             except job.retry_on:
-                remaining = job.deadline - loop.time()
+                remaining = job.deadline - _clock()
                 pause = _RETRY_BACKOFF * 2**attempt
                 if attempt >= job.retries or job.future.done() or pause >= remaining:
                     raise
@@ -328,13 +390,8 @@ class Scheduler:
                     raise
 
     async def _execute(self, job: _Job, loop: asyncio.AbstractEventLoop) -> Any:
-        if job.executor is ExecutorKind.INLINE:
-            try:
-                async with asyncio.timeout(None) as scope:
-                    job.scope = scope
-                    return await job.fn(*job.args)
-            finally:
-                job.scope = None
+        if job.executor is _INLINE:
+            return await job.fn(*job.args)
         executor: Executor | None
         if job.executor is ExecutorKind.THREAD:
             executor = self._threads
@@ -346,50 +403,50 @@ class Scheduler:
             self._shutdown_processes(terminate=True)  # the next process task starts a new pool
             raise
 
-    def _finish(self, job: _Job, loop: asyncio.AbstractEventLoop, started: float) -> None:
-        job.state = _State.FINISHED
-        self._active.discard(job)
-        if not self._active:
-            self._idle_event.set()
-        if job.timer is not None:
-            job.timer.cancel()
-        elapsed = loop.time() - started
-        self._mean_run_seconds += (elapsed - self._mean_run_seconds) * 0.1
-        if self._instruments is not None:
-            self._instruments.run[job.priority, job.executor].observe(elapsed)
+    # -- deadlines and abandoned futures -------------------------------------------------
 
-    # -- resolution ----------------------------------------------------------------------
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queued and not self._active:
+                self._sweeper_waiting = loop.create_future()
+                await self._sweeper_waiting  # the next submit wakes the sweeper
+            await asyncio.sleep(self._sweep_interval)
+            self._sweep_once(_clock())
+
+    def _sweep_once(self, now: float) -> None:
+        for queue in self._queues.values():
+            for job in queue.remove_if(lambda job: job.future.done() or job.deadline <= now):
+                self._dequeued(job)
+                if job.future.done():
+                    self._count(job, "cancelled")
+                else:
+                    self._expire(job)
+        for job in list(self._active):
+            if job.deadline <= now and not job.future.done():
+                self._expire(job)
+            if job.future.done() and job.worker is not None and not job.cut:
+                job.cut = True
+                job.worker.cancel()
 
     def _expire(self, job: _Job) -> None:
         seconds = job.deadline - job.enqueued
-        self._fail(job, DeadlineExceeded(f"{job.name}: no result within {seconds:g} s"), "deadline")
+        job.future.set_exception(DeadlineExceeded(f"{job.title}: no result within {seconds:g} s"))
+        self._count(job, "deadline")
 
-    def _fail(self, job: _Job, exc: BaseException, outcome: str) -> None:
+    def _stopped(self, job: _Job) -> None:
         if not job.future.done():
-            job.future.set_exception(exc)
-            self._count(job, outcome)
+            job.future.set_exception(SchedulerStopped(f"{job.title}: the scheduler stopped"))
+            self._count(job, "stopped")
 
     def _count(self, job: _Job, outcome: str) -> None:
         if self._instruments is not None:
             self._instruments.outcome[job.executor, outcome].inc()
 
-    def _resolved(self, job: _Job, future: "asyncio.Future[Any]") -> None:
-        """The caller's future is done: release whatever the job still holds."""
-        if future.cancelled():
-            self._count(job, "cancelled")
-        if job.state is _State.QUEUED:
-            self._queues[job.executor].remove(job)
-            self._dequeued(job)
-        elif job.state is _State.RUNNING and job.scope is not None:
-            job.scope.reschedule(-1)  # cut the inline run short
-        if job.timer is not None:
-            job.timer.cancel()
-
     def _dequeued(self, job: _Job) -> None:
         self._queued -= 1
         self._depth[job.priority] -= 1
-        if job.state is _State.QUEUED:
-            job.state = _State.FINISHED
+        job.state = _FINISHED
 
     # -- process pool --------------------------------------------------------------------
 
