@@ -174,6 +174,22 @@ async def test_queue_full_at_the_limit(started: Callable[..., Any]) -> None:
     scheduler.submit(noop, priority=Priority.HIGH, executor=INLINE)  # room again
 
 
+async def test_inline_workers_take_turns_with_the_loop(started: Callable[..., Any]) -> None:
+    scheduler = await started(inline_slice=0.0)
+    events: list[str] = []
+
+    async def quick() -> None:  # finishes without ever suspending
+        events.append("task")
+
+    async def bystander() -> None:
+        events.append("bystander")
+
+    futures = [scheduler.submit(quick, priority=Priority.LOW, executor=INLINE) for _ in range(50)]
+    other = asyncio.create_task(bystander())
+    await asyncio.gather(*futures, other)
+    assert events.index("bystander") < len(events) - 1
+
+
 async def test_deadline_cuts_an_inline_task_and_frees_its_worker(
     started: Callable[..., Any],
 ) -> None:

@@ -120,7 +120,9 @@ class Scheduler:
     an inline run is cancelled; a thread or process run cannot be, so its slot stays busy
     until it returns and its result is dropped. The process pool uses the forkserver start
     method (the engine has threads, so fork is unsafe) and starts with the first process task;
-    the parent times every task, workers report nothing.
+    the parent times every task, workers report nothing. Inline tasks that finish without
+    suspending would let a worker keep the loop to itself while its queue is full, so a worker
+    yields to the loop after running tasks back to back for inline_slice seconds.
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class Scheduler:
         aging_seconds: float,
         default_deadline: float,
         sweep_interval: float = 0.02,
+        inline_slice: float = 0.005,
         process_preload: Sequence[str] = (),
     ) -> None:
         if min(queue_limit, workers, thread_workers, process_workers) < 1:
@@ -148,6 +151,7 @@ class Scheduler:
         }
         self._default_deadline = default_deadline
         self._sweep_interval = sweep_interval
+        self._inline_slice = inline_slice
         self._process_preload = list(process_preload)
         self._queues = {kind: AgingQueue[_Job](aging_seconds) for kind in ExecutorKind}
         self._idle: dict[ExecutorKind, deque[asyncio.Future[None]]] = {
@@ -295,12 +299,18 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         worker = asyncio.current_task()
         assert worker is not None  # a worker is always a task
+        slice_started = _clock()
         while True:
-            job = queue.pop(_clock())
+            now = _clock()
+            if now - slice_started >= self._inline_slice:
+                await asyncio.sleep(0)  # let the loop serve others
+                slice_started = now = _clock()
+            job = queue.pop(now)
             if job is None:
                 waiter: asyncio.Future[None] = loop.create_future()
                 idle.append(waiter)
                 await waiter
+                slice_started = _clock()
                 continue
             started = self._begin(job, worker)
             if started is None:
