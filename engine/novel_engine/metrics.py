@@ -1,9 +1,10 @@
 """Every engine metric: names, help texts, label sets and buckets, built on a given registry."""
 
+from abc import abstractmethod
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
-from typing import Final, Literal
+from typing import Final, Generic, Literal, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -23,6 +24,8 @@ TASK_OUTCOMES: Final = ("ok", "error", "deadline", "cancelled", "stopped")
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
 HTTP_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE: Final = "none"
+S = TypeVar("S")  # a series type
+F = TypeVar("F", bound=Metric)  # the metric family it is exported as
 
 _HTTP_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -117,53 +120,6 @@ class PlainHistogramSeries:
         self.total += amount
 
 
-class PlainHistogram(Collector):
-    """A labelled histogram for hot paths, exported at scrape time.
-
-    An observation is a bisect and two additions; prometheus_client's Histogram takes a lock
-    per call, which costs more than the scheduling it would measure. Written from the event
-    loop only (no lock); a scrape from another thread may see one observation half-recorded.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str],
-        buckets: Sequence[float],
-        registry: CollectorRegistry,
-    ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = list(labelnames)
-        self._bounds = tuple(buckets)
-        self._series: dict[tuple[str, ...], PlainHistogramSeries] = {}
-        registry.register(self)
-
-    def labels(self, *values: str) -> PlainHistogramSeries:
-        """The series of these label values, created (at 0) on first use."""
-        if len(values) != len(self._labelnames):
-            raise ValueError(f"{self._name} takes labels {self._labelnames}")
-        series = self._series.get(values)
-        if series is None:
-            series = self._series[values] = PlainHistogramSeries(self._bounds)
-        return series
-
-    def describe(self) -> Iterable[Metric]:
-        return [self._family()]
-
-    def collect(self) -> Iterable[Metric]:
-        family = self._family()
-        les = [repr(bound) for bound in self._bounds] + ["+Inf"]
-        for values, series in self._series.items():
-            cumulative = accumulate(series.counts)
-            family.add_metric(list(values), list(zip(les, cumulative, strict=True)), series.total)
-        return [family]
-
-    def _family(self) -> HistogramMetricFamily:
-        return HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
-
-
 class PlainCounterSeries:
     """One label set of a PlainCounter."""
 
@@ -176,25 +132,36 @@ class PlainCounterSeries:
         self.value += amount
 
 
-class PlainCounter(Collector):
-    """A labelled counter for hot paths, exported at scrape time (see PlainHistogram)."""
+class _PlainMetric(Collector, Generic[S, F]):
+    """Labelled series of plain numbers for hot paths, exported at scrape time.
+
+    Recording is an attribute update; prometheus_client's metrics take a lock per call, which
+    costs more than the scheduling they would measure. Written from the event loop only (no
+    lock); a scrape from another thread may see one observation half-recorded.
+    """
 
     def __init__(
-        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        new_series: Callable[[], S],
     ) -> None:
         self._name = name
         self._documentation = documentation
         self._labelnames = list(labelnames)
-        self._series: dict[tuple[str, ...], PlainCounterSeries] = {}
+        self._new_series = new_series
+        self._series: dict[tuple[str, ...], S] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> PlainCounterSeries:
+    def labels(self, *values: str) -> S:
         """The series of these label values, created (at 0) on first use."""
         if len(values) != len(self._labelnames):
             raise ValueError(f"{self._name} takes labels {self._labelnames}")
         series = self._series.get(values)
         if series is None:
-            series = self._series[values] = PlainCounterSeries()
+            series = self._series[values] = self._new_series()
         return series
 
     def describe(self) -> Iterable[Metric]:
@@ -203,11 +170,58 @@ class PlainCounter(Collector):
     def collect(self) -> Iterable[Metric]:
         family = self._family()
         for values, series in self._series.items():
-            family.add_metric(list(values), series.value)
+            self._add(family, list(values), series)
         return [family]
+
+    @abstractmethod
+    def _family(self) -> F: ...
+
+    @abstractmethod
+    def _add(self, family: F, values: list[str], series: S) -> None: ...
+
+
+class PlainHistogram(_PlainMetric[PlainHistogramSeries, HistogramMetricFamily]):
+    """A labelled histogram with fixed buckets; an observation is a bisect and two additions."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        bounds = tuple(buckets)
+        self._les = [repr(bound) for bound in bounds] + ["+Inf"]
+        super().__init__(
+            name, documentation, labelnames, registry, lambda: PlainHistogramSeries(bounds)
+        )
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+
+    def _add(
+        self, family: HistogramMetricFamily, values: list[str], series: PlainHistogramSeries
+    ) -> None:
+        buckets = list(zip(self._les, accumulate(series.counts), strict=True))
+        family.add_metric(values, buckets, series.total)
+
+
+class PlainCounter(_PlainMetric[PlainCounterSeries, CounterMetricFamily]):
+    """A labelled counter; an increment is one addition."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        super().__init__(name, documentation, labelnames, registry, PlainCounterSeries)
 
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+
+    def _add(
+        self, family: CounterMetricFamily, values: list[str], series: PlainCounterSeries
+    ) -> None:
+        family.add_metric(values, series.value)
 
 
 class EngineMetrics:

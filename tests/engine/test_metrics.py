@@ -1,5 +1,6 @@
 """The engine exports its contract metrics, with every known label set present at 0."""
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from novel_engine.metrics import (
@@ -82,3 +83,32 @@ def test_two_apps_can_have_separate_registries() -> None:
     EngineMetrics(two)
     assert sample(one, IN_FLIGHT_METRIC) == 1
     assert sample(two, IN_FLIGHT_METRIC) == 0
+
+
+def test_plain_histogram_exports_cumulative_buckets() -> None:
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(registry)
+    series = metrics.scheduler_task_seconds.labels("low", "inline", "run")
+    for seconds in (0.003, 0.005, 500.0):
+        series.observe(seconds)
+    labels = {"priority": "low", "executor": "inline", "phase": "run"}
+    name = "novel_engine_scheduler_task_seconds"
+    assert sample(registry, f"{name}_bucket", le="0.001", **labels) == 0
+    assert sample(registry, f"{name}_bucket", le="0.005", **labels) == 2  # bounds are inclusive
+    assert sample(registry, f"{name}_bucket", le="120.0", **labels) == 2
+    assert sample(registry, f"{name}_bucket", le="+Inf", **labels) == 3
+    assert sample(registry, f"{name}_count", **labels) == 3
+    assert sample(registry, f"{name}_sum", **labels) == pytest.approx(500.008)
+    assert f"# TYPE {name} histogram" in generate_latest(registry).decode()
+    with pytest.raises(ValueError, match="takes labels"):
+        metrics.scheduler_task_seconds.labels("low")
+
+
+def test_plain_counter_counts() -> None:
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(registry)
+    metrics.scheduler_tasks.labels("thread", "error").inc()
+    metrics.scheduler_tasks.labels("thread", "error").inc(2)
+    name = "novel_engine_scheduler_tasks_total"
+    assert sample(registry, name, executor="thread", outcome="error") == 3
+    assert sample(registry, name, executor="thread", outcome="ok") == 0

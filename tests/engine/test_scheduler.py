@@ -256,33 +256,28 @@ class Flaky:
 
 async def test_retry_only_for_retryable_errors(started: Callable[..., Any]) -> None:
     scheduler = await started()
-    submit = scheduler.submit
+
+    def submit(flaky: Flaky, retries: int) -> "asyncio.Future[Any]":
+        return scheduler.submit(
+            flaky,
+            priority=Priority.NORMAL,
+            executor=INLINE,
+            retries=retries,
+            retry_on=(ConnectionError,),
+        )
+
     recovers = Flaky(2, ConnectionError)
-    result = await submit(
-        recovers, priority=Priority.NORMAL, executor=INLINE, retries=3, retry_on=(ConnectionError,)
-    )
-    assert (result, recovers.calls) == ("done", 3)
+    assert await submit(recovers, retries=3) == "done"
+    assert recovers.calls == 3
 
     wrong_kind = Flaky(1, ValueError)
     with pytest.raises(ValueError, match="attempt 1"):
-        await submit(
-            wrong_kind,
-            priority=Priority.NORMAL,
-            executor=INLINE,
-            retries=3,
-            retry_on=(ConnectionError,),
-        )
+        await submit(wrong_kind, retries=3)
     assert wrong_kind.calls == 1
 
     exhausted = Flaky(5, ConnectionError)
     with pytest.raises(ConnectionError, match="attempt 3"):
-        await submit(
-            exhausted,
-            priority=Priority.NORMAL,
-            executor=INLINE,
-            retries=2,
-            retry_on=(ConnectionError,),
-        )
+        await submit(exhausted, retries=2)
     assert exhausted.calls == 3
 
 
