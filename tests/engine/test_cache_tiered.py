@@ -178,3 +178,5 @@ async def test_build_cache_follows_settings_and_exports_counters(db: Database) -
     assert sample("novel_engine_cache_requests_total", {"tier": "l2", "result": "miss"}) == 0
     default = await build_cache(Settings(), None, None)
     assert default.l1.max_bytes > 0
+    without_l3 = await build_cache(Settings(l3_enabled=False), db, None)
+    assert without_l3.l3 is None
