@@ -31,8 +31,17 @@ lint: venv  ## ruff + mypy --strict
 	$(BIN)/ruff format --check engine operator tests bench scripts
 	$(BIN)/mypy engine/novel_engine operator/novel_operator
 
-test: venv system-deps lint  ## install everything the tests need, then lint and run the whole suite
+test: venv system-deps lint k8s-assets  ## install everything the tests need, then lint and run the whole suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+k8s-assets:  ## build or locate the Kubernetes test binaries (cached in ~/.cache/novel-engine)
+	scripts/k8s-assets
+
+testbed-up: venv k8s-assets  ## start the local control plane on 127.0.0.1 (shell setup: scripts/k8s-testbed env)
+	$(BIN)/python scripts/k8s-testbed up
+
+testbed-down:  ## stop the local control plane started by testbed-up
+	scripts/k8s-testbed down
 
 unit: venv  ## the fast tests only (no control plane, no Docker)
 	$(BIN)/pytest -m "not integration and not docker" $(PYTEST_ARGS)
