@@ -153,9 +153,10 @@ async def test_waiter_gets_the_connection_released_before_its_timeout(tmp_path: 
 
 async def test_closed_database_refuses_acquire(tmp_path: Path) -> None:
     db = await open_db(tmp_path / "engine.db", NOTES)
-    assert db.is_open
+    states = [db.is_open]
     await db.close()
-    assert not db.is_open
+    states.append(db.is_open)
+    assert states == [True, False]
     with pytest.raises(PoolTimeout, match="closed"):
         async with db.acquire():
             pass

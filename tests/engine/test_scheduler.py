@@ -3,7 +3,7 @@
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -28,6 +28,9 @@ def process_id() -> int:
     return os.getpid()
 
 
+Start = Callable[..., Awaitable[Scheduler]]
+
+
 def make_scheduler(**overrides: Any) -> Scheduler:
     options: dict[str, Any] = {
         "metrics": None,
@@ -43,7 +46,7 @@ def make_scheduler(**overrides: Any) -> Scheduler:
 
 
 @pytest.fixture
-async def started() -> AsyncIterator[Callable[..., Any]]:
+async def started() -> AsyncIterator[Start]:
     schedulers: list[Scheduler] = []
 
     async def start(**overrides: Any) -> Scheduler:
@@ -85,7 +88,7 @@ def test_priority_parse_and_labels() -> None:
         Priority.parse("urgent")
 
 
-async def test_higher_priority_runs_first(started: Callable[..., Any]) -> None:
+async def test_higher_priority_runs_first(started: Start) -> None:
     scheduler = await started()
     gate = await occupy(scheduler)
     order: list[str] = []
@@ -136,7 +139,7 @@ def test_aging_never_beats_equal_rank_by_priority_alone() -> None:
     assert queue.pop(now=1.0) is None
 
 
-async def test_aging_in_the_scheduler(started: Callable[..., Any]) -> None:
+async def test_aging_in_the_scheduler(started: Start) -> None:
     scheduler = await started(aging_seconds=0.02)
     gate = await occupy(scheduler)
     order: list[str] = []
@@ -152,7 +155,7 @@ async def test_aging_in_the_scheduler(started: Callable[..., Any]) -> None:
     assert order == ["low", "critical"]
 
 
-async def test_queue_full_at_the_limit(started: Callable[..., Any]) -> None:
+async def test_queue_full_at_the_limit(started: Start) -> None:
     registry = CollectorRegistry()
     scheduler = await started(queue_limit=3, metrics=EngineMetrics(registry))
     gate = await occupy(scheduler)
@@ -174,7 +177,7 @@ async def test_queue_full_at_the_limit(started: Callable[..., Any]) -> None:
     scheduler.submit(noop, priority=Priority.HIGH, executor=INLINE)  # room again
 
 
-async def test_inline_workers_take_turns_with_the_loop(started: Callable[..., Any]) -> None:
+async def test_inline_workers_take_turns_with_the_loop(started: Start) -> None:
     scheduler = await started(inline_slice=0.0)
     events: list[str] = []
 
@@ -191,7 +194,7 @@ async def test_inline_workers_take_turns_with_the_loop(started: Callable[..., An
 
 
 async def test_deadline_cuts_an_inline_task_and_frees_its_worker(
-    started: Callable[..., Any],
+    started: Start,
 ) -> None:
     scheduler = await started()
     cancelled = asyncio.Event()
@@ -212,7 +215,7 @@ async def test_deadline_cuts_an_inline_task_and_frees_its_worker(
     assert await scheduler.submit(quick, priority=Priority.NORMAL, executor=INLINE) == "quick"
 
 
-async def test_deadline_while_queued_means_it_never_runs(started: Callable[..., Any]) -> None:
+async def test_deadline_while_queued_means_it_never_runs(started: Start) -> None:
     scheduler = await started()
     gate = await occupy(scheduler)
     ran = False
@@ -230,7 +233,7 @@ async def test_deadline_while_queued_means_it_never_runs(started: Callable[..., 
     assert not ran
 
 
-async def test_deadline_of_a_thread_task(started: Callable[..., Any]) -> None:
+async def test_deadline_of_a_thread_task(started: Start) -> None:
     scheduler = await started()
     release = threading.Event()
     future = scheduler.submit(
@@ -254,7 +257,7 @@ class Flaky:
         return "done"
 
 
-async def test_retry_only_for_retryable_errors(started: Callable[..., Any]) -> None:
+async def test_retry_only_for_retryable_errors(started: Start) -> None:
     scheduler = await started()
 
     def submit(flaky: Flaky, retries: int) -> "asyncio.Future[Any]":
@@ -281,7 +284,7 @@ async def test_retry_only_for_retryable_errors(started: Callable[..., Any]) -> N
     assert exhausted.calls == 3
 
 
-async def test_thread_and_process_executors_run_elsewhere(started: Callable[..., Any]) -> None:
+async def test_thread_and_process_executors_run_elsewhere(started: Start) -> None:
     registry = CollectorRegistry()
     scheduler = await started(metrics=EngineMetrics(registry))
     thread_id = await scheduler.submit(threading.get_ident, priority=Priority.HIGH, executor=THREAD)
@@ -294,7 +297,7 @@ async def test_thread_and_process_executors_run_elsewhere(started: Callable[...,
     assert registry.get_sample_value("novel_engine_scheduler_tasks_total", ok) == 1
 
 
-async def test_task_errors_reach_the_caller(started: Callable[..., Any]) -> None:
+async def test_task_errors_reach_the_caller(started: Start) -> None:
     scheduler = await started()
     with pytest.raises(ZeroDivisionError):
         await scheduler.submit(divmod, 1, 0, priority=Priority.NORMAL, executor=THREAD)
@@ -307,7 +310,7 @@ async def test_task_errors_reach_the_caller(started: Callable[..., Any]) -> None
     assert await scheduler.submit(asyncio.sleep, 0, "alive", priority=Priority.LOW, executor=INLINE)
 
 
-async def test_cancelled_caller_frees_the_queue_slot(started: Callable[..., Any]) -> None:
+async def test_cancelled_caller_frees_the_queue_slot(started: Start) -> None:
     scheduler = await started(queue_limit=1)
     gate = await occupy(scheduler)
     future = scheduler.submit(asyncio.sleep, 0, priority=Priority.LOW, executor=INLINE)
