@@ -192,24 +192,28 @@ def executor_table(
     pool_start, rows = asyncio.run(executor_rows(fn, costs, process_workers))
     print(f"  process pool start (forkserver, {process_workers} workers): {pool_start:.3f} s")
     print(
-        f"  {'cost (' + unit + ')':>20} {'jobs':>5}  {'inline s':>9} {'thread s':>9}"
+        f"  {'cost (' + unit + ')':>20} {'jobs':>5} {'ms/job':>7}  {'inline s':>9} {'thread s':>9}"
         f" {'process s':>9}  {'process/inline':>14}  max loop stall ms (i/t/p)"
     )
-    crossover = None
+    speedups = []
     for cost, jobs, timings in rows:
         inline, thread, process = (timings[kind] for kind in ExecutorKind)
-        speedup = inline.seconds / process.seconds
-        if crossover is None and speedup > 1.0:
-            crossover = cost
+        speedups.append((cost, inline.seconds / process.seconds))
         stalls = "/".join(f"{t.max_loop_stall * 1000:.1f}" for t in (inline, thread, process))
         print(
-            f"  {cost:>20} {jobs:>5}  {inline.seconds:>9.3f} {thread.seconds:>9.3f}"
-            f" {process.seconds:>9.3f}  {speedup:>13.2f}x  {stalls}"
+            f"  {cost:>20} {jobs:>5} {inline.seconds / jobs * 1000:>7.2f}  {inline.seconds:>9.3f}"
+            f" {thread.seconds:>9.3f} {process.seconds:>9.3f}  {speedups[-1][1]:>13.2f}x  {stalls}"
         )
+    # the smallest cost from which the pool wins at every larger cost too
+    crossover = None
+    for cost, speedup in reversed(speedups):
+        if speedup <= 1.0:
+            break
+        crossover = cost
     if crossover is None:
-        print("  the process pool never beat inline execution at these costs")
+        print("  the process pool does not beat inline execution at the largest cost")
     else:
-        print(f"  the process pool beats inline execution from a cost of about {crossover} {unit}")
+        print(f"  the process pool beats inline execution from {crossover} {unit} on")
 
 
 def main() -> None:

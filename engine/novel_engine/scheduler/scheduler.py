@@ -136,7 +136,7 @@ class Scheduler:
         aging_seconds: float,
         default_deadline: float,
         sweep_interval: float = 0.02,
-        inline_slice: float = 0.005,
+        inline_slice: float = 0.002,
         process_preload: Sequence[str] = (),
     ) -> None:
         if min(queue_limit, workers, thread_workers, process_workers) < 1:
