@@ -1,0 +1,24 @@
+"""`python -m bench`: every benchmark in turn, each printing its figures and its baseline."""
+
+import importlib
+import time
+
+# Cheapest first; the HTTP and memory benchmarks start processes and drive them with wrk.
+BENCHMARKS = (
+    "bench.bench_cache",
+    "bench.bench_scheduler",
+    "bench.bench_simulation",
+    "bench.bench_http",
+    "bench.bench_rss",
+)
+
+
+def main() -> None:
+    for name in BENCHMARKS:
+        started = time.monotonic()
+        importlib.import_module(name).main()
+        print(f"({name} took {time.monotonic() - started:.0f} s)\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
