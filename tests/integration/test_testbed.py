@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from typing import Any
 
@@ -60,6 +61,12 @@ def test_version_is_stamped_and_tools_run(testbed: Testbed) -> None:
     )
     names = {n["metadata"]["name"] for n in json.loads(out.stdout)["items"]}
     assert set(testbed.node_names) <= names
+    helm = shutil.which("helm", path=testbed.env()["PATH"])
+    assert helm, "helm missing: run scripts/k8s-assets"
+    out = subprocess.run(
+        [helm, "version", "--short"], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.startswith(read_versions()["HELM_VERSION"])
 
 
 def test_namespaces_listable_and_deletion_completes(testbed: Testbed) -> None:
