@@ -124,5 +124,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         resync_seconds=args.resync_seconds,
         watch_timeout_seconds=args.watch_timeout_seconds,
     )
-    configuration = load_configuration(args.kubeconfig, pool_size=options.workers + 2)
+    configuration = load_configuration(args.kubeconfig, pool_size=options.api_concurrency)
     asyncio.run(run_operator(options, configuration))

@@ -6,7 +6,7 @@ before they are applied and the status is applied only when it changed.
 """
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,6 +24,8 @@ from novel_operator.status import compute_status
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: Children and referenced objects as served, by (kind, name); None: absent.
+Live = dict[tuple[str, str], Manifest | None]
 
 #: How soon a NovelEngine stalled by an API refusal (not a missing reference) is tried again:
 #: an RBAC fix or an operator upgrade may cure it, and nothing else would wake it up.
@@ -123,26 +125,31 @@ class Reconciler:
             stalled_reason = names.REASON_INVALID_SPEC
             problems.extend(str(problem) for problem in field_errors(error))
 
-        references: dict[Reference, str | None] = references_of(spec) if spec else {}
-        for ref, key in references.items():
-            problem = await self._reference_problem(namespace, ref, key)
-            if problem:
-                problems.append(problem)
-
-        workload: Manifest | None = None
-        if spec is not None:
-            desired = desired_state(
+        desired = (
+            desired_state(
                 owner,
                 spec,
                 engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
                 hpa_min_replicas=previous.autoscaling.floor if previous.autoscaling else None,
             )
+            if spec is not None
+            else None
+        )
+        references: dict[Reference, str | None] = references_of(spec) if spec else {}
+        live = await self._read(namespace, desired, references)
+        for ref, key in references.items():
+            problem = _reference_problem(namespace, ref, key, live[ref.kind, ref.name])
+            if problem:
+                problems.append(problem)
+
+        workload: Manifest | None = None
+        if desired is not None:
             if paused or problems:
-                workload = await self._read_workload(desired)
+                workload = _engine_workload(desired, live)
             else:
                 repair = is_repair(previous, owner.generation)
                 try:
-                    workload = await self._apply(obj, desired, repair)
+                    workload = await self._apply(obj, desired, live, repair)
                 except _RefusedError as refused:
                     problems.append(str(refused))
                     stalled_reason = names.REASON_APPLY_FAILED
@@ -166,53 +173,51 @@ class Reconciler:
             await self._report_stall(obj, previous, status)
         return Outcome(_result_of(status, paused), frozenset(references), retry_after)
 
-    async def _reference_problem(self, namespace: str, ref: Reference, key: str | None) -> str:
-        found = await self._kube.get("v1", ref.kind, namespace, ref.name)
-        if found is None:
-            return f'{ref.kind} "{ref.name}" not found in namespace "{namespace}"'
-        if key is not None and key not in (found.get("data") or {}):
-            return f'{ref.kind} "{ref.name}" has no key "{key}"'
-        return ""
+    async def _read(
+        self, namespace: str, desired: DesiredState | None, references: Iterable[Reference]
+    ) -> Live:
+        """Every child (wanted or not) and every referenced object, read concurrently."""
+        wanted: list[tuple[str, str, str]] = [("v1", ref.kind, ref.name) for ref in references]
+        if desired is not None:
+            wanted += [(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in desired.apply]
+            wanted += [(ref.api_version, ref.kind, ref.name) for ref in desired.absent]
+            if desired.redis_secret is not None:
+                wanted.append(("v1", SECRET, desired.redis_secret))
+        unique = list(dict.fromkeys(wanted))
+        found = await self._kube.get_all([(v, kind, namespace, name) for v, kind, name in unique])
+        return {(kind, name): obj for (_, kind, name), obj in zip(unique, found, strict=True)}
 
-    async def _read_workload(self, desired: DesiredState) -> Manifest | None:
-        manifest = _engine_workload(desired)
-        if manifest is None:
-            return None
-        meta = manifest["metadata"]
-        return await self._kube.get(
-            manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
-        )
-
-    async def _apply(self, obj: Manifest, desired: DesiredState, repair: bool) -> Manifest | None:
+    async def _apply(
+        self, obj: Manifest, desired: DesiredState, live: Live, repair: bool
+    ) -> Manifest | None:
         """Bring every child to the desired state; the engine workload as served afterwards."""
         kube = self._kube
         meta = obj["metadata"]
-        namespace, uid = meta["namespace"], meta["uid"]
-        workload = _engine_workload(desired)
+        engine = _engine_workload_manifest(desired)
         live_workload: Manifest | None = None
         if desired.redis_secret is not None:
             secret = child_manifest(
                 "v1",
-                "Secret",
+                SECRET,
                 Owner.from_metadata(meta),
                 desired.redis_secret,
                 app=names.REDIS_APP,
                 component=names.COMPONENT_CACHE,
             )
-            if await _refusable(kube.ensure_password_secret(secret, names.REDIS_PASSWORD_KEY)):
+            existing = live[SECRET, desired.redis_secret]
+            created = kube.ensure_password_secret(secret, names.REDIS_PASSWORD_KEY, existing)
+            if await _refusable(created):
                 await self._child_event(obj, ChildAction.CREATED, secret, "", repair)
         for manifest in desired.apply:
-            result = await _refusable(kube.sync_child(manifest))
+            current = live[manifest["kind"], manifest["metadata"]["name"]]
+            result = await _refusable(kube.sync_child(manifest, current))
             if result.action is ChildAction.FOREIGN:
                 raise _RefusedError(result.detail)
             await self._child_event(obj, result.action, manifest, result.detail, repair)
-            if manifest is workload:
+            if manifest is engine:
                 live_workload = result.live
         for ref in desired.absent:
-            deleted = await _refusable(
-                kube.delete_owned(ref.api_version, ref.kind, namespace, ref.name, uid)
-            )
-            if deleted:
+            if await _refusable(kube.delete_owned(live[ref.kind, ref.name], meta["uid"])):
                 message = f"Deleted {ref.kind}/{ref.name}: no longer wanted"
                 await self._event(obj, "Deleted", message)
         return live_workload
@@ -259,13 +264,29 @@ async def _refusable(call: Awaitable[T]) -> T:
         raise
 
 
-def _engine_workload(desired: DesiredState) -> Manifest | None:
+def _engine_workload_manifest(desired: DesiredState) -> Manifest | None:
     for manifest in desired.apply:
         if manifest["kind"] in ("Deployment", "StatefulSet") and (
             manifest["metadata"]["labels"].get(names.LABEL_NAME) == names.ENGINE_APP
         ):
             return manifest
     return None
+
+
+def _engine_workload(desired: DesiredState, live: Live) -> Manifest | None:
+    """The engine Deployment/StatefulSet as served, if it exists."""
+    manifest = _engine_workload_manifest(desired)
+    return None if manifest is None else live[manifest["kind"], manifest["metadata"]["name"]]
+
+
+def _reference_problem(
+    namespace: str, ref: Reference, key: str | None, found: Manifest | None
+) -> str:
+    if found is None:
+        return f'{ref.kind} "{ref.name}" not found in namespace "{namespace}"'
+    if key is not None and key not in (found.get("data") or {}):
+        return f'{ref.kind} "{ref.name}" has no key "{key}"'
+    return ""
 
 
 def _ref(obj: Mapping[str, Any]) -> dict[str, str]:

@@ -29,13 +29,17 @@ class OperatorOptions:
     resync_seconds: float = 300.0
     watch_timeout_seconds: int = 300
 
+    @property
+    def api_concurrency(self) -> int:
+        """Requests in flight at once: each reconcile reads its children concurrently."""
+        return self.workers * 4
+
 
 async def run_operator(options: OperatorOptions, configuration: k8s.Configuration) -> None:
     """Run until SIGTERM/SIGINT (kopf handles both), then stop everything."""
     metrics = OperatorMetrics(CollectorRegistry(auto_describe=True))
-    # Each worker makes one API call at a time; the spare threads serve kopf-independent reads.
     kube = KubeClient(
-        configuration, metrics, field_manager=names.FIELD_MANAGER, threads=options.workers + 2
+        configuration, metrics, field_manager=names.FIELD_MANAGER, threads=options.api_concurrency
     )
     controller = Controller(
         Reconciler(kube),

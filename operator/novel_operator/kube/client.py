@@ -12,13 +12,13 @@ import logging
 import secrets
 import socket
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.dynamic import DynamicClient
@@ -30,7 +30,6 @@ from novel_operator.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Manifest = dict[str, Any]
 
 #: (connect, read) seconds for every request: a silent apiserver must not hang a reconcile.
@@ -118,6 +117,7 @@ class KubeClient:
         self._discovery_cache: tempfile.TemporaryDirectory[str] | None = None
         self._dynamic: DynamicClient | None = None
         self._resources: dict[tuple[str, str], Resource] = {}
+        self._discovery_lock = asyncio.Lock()
         self._reporting_instance = socket.gethostname()
 
     async def close(self) -> None:
@@ -127,28 +127,39 @@ class KubeClient:
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    async def _call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Manifest:
+        """Run a DynamicClient call on the pool; its JSON body, decoded (not wrapped in
+        ResourceInstance, whose recursive wrapping costs more CPU than the request)."""
         loop = asyncio.get_running_loop()
+        call = functools.partial(
+            fn, *args, serialize=False, _request_timeout=REQUEST_TIMEOUT, **kwargs
+        )
         try:
-            call = functools.partial(fn, *args, **kwargs)
-            return await loop.run_in_executor(self._executor, call)
+            response = await loop.run_in_executor(self._executor, call)
         except DynamicApiError as error:
             raise ApiError(error.status, _message(error)) from error
+        decoded: Manifest = json.loads(response.data)
+        return decoded
 
     def _resource_sync(self, api_version: str, kind: str) -> Resource:
-        key = (api_version, kind)
-        if key not in self._resources:
-            if self._dynamic is None:
-                # A private discovery cache: the shared default in /tmp may be stale or
-                # written concurrently by other clients of the same apiserver.
-                self._discovery_cache = tempfile.TemporaryDirectory(prefix="novel-operator-")
-                cache = str(Path(self._discovery_cache.name) / "discovery.json")
-                self._dynamic = DynamicClient(k8s.ApiClient(self._configuration), cache_file=cache)  # type: ignore[no-untyped-call]
-            self._resources[key] = self._dynamic.resources.get(api_version=api_version, kind=kind)
-        return self._resources[key]
+        if self._dynamic is None:
+            # A private discovery cache: the shared default in /tmp may be stale or
+            # written concurrently by other clients of the same apiserver.
+            self._discovery_cache = tempfile.TemporaryDirectory(prefix="novel-operator-")
+            cache = str(Path(self._discovery_cache.name) / "discovery.json")
+            self._dynamic = DynamicClient(k8s.ApiClient(self._configuration), cache_file=cache)  # type: ignore[no-untyped-call]
+        resource: Resource = self._dynamic.resources.get(api_version=api_version, kind=kind)
+        return resource
 
     async def _resource(self, api_version: str, kind: str) -> Resource:
-        return await self._call(self._resource_sync, api_version, kind)
+        key = (api_version, kind)
+        if key not in self._resources:
+            async with self._discovery_lock:  # one discovery at a time, each kind once
+                if key not in self._resources:
+                    loop = asyncio.get_running_loop()
+                    call = functools.partial(self._resource_sync, api_version, kind)
+                    self._resources[key] = await loop.run_in_executor(self._executor, call)
+        return self._resources[key]
 
     def _count_write(self, verb: str, resource: Resource, subresource: str = "") -> None:
         name = f"{resource.name}/{subresource}" if subresource else str(resource.name)
@@ -160,15 +171,15 @@ class KubeClient:
         """The object as served, or None if it does not exist."""
         resource = await self._resource(api_version, kind)
         try:
-            found = await self._call(
-                resource.get, name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT
-            )
+            return await self._call(resource.get, name=name, namespace=namespace)
         except ApiError as error:
             if error.not_found:
                 return None
             raise
-        result: Manifest = found.to_dict()
-        return result
+
+    async def get_all(self, refs: Sequence[tuple[str, str, str, str]]) -> list[Manifest | None]:
+        """`get` for each (api_version, kind, namespace, name), concurrently."""
+        return list(await asyncio.gather(*(self.get(*ref) for ref in refs)))
 
     # ------------------------------------------------------------------ writes
 
@@ -177,24 +188,19 @@ class KubeClient:
         resource = await self._resource(manifest["apiVersion"], manifest["kind"])
         target = resource.subresources[subresource] if subresource else resource
         self._count_write("apply", resource, subresource)
-        applied = await self._call(
+        return await self._call(
             target.server_side_apply,
             body=dict(manifest),
             name=manifest["metadata"]["name"],
             namespace=manifest["metadata"]["namespace"],
             field_manager=self._field_manager,
             force_conflicts=True,
-            _request_timeout=REQUEST_TIMEOUT,
         )
-        result: Manifest = applied.to_dict()
-        return result
 
-    async def sync_child(self, desired: Mapping[str, Any]) -> ChildResult:
-        """Make the child match `desired` with at most one apply; none if it already does.
-        An object of that name controlled by someone else is left alone (FOREIGN)."""
-        meta = desired["metadata"]
-        api_version, kind = desired["apiVersion"], desired["kind"]
-        live = await self.get(api_version, kind, meta["namespace"], meta["name"])
+    async def sync_child(self, desired: Mapping[str, Any], live: Manifest | None) -> ChildResult:
+        """Make the child match `desired` with at most one apply; none if `live` (the child
+        as served, None if absent) already does. An object of that name controlled by
+        someone else is left alone (FOREIGN)."""
         if live is None:
             return ChildResult(ChildAction.CREATED, await self.apply(desired))
         if not is_controlled_by(live, str(controller_uid(desired)), self._field_manager):
@@ -206,34 +212,30 @@ class KubeClient:
             return ChildResult(ChildAction.UNCHANGED, live)
         return ChildResult(ChildAction.UPDATED, await self.apply(desired), reason)
 
-    async def delete_owned(
-        self, api_version: str, kind: str, namespace: str, name: str, owner_uid: str
-    ) -> bool:
-        """Delete the object if it exists and `owner_uid` controls it; True if it was deleted."""
-        live = await self.get(api_version, kind, namespace, name)
+    async def delete_owned(self, live: Manifest | None, owner_uid: str) -> bool:
+        """Delete `live` (as served; None: absent) if `owner_uid` controls it; True if it was
+        deleted. The uid precondition keeps a same-named successor safe."""
         if live is None or not is_controlled_by(live, owner_uid, self._field_manager):
             return False
-        resource = await self._resource(api_version, kind)
+        resource = await self._resource(live["apiVersion"], live["kind"])
         self._count_write("delete", resource)
-        body = {**_DELETE_BODY, "preconditions": {"uid": live["metadata"]["uid"]}}
+        meta = live["metadata"]
+        body = {**_DELETE_BODY, "preconditions": {"uid": meta["uid"]}}
         try:
             await self._call(
-                resource.delete,
-                name=name,
-                namespace=namespace,
-                body=body,
-                _request_timeout=REQUEST_TIMEOUT,
+                resource.delete, name=meta["name"], namespace=meta["namespace"], body=body
             )
         except ApiError as error:
             if not error.not_found:  # already gone is fine
                 raise
         return True
 
-    async def ensure_password_secret(self, secret: Mapping[str, Any], key: str) -> bool:
+    async def ensure_password_secret(
+        self, secret: Mapping[str, Any], key: str, live: Manifest | None
+    ) -> bool:
         """Create the Secret `secret` (metadata only) holding a fresh random password under `key`
-        unless it exists; the password never changes afterwards. True if it was created."""
-        meta = secret["metadata"]
-        if await self.get("v1", "Secret", meta["namespace"], meta["name"]) is not None:
+        unless it exists (`live`); the password never changes afterwards. True if created."""
+        if live is not None:
             return False
         resource = await self._resource("v1", "Secret")
         body = {**secret, "type": "Opaque", "stringData": {key: secrets.token_urlsafe(32)}}
@@ -242,9 +244,8 @@ class KubeClient:
             await self._call(
                 resource.create,
                 body=body,
-                namespace=meta["namespace"],
+                namespace=secret["metadata"]["namespace"],
                 field_manager=self._field_manager,
-                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiError as error:
             if error.status == 409:  # created meanwhile (e.g. by an operator that just stopped)
@@ -296,12 +297,7 @@ class KubeClient:
         }
         try:
             resource = await self._resource("v1", "Event")
-            await self._call(
-                resource.create,
-                body=event,
-                namespace=meta["namespace"],
-                _request_timeout=REQUEST_TIMEOUT,
-            )
+            await self._call(resource.create, body=event, namespace=meta["namespace"])
         except (ApiError, OSError) as error:
             log.warning("could not record event %s on %s: %s", reason, describe(obj), error)
             return
