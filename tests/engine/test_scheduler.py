@@ -348,9 +348,14 @@ async def test_stop_fails_queued_and_overdue_tasks_and_names_them() -> None:
 async def test_stop_lets_running_work_finish_within_the_timeout() -> None:
     scheduler = make_scheduler()
     await scheduler.start()
-    running = scheduler.submit(
-        asyncio.sleep, 0.05, "finished", priority=Priority.LOW, executor=INLINE
-    )
-    await asyncio.sleep(0)
+    began = asyncio.Event()
+
+    async def brief() -> str:
+        began.set()
+        await asyncio.sleep(0.05)
+        return "finished"
+
+    running = scheduler.submit(brief, priority=Priority.LOW, executor=INLINE)
+    await began.wait()
     assert await scheduler.stop(timeout=5) == []
     assert await running == "finished"

@@ -121,8 +121,8 @@ class Scheduler:
     until it returns and its result is dropped. The process pool uses the forkserver start
     method (the engine has threads, so fork is unsafe) and starts with the first process task;
     the parent times every task, workers report nothing. Inline tasks that finish without
-    suspending would let a worker keep the loop to itself while its queue is full, so a worker
-    yields to the loop after running tasks back to back for inline_slice seconds.
+    suspending would let the workers keep the loop to themselves while the queue is full, so
+    within one loop turn they start tasks for at most inline_slice seconds, then yield.
     """
 
     def __init__(
@@ -152,6 +152,7 @@ class Scheduler:
         self._default_deadline = default_deadline
         self._sweep_interval = sweep_interval
         self._inline_slice = inline_slice
+        self._held_since: float | None = None  # first pop in this loop turn, if any
         self._process_preload = list(process_preload)
         self._queues = {kind: AgingQueue[_Job](aging_seconds) for kind in ExecutorKind}
         self._idle: dict[ExecutorKind, deque[asyncio.Future[None]]] = {
@@ -299,18 +300,20 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         worker = asyncio.current_task()
         assert worker is not None  # a worker is always a task
-        slice_started = _clock()
         while True:
             now = _clock()
-            if now - slice_started >= self._inline_slice:
-                await asyncio.sleep(0)  # let the loop serve others
-                slice_started = now = _clock()
+            held_since = self._held_since
+            if held_since is None:  # the first pop of this loop turn
+                self._held_since = now
+                loop.call_soon(self._next_turn)
+            elif now - held_since >= self._inline_slice:
+                await asyncio.sleep(0)  # let the loop poll I/O and run others
+                continue
             job = queue.pop(now)
             if job is None:
                 waiter: asyncio.Future[None] = loop.create_future()
                 idle.append(waiter)
                 await waiter
-                slice_started = _clock()
                 continue
             started = self._begin(job, worker)
             if started is None:
@@ -327,6 +330,10 @@ class Scheduler:
             except BaseException as exc:  # the task's failure, handed to the caller by _end
                 error = exc
             self._end(job, worker, started, result, error)
+
+    def _next_turn(self) -> None:
+        """Scheduled by the first pop of a loop turn, so it runs early in the next turn."""
+        self._held_since = None
 
     def _begin(self, job: _Job, worker: "asyncio.Task[None]") -> float | None:
         """Take a popped job on; None if its caller abandoned it since the last sweep."""
