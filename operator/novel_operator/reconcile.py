@@ -170,7 +170,7 @@ class Reconciler:
             stalled_reason=stalled_reason,
         )
         if await kube.apply_status(obj, status.to_k8s()):
-            await self._report_stall(obj, previous, status)
+            self._report_stall(obj, previous, status)
         return Outcome(_result_of(status, paused), frozenset(references), retry_after)
 
     async def _read(
@@ -207,37 +207,37 @@ class Reconciler:
             existing = live[SECRET, desired.redis_secret]
             created = kube.ensure_password_secret(secret, names.REDIS_PASSWORD_KEY, existing)
             if await _refusable(created):
-                await self._child_event(obj, ChildAction.CREATED, secret, "", repair)
+                self._child_event(obj, ChildAction.CREATED, secret, "", repair)
         for manifest in desired.apply:
             current = live[manifest["kind"], manifest["metadata"]["name"]]
             result = await _refusable(kube.sync_child(manifest, current))
             if result.action is ChildAction.FOREIGN:
                 raise _RefusedError(result.detail)
-            await self._child_event(obj, result.action, manifest, result.detail, repair)
+            self._child_event(obj, result.action, manifest, result.detail, repair)
             if manifest is engine:
                 live_workload = result.live
         for ref in desired.absent:
             if await _refusable(kube.delete_owned(live[ref.kind, ref.name], meta["uid"])):
                 message = f"Deleted {ref.kind}/{ref.name}: no longer wanted"
-                await self._event(obj, "Deleted", message)
+                self._event(obj, "Deleted", message)
         return live_workload
 
-    async def _child_event(
+    def _child_event(
         self, obj: Manifest, action: ChildAction, child: Manifest, detail: str, repair: bool
     ) -> None:
         """Created / Updated, or Repaired when the spec had been applied already (drift)."""
         if action is ChildAction.CREATED:
             verb = "Recreated" if repair else "Created"
-            await self._event(obj, "Repaired" if repair else "Created", f"{verb} {describe(child)}")
+            self._event(obj, "Repaired" if repair else "Created", f"{verb} {describe(child)}")
         elif action is ChildAction.UPDATED:
             verb = "Repaired" if repair else "Updated"
-            await self._event(obj, verb, f"{verb} {describe(child)}: {detail}")
+            self._event(obj, verb, f"{verb} {describe(child)}: {detail}")
 
-    async def _event(self, obj: Manifest, reason: str, message: str) -> None:
+    def _event(self, obj: Manifest, reason: str, message: str) -> None:
         log.info(message, extra={"k8s_ref": _ref(obj), "reason": reason})
-        await self._kube.record_event(obj, "Normal", reason, message)
+        self._kube.record_event(obj, "Normal", reason, message)
 
-    async def _report_stall(
+    def _report_stall(
         self, obj: Manifest, previous: NovelEngineStatus, status: NovelEngineStatus
     ) -> None:
         """A Warning Event when the Stalled condition turns true or its message changes."""
@@ -248,7 +248,7 @@ class Reconciler:
         if before is not None and before.status == "True" and before.message == now.message:
             return
         log.warning("Stalled: %s", now.message, extra={"k8s_ref": _ref(obj), "reason": now.reason})
-        await self._kube.record_event(obj, "Warning", now.reason, now.message)
+        self._kube.record_event(obj, "Warning", now.reason, now.message)
 
 
 class _RefusedError(Exception):

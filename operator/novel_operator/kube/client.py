@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
@@ -118,9 +119,13 @@ class KubeClient:
         self._dynamic: DynamicClient | None = None
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovery_lock = asyncio.Lock()
+        self._event_tasks: set[asyncio.Task[None]] = set()
         self._reporting_instance = socket.gethostname()
 
     async def close(self) -> None:
+        """Let pending Events go out (briefly), then release threads and the discovery cache."""
+        if self._event_tasks:
+            await asyncio.wait(set(self._event_tasks), timeout=5)
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._discovery_cache is not None:
             await asyncio.to_thread(self._discovery_cache.cleanup)
@@ -268,10 +273,11 @@ class KubeClient:
         await self.apply(desired, subresource="status")
         return True
 
-    async def record_event(
+    def record_event(
         self, obj: Mapping[str, Any], event_type: str, reason: str, message: str
     ) -> None:
-        """Record a Kubernetes Event about `obj`. Best effort: failures are only logged."""
+        """Record a Kubernetes Event about `obj` in the background (a reconcile does not wait
+        for it). Best effort: failures are only logged."""
         meta = obj["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
@@ -295,10 +301,22 @@ class KubeClient:
             "lastTimestamp": now,
             "count": 1,
         }
+        task = asyncio.create_task(self._post_event(event))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    async def _post_event(self, event: Manifest) -> None:
         try:
             resource = await self._resource("v1", "Event")
-            await self._call(resource.create, body=event, namespace=meta["namespace"])
-        except (ApiError, OSError) as error:
-            log.warning("could not record event %s on %s: %s", reason, describe(obj), error)
+            await self._call(resource.create, body=event, namespace=event["metadata"]["namespace"])
+        except (ApiError, OSError, urllib3.exceptions.HTTPError) as error:
+            involved = event["involvedObject"]
+            log.warning(
+                "could not record event %s on %s/%s: %s",
+                event["reason"],
+                involved["kind"],
+                involved["name"],
+                error,
+            )
             return
-        self._metrics.events.labels(event_type).inc()
+        self._metrics.events.labels(event["type"]).inc()
