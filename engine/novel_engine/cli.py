@@ -1,4 +1,9 @@
-"""`novel-engine` command line: load settings, serve until SIGTERM/SIGINT, drain, exit."""
+"""`novel-engine` command line: load settings, serve until SIGTERM/SIGINT, drain, exit.
+
+The serving loop is aiohttp's AppRunner driven directly (what run_app does) so that a signal
+marks the app draining before the listener closes, and so that a failed start (say, a bad
+content file) still closes the resources that did start.
+"""
 
 import asyncio
 import logging
@@ -10,36 +15,34 @@ from aiohttp import web
 
 from novel_engine.app import create_app
 from novel_engine.config import ConfigError, Settings, load_settings
+from novel_engine.content.loader import ContentFileError
 from novel_engine.keys import DRAIN
 
 log = logging.getLogger("novel_engine")
 
 
-def _stop_on_signal(app: web.Application) -> None:
-    """Mark the app draining (readiness fails at once), then start aiohttp's graceful exit."""
-    app[DRAIN].begin()
-    log.info("stop signal received: draining for up to %.1f s", app[DRAIN].timeout)
-    raise web.GracefulExit()
+async def serve(settings: Settings) -> None:
+    """Serve until a stop signal, then drain: readiness fails at once, in-flight requests get
+    up to drain_timeout, running tasks what is left of it."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, shutdown_timeout=settings.drain_timeout, access_log=None)
+    stopping = asyncio.Event()
 
+    def stop() -> None:
+        app[DRAIN].begin()
+        log.info("stop signal received: draining for up to %.1f s", settings.drain_timeout)
+        stopping.set()
 
-async def _install_signal_handlers(app: web.Application) -> None:
-    # Replaces run_app's handlers, which would go straight to shutdown without marking drain.
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, _stop_on_signal, app)
-
-
-def serve(settings: Settings) -> None:
-    app = create_app(settings)
-    app.on_startup.append(_install_signal_handlers)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.drain_timeout,
-        access_log=None,
-        print=lambda message: log.info("%s", message),
-    )
+        loop.add_signal_handler(signum, stop)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        log.info("serving on http://%s:%d", settings.host, settings.port)
+        await stopping.wait()
+    finally:
+        await runner.cleanup()
     log.info("stopped")
 
 
@@ -52,4 +55,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serve(settings)
+    try:
+        asyncio.run(serve(settings))
+    except ContentFileError as error:
+        print(f"novel-engine: content: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as error:
+        print(
+            f"novel-engine: cannot serve on {settings.host}:{settings.port}: {error}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None

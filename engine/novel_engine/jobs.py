@@ -120,8 +120,9 @@ class JobRunner:
         watcher.add_done_callback(lambda _: self._watchers.pop(job_id, None))
 
     async def _watch(self, job_id: str, future: asyncio.Future[bytes]) -> None:
+        error: str | None = None
         try:
-            result = await future
+            await self._cache.set(result_key(job_id), await future)
         except SchedulerStopped:
             error = SHUTDOWN_REASON
         except DeadlineExceeded:
@@ -129,11 +130,13 @@ class JobRunner:
         except Exception:
             log.exception("simulation job %s failed", job_id)
             error = FAILURE_REASON
-        else:
-            await self._cache.set(result_key(job_id), result)
-            await self.store.finish(job_id, JobStatus.SUCCEEDED)
-            return
-        await self.store.finish(job_id, JobStatus.FAILED, error)
+        try:
+            await self.store.finish(
+                job_id, JobStatus.FAILED if error else JobStatus.SUCCEEDED, error
+            )
+        except Exception:
+            # The row stays queued; the next start records it failed (CRASH_REASON).
+            log.exception("could not record the end of simulation job %s", job_id)
 
     async def close(self) -> None:
         """Wait for the watchers (the scheduler has stopped), then fail anything left queued."""

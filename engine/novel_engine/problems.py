@@ -129,7 +129,6 @@ def _http_problem(error: web.HTTPException) -> web.Response:
     detail = {
         404: "no such route",
         405: f"method not allowed; allowed: {headers.get('Allow', 'none')}",
-        413: f"the body is larger than {getattr(error, 'max_size', 'the limit')} bytes",
     }.get(error.status, error.text if error.text and error.text != error.reason else None)
     return problem_response(error.status, detail, headers=headers)
 

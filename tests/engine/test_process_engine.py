@@ -4,6 +4,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from novel_engine.jobs import SHUTDOWN_REASON
 from novel_engine.metrics import IN_FLIGHT_METRIC
 
 from .api import SIEGE, metric_samples
-from .conftest import RedisServer
+from .conftest import RedisServer, free_port
 from .processes import EngineProcess, EngineProcesses
 
 FULL_CAST = [
@@ -217,3 +218,29 @@ async def test_with_l2_any_process_serves_any_result(
     assert status == 200
     simulation_id = json.loads(result)["id"]
     assert await get(session, second, f"/v1/simulations/{simulation_id}") == (200, result)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "novel_engine", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_invalid_settings_exit_2_with_a_one_line_message() -> None:
+    finished = run_cli("--port", "99999")
+    assert finished.returncode == 2
+    assert finished.stderr.strip() == (
+        "novel-engine: port: Input should be less than or equal to 65535 (from --port)"
+    )
+
+
+def test_a_bad_content_file_exits_2_naming_file_and_field(tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "cast.yaml").write_text("characters: [{name: Ada, archetype: engineer}]")
+    finished = run_cli(
+        "--port", str(free_port()), "--data-dir", str(tmp_path / "data"), "--content", str(content)
+    )
+    assert finished.returncode == 2
+    assert "cast.yaml: characters.0.faction: Field required" in finished.stderr
+    assert "Traceback" not in finished.stderr
