@@ -6,11 +6,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import kopf
+import yaml
 
+from novel_operator import names
 from novel_operator.crd import render_crd
 from novel_operator.kube.auth import load_configuration
+from novel_operator.rbac import RBAC_RULES
 from novel_operator.runtime import OperatorOptions, run_operator
 
 
@@ -91,7 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     commands.add_parser("crd", help="print the NovelEngine CustomResourceDefinition (YAML)")
+    rbac = commands.add_parser(
+        "rbac", help="print the ClusterRole holding exactly the permissions the operator uses"
+    )
+    rbac.add_argument("--name", default=names.OPERATOR_APP, help="ClusterRole name")
     return parser
+
+
+def cluster_role(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": {names.LABEL_NAME: names.OPERATOR_APP}},
+        "rules": [rule.to_k8s() for rule in RBAC_RULES],
+    }
 
 
 def _name_loggers_in_json() -> None:
@@ -105,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "crd":
         sys.stdout.write(render_crd())
+        return
+    if args.command == "rbac":
+        sys.stdout.write(yaml.safe_dump(cluster_role(args.name), sort_keys=False))
         return
     kopf.configure(
         verbose=args.verbose,

@@ -5,18 +5,20 @@ and one operator-wide periodic resync (instead of per-object timers, which need 
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from novel_operator import names
 from novel_operator.metrics import OperatorMetrics
-from novel_operator.reconcile import Reconciler, Reference, Result
+from novel_operator.reconcile import Outcome, Reference, Result
 from novel_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 #: A NovelEngine: (namespace, name).
 Key = tuple[str, str]
+#: The reconcile of one NovelEngine (`Reconciler.reconcile`).
+Reconcile = Callable[[str, str], Awaitable[Outcome]]
 
 
 def owner_of(child: Mapping[str, Any]) -> str | None:
@@ -34,13 +36,13 @@ def owner_of(child: Mapping[str, Any]) -> str | None:
 class Controller:
     def __init__(
         self,
-        reconciler: Reconciler,
+        reconcile: Reconcile,
         metrics: OperatorMetrics,
         *,
         workers: int,
         resync_seconds: float,
     ) -> None:
-        self._reconciler = reconciler
+        self._reconcile = reconcile
         self._metrics = metrics
         self._resync_seconds = resync_seconds
         self._queue: WorkQueue[Key] = WorkQueue(
@@ -103,7 +105,7 @@ class Controller:
     async def _handle(self, key: Key) -> float | None:
         started = time.perf_counter()
         try:
-            outcome = await self._reconciler.reconcile(*key)
+            outcome = await self._reconcile(*key)
         except Exception:
             self._metrics.reconcile_errors.inc()
             self._metrics.reconciles.labels("error").inc()

@@ -1,0 +1,84 @@
+"""Which NovelEngine a watch event concerns, and what gets reconciled because of it."""
+
+import asyncio
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from novel_operator import names
+from novel_operator.controller import Controller, owner_of
+from novel_operator.metrics import OperatorMetrics
+from novel_operator.reconcile import Outcome, Reference, Result
+
+
+def child(namespace: str = "ns", **metadata: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "x", "namespace": namespace, **metadata}}
+
+
+def owner_ref(kind: str = names.KIND, api_version: str = names.API_VERSION) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "name": "tale", "controller": True}
+
+
+def test_owner_comes_from_the_controller_reference() -> None:
+    assert owner_of(child(ownerReferences=[owner_ref()])) == "tale"
+
+
+def test_owner_falls_back_to_the_instance_label_when_references_were_stripped() -> None:
+    assert owner_of(child(labels={names.LABEL_INSTANCE: "saga"})) == "saga"
+
+
+def test_other_controllers_are_not_owners() -> None:
+    foreign = child(ownerReferences=[owner_ref(kind="ReplicaSet", api_version="apps/v1")])
+    assert owner_of(foreign) is None
+
+
+class RecordingReconciler:
+    """Stands in for the reconcile (the subject here is the routing): records the keys."""
+
+    def __init__(self, references: dict[tuple[str, str], frozenset[Reference]]) -> None:
+        self.references = references
+        self.seen: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+
+    async def reconcile(self, namespace: str, name: str) -> Outcome:
+        self.seen.put_nowait((namespace, name))
+        refs = self.references.get((namespace, name), frozenset())
+        return Outcome(Result.READY, refs)
+
+    async def next(self) -> tuple[str, str]:
+        return await asyncio.wait_for(self.seen.get(), 5)
+
+
+async def test_events_reach_the_novelengine_they_concern() -> None:
+    content = Reference("ConfigMap", "stories")
+    reconciler = RecordingReconciler({("ns", "tale"): frozenset({content})})
+    metrics = OperatorMetrics(CollectorRegistry())
+    controller = Controller(reconciler.reconcile, metrics, workers=1, resync_seconds=3600)
+    task = asyncio.create_task(controller.run())
+    try:
+        controller.novelengine_seen("ns", "tale", deleted=False)
+        controller.novelengine_seen("ns", "saga", deleted=False)
+        assert {await reconciler.next(), await reconciler.next()} == {
+            ("ns", "tale"),
+            ("ns", "saga"),
+        }
+
+        controller.child_seen(child(ownerReferences=[owner_ref()]))
+        assert await reconciler.next() == ("ns", "tale")
+
+        controller.referenced_object_seen("ConfigMap", "ns", "stories")
+        controller.referenced_object_seen("ConfigMap", "other", "stories")  # another namespace
+        controller.referenced_object_seen("Secret", "ns", "stories")  # another kind
+        controller.child_seen(child(namespace="other", ownerReferences=[owner_ref()]))
+        controller.novelengine_seen("ns", "saga", deleted=False)
+        assert await reconciler.next() == ("ns", "tale")
+        assert await reconciler.next() == ("ns", "saga")  # nothing else came between
+
+        controller.novelengine_seen("ns", "tale", deleted=True)
+        controller.child_seen(child(ownerReferences=[owner_ref()]))
+        controller.referenced_object_seen("ConfigMap", "ns", "stories")
+        controller.novelengine_seen("ns", "saga", deleted=False)
+        assert await reconciler.next() == ("ns", "saga")  # the deleted one is not reconciled
+        assert metrics.registry.get_sample_value("novel_operator_novelengines") == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

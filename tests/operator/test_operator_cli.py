@@ -1,0 +1,54 @@
+"""`novel-engine-operator`: scope flags, listen address, and the printed CRD and RBAC."""
+
+import pytest
+import yaml
+
+from novel_operator import names
+from novel_operator.cli import build_parser, main
+from novel_operator.rbac import RBAC_RULES
+
+
+def test_run_serves_several_namespaces_or_all_of_them() -> None:
+    args = build_parser().parse_args(["run", "-n", "a", "--namespace", "b"])
+    assert args.namespaces == ["a", "b"]
+    assert not args.all_namespaces
+    assert build_parser().parse_args(["run", "--all-namespaces"]).all_namespaces
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run"],  # no scope
+        ["run", "-A", "-n", "a"],  # both scopes
+        ["run", "-A", "--listen", "8080"],  # no host separator
+        ["run", "-A", "--resync-seconds", "0"],
+        ["run", "-A", "--watch-timeout-seconds", "1.5"],  # the apiserver takes whole seconds
+    ],
+)
+def test_run_refuses_bad_arguments(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)
+
+
+def test_listen_address_defaults_to_all_interfaces_and_parses_host_and_port() -> None:
+    assert build_parser().parse_args(["run", "-A"]).listen == ("0.0.0.0", 8080)
+    assert build_parser().parse_args(["run", "-A", "--listen", "127.0.0.1:9"]).listen == (
+        "127.0.0.1",
+        9,
+    )
+
+
+def test_rbac_prints_a_cluster_role_with_exactly_the_operator_rules(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    main(["rbac"])
+    role = yaml.safe_load(capsys.readouterr().out)
+    assert role["kind"] == "ClusterRole"
+    assert role["metadata"]["name"] == names.OPERATOR_APP
+    assert role["rules"] == [rule.to_k8s() for rule in RBAC_RULES]
+
+
+def test_crd_prints_the_custom_resource_definition(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["crd"])
+    crd = yaml.safe_load(capsys.readouterr().out)
+    assert crd["metadata"]["name"] == names.CRD_NAME
