@@ -34,14 +34,12 @@ INVALID_SPECS = _invalid_specs().INVALID_SPECS
 
 
 @pytest.fixture
-def other_namespace(testbed: Testbed) -> Iterator[str]:
-    name = f"t-{secrets.token_hex(4)}"
-    testbed.apply(
-        f"/api/v1/namespaces/{name}",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-    )
+def other_namespace(cluster: Cluster) -> Iterator[str]:
+    """A second namespace (`testbed_namespace` gives one per test)."""
+    name = f"other-{secrets.token_hex(4)}"
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
-    testbed.request("DELETE", f"/api/v1/namespaces/{name}")
+    cluster.delete("v1", "Namespace", "", name)
 
 
 def test_resyncs_of_a_converged_novelengine_write_nothing(
