@@ -107,9 +107,8 @@ def problem_response(
 def _validation_problem(error: RequestValidationError) -> web.Response:
     details = list(error.errors)
     if any(detail["type"] == "json_invalid" for detail in details):
-        return problem_response(
-            400, f"the body is not valid JSON: {details[0]['msg']}", kind="malformed-json"
-        )
+        reason = details[0].get("ctx", {}).get("error", details[0]["msg"])
+        return problem_response(400, f"the body is not valid JSON: {reason}", kind="malformed-json")
     fields = [
         FieldError(
             field=field_path(detail["loc"]) or f"({error.source})",

@@ -123,7 +123,7 @@ def _sentence(record: ActionLog, agents: Mapping[str, Agent], place: str, rng: R
     text = rng.choice(templates).format(
         actor=actor.name,
         target=agents[record.target].name if record.target else "",
-        weapon=actor.weapon.name if actor.weapon else "bare hands",
+        weapon=f"their {actor.weapon.name}" if actor.weapon else "their bare hands",
         value=record.value,
         place=place,
     )
