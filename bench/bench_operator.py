@@ -126,7 +126,7 @@ def is_ready(kind: str, obj: dict[str, Any]) -> bool:
         return False
     return any(
         c["type"] == names.CONDITION_READY and c["status"] == "True"
-        for c in status.get("conditions", [])
+        for c in status.get("conditions") or []
     )
 
 

@@ -45,7 +45,8 @@ def crd(testbed: Testbed) -> None:
         status, body = testbed.request(
             "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{names.CRD_NAME}"
         )
-        conditions = {c["type"]: c["status"] for c in body.get("status", {}).get("conditions", [])}
+        found = (body.get("status") or {}).get("conditions") or []
+        conditions = {c["type"]: c["status"] for c in found}
         return None if conditions.get("Established") == "True" else f"{status} {conditions}"
 
     testbed.wait_for("NovelEngine CRD established", established, timeout=30)
