@@ -9,7 +9,7 @@ from random import Random
 
 from novel_engine.content.models import Atmosphere, EventEffect
 from novel_engine.simulation.actions import Action, Outcome
-from novel_engine.simulation.result import ActionLog, TurnLog
+from novel_engine.simulation.records import ActionRecord, TurnRecord
 from novel_engine.simulation.world import Agent, AgentStatus, World
 
 UNTITLED = "An Unwritten Tale"
@@ -116,28 +116,30 @@ def _opening(world: World) -> list[str]:
     ]
 
 
-def _sentence(record: ActionLog, agents: Mapping[str, Agent], place: str, rng: Random) -> str:
-    actor = agents[record.actor]
-    own_wounds = record.action is Action.AID and record.target == record.actor
-    templates = SELF_AID if own_wounds else SENTENCES[record.action, record.outcome]
+def _sentence(record: ActionRecord, agents: Mapping[str, Agent], place: str, rng: Random) -> str:
+    actor = agents[record["actor"]]
+    own_wounds = record["action"] is Action.AID and record["target"] == record["actor"]
+    templates = SELF_AID if own_wounds else SENTENCES[record["action"], record["outcome"]]
     text = rng.choice(templates).format(
         actor=actor.name,
-        target=agents[record.target].name if record.target else "",
+        target=agents[target].name if (target := record["target"]) else "",
         weapon=f"their {actor.weapon.name}" if actor.weapon else "their bare hands",
-        value=record.value,
+        value=record["value"],
         place=place,
     )
-    if record.revelation:
+    if record["revelation"]:
         text += " The pieces fell into place: the mystery was laid bare."
     return text
 
 
-def _turn_paragraph(record: TurnLog, world: World, rng: Random) -> str:
+def _turn_paragraph(record: TurnRecord, world: World, rng: Random) -> str:
     places = PLACES[world.atmosphere]
-    sentences = [f"Turn {record.turn}."]
-    sentences += [f"{EVENT_OPENERS[event.effect]} {event.description}" for event in record.events]
+    sentences = [f"Turn {record['turn']}."]
     sentences += [
-        _sentence(action, world.agents, rng.choice(places), rng) for action in record.actions
+        f"{EVENT_OPENERS[event['effect']]} {event['description']}" for event in record["events"]
+    ]
+    sentences += [
+        _sentence(action, world.agents, rng.choice(places), rng) for action in record["actions"]
     ]
     return " ".join(sentences)
 
@@ -159,7 +161,9 @@ def _closing(world: World, turns_played: int, turns_requested: int) -> str:
     return " ".join(sentences)
 
 
-def write_story(world: World, turns: Sequence[TurnLog], turns_requested: int, rng: Random) -> str:
+def write_story(
+    world: World, turns: Sequence[TurnRecord], turns_requested: int, rng: Random
+) -> str:
     """The whole story: opening, one paragraph per turn, and everyone's fate."""
     paragraphs = _opening(world)
     paragraphs += [_turn_paragraph(record, world, rng) for record in turns]

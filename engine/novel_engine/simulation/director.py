@@ -8,7 +8,7 @@ from random import Random
 
 from novel_engine.content.models import EventEffect, NarrativeEvent, Trait
 from novel_engine.simulation.actions import Action, Outcome
-from novel_engine.simulation.result import ActionLog, EventLog
+from novel_engine.simulation.records import ActionRecord, EventRecord
 from novel_engine.simulation.utility import Choice
 from novel_engine.simulation.world import Agent, AgentStatus, World, clamp
 
@@ -20,22 +20,22 @@ def _record(
     target: Agent | None = None,
     value: int = 0,
     revelation: bool = False,
-) -> ActionLog:
-    return ActionLog(
-        actor=agent.id,
-        action=action,
-        target=target.id if target else None,
-        outcome=outcome,
-        value=value,
-        revelation=revelation,
-    )
+) -> ActionRecord:
+    return {
+        "actor": agent.id,
+        "action": action,
+        "target": target.id if target else None,
+        "outcome": outcome,
+        "value": value,
+        "revelation": revelation,
+    }
 
 
 def _percent_roll(rng: Random, chance: float) -> bool:
     return rng.random() * 100 < max(5.0, min(95.0, chance))
 
 
-def _attack(world: World, agent: Agent, target: Agent, rng: Random) -> ActionLog:
+def _attack(world: World, agent: Agent, target: Agent, rng: Random) -> ActionRecord:
     attacker, defender = agent.character.stats, target.character.stats
     chance = 55 + 0.3 * (attacker.agility - defender.agility) + 5 * agent.insight
     if target.guarding:
@@ -63,7 +63,7 @@ def _attack(world: World, agent: Agent, target: Agent, rng: Random) -> ActionLog
     return _record(agent, Action.ATTACK, outcome, target, taken)
 
 
-def _communicate(world: World, agent: Agent, target: Agent, rng: Random) -> ActionLog:
+def _communicate(world: World, agent: Agent, target: Agent, rng: Random) -> ActionRecord:
     stats = agent.character.stats
     chance = 40 + 0.4 * stats.charisma + 0.1 * agent.relic - 0.2 * world.tension
     chance += 0.2 * target.affinity.get(agent.id, 0)
@@ -79,7 +79,7 @@ def _communicate(world: World, agent: Agent, target: Agent, rng: Random) -> Acti
     return _record(agent, Action.COMMUNICATE, Outcome.FAILURE, target)
 
 
-def _aid(world: World, agent: Agent, target: Agent, rng: Random) -> ActionLog:
+def _aid(world: World, agent: Agent, target: Agent, rng: Random) -> ActionRecord:
     amount = 6 + agent.character.stats.willpower // 10 + agent.medicine // 10 + rng.randint(0, 3)
     healed = target.heal(amount)
     agent.healing_done += healed
@@ -88,7 +88,7 @@ def _aid(world: World, agent: Agent, target: Agent, rng: Random) -> ActionLog:
     return _record(agent, Action.AID, Outcome.SUCCESS, target, healed)
 
 
-def _investigate(world: World, agent: Agent, rng: Random) -> ActionLog:
+def _investigate(world: World, agent: Agent, rng: Random) -> ActionRecord:
     stats = agent.character.stats
     chance = 25 + 0.4 * stats.intellect + 0.2 * stats.perception + 0.1 * agent.tool
     chance += 5 * agent.insight
@@ -103,7 +103,7 @@ def _investigate(world: World, agent: Agent, rng: Random) -> ActionLog:
     return _record(agent, Action.INVESTIGATE, Outcome.SUCCESS, value=1, revelation=revelation)
 
 
-def _retreat(world: World, agent: Agent) -> ActionLog:
+def _retreat(world: World, agent: Agent) -> ActionRecord:
     if agent.health_percent() < 50 or agent.morale < 30:
         agent.status = AgentStatus.WITHDRAWN
         return _record(agent, Action.RETREAT, Outcome.WITHDREW)
@@ -112,17 +112,17 @@ def _retreat(world: World, agent: Agent) -> ActionLog:
     return _record(agent, Action.RETREAT, Outcome.REGROUPED)
 
 
-def _observe(agent: Agent) -> ActionLog:
+def _observe(agent: Agent) -> ActionRecord:
     agent.insight = min(agent.insight + 1, 3)
     return _record(agent, Action.OBSERVE, Outcome.NOTED, value=agent.insight)
 
 
-def _guard(agent: Agent) -> ActionLog:
+def _guard(agent: Agent) -> ActionRecord:
     agent.guarding = True
     return _record(agent, Action.GUARD, Outcome.SUCCESS)
 
 
-TargetedRule = Callable[[World, Agent, Agent, Random], ActionLog]
+TargetedRule = Callable[[World, Agent, Agent, Random], ActionRecord]
 TARGETED_RULES: dict[Action, TargetedRule] = {
     Action.ATTACK: _attack,
     Action.COMMUNICATE: _communicate,
@@ -130,7 +130,7 @@ TARGETED_RULES: dict[Action, TargetedRule] = {
 }
 
 
-def resolve(world: World, agent: Agent, choice: Choice, rng: Random) -> ActionLog:
+def resolve(world: World, agent: Agent, choice: Choice, rng: Random) -> ActionRecord:
     """Carry out ``choice`` for ``agent`` and return the log line."""
     agent.guarding = False  # a stance lasts until the agent's next action
     agent.actions[choice.action] += 1
@@ -147,14 +147,14 @@ def resolve(world: World, agent: Agent, choice: Choice, rng: Random) -> ActionLo
     return _observe(agent)
 
 
-def fire_events(world: World, events: Sequence[NarrativeEvent], rng: Random) -> list[EventLog]:
+def fire_events(world: World, events: Sequence[NarrativeEvent], rng: Random) -> list[EventRecord]:
     """Roll this turn's narrative events (in campaign order) and apply those that fire."""
-    fired: list[EventLog] = []
+    fired: list[EventRecord] = []
     for event in events:
         if event.trigger_turn != world.turn or rng.random() >= event.probability:
             continue
         world.events_fired += 1
-        fired.append(EventLog(description=event.description, effect=event.effect))
+        fired.append({"description": event.description, "effect": event.effect})
         _apply_effect(world, event.effect, rng)
     return fired
 
