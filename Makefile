@@ -37,8 +37,8 @@ test: venv system-deps lint k8s-assets  ## install everything the tests need, th
 k8s-assets:  ## build or locate the Kubernetes test binaries (cached in ~/.cache/novel-engine)
 	scripts/k8s-assets
 
-testbed-up: venv k8s-assets  ## start the local control plane on 127.0.0.1 (shell setup: scripts/k8s-testbed env)
-	$(BIN)/python scripts/k8s-testbed up
+testbed-up: k8s-assets  ## start the local control plane on 127.0.0.1 (shell setup: scripts/k8s-testbed env)
+	scripts/k8s-testbed up
 
 testbed-down:  ## stop the local control plane started by testbed-up
 	scripts/k8s-testbed down
