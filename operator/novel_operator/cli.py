@@ -144,5 +144,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         resync_seconds=args.resync_seconds,
         watch_timeout_seconds=args.watch_timeout_seconds,
     )
-    configuration = load_configuration(args.kubeconfig, pool_size=options.api_concurrency)
+    # Connections of failed requests go back to the pool late; room for them avoids
+    # discarding (and re-handshaking) warm ones.
+    configuration = load_configuration(args.kubeconfig, pool_size=2 * options.api_concurrency)
     asyncio.run(run_operator(options, configuration))
