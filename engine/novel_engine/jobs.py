@@ -120,9 +120,10 @@ class JobRunner:
         watcher.add_done_callback(lambda _: self._watchers.pop(job_id, None))
 
     async def _watch(self, job_id: str, future: asyncio.Future[bytes]) -> None:
+        result: bytes | None = None
         error: str | None = None
         try:
-            await self._cache.set(result_key(job_id), await future)
+            result = await future
         except SchedulerStopped:
             error = SHUTDOWN_REASON
         except DeadlineExceeded:
@@ -130,13 +131,16 @@ class JobRunner:
         except Exception:
             log.exception("simulation job %s failed", job_id)
             error = FAILURE_REASON
+        status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
         try:
-            await self.store.finish(
-                job_id, JobStatus.FAILED if error else JobStatus.SUCCEEDED, error
-            )
+            # The row first: once it says succeeded, a GET finds the result in the cache or
+            # recomputes it from the stored input; it never sees "queued" after the result.
+            await self.store.finish(job_id, status, error)
         except Exception:
             # The row stays queued; the next start records it failed (CRASH_REASON).
             log.exception("could not record the end of simulation job %s", job_id)
+        if result is not None:
+            await self._cache.set(result_key(job_id), result)
 
     async def close(self) -> None:
         """Wait for the watchers (the scheduler has stopped), then fail anything left queued."""

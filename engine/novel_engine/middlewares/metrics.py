@@ -4,8 +4,9 @@ import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import Histogram
 
-from novel_engine.metrics import UNMATCHED_ROUTE, EngineMetrics
+from novel_engine.metrics import UNMATCHED_ROUTE, EngineMetrics, method_label, status_class
 
 # Scrapes and probes are not load: they stay out of the in-flight gauge the autoscaler reads.
 NOT_IN_FLIGHT = frozenset({"/metrics", "/healthz", "/readyz"})
@@ -17,14 +18,19 @@ def route_template(request: web.Request) -> str:
 
 
 def _metrics_middleware(metrics: EngineMetrics) -> Middleware:
-    in_flight = metrics.http_in_flight
+    # Hot path: a plain counter read at scrape time and latency series bound once per label set
+    # (route templates, methods and statuses are all closed sets) instead of locks and lookups.
+    in_flight = 0
+    metrics.http_in_flight.set_function(lambda: in_flight)
+    durations: dict[tuple[str, str, int], Histogram] = {}
 
     @web.middleware
     async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal in_flight
         route = route_template(request)
         counted = route not in NOT_IN_FLIGHT
         if counted:
-            in_flight.inc()
+            in_flight += 1
         started = time.perf_counter()
         status = 500
         try:
@@ -36,8 +42,13 @@ def _metrics_middleware(metrics: EngineMetrics) -> Middleware:
             raise
         finally:
             if counted:
-                in_flight.dec()
-            metrics.observe_request(route, request.method, status, time.perf_counter() - started)
+                in_flight -= 1
+            method = method_label(request.method)
+            series = durations.get((route, method, status))
+            if series is None:
+                series = metrics.http_request_duration.labels(route, method, status_class(status))
+                durations[route, method, status] = series
+            series.observe(time.perf_counter() - started)
 
     return metrics_middleware
 

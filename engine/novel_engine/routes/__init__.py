@@ -54,10 +54,16 @@ def parse_query(request: web.Request, model: type[ModelT]) -> ModelT:
         raise RequestValidationError(validation_errors(error), "query") from None
 
 
+_JSON_HEADERS = {"Content-Type": JSON_CONTENT_TYPE}
+
+
 def json_bytes(
     body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    return web.Response(body=body, status=status, content_type=JSON_CONTENT_TYPE, headers=headers)
+    """A response with an already serialised JSON body."""
+    return web.Response(
+        body=body, status=status, headers={**_JSON_HEADERS, **headers} if headers else _JSON_HEADERS
+    )
 
 
 def setup_routes(app: web.Application, operations: Sequence[Operation]) -> None:
