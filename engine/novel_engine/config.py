@@ -75,7 +75,7 @@ class Settings(BaseModel):
     thread_workers: int = Field(4, ge=1, description="Threads for blocking tasks.")
     process_workers: int = Field(2, ge=1, description="Worker processes for CPU-heavy tasks.")
     process_cost_threshold: int = Field(
-        4000,
+        400,  # from `python -m bench.bench_simulation`: the pool pays off from ~400
         ge=0,
         description="Estimated cost (agent-turns) above which a simulation runs in the process "
         "pool.",
