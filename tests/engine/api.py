@@ -14,8 +14,9 @@ from novel_engine.app import create_app
 from novel_engine.config import Settings
 
 EngineClient = TestClient[Any, Any]
-SIEGE = {
-    "character_ids": ["ilse-varn", "seren-ashdown", "dagny-kross", "wren-aldane"],
+SIEGE_CAST = ["ilse-varn", "seren-ashdown", "dagny-kross", "wren-aldane"]
+SIEGE: dict[str, Any] = {
+    "character_ids": SIEGE_CAST,
     "campaign_id": "siege-of-emberfall",
     "turns": 20,
     "seed": 7,

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
 
 from novel_engine.jobs import SHUTDOWN_REASON
@@ -13,7 +15,7 @@ from novel_engine.simulation import run_simulation
 from novel_engine.simulation.result import SimulationResult
 from novel_engine.simulation.service import result_key
 
-from .api import SIEGE, EngineClient, engine_client, problem, until
+from .api import SIEGE, SIEGE_CAST, EngineClient, engine_client, problem, until
 from .samples import sample_input
 
 FULL_CAST = [
@@ -48,11 +50,11 @@ async def test_sync_simulation_returns_the_full_result(
     assert response.status == 200
     raw = await response.read()
     result = SimulationResult.model_validate_json(raw)
-    assert {p.id for p in result.participants} == set(SIEGE["character_ids"])
+    assert {p.id for p in result.participants} == set(SIEGE_CAST)
     assert len(result.turns) == result.stats.turns_played
     assert "The Siege of Emberfall" in result.story
     # The engine's answer is exactly the model's output for the stored content.
-    expected = sample_input(SIEGE["character_ids"], "siege-of-emberfall", turns=20, seed=7)
+    expected = sample_input(SIEGE_CAST, "siege-of-emberfall", turns=20, seed=7)
     assert raw == run_simulation(expected)
     assert result.id == expected.simulation_id()
 
@@ -63,7 +65,7 @@ async def test_same_request_same_id_and_bytes_whatever_the_priority(
     client = await engine_client(aiohttp_client, tmp_path)
     first = await (await client.post("/v1/simulations", json=SIEGE)).read()
     again = await (await client.post("/v1/simulations", json={**SIEGE, "priority": "low"})).read()
-    shuffled = {**SIEGE, "character_ids": SIEGE["character_ids"][::-1], "priority": "critical"}
+    shuffled = {**SIEGE, "character_ids": SIEGE_CAST[::-1], "priority": "critical"}
     reordered = await (await client.post("/v1/simulations", json=shuffled)).read()
     assert first == again == reordered
     other_seed = await (await client.post("/v1/simulations", json={**SIEGE, "seed": 8})).read()
@@ -158,15 +160,28 @@ async def test_queued_jobs_are_recorded_failed_at_shutdown(
     assert "failed" in states  # one worker cannot run twelve long jobs in 0.2 s
 
 
-async def test_a_flooded_queue_answers_429_with_retry_after(
-    aiohttp_client: AiohttpClient, tmp_path: Path
-) -> None:
-    client = await engine_client(
-        aiohttp_client, tmp_path, queue_limit=1, thread_workers=1, task_deadline=120
+@pytest.fixture
+async def small_queue(aiohttp_client: AiohttpClient, tmp_path: Path) -> EngineClient:
+    """An engine with room for one queued task and one worker per executor."""
+    return await engine_client(
+        aiohttp_client,
+        tmp_path,
+        queue_limit=1,
+        thread_workers=1,
+        process_workers=1,
+        task_deadline=120,
     )
-    responses = await asyncio.gather(
-        *(client.post("/v1/simulations", json=heavy(seed)) for seed in range(6))
+
+
+async def flood(client: EngineClient, mode: str) -> list[ClientResponse]:
+    """Six long simulations at once: more than the small queue holds."""
+    return await asyncio.gather(
+        *(client.post("/v1/simulations", json=heavy(seed, mode=mode)) for seed in range(6))
     )
+
+
+async def test_a_flooded_queue_answers_429_with_retry_after(small_queue: EngineClient) -> None:
+    responses = await flood(small_queue, "sync")
     statuses = sorted(response.status for response in responses)
     assert statuses[0] == 200
     assert statuses[-1] == 429
@@ -177,20 +192,13 @@ async def test_a_flooded_queue_answers_429_with_retry_after(
             assert "capacity" in body["detail"]
 
 
-async def test_a_rejected_async_request_leaves_no_job(
-    aiohttp_client: AiohttpClient, tmp_path: Path
-) -> None:
-    client = await engine_client(
-        aiohttp_client, tmp_path, queue_limit=1, thread_workers=1, task_deadline=120
-    )
-    responses = await asyncio.gather(
-        *(client.post("/v1/simulations", json=heavy(seed, mode="async")) for seed in range(6))
-    )
+async def test_a_rejected_async_request_leaves_no_job(small_queue: EngineClient) -> None:
+    responses = await flood(small_queue, "async")
     rejected = [seed for seed, response in enumerate(responses) if response.status == 429]
     assert rejected
     for seed in rejected:
         simulation_id = sample_input(FULL_CAST, turns=200, seed=seed).simulation_id()
-        await problem(await client.get(f"/v1/simulations/{simulation_id}"), 404)
+        await problem(await small_queue.get(f"/v1/simulations/{simulation_id}"), 404)
 
 
 async def scheduler_tasks(client: EngineClient, executor: str) -> float:
@@ -205,7 +213,7 @@ async def test_costly_simulations_run_in_the_process_pool_with_the_same_result(
     client = await engine_client(aiohttp_client, tmp_path, process_cost_threshold=50)
     raw = await (await client.post("/v1/simulations", json=SIEGE)).read()  # cost 4 x 20 = 80
     assert await scheduler_tasks(client, "process") == 1
-    expected = sample_input(SIEGE["character_ids"], "siege-of-emberfall", turns=20, seed=7)
+    expected = sample_input(SIEGE_CAST, "siege-of-emberfall", turns=20, seed=7)
     assert raw == run_simulation(expected)
 
 

@@ -200,7 +200,8 @@ def test_narrative_events_fire_by_probability() -> None:
 
 def action_share(result: dict[str, Any], actor: str, action: str) -> float:
     stats = next(p for p in result["stats"]["participants"] if p["id"] == actor)
-    return float(stats["actions"][action]) / sum(stats["actions"].values())
+    counts: dict[str, int] = stats["actions"]
+    return counts[action] / sum(counts.values())
 
 
 def test_temperament_drives_choices() -> None:
