@@ -14,6 +14,10 @@ from novel_engine.app import create_app
 from novel_engine.config import Settings
 
 EngineClient = TestClient[Any, Any]
+FULL_CAST = [
+    "ilse-varn", "bram-holt", "mira-quell", "seren-ashdown",
+    "corvin-hale", "dagny-kross", "oriel-thane", "wren-aldane",
+]  # fmt: skip
 SIEGE_CAST = ["ilse-varn", "seren-ashdown", "dagny-kross", "wren-aldane"]
 SIEGE: dict[str, Any] = {
     "character_ids": SIEGE_CAST,

@@ -15,13 +15,8 @@ from novel_engine.simulation import run_simulation
 from novel_engine.simulation.result import SimulationResult
 from novel_engine.simulation.service import result_key
 
-from .api import SIEGE, SIEGE_CAST, EngineClient, engine_client, problem, until
+from .api import FULL_CAST, SIEGE, SIEGE_CAST, EngineClient, engine_client, problem, until
 from .samples import sample_input
-
-FULL_CAST = [
-    "ilse-varn", "bram-holt", "mira-quell", "seren-ashdown",
-    "corvin-hale", "dagny-kross", "oriel-thane", "wren-aldane",
-]  # fmt: skip
 
 
 def heavy(seed: int, **extra: Any) -> dict[str, Any]:

@@ -15,14 +15,9 @@ import pytest
 from novel_engine.jobs import SHUTDOWN_REASON
 from novel_engine.metrics import IN_FLIGHT_METRIC
 
-from .api import SIEGE, metric_samples
+from .api import FULL_CAST, SIEGE, metric_samples
 from .conftest import RedisServer, free_port
 from .processes import EngineProcess, EngineProcesses
-
-FULL_CAST = [
-    "ilse-varn", "bram-holt", "mira-quell", "seren-ashdown",
-    "corvin-hale", "dagny-kross", "oriel-thane", "wren-aldane",
-]  # fmt: skip
 
 
 @pytest.fixture
