@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .conftest import free_port
+from .conftest import free_port, stop_process
 
 
 class EngineProcess:
@@ -85,14 +85,8 @@ class EngineProcess:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 30 s."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process, timeout=30)
 
 
 class EngineProcesses:
