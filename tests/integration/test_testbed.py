@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from typing import Any
@@ -53,7 +54,8 @@ def test_version_is_stamped_and_tools_run(testbed: Testbed) -> None:
     assert body["gitVersion"] == read_versions()["KUBERNETES_VERSION"]
     out = subprocess.run(
         ["kubectl", "get", "nodes", "-o", "json"],
-        env=testbed.env(),
+        # The whole environment: without HOME kubectl caches discovery under the working dir.
+        env={**os.environ, **testbed.env()},
         capture_output=True,
         text=True,
         check=True,
