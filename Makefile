@@ -7,7 +7,7 @@ DATA_DIR ?= ./.data
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint unit crds bench system-deps k8s-assets testbed-up testbed-down e2e clean
+.PHONY: help venv run test lint unit crds bench system-deps k8s-assets testbed-up testbed-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -47,7 +47,8 @@ unit: venv  ## the fast tests only (no control plane, no Docker)
 	$(BIN)/pytest -m "not integration and not docker" $(PYTEST_ARGS)
 
 crds: venv  ## regenerate the CRD in crds/ from the operator's model
-	$(BIN)/python -m novel_operator.crd > crds/novelengines.novelengine.io.yaml
+	$(BIN)/python -m novel_operator.crd > crds/.novelengines.yaml.tmp
+	mv crds/.novelengines.yaml.tmp crds/novelengines.novelengine.io.yaml
 
 bench: venv system-deps  ## run the benchmarks (figures printed as ratios against an in-run baseline)
 	$(BIN)/python -m bench
