@@ -346,6 +346,11 @@ class ExternalRedisSpec(KubeModel):
         None, description="Secret key holding the Redis password, if the URL carries none."
     )
 
+    @property
+    def secret_refs(self) -> list[SecretKeyRef]:
+        """The Secret keys the credentials come from: the URL's, then the password's if set."""
+        return [ref for ref in (self.url_secret_ref, self.password_secret_ref) if ref is not None]
+
 
 class L2CacheSpec(KubeModel):
     """Shared Redis tier: with it, any replica answers for any simulation."""

@@ -35,6 +35,9 @@ FIELD_MANAGER: Final = "novel-engine-operator"
 ANNOTATION_PREFIX: Final = f"{GROUP}/"
 PAUSED_ANNOTATION: Final = f"{ANNOTATION_PREFIX}paused"
 CONFIG_HASH_ANNOTATION: Final = f"{ANNOTATION_PREFIX}config-hash"
+# Version of the Secret(s) holding the Redis credentials (never derived from their data): a
+# replaced or rewritten Secret changes it, which rolls the pods that read the credentials.
+REDIS_PASSWORD_VERSION_ANNOTATION: Final = f"{ANNOTATION_PREFIX}redis-password-version"
 
 # Default images (users retag them for their registry).
 DEFAULT_ENGINE_IMAGE: Final = f"novel-engine/engine:{__version__}"

@@ -5,6 +5,7 @@ A reconcile that finds everything as desired sends no write at all: children are
 before they are applied and the status is applied only when it changed.
 """
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,8 +16,8 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from novel_operator import names
-from novel_operator.builders import DesiredState, desired_state
-from novel_operator.builders.common import manifest as child_manifest
+from novel_operator.builders import ChildRef, build_redis_secret, child_refs, desired_state
+from novel_operator.builders.workload import workload_kind
 from novel_operator.kube.client import ApiError, ChildAction, KubeClient, Manifest, describe
 from novel_operator.model import NovelEngineSpec, NovelEngineStatus, Owner, field_errors
 from novel_operator.status import compute_status
@@ -67,10 +68,36 @@ def references_of(spec: NovelEngineSpec) -> dict[Reference, str | None]:
         refs[Reference(CONFIG_MAP, spec.content.config_map_name)] = None
     external = spec.cache.l2.external
     if spec.cache.l2.mode == "external" and external is not None:
-        for ref in (external.url_secret_ref, external.password_secret_ref):
-            if ref is not None:
-                refs[Reference(SECRET, ref.name)] = ref.key
+        for ref in external.secret_refs:
+            refs[Reference(SECRET, ref.name)] = ref.key
     return refs
+
+
+def credential_secrets(owner: Owner, spec: NovelEngineSpec) -> list[str]:
+    """Names of the Secrets the Redis credentials come from: the generated one, or the user's."""
+    l2 = spec.cache.l2
+    if l2.mode == "managed":
+        return [names.redis_secret_name(owner.name)]
+    if l2.mode == "external" and l2.external is not None:
+        return [ref.name for ref in l2.external.secret_refs]
+    return []
+
+
+def secret_version(secrets: Iterable[Manifest | None]) -> str | None:
+    """A short token that changes whenever one of `secrets` (as served; None: absent) is replaced
+    or rewritten, None if there are none. It is made of their uids and resourceVersions only,
+    never their data, so it tells nothing about a password; and the same Secrets give the same
+    token in every reconcile and after an operator restart, so it never rolls pods needlessly."""
+    identities = sorted(
+        {
+            f"{secret['metadata']['uid']}/{secret['metadata']['resourceVersion']}"
+            for secret in secrets
+            if secret is not None
+        }
+    )
+    if not identities:
+        return None
+    return hashlib.sha256("\n".join(identities).encode()).hexdigest()[:16]
 
 
 def is_repair(previous: NovelEngineStatus, generation: int) -> bool:
@@ -125,31 +152,20 @@ class Reconciler:
             stalled_reason = names.REASON_INVALID_SPEC
             problems.extend(str(problem) for problem in field_errors(error))
 
-        desired = (
-            desired_state(
-                owner,
-                spec,
-                engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
-                hpa_min_replicas=previous.autoscaling.floor if previous.autoscaling else None,
-            )
-            if spec is not None
-            else None
-        )
         references: dict[Reference, str | None] = references_of(spec) if spec else {}
-        live = await self._read(namespace, desired, references)
+        live = await self._read(owner, references) if spec is not None else {}
         for ref, key in references.items():
             problem = _reference_problem(namespace, ref, key, live[ref.kind, ref.name])
             if problem:
                 problems.append(problem)
 
         workload: Manifest | None = None
-        if desired is not None:
+        if spec is not None:
             if paused or problems:
-                workload = _engine_workload(desired, live)
+                workload = live[workload_kind(spec), names.engine_name(name)]
             else:
-                repair = is_repair(previous, owner.generation)
                 try:
-                    workload = await self._apply(obj, desired, live, repair)
+                    workload = await self._apply(obj, owner, spec, previous, live)
                 except _RefusedError as refused:
                     problems.append(str(refused))
                     stalled_reason = names.REASON_APPLY_FAILED
@@ -173,51 +189,58 @@ class Reconciler:
             self._report_stall(obj, previous, status)
         return Outcome(_result_of(status, paused), frozenset(references), retry_after)
 
-    async def _read(
-        self, namespace: str, desired: DesiredState | None, references: Iterable[Reference]
-    ) -> Live:
+    async def _read(self, owner: Owner, references: Iterable[Reference]) -> Live:
         """Every child (wanted or not) and every referenced object, read concurrently."""
-        wanted: list[tuple[str, str, str]] = [("v1", ref.kind, ref.name) for ref in references]
-        if desired is not None:
-            wanted += [(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in desired.apply]
-            wanted += [(ref.api_version, ref.kind, ref.name) for ref in desired.absent]
-            if desired.redis_secret is not None:
-                wanted.append(("v1", SECRET, desired.redis_secret))
-        unique = list(dict.fromkeys(wanted))
-        found = await self._kube.get_all([(v, kind, namespace, name) for v, kind, name in unique])
-        return {(kind, name): obj for (_, kind, name), obj in zip(unique, found, strict=True)}
+        wanted = [ChildRef("v1", ref.kind, ref.name) for ref in references]
+        unique = list(dict.fromkeys([*child_refs(owner.name), *wanted]))
+        found = await self._kube.get_all(
+            [(ref.api_version, ref.kind, owner.namespace, ref.name) for ref in unique]
+        )
+        return {(ref.kind, ref.name): obj for ref, obj in zip(unique, found, strict=True)}
 
     async def _apply(
-        self, obj: Manifest, desired: DesiredState, live: Live, repair: bool
+        self,
+        obj: Manifest,
+        owner: Owner,
+        spec: NovelEngineSpec,
+        previous: NovelEngineStatus,
+        live: Live,
     ) -> Manifest | None:
-        """Bring every child to the desired state; the engine workload as served afterwards."""
+        """Bring every child to the desired state; the engine workload as served afterwards.
+
+        The managed Redis password Secret comes first: the pods that read the credentials carry
+        the version of their Secrets, so a replaced Secret rolls them."""
         kube = self._kube
-        meta = obj["metadata"]
-        engine = _engine_workload_manifest(desired)
-        live_workload: Manifest | None = None
-        if desired.redis_secret is not None:
-            secret = child_manifest(
-                "v1",
-                SECRET,
-                Owner.from_metadata(meta),
-                desired.redis_secret,
-                app=names.REDIS_APP,
-                component=names.COMPONENT_CACHE,
+        repair = is_repair(previous, owner.generation)
+        secret = build_redis_secret(owner, spec)
+        if secret is not None:
+            name = secret["metadata"]["name"]
+            ensured = await _refusable(
+                kube.ensure_password_secret(secret, names.REDIS_PASSWORD_KEY, live[SECRET, name])
             )
-            existing = live[SECRET, desired.redis_secret]
-            created = kube.ensure_password_secret(secret, names.REDIS_PASSWORD_KEY, existing)
-            if await _refusable(created):
-                self._child_event(obj, ChildAction.CREATED, secret, "", repair)
+            self._child_event(obj, ensured.action, secret, "", repair)
+            live[SECRET, name] = ensured.live
+        desired = desired_state(
+            owner,
+            spec,
+            engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
+            hpa_min_replicas=previous.autoscaling.floor if previous.autoscaling else None,
+            redis_password_version=secret_version(
+                live[SECRET, secret_name] for secret_name in credential_secrets(owner, spec)
+            ),
+        )
+        workload = (workload_kind(spec), names.engine_name(owner.name))
+        live_workload: Manifest | None = None
         for manifest in desired.apply:
-            current = live[manifest["kind"], manifest["metadata"]["name"]]
-            result = await _refusable(kube.sync_child(manifest, current))
+            key = (manifest["kind"], manifest["metadata"]["name"])
+            result = await _refusable(kube.sync_child(manifest, live[key]))
             if result.action is ChildAction.FOREIGN:
                 raise _RefusedError(result.detail)
             self._child_event(obj, result.action, manifest, result.detail, repair)
-            if manifest is engine:
+            if key == workload:
                 live_workload = result.live
         for ref in desired.absent:
-            if await _refusable(kube.delete_owned(live[ref.kind, ref.name], meta["uid"])):
+            if await _refusable(kube.delete_owned(live[ref.kind, ref.name], owner.uid)):
                 message = f"Deleted {ref.kind}/{ref.name}: no longer wanted"
                 self._event(obj, "Deleted", message)
         return live_workload
@@ -262,21 +285,6 @@ async def _refusable(call: Awaitable[T]) -> T:
         if error.needs_a_human:
             raise _RefusedError(str(error)) from error
         raise
-
-
-def _engine_workload_manifest(desired: DesiredState) -> Manifest | None:
-    for manifest in desired.apply:
-        if manifest["kind"] in ("Deployment", "StatefulSet") and (
-            manifest["metadata"]["labels"].get(names.LABEL_NAME) == names.ENGINE_APP
-        ):
-            return manifest
-    return None
-
-
-def _engine_workload(desired: DesiredState, live: Live) -> Manifest | None:
-    """The engine Deployment/StatefulSet as served, if it exists."""
-    manifest = _engine_workload_manifest(desired)
-    return None if manifest is None else live[manifest["kind"], manifest["metadata"]["name"]]
 
 
 def _reference_problem(

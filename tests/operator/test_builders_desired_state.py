@@ -6,7 +6,15 @@ import pytest
 from operator_samples import OWNER, load_sample, spec_of
 
 from novel_operator import names
-from novel_operator.builders import CHILD_KINDS, ChildRef, desired_state
+from novel_operator.builders import (
+    CHILD_KINDS,
+    ChildRef,
+    DesiredState,
+    build_redis_secret,
+    child_refs,
+    desired_state,
+    ref_of,
+)
 from novel_operator.builders.common import owner_reference
 
 EVERY_CHILD = {
@@ -35,16 +43,24 @@ SPECS = {
         "networkPolicy": {"enabled": True},
     },
 }
+MANAGED = {"replicas": 2, "cache": {"l2": {"mode": "managed"}}}
+EXTERNAL_PVC = SPECS["pvc-external-operator-scaled"]
 
 
-def ref_of(manifest: dict[str, Any]) -> ChildRef:
-    return ChildRef(manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"])
+def test_child_refs_name_every_child_of_a_managed_kind() -> None:
+    refs = child_refs("demo")
+
+    assert len(refs) == len(set(refs))
+    assert set(refs) == EVERY_CHILD
+    assert {(ref.api_version, ref.kind) for ref in refs} == set(CHILD_KINDS)
 
 
 @pytest.mark.parametrize("data", SPECS.values(), ids=SPECS.keys())
 def test_every_child_is_either_applied_or_absent(data: dict[str, Any]) -> None:
-    state = desired_state(OWNER, spec_of(data), engine_replicas_owned_elsewhere=False)
-    generated = [ChildRef("v1", "Secret", state.redis_secret)] if state.redis_secret else []
+    spec = spec_of(data)
+    state = desired_state(OWNER, spec, engine_replicas_owned_elsewhere=False)
+    secret = build_redis_secret(OWNER, spec)  # created by the apply layer, not applied
+    generated = [ref_of(secret)] if secret is not None else []
     children = [*map(ref_of, state.apply), *state.absent, *generated]
 
     assert len(children) == len(set(children))  # no child twice
@@ -80,7 +96,6 @@ def test_the_sample_applies_its_children_in_order() -> None:
         ("NetworkPolicy", "demo"),
         ("NetworkPolicy", "demo-redis"),
     ]
-    assert state.redis_secret == "demo-redis-auth"
     assert state.absent == [ChildRef("apps/v1", "StatefulSet", "demo")]
     assert "replicas" not in state.apply[1]["spec"]
 
@@ -88,7 +103,7 @@ def test_the_sample_applies_its_children_in_order() -> None:
 def test_without_managed_redis_its_secret_must_go() -> None:
     state = desired_state(OWNER, spec_of(), engine_replicas_owned_elsewhere=False)
 
-    assert state.redis_secret is None
+    assert build_redis_secret(OWNER, spec_of()) is None
     assert ChildRef("v1", "Secret", "demo-redis-auth") in state.absent
 
 
@@ -99,3 +114,75 @@ def test_the_hpa_floor_reaches_the_hpa() -> None:
     (hpa,) = [m for m in state.apply if m["kind"] == "HorizontalPodAutoscaler"]
 
     assert hpa["spec"]["minReplicas"] == 7
+
+
+def pod_annotations(state: DesiredState) -> dict[ChildRef, dict[str, str]]:
+    """Pod-template annotations of every workload in `state`."""
+    return {
+        ref_of(m): m["spec"]["template"]["metadata"].get("annotations", {})
+        for m in state.apply
+        if m["kind"] in ("Deployment", "StatefulSet")
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "carriers"),
+    [
+        (
+            MANAGED,
+            {
+                ChildRef("apps/v1", "Deployment", "demo"),
+                ChildRef("apps/v1", "Deployment", "demo-redis"),
+            },
+        ),
+        (EXTERNAL_PVC, {ChildRef("apps/v1", "StatefulSet", "demo")}),
+        ({}, set()),  # no L2: no pod reads Redis credentials
+    ],
+    ids=["managed", "external-statefulset", "no-l2"],
+)
+def test_the_password_version_is_on_every_pod_template_reading_redis_credentials(
+    data: dict[str, Any], carriers: set[ChildRef]
+) -> None:
+    state = desired_state(
+        OWNER, spec_of(data), engine_replicas_owned_elsewhere=False, redis_password_version="v1"
+    )
+
+    carrying = {
+        ref
+        for ref, annotations in pod_annotations(state).items()
+        if annotations.get(names.REDIS_PASSWORD_VERSION_ANNOTATION) == "v1"
+    }
+    assert carrying == carriers
+
+
+def test_a_new_password_version_changes_only_the_pod_templates_reading_it() -> None:
+    def state(version: str) -> DesiredState:
+        return desired_state(
+            OWNER,
+            spec_of(MANAGED),
+            engine_replicas_owned_elsewhere=False,
+            redis_password_version=version,
+        )
+
+    before, after = state("v1"), state("v2")
+    changed = [
+        ref_of(new) for old, new in zip(before.apply, after.apply, strict=True) if old != new
+    ]
+
+    assert changed == [
+        ChildRef("apps/v1", "Deployment", "demo"),
+        ChildRef("apps/v1", "Deployment", "demo-redis"),
+    ]
+    for annotations in pod_annotations(after).values():
+        assert annotations[names.REDIS_PASSWORD_VERSION_ANNOTATION] == "v2"
+
+
+def test_without_a_password_version_no_pod_template_carries_one() -> None:
+    state = desired_state(OWNER, spec_of(MANAGED), engine_replicas_owned_elsewhere=False)
+
+    for annotations in pod_annotations(state).values():
+        assert names.REDIS_PASSWORD_VERSION_ANNOTATION not in annotations
+    assert (
+        names.CONFIG_HASH_ANNOTATION
+        in pod_annotations(state)[ChildRef("apps/v1", "Deployment", "demo")]
+    )

@@ -1,6 +1,5 @@
 """The managed Redis tier: present only for `l2.mode: managed`, password only by reference."""
 
-import base64
 from typing import Any
 
 import pytest
@@ -59,12 +58,21 @@ def test_the_password_is_referenced_from_the_generated_secret() -> None:
     assert "$(REDIS_PASSWORD)" in container["args"]
 
 
-def test_the_secret_builder_stores_the_password_under_the_referenced_key() -> None:
-    secret = build_redis_secret(OWNER, "generated-pw")
+@pytest.mark.parametrize("data", [{}, EXTERNAL], ids=["none", "external"])
+def test_no_password_secret_unless_managed(data: dict[str, Any]) -> None:
+    assert build_redis_secret(OWNER, spec_of(data)) is None
 
+
+def test_the_secret_is_built_owned_and_without_any_password() -> None:
+    secret = build_redis_secret(OWNER, spec_of(MANAGED))
+
+    assert secret is not None
     assert secret["metadata"]["name"] == names.redis_secret_name("demo")
-    assert base64.b64decode(secret["data"][names.REDIS_PASSWORD_KEY]) == b"generated-pw"
     assert secret["metadata"]["ownerReferences"][0]["uid"] == OWNER.uid
+    assert secret["type"] == "Opaque"
+    # The apply layer adds a generated password when it creates the Secret.
+    assert "data" not in secret
+    assert "stringData" not in secret
 
 
 def test_the_redis_service_selects_only_this_instances_redis() -> None:

@@ -3,7 +3,7 @@
 No client, clock or environment here; everything comes in as arguments.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from novel_operator import names
@@ -30,13 +30,16 @@ __all__ = [
     "DesiredState",
     "Manifest",
     "build_redis_secret",
+    "child_refs",
     "desired_state",
+    "ref_of",
 ]
 
 
 @dataclass(frozen=True)
 class ChildRef:
-    """A child that must not exist (the apply layer deletes it if it does)."""
+    """A child by identity; in `DesiredState.absent`, one that must not exist (the apply layer
+    deletes it if it does)."""
 
     api_version: str
     kind: str
@@ -46,13 +49,12 @@ class ChildRef:
 @dataclass(frozen=True)
 class DesiredState:
     """Children to apply (in order) and children to delete. Every child the operator can create
-    appears exactly once, in one of the two lists; `redis_secret` names the Secret the apply layer
-    must create once with a generated password (None when it must not exist: it is then in
-    `absent`)."""
+    (`child_refs`) is in one of the two lists, except the managed Redis password Secret while it
+    is wanted: the apply layer creates that one itself (`build_redis_secret`), before building
+    the desired state, whose pod templates carry the Secret's version."""
 
     apply: list[Manifest]
     absent: list[ChildRef]
-    redis_secret: str | None = field(default=None)
 
 
 # The kinds the operator manages (watches, RBAC, garbage-collection checks).
@@ -68,52 +70,68 @@ CHILD_KINDS: Final[tuple[tuple[str, str], ...]] = (
 )
 
 
+def child_refs(instance: str) -> list[ChildRef]:
+    """Every child the operator can create for the NovelEngine `instance`, whatever its spec."""
+    name, redis = names.engine_name(instance), names.redis_name(instance)
+    return [
+        ChildRef("v1", "ConfigMap", names.config_name(instance)),
+        ChildRef("apps/v1", "Deployment", name),
+        ChildRef("apps/v1", "StatefulSet", name),
+        ChildRef("v1", "Service", name),
+        ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", name),
+        ChildRef("policy/v1", "PodDisruptionBudget", name),
+        ChildRef("apps/v1", "Deployment", redis),
+        ChildRef("v1", "Service", redis),
+        ChildRef("v1", "Secret", names.redis_secret_name(instance)),
+        ChildRef("networking.k8s.io/v1", "NetworkPolicy", name),
+        ChildRef("networking.k8s.io/v1", "NetworkPolicy", redis),
+    ]
+
+
+def ref_of(manifest: Manifest) -> ChildRef:
+    """The identity of a built child."""
+    return ChildRef(manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"])
+
+
 def desired_state(
     owner: Owner,
     spec: NovelEngineSpec,
     *,
     engine_replicas_owned_elsewhere: bool,
     hpa_min_replicas: int | None = None,
+    redis_password_version: str | None = None,
 ) -> DesiredState:
     """Every child of one NovelEngine: what to apply (in order) and what must be absent.
 
     `engine_replicas_owned_elsewhere` leaves the workload's replicas to the HPA or the operator's
     scaler; `hpa_min_replicas` is the scaler's current floor for the HPA (None: the spec's
-    minimum), passed back in so that a reconcile never reverts it.
+    minimum), passed back in so that a reconcile never reverts it. `redis_password_version` is a
+    token that changes when the Secret(s) holding the Redis credentials do (never the password
+    itself): it goes on the pod templates that read them, so their pods roll.
     """
-    name, redis = names.engine_name(owner.name), names.redis_name(owner.name)
-    candidates: list[tuple[ChildRef, Manifest | None]] = [
-        (ChildRef("v1", "ConfigMap", names.config_name(owner.name)), build_configmap(owner, spec)),
-        (
-            ChildRef("apps/v1", "Deployment", name),
-            build_deployment(owner, spec, replicas_owned_elsewhere=engine_replicas_owned_elsewhere),
-        ),
-        (
-            ChildRef("apps/v1", "StatefulSet", name),
-            build_statefulset(
-                owner, spec, replicas_owned_elsewhere=engine_replicas_owned_elsewhere
-            ),
-        ),
-        (ChildRef("v1", "Service", name), build_service(owner, spec)),
-        (
-            ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", name),
-            build_hpa(owner, spec, floor=hpa_min_replicas),
-        ),
-        (ChildRef("policy/v1", "PodDisruptionBudget", name), build_pdb(owner, spec)),
-        (ChildRef("apps/v1", "Deployment", redis), build_redis_deployment(owner, spec)),
-        (ChildRef("v1", "Service", redis), build_redis_service(owner, spec)),
-        (
-            ChildRef("networking.k8s.io/v1", "NetworkPolicy", name),
-            build_engine_network_policy(owner, spec),
-        ),
-        (
-            ChildRef("networking.k8s.io/v1", "NetworkPolicy", redis),
-            build_redis_network_policy(owner, spec),
-        ),
+    workloads = (
+        build(
+            owner,
+            spec,
+            replicas_owned_elsewhere=engine_replicas_owned_elsewhere,
+            redis_password_version=redis_password_version,
+        )
+        for build in (build_deployment, build_statefulset)
+    )
+    built = [
+        build_configmap(owner, spec),
+        *workloads,
+        build_service(owner, spec),
+        build_hpa(owner, spec, floor=hpa_min_replicas),
+        build_pdb(owner, spec),
+        build_redis_deployment(owner, spec, redis_password_version=redis_password_version),
+        build_redis_service(owner, spec),
+        build_engine_network_policy(owner, spec),
+        build_redis_network_policy(owner, spec),
     ]
-    apply = [built for _, built in candidates if built is not None]
-    absent = [ref for ref, built in candidates if built is None]
-    secret = ChildRef("v1", "Secret", names.redis_secret_name(owner.name))
-    if spec.cache.l2.mode == "managed":
-        return DesiredState(apply, absent, redis_secret=secret.name)
-    return DesiredState(apply, [*absent, secret])
+    apply = [manifest for manifest in built if manifest is not None]
+    kept = {ref_of(manifest) for manifest in apply}
+    secret = build_redis_secret(owner, spec)
+    if secret is not None:
+        kept.add(ref_of(secret))
+    return DesiredState(apply, [ref for ref in child_refs(owner.name) if ref not in kept])

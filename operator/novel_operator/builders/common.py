@@ -89,6 +89,12 @@ def redis_manifest(api_version: str, kind: str, owner: Owner, **body: Any) -> Ma
     )
 
 
+def password_version_annotation(version: str | None) -> dict[str, str]:
+    """The pod-template annotation that rolls pods when their Redis credentials are replaced
+    (none when no version is known or no credentials are read)."""
+    return {} if version is None else {names.REDIS_PASSWORD_VERSION_ANNOTATION: version}
+
+
 def restricted_security_context(user: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pod and container security contexts meeting the `restricted` Pod Security Standard."""
     pod = {

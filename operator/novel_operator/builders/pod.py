@@ -3,7 +3,11 @@
 from typing import Any, Final
 
 from novel_operator import names
-from novel_operator.builders.common import common_labels, restricted_security_context
+from novel_operator.builders.common import (
+    common_labels,
+    password_version_annotation,
+    restricted_security_context,
+)
 from novel_operator.builders.configmap import config_hash
 from novel_operator.model import NovelEngineSpec, Owner
 
@@ -106,8 +110,12 @@ def _volumes(spec: NovelEngineSpec, owner: Owner) -> tuple[list[Any], list[Any]]
     return volumes, mounts
 
 
-def engine_pod_template(owner: Owner, spec: NovelEngineSpec) -> dict[str, Any]:
-    """Pod template of the engine workload: non-root, read-only root filesystem, probes, drain."""
+def engine_pod_template(
+    owner: Owner, spec: NovelEngineSpec, *, redis_password_version: str | None = None
+) -> dict[str, Any]:
+    """Pod template of the engine workload: non-root, read-only root filesystem, probes, drain.
+    The engine reads its config file and Redis credentials only at start, so the config hash
+    and `redis_password_version` (see `password_version_annotation`) roll the pods on change."""
     pod_security, container_security = restricted_security_context(ENGINE_USER)
     volumes, mounts = _volumes(spec, owner)
     container: dict[str, Any] = {
@@ -159,5 +167,10 @@ def engine_pod_template(owner: Owner, spec: NovelEngineSpec) -> dict[str, Any]:
     if overrides.priority_class_name is not None:
         pod_spec["priorityClassName"] = overrides.priority_class_name
     labels = overrides.labels | common_labels(owner.name, names.ENGINE_APP, names.COMPONENT_ENGINE)
-    annotations = overrides.annotations | {names.CONFIG_HASH_ANNOTATION: config_hash(spec)}
+    annotations = (
+        overrides.annotations
+        | {names.CONFIG_HASH_ANNOTATION: config_hash(spec)}
+        # `env` holds exactly the Secret-backed settings: the Redis credentials.
+        | password_version_annotation(redis_password_version if env else None)
+    )
     return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}

@@ -1,15 +1,15 @@
 """The managed Redis tier (`cache.l2.mode: managed`): Deployment, Service and password Secret."""
 
-import base64
 import math
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 from novel_operator import names
 from novel_operator.builders.common import (
     Manifest,
     common_labels,
     manifest,
+    password_version_annotation,
     redis_manifest,
     restricted_security_context,
 )
@@ -25,8 +25,12 @@ def redis_maxmemory_bytes(memory: str) -> int:
     return math.floor(quantity_value(memory) * MAXMEMORY_SHARE)
 
 
-def build_redis_deployment(owner: Owner, spec: NovelEngineSpec) -> Manifest | None:
-    """A single Redis pod (no persistence: it is a cache), or None unless L2 is managed."""
+def build_redis_deployment(
+    owner: Owner, spec: NovelEngineSpec, *, redis_password_version: str | None = None
+) -> Manifest | None:
+    """A single Redis pod (no persistence: it is a cache), or None unless L2 is managed.
+    `redis_password_version` (see `password_version_annotation`) rolls the pod when the password
+    Secret is replaced: Redis reads the password only at start."""
     if spec.cache.l2.mode != "managed":
         return None
     managed = spec.cache.l2.managed
@@ -73,7 +77,11 @@ def build_redis_deployment(owner: Owner, spec: NovelEngineSpec) -> Manifest | No
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
         "securityContext": container_security,
     }
-    labels = common_labels(owner.name, names.REDIS_APP, names.COMPONENT_CACHE)
+    template_metadata: dict[str, Any] = {
+        "labels": common_labels(owner.name, names.REDIS_APP, names.COMPONENT_CACHE)
+    }
+    if redis_password_version is not None:
+        template_metadata["annotations"] = password_version_annotation(redis_password_version)
     return redis_manifest(
         "apps/v1",
         "Deployment",
@@ -84,7 +92,7 @@ def build_redis_deployment(owner: Owner, spec: NovelEngineSpec) -> Manifest | No
             # Never two Redis pods side by side: engines would split between two empty caches.
             "strategy": {"type": "Recreate"},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": template_metadata,
                 "spec": {
                     "containers": [container],
                     "volumes": [{"name": "data", "emptyDir": {}}],
@@ -120,8 +128,11 @@ def build_redis_service(owner: Owner, spec: NovelEngineSpec) -> Manifest | None:
     )
 
 
-def build_redis_secret(owner: Owner, password: str) -> Manifest:
-    """The password Secret, for the apply layer to create once with a generated password."""
+def build_redis_secret(owner: Owner, spec: NovelEngineSpec) -> Manifest | None:
+    """The password Secret without its data, or None unless L2 is managed. The apply layer creates
+    it once, adding a generated password: the password never passes through a builder."""
+    if spec.cache.l2.mode != "managed":
+        return None
     return manifest(
         "v1",
         "Secret",
@@ -130,5 +141,4 @@ def build_redis_secret(owner: Owner, password: str) -> Manifest:
         app=names.REDIS_APP,
         component=names.COMPONENT_CACHE,
         type="Opaque",
-        data={names.REDIS_PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
     )

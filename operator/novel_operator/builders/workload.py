@@ -13,23 +13,35 @@ def workload_kind(spec: NovelEngineSpec) -> str:
     return "StatefulSet" if spec.cache.l3.wants_volume_claims else "Deployment"
 
 
-def _workload_spec(owner: Owner, spec: NovelEngineSpec, replicas_owned_elsewhere: bool) -> Any:
+def _workload_spec(
+    owner: Owner,
+    spec: NovelEngineSpec,
+    replicas_owned_elsewhere: bool,
+    redis_password_version: str | None,
+) -> Any:
     body: dict[str, Any] = {}
     if not replicas_owned_elsewhere:
         body["replicas"] = spec.replicas
     body["selector"] = {"matchLabels": names.engine_selector(owner.name)}
-    body["template"] = engine_pod_template(owner, spec)
+    body["template"] = engine_pod_template(
+        owner, spec, redis_password_version=redis_password_version
+    )
     return body
 
 
 def build_deployment(
-    owner: Owner, spec: NovelEngineSpec, *, replicas_owned_elsewhere: bool
+    owner: Owner,
+    spec: NovelEngineSpec,
+    *,
+    replicas_owned_elsewhere: bool,
+    redis_password_version: str | None = None,
 ) -> Manifest | None:
     """The engine Deployment, or None when the engine runs as a StatefulSet. `replicas` is left
-    out while the HPA or the operator's scaler owns it."""
+    out while the HPA or the operator's scaler owns it; `redis_password_version` rolls the pods
+    when their Redis credentials are replaced."""
     if workload_kind(spec) != "Deployment":
         return None
-    body = _workload_spec(owner, spec, replicas_owned_elsewhere)
+    body = _workload_spec(owner, spec, replicas_owned_elsewhere, redis_password_version)
     # Surge first: a single replica is replaced without a gap.
     body["strategy"] = {
         "type": "RollingUpdate",
@@ -39,9 +51,14 @@ def build_deployment(
 
 
 def build_statefulset(
-    owner: Owner, spec: NovelEngineSpec, *, replicas_owned_elsewhere: bool
+    owner: Owner,
+    spec: NovelEngineSpec,
+    *,
+    replicas_owned_elsewhere: bool,
+    redis_password_version: str | None = None,
 ) -> Manifest | None:
-    """The engine StatefulSet with one data PVC per replica, or None for a Deployment."""
+    """The engine StatefulSet with one data PVC per replica, or None for a Deployment; the
+    arguments as for `build_deployment`."""
     if workload_kind(spec) != "StatefulSet":
         return None
     l3 = spec.cache.l3
@@ -51,7 +68,7 @@ def build_statefulset(
     }
     if l3.storage_class_name is not None:
         claim_spec["storageClassName"] = l3.storage_class_name
-    body = _workload_spec(owner, spec, replicas_owned_elsewhere)
+    body = _workload_spec(owner, spec, replicas_owned_elsewhere, redis_password_version)
     body |= {
         "serviceName": names.engine_name(owner.name),
         "podManagementPolicy": "Parallel",  # replicas are independent: no ordered start-up

@@ -237,26 +237,30 @@ class KubeClient:
 
     async def ensure_password_secret(
         self, secret: Mapping[str, Any], key: str, live: Manifest | None
-    ) -> bool:
-        """Create the Secret `secret` (metadata only) holding a fresh random password under `key`
-        unless it exists (`live`); the password never changes afterwards. True if created."""
+    ) -> ChildResult:
+        """Create the Secret `secret` (built without data) holding a fresh random password under
+        `key` unless it exists (`live`, as served); the password never changes afterwards. The
+        result carries the Secret as served (None only if it vanished after a lost race)."""
         if live is not None:
-            return False
+            return ChildResult(ChildAction.UNCHANGED, live)
         resource = await self._resource("v1", "Secret")
-        body = {**secret, "type": "Opaque", "stringData": {key: secrets.token_urlsafe(32)}}
+        meta = secret["metadata"]
+        body = {**secret, "stringData": {key: secrets.token_urlsafe(32)}}
         self._count_write("create", resource)
         try:
-            await self._call(
+            created = await self._call(
                 resource.create,
                 body=body,
-                namespace=secret["metadata"]["namespace"],
+                namespace=meta["namespace"],
                 field_manager=self._field_manager,
             )
         except ApiError as error:
-            if error.status == 409:  # created meanwhile (e.g. by an operator that just stopped)
-                return False
-            raise
-        return True
+            if error.status != 409:
+                raise
+            # Created meanwhile (e.g. by an operator that just stopped): that one stands.
+            found = await self.get("v1", "Secret", meta["namespace"], meta["name"])
+            return ChildResult(ChildAction.UNCHANGED, found)
+        return ChildResult(ChildAction.CREATED, created)
 
     async def apply_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
         """Apply `status` to the status subresource of `obj` (as served) unless it already

@@ -11,7 +11,7 @@ from harness import OPERATOR_USER, Cluster, StartOperator, condition_status
 from testbed import Testbed
 
 from novel_operator import names
-from novel_operator.builders import desired_state
+from novel_operator.builders import build_redis_secret, desired_state
 from novel_operator.model import NovelEngineSpec, Owner
 
 pytestmark = pytest.mark.integration
@@ -23,15 +23,13 @@ DEPLOYMENT = ("apps/v1", "Deployment")
 def expected_children(obj: dict[str, Any]) -> set[tuple[str, str]]:
     """(kind, name) of every child the spec of `obj` calls for."""
     spec = NovelEngineSpec.model_validate(obj["spec"])
+    owner = Owner.from_metadata(obj["metadata"])
     desired = desired_state(
-        Owner.from_metadata(obj["metadata"]),
-        spec,
-        engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
+        owner, spec, engine_replicas_owned_elsewhere=spec.replicas_writer != "spec"
     )
-    found = {(m["kind"], m["metadata"]["name"]) for m in desired.apply}
-    if desired.redis_secret:
-        found.add(("Secret", desired.redis_secret))
-    return found
+    secret = build_redis_secret(owner, spec)
+    generated = [secret] if secret is not None else []
+    return {(m["kind"], m["metadata"]["name"]) for m in [*desired.apply, *generated]}
 
 
 def config_hash(cluster: Cluster, namespace: str, name: str) -> str:

@@ -3,8 +3,12 @@ stops when paused, and picks up where it left off after a crash."""
 
 from __future__ import annotations
 
+import base64
+import json
+from typing import Any
+
 import pytest
-from harness import Cluster, StartOperator, condition, condition_status
+from harness import Cluster, Obj, OperatorProcess, StartOperator, condition, condition_status
 from testbed import Testbed
 
 from novel_operator import names
@@ -115,6 +119,131 @@ def test_missing_references_stall_with_the_object_named_and_recover_when_it_appe
         "v1", "Secret", ns, "redis", {"stringData": {"url": "redis://redis.example:6379"}}
     )
     cluster.wait_ready(ns, name)
+
+
+def password_version(cluster: Cluster, namespace: str, deployment: str) -> str | None:
+    found = cluster.get("apps/v1", "Deployment", namespace, deployment)
+    assert found is not None
+    annotations = found["spec"]["template"]["metadata"].get("annotations") or {}
+    return annotations.get(names.REDIS_PASSWORD_VERSION_ANNOTATION)
+
+
+def wait_rolled(
+    cluster: Cluster, namespace: str, selectors: dict[str, dict[str, str]], versions: dict[str, Any]
+) -> None:
+    """Wait until each Deployment (name -> pod selector) runs only pods of a template whose
+    password version differs from `versions[name]`: a new ReplicaSet serves, the old is empty."""
+
+    def check() -> str | None:
+        for deployment, selector in selectors.items():
+            version = password_version(cluster, namespace, deployment)
+            if version == versions[deployment]:
+                return f"{deployment}: password version still {version}"
+            found = cluster.list(
+                "apps/v1", "ReplicaSet", namespace, names.selector_string(selector)
+            )
+            for replica_set in found:
+                annotations = replica_set["spec"]["template"]["metadata"].get("annotations") or {}
+                current = annotations.get(names.REDIS_PASSWORD_VERSION_ANNOTATION) == version
+                ready = (replica_set.get("status") or {}).get("readyReplicas") or 0
+                if (ready == replica_set["spec"]["replicas"] > 0) != current:
+                    return (
+                        f"{deployment}: ReplicaSet {replica_set['metadata']['name']} {ready} ready"
+                    )
+        return None
+
+    cluster.wait("pods rolled to the new credentials", check, timeout=60)
+
+
+def exposed_text(cluster: Cluster, operator: OperatorProcess, namespace: str, name: str) -> str:
+    """Everything but the Secrets that a reader of this namespace or of the operator's log sees:
+    workloads, ReplicaSets, pods, the NovelEngine with its status, Events, the log."""
+    objects: list[Obj] = [cluster.novelengine(namespace, name) or {}]
+    for api_version, kind in (
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "ReplicaSet"),
+        ("v1", "Pod"),
+        ("v1", "Event"),
+    ):
+        objects += cluster.list(api_version, kind, namespace)
+    return json.dumps(objects, default=str) + operator.log_path.read_text(errors="replace")
+
+
+def test_a_deleted_redis_password_secret_comes_back_new_and_rolls_redis_and_the_engine(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "vault"
+    operator = start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    cluster.create_novelengine(ns, name, {"replicas": 2, "cache": {"l2": {"mode": "managed"}}})
+    cluster.wait_ready(ns, name)
+    secret_name, redis = names.redis_secret_name(name), names.redis_name(name)
+    old_secret = cluster.get("v1", "Secret", ns, secret_name)
+    assert old_secret is not None
+    versions = {
+        deployment: password_version(cluster, ns, deployment) for deployment in (name, redis)
+    }
+    assert versions[name] is not None
+    assert versions[name] == versions[redis]
+
+    cluster.delete("v1", "Secret", ns, secret_name)
+
+    def recreated() -> str | None:
+        found = cluster.get("v1", "Secret", ns, secret_name)
+        if found is None or found["metadata"]["uid"] == old_secret["metadata"]["uid"]:
+            return "Secret not recreated"
+        return None
+
+    cluster.wait("password Secret recreated", recreated, timeout=20)
+    selectors = {name: names.engine_selector(name), redis: names.redis_selector(name)}
+    wait_rolled(cluster, ns, selectors, versions)
+    cluster.wait_ready(ns, name)
+
+    new_secret = cluster.get("v1", "Secret", ns, secret_name)
+    assert new_secret is not None
+    assert new_secret["data"] != old_secret["data"]
+    assert password_version(cluster, ns, name) == password_version(cluster, ns, redis)
+    for selector in selectors.values():
+        found = cluster.list("apps/v1", "ReplicaSet", ns, names.selector_string(selector))
+        assert len(found) == 2  # the old template's, scaled down, and the new one's
+    passwords = [
+        base64.b64decode(secret["data"][names.REDIS_PASSWORD_KEY]).decode()
+        for secret in (old_secret, new_secret)
+    ]
+    exposed = exposed_text(cluster, operator, ns, name)
+    assert not [password for password in passwords if password in exposed]
+    repairs = [e["message"] for e in cluster.events(ns, name) if e["reason"] == "Repaired"]
+    assert f"Recreated Secret/{secret_name}" in repairs
+
+
+def test_rotating_the_external_redis_secret_rolls_the_engine(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "rotor"
+    operator = start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    old_url, new_url = "redis://:first-s3cret@redis.example:6379/0", "redis://:next-s3cret@r:6379/0"
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "shared-redis", "namespace": ns},
+            "stringData": {"url": old_url},
+        }
+    )
+    external = {"urlSecretRef": {"name": "shared-redis", "key": "url"}}
+    spec = {"replicas": 2, "cache": {"l2": {"mode": "external", "external": external}}}
+    cluster.create_novelengine(ns, name, spec)
+    cluster.wait_ready(ns, name)
+    versions = {name: password_version(cluster, ns, name)}
+    assert versions[name] is not None
+
+    cluster.patch("v1", "Secret", ns, "shared-redis", {"stringData": {"url": new_url}})
+
+    wait_rolled(cluster, ns, {name: names.engine_selector(name)}, versions)
+    ne = cluster.wait_ready(ns, name)
+    assert ne["status"]["observedGeneration"] == 1  # the spec did not change
+    exposed = exposed_text(cluster, operator, ns, name)
+    assert "first-s3cret" not in exposed
+    assert "next-s3cret" not in exposed
 
 
 def test_pause_stops_reconciliation_and_says_so(
