@@ -6,7 +6,7 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
-from novel_engine.cache import RedisTier
+from novel_engine.cache.l2 import RedisTier
 
 from .conftest import RedisServer, free_port
 

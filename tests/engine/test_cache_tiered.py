@@ -8,7 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from novel_engine.cache import MIGRATIONS, L1Cache, RedisTier, SqliteTier, TieredCache, build_cache
+from novel_engine.cache import MIGRATIONS, L1Cache, SqliteTier, TieredCache, build_cache
+from novel_engine.cache.l2 import RedisTier
 from novel_engine.config import Settings
 from novel_engine.db import Database
 from novel_engine.metrics import EngineMetrics

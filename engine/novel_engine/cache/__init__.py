@@ -4,7 +4,6 @@ import asyncio
 from pathlib import Path
 
 from novel_engine.cache.l1 import L1Cache
-from novel_engine.cache.l2 import RedisTier
 from novel_engine.cache.l3 import MIGRATIONS, SqliteTier
 from novel_engine.cache.tiered import TieredCache
 from novel_engine.config import Settings
@@ -15,7 +14,6 @@ __all__ = [
     "MIGRATIONS",
     "CacheStats",
     "L1Cache",
-    "RedisTier",
     "SqliteTier",
     "TieredCache",
     "build_cache",
@@ -77,6 +75,8 @@ async def build_cache(
     l1 = L1Cache(settings.l1_max_entries, max_bytes, settings.l1_ttl_seconds)
     l2 = None
     if settings.redis_url is not None:
+        from novel_engine.cache.l2 import RedisTier  # redis is imported only when configured
+
         password = settings.redis_password
         l2 = RedisTier(
             settings.redis_url,

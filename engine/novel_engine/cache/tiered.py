@@ -2,11 +2,13 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from novel_engine.cache.l1 import L1Cache
-from novel_engine.cache.l2 import RedisTier
 from novel_engine.cache.l3 import SqliteTier
+
+if TYPE_CHECKING:  # redis is imported only when an L2 URL is configured
+    from novel_engine.cache.l2 import RedisTier
 
 
 class _AsyncTier(Protocol):
@@ -24,7 +26,7 @@ class TieredCache:
     """
 
     def __init__(
-        self, l1: L1Cache, l2: RedisTier | None = None, l3: SqliteTier | None = None
+        self, l1: L1Cache, l2: "RedisTier | None" = None, l3: SqliteTier | None = None
     ) -> None:
         self.l1 = l1
         self.l2 = l2

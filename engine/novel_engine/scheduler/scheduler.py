@@ -3,13 +3,11 @@
 import asyncio
 import contextlib
 import functools
-import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from novel_engine.metrics import (
     TASK_OUTCOMES,
@@ -25,6 +23,9 @@ from novel_engine.scheduler.types import (
     QueueFull,
     SchedulerStopped,
 )
+
+if TYPE_CHECKING:  # multiprocessing is imported with the first process task
+    from concurrent.futures import ProcessPoolExecutor
 
 _MIN_RETRY_AFTER = 1.0
 _MAX_RETRY_AFTER = 60.0
@@ -416,8 +417,9 @@ class Scheduler:
             executor = self._processes or self._start_processes()
         try:
             return await loop.run_in_executor(executor, job.fn, *job.args)
-        except BrokenProcessPool:
-            self._shutdown_processes(terminate=True)  # the next process task starts a new pool
+        except BrokenExecutor:  # BrokenProcessPool: a worker process died
+            if executor is self._processes:
+                self._shutdown_processes(terminate=True)  # the next process task starts a new pool
             raise
 
     # -- deadlines and abandoned futures -------------------------------------------------
@@ -467,7 +469,11 @@ class Scheduler:
 
     # -- process pool --------------------------------------------------------------------
 
-    def _start_processes(self) -> ProcessPoolExecutor:
+    def _start_processes(self) -> "ProcessPoolExecutor":
+        # Imported here: most engines never start the pool, and the import costs memory.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         context = multiprocessing.get_context("forkserver")
         if self._process_preload:
             context.set_forkserver_preload(self._process_preload)
