@@ -76,7 +76,7 @@ NAME_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
 def instance_name_problem(name: str) -> str | None:
-    """Why `name` cannot name a NovelEngine (the CRD's root CEL rule says the same), or None."""
+    """Why `name` cannot name a NovelEngine (the CRD's metadata schema says the same), or None."""
     if len(name) > MAX_NAME_LENGTH or re.fullmatch(NAME_PATTERN, name) is None:
         return (
             f"metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', "
