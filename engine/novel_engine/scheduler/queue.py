@@ -1,7 +1,8 @@
 """A priority queue with aging: FIFO per priority, waiting raises a task's priority."""
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import chain
 from typing import Generic, Protocol, TypeVar
 
 from novel_engine.scheduler.types import Priority
@@ -35,6 +36,10 @@ class AgingQueue(Generic[Q]):
 
     def __len__(self) -> int:
         return self._length
+
+    def __iter__(self) -> Iterator[Q]:
+        """Every queued item, priority by priority."""
+        return chain.from_iterable(self._fifos)
 
     def push(self, item: Q) -> None:
         self._fifos[item.priority].append(item)

@@ -3,18 +3,14 @@
 import asyncio
 import contextlib
 import functools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from novel_engine.metrics import (
-    TASK_OUTCOMES,
-    EngineMetrics,
-    PlainCounterSeries,
-    PlainHistogramSeries,
-)
+from novel_engine.metrics import TASK_OUTCOMES, EngineMetrics
 from novel_engine.scheduler.queue import AgingQueue
 from novel_engine.scheduler.types import (
     DeadlineExceeded,
@@ -33,9 +29,8 @@ _RETRY_BACKOFF = 0.01  # first retry waits 10 ms, doubling per attempt, within t
 _clock = time.monotonic  # what the default loop's time() returns, without the method call
 
 
-# Job states and the inline kind as plain module constants: an Enum member lookup costs
-# about 0.1 us, a noticeable share of scheduling a task.
-_QUEUED, _RUNNING, _FINISHED = 1, 2, 3
+# The inline kind as a plain module constant: an Enum member lookup costs about 0.1 us, a
+# noticeable share of scheduling a task.
 _INLINE = ExecutorKind.INLINE
 
 
@@ -52,7 +47,6 @@ class _Job:
         "priority",
         "retries",
         "retry_on",
-        "state",
         "worker",
     )
 
@@ -79,7 +73,6 @@ class _Job:
         self.retries = retries
         self.retry_on = retry_on
         self.future = future
-        self.state = _QUEUED
         self.worker: asyncio.Task[None] | None = None  # the worker awaiting an inline run
         self.cut = False  # the sweeper cancelled the inline run (deadline or caller gone)
 
@@ -89,24 +82,40 @@ class _Job:
         return self.name or getattr(self.fn, "__qualname__", repr(self.fn))
 
 
+class _JobFuture(asyncio.Future[Any]):
+    """The future a caller gets; its cancellation tells the sweeper to look at the queue."""
+
+    __slots__ = ("scheduler",)
+    scheduler: "Scheduler"
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self.scheduler._abandoned = True
+        return True
+
+
+class _KindInstruments:
+    """One executor kind's metric series, bound once: recording a task is a list index."""
+
+    __slots__ = ("ok", "outcome", "run", "wait")
+
+    def __init__(self, metrics: EngineMetrics, kind: ExecutorKind) -> None:
+        seconds = metrics.scheduler_task_seconds
+        self.wait = [seconds.labels(p.label, kind.value, "wait") for p in Priority]  # by priority
+        self.run = [seconds.labels(p.label, kind.value, "run") for p in Priority]
+        self.outcome = {o: metrics.scheduler_tasks.labels(kind.value, o) for o in TASK_OUTCOMES}
+        self.ok = self.outcome["ok"]
+
+
 class _Instruments:
-    """Metric children resolved once, so recording a task costs a few dict lookups."""
+    """Metric children resolved once per executor kind; queue depth is read when scraped."""
 
     def __init__(self, metrics: EngineMetrics, depth: list[int]) -> None:
-        seconds = metrics.scheduler_task_seconds
-        self.wait: dict[tuple[Priority, ExecutorKind], PlainHistogramSeries] = {}
-        self.run: dict[tuple[Priority, ExecutorKind], PlainHistogramSeries] = {}
+        self.kinds = {kind: _KindInstruments(metrics, kind) for kind in ExecutorKind}
         for priority in Priority:
-            for kind in ExecutorKind:
-                self.wait[priority, kind] = seconds.labels(priority.label, kind.value, "wait")
-                self.run[priority, kind] = seconds.labels(priority.label, kind.value, "run")
             gauge = metrics.scheduler_queue_depth.labels(priority.label)
             gauge.set_function(functools.partial(depth.__getitem__, priority))
-        self.outcome: dict[tuple[ExecutorKind, str], PlainCounterSeries] = {
-            (kind, outcome): metrics.scheduler_tasks.labels(kind.value, outcome)
-            for kind in ExecutorKind
-            for outcome in TASK_OUTCOMES
-        }
         self.rejected = {p: metrics.scheduler_rejected.labels(p.label) for p in Priority}
 
 
@@ -164,6 +173,10 @@ class Scheduler:
         self._active: set[_Job] = set()
         self._all_idle = asyncio.Event()
         self._sweeper_waiting: asyncio.Future[None] | None = None
+        # The queue is scanned only when a caller cancelled or a deadline may have passed:
+        # a scan per sweep costs a function call per queued task.
+        self._abandoned = False
+        self._next_deadline = math.inf  # no queued task is due before this (may be earlier)
         self._mean_run_seconds = 0.1
         self._instruments = None if metrics is None else _Instruments(metrics, self._depth)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -220,20 +233,13 @@ class Scheduler:
                 self._instruments.rejected[priority].inc()
             raise QueueFull(self.retry_after(), self._queue_limit)
         now = _clock()
-        future: asyncio.Future[Any] = loop.create_future()
+        due = now + (self._default_deadline if deadline is None else deadline)
+        if due < self._next_deadline:
+            self._next_deadline = due
+        future = _JobFuture(loop=loop)
+        future.scheduler = self
         self._queues[executor].push(
-            _Job(
-                fn,
-                args,
-                priority,
-                executor,
-                name,
-                now,
-                now + (self._default_deadline if deadline is None else deadline),
-                retries,
-                retry_on,
-                future,
-            )
+            _Job(fn, args, priority, executor, name, now, due, retries, retry_on, future)
         )
         self._queued += 1
         self._depth[priority] += 1
@@ -301,23 +307,25 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         worker = asyncio.current_task()
         assert worker is not None  # a worker is always a task
+        recorder = None if self._instruments is None else self._instruments.kinds[kind]
+        now = _clock()  # read again only after an await: one read per task boundary
         while True:
-            now = _clock()
             held_since = self._held_since
             if held_since is None:  # the first pop of this loop turn
                 self._held_since = now
                 loop.call_soon(self._next_turn)
             elif now - held_since >= self._inline_slice:
                 await asyncio.sleep(0)  # let the loop poll I/O and run others
+                now = _clock()
                 continue
             job = queue.pop(now)
             if job is None:
                 waiter: asyncio.Future[None] = loop.create_future()
                 idle.append(waiter)
                 await waiter
+                now = _clock()
                 continue
-            started = self._begin(job, worker)
-            if started is None:
+            if not self._begin(job, worker, now, recorder):
                 continue
             result: Any = None
             error: BaseException | None = None
@@ -330,28 +338,32 @@ class Scheduler:
                 raise
             except BaseException as exc:  # the task's failure, handed to the caller by _end
                 error = exc
-            self._end(job, worker, started, result, error)
+            now = self._end(job, worker, now, result, error, recorder)
 
     def _next_turn(self) -> None:
         """Scheduled by the first pop of a loop turn, so it runs early in the next turn."""
         self._held_since = None
 
-    def _begin(self, job: _Job, worker: "asyncio.Task[None]") -> float | None:
-        """Take a popped job on; None if its caller abandoned it since the last sweep."""
+    def _begin(
+        self,
+        job: _Job,
+        worker: "asyncio.Task[None]",
+        now: float,
+        recorder: _KindInstruments | None,
+    ) -> bool:
+        """Take a popped job on at time `now`; False if its caller abandoned it since the
+        last sweep."""
         self._queued -= 1
         self._depth[job.priority] -= 1
         if job.future.done():
-            job.state = _FINISHED
             self._count(job, "cancelled")
-            return None
-        job.state = _RUNNING
+            return False
         if job.executor is _INLINE:
             job.worker = worker
         self._active.add(job)
-        started = _clock()
-        if self._instruments is not None:
-            self._instruments.wait[job.priority, job.executor].observe(started - job.enqueued)
-        return started
+        if recorder is not None:
+            recorder.wait[job.priority].observe(now - job.enqueued)
+        return True
 
     def _end(
         self,
@@ -360,37 +372,44 @@ class Scheduler:
         started: float,
         result: Any,
         error: BaseException | None,
-    ) -> None:
-        """Record the run and hand its result to the caller (raises if the worker stops)."""
+        recorder: _KindInstruments | None,
+    ) -> float:
+        """Record the run and hand its result to the caller (raises if the worker stops).
+
+        Returns the time it read, so the worker's next pop needs no clock read of its own."""
         if job.cut:
             worker.uncancel()  # the sweeper's cancellation was meant for the task, not us
-        job.state = _FINISHED
         self._active.discard(job)
         if not self._active and not self._running:
             self._all_idle.set()  # stop() waits for this
-        elapsed = _clock() - started
+        now = _clock()
+        elapsed = now - started
         self._mean_run_seconds += (elapsed - self._mean_run_seconds) * 0.1
-        instruments = self._instruments
-        if instruments is not None:
-            instruments.run[job.priority, job.executor].observe(elapsed)
+        if recorder is not None:
+            recorder.run[job.priority].observe(elapsed)
 
         future = job.future
+        if error is None:  # the common case first
+            if not future.done():
+                future.set_result(result)
+                if recorder is not None:
+                    recorder.ok.inc()
+            elif future.cancelled():
+                self._count(job, "cancelled")
+            return now
         if isinstance(error, asyncio.CancelledError) and worker.cancelling():
             self._stopped(job)
             raise error  # stop() is cancelling this worker
         if future.done():
             if future.cancelled():
                 self._count(job, "cancelled")
-        elif error is None:
-            future.set_result(result)
-            if instruments is not None:
-                instruments.outcome[job.executor, "ok"].inc()
         elif isinstance(error, asyncio.CancelledError):
             future.cancel()  # the task cancelled itself
             self._count(job, "cancelled")
         else:
             future.set_exception(error)
             self._count(job, "error")
+        return now
 
     async def _attempts(self, job: _Job, loop: asyncio.AbstractEventLoop) -> Any:
         attempt = 0
@@ -434,13 +453,17 @@ class Scheduler:
             self._sweep_once(_clock())
 
     def _sweep_once(self, now: float) -> None:
-        for queue in self._queues.values():
-            for job in queue.remove_if(lambda job: job.future.done() or job.deadline <= now):
-                self._dequeued(job)
-                if job.future.done():
-                    self._count(job, "cancelled")
-                else:
-                    self._expire(job)
+        if self._abandoned or now >= self._next_deadline:
+            self._abandoned = False
+            for queue in self._queues.values():
+                for job in queue.remove_if(lambda job: job.future.done() or job.deadline <= now):
+                    self._dequeued(job)
+                    if job.future.done():
+                        self._count(job, "cancelled")
+                    else:
+                        self._expire(job)
+            queued = (job for queue in self._queues.values() for job in queue)
+            self._next_deadline = min((job.deadline for job in queued), default=math.inf)
         for job in list(self._active):
             if job.deadline <= now and not job.future.done():
                 self._expire(job)
@@ -460,12 +483,11 @@ class Scheduler:
 
     def _count(self, job: _Job, outcome: str) -> None:
         if self._instruments is not None:
-            self._instruments.outcome[job.executor, outcome].inc()
+            self._instruments.kinds[job.executor].outcome[outcome].inc()
 
     def _dequeued(self, job: _Job) -> None:
         self._queued -= 1
         self._depth[job.priority] -= 1
-        job.state = _FINISHED
 
     # -- process pool --------------------------------------------------------------------
 
