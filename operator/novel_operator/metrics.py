@@ -1,11 +1,14 @@
 """The operator's own metrics: every name, help text, label set and bucket list lives here.
 
 Built against the registry it is given, so each operator instance (and each test) has its own.
-Label values come from closed sets only: reconcile results, API verbs, resource plurals.
+Label values come from closed sets only: reconcile results, API verbs, resource plurals, scale
+reasons.
 """
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
+
+from novel_operator.scaling import ScaleReason
 
 RECONCILE_RESULTS = ("ready", "progressing", "stalled", "paused", "error")
 WRITE_VERBS = ("apply", "create", "delete", "patch")
@@ -20,6 +23,8 @@ WRITTEN_RESOURCES = (
     "poddisruptionbudgets",
     "networkpolicies",
     "novelengines/status",
+    "deployments/scale",
+    "statefulsets/scale",
 )
 EVENT_TYPES = ("Normal", "Warning")
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -60,6 +65,13 @@ class OperatorMetrics:
             ["type"],
             registry=registry,
         )
+        self.scale_decisions = Counter(
+            "novel_operator_scale_decisions",
+            "Replica changes the operator's scaler made through a workload's scale subresource, "
+            "by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "novel_operator_queue_depth",
             "NovelEngines waiting to be reconciled.",
@@ -77,3 +89,5 @@ class OperatorMetrics:
                 self.api_writes.labels(verb, resource)
         for event_type in EVENT_TYPES:
             self.events.labels(event_type)
+        for reason in ScaleReason:
+            self.scale_decisions.labels(reason)

@@ -59,8 +59,9 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
     PolicyRule((names.GROUP,), (f"{names.PLURAL}/status",), ("get", "patch")),
     # Children (server-side apply of a missing object needs create as well as patch).
     *_child_rules(),
-    # The scaler sets replicas through the workload's scale subresource.
-    PolicyRule(("apps",), ("deployments/scale", "statefulsets/scale"), ("get", "update", "patch")),
+    # The scaler sets replicas through the workload's scale subresource (a merge patch; the
+    # current count is read from the workload itself).
+    PolicyRule(("apps",), ("deployments/scale", "statefulsets/scale"), ("patch",)),
     # Engine pods, to scrape the ready ones' /metrics.
     PolicyRule(("",), ("pods",), READ),
     # Events about NovelEngines (the reconcile records core Events; kopf posts none).

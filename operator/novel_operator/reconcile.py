@@ -19,7 +19,15 @@ from novel_operator import names
 from novel_operator.builders import ChildRef, build_redis_secret, child_refs, desired_state
 from novel_operator.builders.workload import workload_kind
 from novel_operator.kube.client import ApiError, ChildAction, KubeClient, Manifest, describe
-from novel_operator.model import NovelEngineSpec, NovelEngineStatus, Owner, field_errors
+from novel_operator.metrics import OperatorMetrics
+from novel_operator.model import (
+    AutoscalingStatus,
+    NovelEngineSpec,
+    NovelEngineStatus,
+    Owner,
+    field_errors,
+)
+from novel_operator.scaling import bounds_status, clamp_replicas
 from novel_operator.status import compute_status
 
 log = logging.getLogger(__name__)
@@ -121,8 +129,14 @@ def _result_of(status: NovelEngineStatus, paused: bool) -> Result:
 
 
 class Reconciler:
-    def __init__(self, kube: KubeClient, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        metrics: OperatorMetrics,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._kube = kube
+        self._metrics = metrics
         self._clock = clock or (lambda: datetime.now(UTC))
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -160,12 +174,17 @@ class Reconciler:
                 problems.append(problem)
 
         workload: Manifest | None = None
+        autoscaling: AutoscalingStatus | None = None
         if spec is not None:
             if paused or problems:
                 workload = live[workload_kind(spec), names.engine_name(name)]
             else:
                 try:
                     workload = await self._apply(obj, owner, spec, previous, live)
+                    if workload is not None and spec.replicas_writer == "operator":
+                        workload, autoscaling = await self._keep_within_bounds(
+                            obj, spec, workload, previous
+                        )
                 except _RefusedError as refused:
                     problems.append(str(refused))
                     stalled_reason = names.REASON_APPLY_FAILED
@@ -184,6 +203,7 @@ class Reconciler:
                 else previous.endpoint or ""
             ),
             stalled_reason=stalled_reason,
+            autoscaling=autoscaling,
         )
         if await kube.apply_status(obj, status.to_k8s()):
             self._report_stall(obj, previous, status)
@@ -244,6 +264,23 @@ class Reconciler:
                 message = f"Deleted {ref.kind}/{ref.name}: no longer wanted"
                 self._event(obj, "Deleted", message)
         return live_workload
+
+    async def _keep_within_bounds(
+        self, obj: Manifest, spec: NovelEngineSpec, workload: Manifest, previous: NovelEngineStatus
+    ) -> tuple[Manifest, AutoscalingStatus]:
+        """While the operator owns the replicas (engine targets only), bring them within
+        [minReplicas, maxReplicas] through the workload's scale subresource (a new workload
+        starts at the API default of 1). A count within the bounds is left alone: changing it
+        is the engine-metric scaler's business. The workload as now asked for, and
+        status.autoscaling."""
+        current = int(workload["spec"].get("replicas", 1))
+        decision = clamp_replicas(current, spec)
+        if decision is not None:
+            scale = await _refusable(self._kube.scale(workload, decision.target))
+            workload = {**workload, "spec": {**workload["spec"], **scale["spec"]}}
+            self._metrics.scale_decisions.labels(str(decision.reason)).inc()
+            self._event(obj, "Scaled", f"Scaled {describe(workload)} {decision.describe()}")
+        return workload, bounds_status(current, decision, previous.autoscaling, self._clock())
 
     def _child_event(
         self, obj: Manifest, action: ChildAction, child: Manifest, detail: str, repair: bool

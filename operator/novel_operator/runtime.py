@@ -42,7 +42,7 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
         configuration, metrics, field_manager=names.FIELD_MANAGER, threads=options.api_concurrency
     )
     controller = Controller(
-        Reconciler(kube).reconcile,
+        Reconciler(kube, metrics).reconcile,
         metrics,
         workers=options.workers,
         resync_seconds=options.resync_seconds,

@@ -262,6 +262,23 @@ class KubeClient:
             return ChildResult(ChildAction.UNCHANGED, found)
         return ChildResult(ChildAction.CREATED, created)
 
+    async def scale(self, workload: Mapping[str, Any], replicas: int) -> Manifest:
+        """Set the replicas of `workload` (a Deployment or StatefulSet as served) through its
+        scale subresource, as `kubectl scale` does; the Scale as served afterwards. No
+        resourceVersion precondition: the workload controller rewrites the status all the time,
+        and a precondition would make most scales conflict."""
+        resource = await self._resource(workload["apiVersion"], workload["kind"])
+        meta = workload["metadata"]
+        self._count_write("patch", resource, "scale")
+        return await self._call(
+            resource.subresources["scale"].patch,
+            body={"spec": {"replicas": replicas}},
+            name=meta["name"],
+            namespace=meta["namespace"],
+            content_type="application/merge-patch+json",
+            field_manager=self._field_manager,
+        )
+
     async def apply_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
         """Apply `status` to the status subresource of `obj` (as served) unless it already
         holds; True if it was written."""

@@ -217,6 +217,16 @@ class Cluster:
         )
         return result
 
+    def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> None:
+        """Set replicas through the scale subresource, as `kubectl scale` does."""
+        self._resource(api_version, kind).subresources["scale"].patch(
+            name=name,
+            namespace=namespace,
+            body={"spec": {"replicas": replicas}},
+            content_type="application/merge-patch+json",
+            field_manager=HAND,
+        )
+
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         with contextlib.suppress(NotFoundError):
             self._resource(api_version, kind).delete(name=name, namespace=namespace)

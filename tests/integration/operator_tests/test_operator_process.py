@@ -42,12 +42,34 @@ def other_namespace(cluster: Cluster) -> Iterator[str]:
     cluster.delete("v1", "Namespace", "", name)
 
 
+#: Replicas set by the operator itself: autoscaling on engine metrics only (no HPA).
+ENGINE_TARGETS_ONLY = {
+    "autoscaling": {
+        "enabled": True,
+        "minReplicas": 2,
+        "maxReplicas": 4,
+        "engine": {"inFlightPerPod": 8},
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"replicas": 2, "cache": {"l2": {"mode": "managed"}}, "networkPolicy": {"enabled": True}},
+        ENGINE_TARGETS_ONLY,
+    ],
+    ids=["spec-replicas", "engine-targets-only"],
+)
 def test_resyncs_of_a_converged_novelengine_write_nothing(
-    testbed: Testbed, cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+    testbed: Testbed,
+    cluster: Cluster,
+    start_operator: StartOperator,
+    testbed_namespace: str,
+    spec: dict[str, object],
 ) -> None:
     ns, name = testbed_namespace, "quiet"
     operator = start_operator("--namespace", ns, resync_seconds=0.5)
-    spec = {"replicas": 2, "cache": {"l2": {"mode": "managed"}}, "networkPolicy": {"enabled": True}}
     cluster.create_novelengine(ns, name, spec)
     obj = cluster.wait_ready(ns, name)
     mark = testbed.audit_mark()
