@@ -239,3 +239,27 @@ def test_a_bad_content_file_exits_2_naming_file_and_field(tmp_path: Path) -> Non
     assert finished.returncode == 2
     assert "cast.yaml: characters.0.faction: Field required" in finished.stderr
     assert "Traceback" not in finished.stderr
+
+
+async def test_an_engine_without_redis_or_process_work_never_imports_them(
+    engines: EngineProcesses, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # A sitecustomize on the engine's path writes its modules down when the process exits.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    modules_file = tmp_path / "modules.txt"
+    (hook / "sitecustomize.py").write_text(
+        "import atexit, pathlib, sys\n"
+        f"atexit.register(lambda: pathlib.Path({str(modules_file)!r})"
+        ".write_text('\\n'.join(sys.modules)))\n"
+    )
+    engine = engines.start("lazy", env={"PYTHONPATH": str(hook)})
+    await engine.ready(session)
+    status, _ = await post(session, engine, "/v1/simulations", SIEGE)  # an inline simulation
+    assert status == 200
+    assert (await get(session, engine, "/metrics"))[0] == 200
+    engine.terminate()
+    assert await engine.exit_code() == 0
+    modules = set(modules_file.read_text().split())
+    assert "novel_engine.cache.tiered" in modules  # the hook saw the serving process
+    assert not {m for m in modules if m.partition(".")[0] in {"redis", "multiprocessing"}}

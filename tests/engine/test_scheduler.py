@@ -359,3 +359,47 @@ async def test_stop_lets_running_work_finish_within_the_timeout() -> None:
     await began.wait()
     assert await scheduler.stop(timeout=5) == []
     assert await running == "finished"
+
+
+async def test_metrics_after_a_burst_of_tasks(started: Start) -> None:
+    registry = CollectorRegistry()
+    scheduler = await started(metrics=EngineMetrics(registry), workers=4, queue_limit=2000)
+
+    async def fail() -> None:
+        raise ValueError("no")
+
+    gate = await occupy(scheduler)  # holds a worker while the burst queues up
+    assert gate.future is not None
+    futures = [
+        scheduler.submit(asyncio.sleep, 0, priority=Priority.LOW, executor=INLINE)
+        for _ in range(700)
+    ] + [scheduler.submit(fail, priority=Priority.HIGH, executor=INLINE) for _ in range(300)]
+    depth = {"priority": "low"}
+    assert registry.get_sample_value("novel_engine_scheduler_queue_depth", depth) == 700
+    gate.opened.set()
+    results = await asyncio.gather(gate.future, *futures, return_exceptions=True)
+    assert sum(isinstance(result, ValueError) for result in results) == 300
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    seconds = "novel_engine_scheduler_task_seconds"
+    for priority, count in (("low", 700), ("high", 300)):
+        for phase in ("wait", "run"):
+            labels = {"priority": priority, "executor": "inline", "phase": phase}
+            assert value(f"{seconds}_count", **labels) == count
+            assert value(f"{seconds}_bucket", le="+Inf", **labels) == count
+            buckets = [
+                sample.value
+                for metric in registry.collect()
+                if metric.name == seconds
+                for sample in metric.samples
+                if sample.name.endswith("_bucket")
+                and {k: v for k, v in sample.labels.items() if k != "le"} == labels
+            ]
+            assert buckets == sorted(buckets)  # cumulative
+            assert (value(f"{seconds}_sum", **labels) or 0) > 0
+        assert value("novel_engine_scheduler_queue_depth", priority=priority) == 0
+    tasks = "novel_engine_scheduler_tasks_total"
+    assert value(tasks, executor="inline", outcome="ok") == 701  # the gate too
+    assert value(tasks, executor="inline", outcome="error") == 300

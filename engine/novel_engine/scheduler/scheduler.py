@@ -96,14 +96,18 @@ class _JobFuture(asyncio.Future[Any]):
 
 
 class _KindInstruments:
-    """One executor kind's metric series, bound once: recording a task is a list index."""
+    """One executor kind's metric series, bound once. A task's times are appended to the
+    histograms' pending lists (by priority); the sweeper and scrapes bucket them."""
 
-    __slots__ = ("ok", "outcome", "run", "wait")
+    __slots__ = ("ok", "outcome", "record_run", "record_wait", "series")
 
     def __init__(self, metrics: EngineMetrics, kind: ExecutorKind) -> None:
         seconds = metrics.scheduler_task_seconds
-        self.wait = [seconds.labels(p.label, kind.value, "wait") for p in Priority]  # by priority
-        self.run = [seconds.labels(p.label, kind.value, "run") for p in Priority]
+        waits = [seconds.labels(p.label, kind.value, "wait") for p in Priority]
+        runs = [seconds.labels(p.label, kind.value, "run") for p in Priority]
+        self.series = (*waits, *runs)
+        self.record_wait = [series.pending.append for series in waits]  # by priority
+        self.record_run = [series.pending.append for series in runs]
         self.outcome = {o: metrics.scheduler_tasks.labels(kind.value, o) for o in TASK_OUTCOMES}
         self.ok = self.outcome["ok"]
 
@@ -117,6 +121,12 @@ class _Instruments:
             gauge = metrics.scheduler_queue_depth.labels(priority.label)
             gauge.set_function(functools.partial(depth.__getitem__, priority))
         self.rejected = {p: metrics.scheduler_rejected.labels(p.label) for p in Priority}
+
+    def fold(self) -> None:
+        """Bucket the task times recorded since the last fold (bounds their lists)."""
+        for kind in self.kinds.values():
+            for series in kind.series:
+                series.fold()
 
 
 class Scheduler:
@@ -362,7 +372,7 @@ class Scheduler:
             job.worker = worker
         self._active.add(job)
         if recorder is not None:
-            recorder.wait[job.priority].observe(now - job.enqueued)
+            recorder.record_wait[job.priority](now - job.enqueued)
         return True
 
     def _end(
@@ -386,7 +396,7 @@ class Scheduler:
         elapsed = now - started
         self._mean_run_seconds += (elapsed - self._mean_run_seconds) * 0.1
         if recorder is not None:
-            recorder.run[job.priority].observe(elapsed)
+            recorder.record_run[job.priority](elapsed)
 
         future = job.future
         if error is None:  # the common case first
@@ -453,6 +463,8 @@ class Scheduler:
             self._sweep_once(_clock())
 
     def _sweep_once(self, now: float) -> None:
+        if self._instruments is not None:
+            self._instruments.fold()
         if self._abandoned or now >= self._next_deadline:
             self._abandoned = False
             for queue in self._queues.values():
