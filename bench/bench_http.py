@@ -108,10 +108,10 @@ def engine(*args: str, cpu: str | None = SERVER_CPU) -> Iterator[Server]:
 
 
 @contextmanager
-def hello_app() -> Iterator[Server]:
+def hello_app(cpu: str | None = SERVER_CPU) -> Iterator[Server]:
     port = free_port()
     command = [sys.executable, "-m", "bench.bench_http", "--hello", str(port)]
-    with running(pinned(command, SERVER_CPU), "/", port) as server:
+    with running(pinned(command, cpu) if cpu else command, "/", port) as server:
         yield server
 
 
