@@ -30,6 +30,9 @@ COMPONENT_ENGINE: Final = "engine"
 COMPONENT_CACHE: Final = "cache"
 MANAGED_BY: Final = "novel-engine-operator"
 FIELD_MANAGER: Final = "novel-engine-operator"
+# Holds a workload's replicas for a moment when they pass from spec.replicas to an autoscaler:
+# FIELD_MANAGER's next apply omits them, and what no other manager owns would be reset.
+REPLICAS_HANDOVER_FIELD_MANAGER: Final = "novel-engine-operator-replicas"
 
 # Annotations live under one prefix; kopf's own bookkeeping uses it too.
 ANNOTATION_PREFIX: Final = f"{GROUP}/"

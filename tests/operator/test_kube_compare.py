@@ -5,7 +5,13 @@ from typing import Any
 
 import pytest
 
-from novel_operator.kube.compare import apply_needed, first_difference, unwanted_owned_fields
+from novel_operator.kube.compare import (
+    apply_needed,
+    first_difference,
+    replicas_handover,
+    replicas_handover_needed,
+    unwanted_owned_fields,
+)
 
 MANAGER = "novel-engine-operator"
 
@@ -197,3 +203,51 @@ def test_set_and_index_entries_are_checked() -> None:
         '.finalizers["a"]',
         ".items[1]",
     ]
+
+
+def without_replicas(manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` as built once an autoscaler owns the replicas."""
+    stripped = copy.deepcopy(manifest)
+    del stripped["spec"]["replicas"]
+    return stripped
+
+
+def test_replicas_we_applied_and_no_longer_set_are_handed_over() -> None:
+    desired = deployment()
+    live = as_served(desired)
+    assert replicas_handover_needed(without_replicas(desired), live, MANAGER)
+    assert replicas_handover(live) == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "a", "namespace": "ns"},
+        "spec": {"replicas": 2},
+    }
+
+
+def test_replicas_still_set_need_no_handover() -> None:
+    desired = deployment()
+    assert not replicas_handover_needed(desired, as_served(desired), MANAGER)
+
+
+def test_replicas_owned_by_someone_else_need_no_handover() -> None:
+    """After the handover (or once an autoscaler scaled), other managers own the replicas:
+    nothing is handed over again and the converged workload needs no apply."""
+    desired = deployment()
+    live = as_served(desired)
+    ours, status = live["metadata"]["managedFields"]
+    del ours["fieldsV1"]["f:spec"]["f:replicas"]
+    handover = {
+        "manager": "novel-engine-operator-replicas",
+        "operation": "Apply",
+        "fieldsV1": {"f:spec": {"f:replicas": {}}},
+    }
+    scaled = {
+        "manager": MANAGER,
+        "operation": "Update",
+        "subresource": "scale",
+        "fieldsV1": {"f:spec": {"f:replicas": {}}},
+    }
+    for other in (handover, scaled):
+        live["metadata"]["managedFields"] = [ours, status, other]
+        assert not replicas_handover_needed(without_replicas(desired), live, MANAGER)
+        assert apply_needed(without_replicas(desired), live, MANAGER) is None

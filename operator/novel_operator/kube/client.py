@@ -26,7 +26,8 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 from kubernetes.dynamic.resource import Resource
 
-from novel_operator.kube.compare import apply_needed
+from novel_operator import names
+from novel_operator.kube.compare import apply_needed, replicas_handover, replicas_handover_needed
 from novel_operator.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -188,8 +189,16 @@ class KubeClient:
 
     # ------------------------------------------------------------------ writes
 
-    async def apply(self, manifest: Mapping[str, Any], *, subresource: str = "") -> Manifest:
-        """Server-side apply `manifest` as our field manager, taking over conflicting fields."""
+    async def apply(
+        self,
+        manifest: Mapping[str, Any],
+        *,
+        subresource: str = "",
+        field_manager: str | None = None,
+        force: bool = True,
+    ) -> Manifest:
+        """Server-side apply `manifest` as `field_manager` (default: ours), taking over
+        conflicting fields when `force`d."""
         resource = await self._resource(manifest["apiVersion"], manifest["kind"])
         target = resource.subresources[subresource] if subresource else resource
         self._count_write("apply", resource, subresource)
@@ -198,14 +207,16 @@ class KubeClient:
             body=dict(manifest),
             name=manifest["metadata"]["name"],
             namespace=manifest["metadata"]["namespace"],
-            field_manager=self._field_manager,
-            force_conflicts=True,
+            field_manager=field_manager or self._field_manager,
+            force_conflicts=force,
         )
 
     async def sync_child(self, desired: Mapping[str, Any], live: Manifest | None) -> ChildResult:
-        """Make the child match `desired` with at most one apply; none if `live` (the child
-        as served, None if absent) already does. An object of that name controlled by
-        someone else is left alone (FOREIGN)."""
+        """Make the child match `desired` with one apply; none if `live` (the child as served,
+        None if absent) already does. When `desired` stops setting replicas we applied, a
+        second manager first takes them over at their live value, so that the apply keeps
+        them rather than resetting them to 1. An object of that name controlled by someone
+        else is left alone (FOREIGN)."""
         if live is None:
             return ChildResult(ChildAction.CREATED, await self.apply(desired))
         if not is_controlled_by(live, str(controller_uid(desired)), self._field_manager):
@@ -215,6 +226,14 @@ class KubeClient:
         reason = apply_needed(desired, live, self._field_manager)
         if reason is None:
             return ChildResult(ChildAction.UNCHANGED, live)
+        if replicas_handover_needed(desired, live, self._field_manager):
+            # Unforced: should an autoscaler change the replicas meanwhile, the conflict fails
+            # this reconcile and the next one finds the autoscaler owning them.
+            await self.apply(
+                replicas_handover(live),
+                field_manager=names.REPLICAS_HANDOVER_FIELD_MANAGER,
+                force=False,
+            )
         return ChildResult(ChildAction.UPDATED, await self.apply(desired), reason)
 
     async def delete_owned(self, live: Manifest | None, owner_uid: str) -> bool:

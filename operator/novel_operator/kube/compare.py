@@ -8,6 +8,9 @@ Two questions decide it:
    name (a mutating webhook may add items); other lists compare position by position.
 2. Does our field manager own any field that `desired` no longer has? Then the apply must be
    sent to remove it (e.g. an env var dropped from the container), which (1) cannot see.
+
+Only our own manager's entries count: the replicas handover manager (see
+`replicas_handover_needed`) and every other manager own fields that are not ours to remove.
 """
 
 import json
@@ -37,6 +40,37 @@ def unwanted_owned_fields(
         if entry.get("manager") == manager and entry.get("operation") == "Apply":
             paths.extend(_unwanted(entry.get("fieldsV1") or {}, desired, ""))
     return paths
+
+
+def replicas_handover_needed(
+    desired: Mapping[str, Any], live: Mapping[str, Any], manager: str
+) -> bool:
+    """Whether `manager` applied `live`'s spec.replicas and `desired` no longer sets them.
+
+    Applying `desired` as is would then remove the field, which the apiserver resets to its
+    default (1 for a Deployment or StatefulSet); another manager must share ownership first."""
+    if "replicas" in (desired.get("spec") or {}):
+        return False
+    if (live.get("spec") or {}).get("replicas") is None:
+        return False
+    managed = live.get("metadata", {}).get("managedFields") or []
+    return any(
+        entry.get("manager") == manager
+        and entry.get("operation") == "Apply"
+        and "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+        for entry in managed
+    )
+
+
+def replicas_handover(live: Mapping[str, Any]) -> dict[str, Any]:
+    """An apply body that claims only `live`'s spec.replicas, at their current value."""
+    meta = live["metadata"]
+    return {
+        "apiVersion": live["apiVersion"],
+        "kind": live["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": {"replicas": live["spec"]["replicas"]},
+    }
 
 
 def apply_needed(desired: Mapping[str, Any], live: Mapping[str, Any], manager: str) -> str | None:
