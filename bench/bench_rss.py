@@ -8,14 +8,13 @@ and not counted (the default threshold keeps simulations in the serving process 
 
 Goal: idle RSS <= 50 MB, that is 50e6 bytes = 47.7 MiB; the kernel reports KiB, so figures are
 printed in MiB and MB and the goal is compared in bytes. Two processes started the same way
-(same python, `python -m`, idle after a few requests) give the same-run baselines: a bare
+(same python, idle after a few requests) give the same-run baselines: a bare
 aiohttp hello app, and the same app after importing the libraries the engine is built on
 (pydantic with one model built, prometheus_client, aiosqlite, yaml) and no engine code.
 
 Run: `python -m bench.bench_rss` (needs wrk: `scripts/system-deps`).
 """
 
-import argparse
 import importlib
 import json
 import shutil
@@ -86,7 +85,7 @@ def serve_libraries(port: int) -> None:
 @contextmanager
 def libraries_app() -> Iterator[Server]:
     port = free_port()
-    command = [sys.executable, "-m", "bench.bench_rss", "--libraries", str(port)]
+    command = [sys.executable, "-c", f"import bench.bench_rss as b; b.serve_libraries({port})"]
     with running(command, "/", port) as server:
         yield server
 
@@ -166,10 +165,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--libraries", type=int, metavar="PORT", help="serve the baseline only")
-    arguments = parser.parse_args()
-    if arguments.libraries:
-        serve_libraries(arguments.libraries)
-    else:
-        main()
+    main()
