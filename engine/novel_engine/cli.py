@@ -16,9 +16,14 @@ from aiohttp import web
 from novel_engine.app import create_app
 from novel_engine.config import ConfigError, Settings, load_settings
 from novel_engine.content.loader import ContentFileError
+from novel_engine.db import DatabaseOpenError
 from novel_engine.keys import DRAIN
 
 log = logging.getLogger("novel_engine")
+
+
+class ListenError(Exception):
+    """The listening socket could not be opened (address in use, not permitted, ...)."""
 
 
 async def serve(settings: Settings) -> None:
@@ -38,7 +43,10 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop)
     try:
         await runner.setup()
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        try:
+            await web.TCPSite(runner, settings.host, settings.port).start()
+        except OSError as error:
+            raise ListenError(f"cannot serve on {settings.host}:{settings.port}: {error}") from None
         log.info("serving on http://%s:%d", settings.host, settings.port)
         await stopping.wait()
     finally:
@@ -60,9 +68,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ContentFileError as error:
         print(f"novel-engine: content: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except OSError as error:
-        print(
-            f"novel-engine: cannot serve on {settings.host}:{settings.port}: {error}",
-            file=sys.stderr,
-        )
+    except DatabaseOpenError as error:
+        print(f"novel-engine: data_dir: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ListenError as error:
+        print(f"novel-engine: {error}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -29,6 +29,10 @@ class PoolTimeout(Exception):  # noqa: N818 -- the name other modules map to 503
     """No database connection became free within the acquire timeout."""
 
 
+class DatabaseOpenError(Exception):
+    """The database file could not be created or opened (a missing or read-only data dir)."""
+
+
 class Database:
     """A fixed set of connections handed out one task at a time.
 
@@ -66,11 +70,14 @@ class Database:
                 raise ValueError(f"migration name must match {_MIGRATION_NAME.pattern}: {name!r}")
         if len({name for name, _ in migrations}) != len(migrations):
             raise ValueError("migration names must be unique")
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         connections: list[aiosqlite.Connection] = []
         try:
-            for _ in range(size):
-                connections.append(await _connect(path))
+            try:
+                await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+                for _ in range(size):
+                    connections.append(await _connect(path))
+            except (OSError, sqlite3.OperationalError) as error:
+                raise DatabaseOpenError(f"cannot open the database {path}: {error}") from error
             await _migrate(connections[0], migrations)
         except BaseException:
             for connection in connections:

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -238,6 +239,28 @@ def test_a_bad_content_file_exits_2_naming_file_and_field(tmp_path: Path) -> Non
     )
     assert finished.returncode == 2
     assert "cast.yaml: characters.0.faction: Field required" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+def test_an_unusable_data_dir_exits_2_naming_it(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    finished = run_cli("--port", str(free_port()), "--data-dir", str(not_a_dir / "data"))
+    assert finished.returncode == 2
+    assert finished.stderr.startswith(
+        f"novel-engine: data_dir: cannot open the database {not_a_dir / 'data'}/"
+    )
+    assert "Traceback" not in finished.stderr
+
+
+def test_a_busy_port_exits_1_naming_the_address(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        finished = run_cli("--port", str(port), "--data-dir", str(tmp_path / "data"))
+    assert finished.returncode == 1
+    assert finished.stderr.startswith(f"novel-engine: cannot serve on 127.0.0.1:{port}: ")
     assert "Traceback" not in finished.stderr
 
 
