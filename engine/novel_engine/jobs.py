@@ -7,6 +7,7 @@ engine stops are recorded as failed with a reason, and so are jobs a crashed pro
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -59,16 +60,11 @@ class JobStore:
             await connection.commit()
         return cursor.rowcount
 
-    async def record_queued(self, simulation: SimulationInput) -> None:
+    async def record(self, simulation: SimulationInput, status: JobStatus) -> None:
         await self._write(
             "INSERT OR REPLACE INTO jobs (id, status, error, input, updated_at)"
             " VALUES (?, ?, NULL, ?, ?)",
-            (
-                simulation.simulation_id(),
-                JobStatus.QUEUED,
-                simulation.model_dump_json(),
-                time.time(),
-            ),
+            (simulation.simulation_id(), status, simulation.model_dump_json(), time.time()),
         )
 
     async def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
@@ -100,24 +96,63 @@ class JobStore:
 
 
 class JobRunner:
-    """Records jobs and how each one ends; the caller submits the work to the scheduler."""
+    """Records jobs and how each one ends; identical requests at the same time share one job."""
 
     def __init__(self, store: JobStore, cache: TieredCache) -> None:
         self.store = store
         self._cache = cache
-        self._watchers: dict[str, asyncio.Task[None]] = {}
+        # Per job in this process: how it was accepted (queued or succeeded), or why not.
+        self._accepted: dict[str, asyncio.Future[JobStatus]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def running(self, job_id: str) -> bool:
-        """Whether this process is already running the job."""
-        return job_id in self._watchers
-
-    async def track(self, simulation: SimulationInput, future: asyncio.Future[bytes]) -> None:
-        """Record the submitted simulation as queued and its outcome when ``future`` settles."""
+    async def start(
+        self, simulation: SimulationInput, submit: Callable[[], asyncio.Future[bytes]]
+    ) -> JobStatus:
+        """Accept the simulation as a job: succeeded at once if its result is cached, else
+        queued and handed to ``submit``. A request for a job already here joins it; all of
+        them get the same answer, or the same error (QueueFull: the job was not accepted)."""
         job_id = simulation.simulation_id()
-        await self.store.record_queued(simulation)
-        watcher = asyncio.create_task(self._watch(job_id, future), name=f"job {job_id}")
-        self._watchers[job_id] = watcher
-        watcher.add_done_callback(lambda _: self._watchers.pop(job_id, None))
+        accepted = self._accepted.get(job_id)
+        if accepted is None:
+            # Reserved before any await, so a duplicate arriving meanwhile finds it.
+            accepted = asyncio.get_running_loop().create_future()
+            self._accepted[job_id] = accepted
+            task = asyncio.create_task(
+                self._run(simulation, submit, accepted), name=f"job {job_id}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # Shielded: one request going away must not cancel the job the others joined.
+        return await asyncio.shield(accepted)
+
+    async def _run(
+        self,
+        simulation: SimulationInput,
+        submit: Callable[[], asyncio.Future[bytes]],
+        accepted: asyncio.Future[JobStatus],
+    ) -> None:
+        job_id = simulation.simulation_id()
+        try:
+            try:
+                future = None
+                if await self._cache.get(result_key(job_id)) is None:
+                    future = submit()
+                # Succeeded jobs get a row too: the input recomputes the result if the cache
+                # lets it go before the client polls.
+                status = JobStatus.SUCCEEDED if future is None else JobStatus.QUEUED
+                await self.store.record(simulation, status)
+            except Exception as error:
+                accepted.set_exception(error)
+                return
+            accepted.set_result(status)
+            if future is not None:
+                await self._watch(job_id, future)
+        finally:
+            if not accepted.done():
+                accepted.cancel()
+            # A later job under the same id has its own entry; leave that one alone.
+            if self._accepted.get(job_id) is accepted:
+                del self._accepted[job_id]
 
     async def _watch(self, job_id: str, future: asyncio.Future[bytes]) -> None:
         result: bytes | None = None
@@ -144,5 +179,5 @@ class JobRunner:
 
     async def close(self) -> None:
         """Wait for the watchers (the scheduler has stopped), then fail anything left queued."""
-        await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.fail_unfinished(SHUTDOWN_REASON)

@@ -122,6 +122,11 @@ async def test_openapi_references_resolve_and_schemas_come_from_the_models(
     assert request["properties"]["character_ids"]["maxItems"] == 8
     post = document["paths"]["/v1/simulations"]["post"]
     assert set(post["responses"]) >= {"200", "202", "400", "413", "422", "429"}
+    result = document["paths"]["/v1/simulations/{id}"]["get"]
+    assert set(result["responses"]) >= {"404", "429", "503", "504"}  # 504: recompute deadline
+    for path in ("/v1/characters", "/v1/characters/{id}", "/v1/campaigns", "/v1/campaigns/{id}"):
+        for operation in document["paths"][path].values():
+            assert "503" in operation["responses"]  # the database pool is busy
     problem_content = post["responses"]["422"]["content"]
     assert "application/problem+json" in problem_content
     listing = document["paths"]["/v1/characters"]["get"]

@@ -100,6 +100,35 @@ async def test_async_simulation_is_accepted_then_served(
     assert (await resubmitted.json())["status"] == "succeeded"
 
 
+async def test_identical_async_requests_at_the_same_time_share_one_job(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path, process_cost_threshold=50)
+    responses = await asyncio.gather(
+        *(client.post("/v1/simulations", json={**SIEGE, "mode": "async"}) for _ in range(4))
+    )
+    assert [response.status for response in responses] == [202] * 4
+    accepted = [await response.json() for response in responses]
+    assert len({body["id"] for body in accepted}) == 1
+    result = await wait_for_result(client, accepted[0]["status_url"])
+    assert json.loads(result)["id"] == accepted[0]["id"]
+    assert await scheduler_tasks(client, "process") == 1
+
+
+async def test_an_async_request_answered_from_the_cache_records_its_job(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path)
+    result = await (await client.post("/v1/simulations", json=SIEGE)).read()
+    response = await client.post("/v1/simulations", json={**SIEGE, "mode": "async"})
+    accepted = await response.json()
+    assert (response.status, accepted["status"]) == (202, "succeeded")
+    await client.app[CACHE].delete(result_key(accepted["id"]))
+    polled = await client.get(accepted["status_url"])
+    assert polled.status == 200
+    assert await polled.read() == result
+
+
 async def test_unknown_simulation_explains_replica_locality(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:

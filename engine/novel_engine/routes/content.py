@@ -94,7 +94,7 @@ def content_operations(
             kind.name,
             {200: Reply(f"A page of {kind.name}.", (page_model,))},
             query=query_model,
-            problems=(422,),
+            problems=(422, 503),
         ),
         Operation(
             "POST",
@@ -105,7 +105,7 @@ def content_operations(
             kind.name,
             {201: item},
             body=kind.input_model,
-            problems=(400, 409, 413, 422),
+            problems=(400, 409, 413, 422, 503),
         ),
         Operation(
             "GET",
@@ -115,7 +115,7 @@ def content_operations(
             f"{title} by id",
             kind.name,
             {200: item},
-            problems=(404,),
+            problems=(404, 503),
         ),
         Operation(
             "PUT",
@@ -126,7 +126,7 @@ def content_operations(
             kind.name,
             {200: item},
             body=kind.input_model,
-            problems=(400, 404, 409, 413, 422),
+            problems=(400, 404, 409, 413, 422, 503),
         ),
         Operation(
             "DELETE",
@@ -136,7 +136,7 @@ def content_operations(
             f"Delete a {kind.singular}",
             kind.name,
             {204: Reply("Deleted.", content_type="")},
-            problems=(404, 409),
+            problems=(404, 409, 503),
         ),
     ]
 

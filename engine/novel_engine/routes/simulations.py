@@ -54,13 +54,9 @@ async def create_simulation(request: web.Request) -> web.Response:
     if simulation_request.mode is RunMode.SYNC:
         return json_bytes(await simulations.run(simulation, priority))
     simulation_id = simulation.simulation_id()
-    jobs = request.app[JOBS]
-    status = JobStatus.QUEUED
-    if not jobs.running(simulation_id):  # if it is, the same request joins the same job
-        if await simulations.cached(simulation_id) is not None:
-            status = JobStatus.SUCCEEDED
-        else:
-            await jobs.track(simulation, simulations.submit(simulation, priority))
+    status = await request.app[JOBS].start(
+        simulation, lambda: simulations.submit(simulation, priority)
+    )
     return json_bytes(
         _status(simulation_id, status),
         status=202,
@@ -109,6 +105,6 @@ def simulation_operations() -> list[Operation]:
             "A simulation's result, or its job status while queued or after failing",
             "simulations",
             {200: Reply("The result or the job status.", (SimulationResult, SimulationStatus))},
-            problems=(404, 429, 503),
+            problems=(404, 429, 503, 504),
         ),
     ]
