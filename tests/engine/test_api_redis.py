@@ -1,5 +1,6 @@
 """The shared L2 tier with a real redis-server: cross-replica results and surviving its outage."""
 
+import asyncio
 from pathlib import Path
 
 from pytest_aiohttp import AiohttpClient
@@ -37,7 +38,7 @@ async def test_serving_continues_when_redis_goes_away(
     client = await engine_client(aiohttp_client, tmp_path, redis_url=redis_server.url)
     assert (await client.post("/v1/simulations", json=SIEGE)).status == 200
 
-    redis_server.stop()
+    await asyncio.to_thread(redis_server.stop)
     for seed in range(3):
         response = await client.post("/v1/simulations", json={**SIEGE, "seed": 100 + seed})
         assert response.status == 200

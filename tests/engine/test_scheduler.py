@@ -3,13 +3,16 @@
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from novel_engine.metrics import PRIORITY_LABELS, EngineMetrics
+import novel_engine.scheduler.scheduler as scheduler_module
+from novel_engine.metrics import PRIORITY_LABELS, QUEUE_DEPTH_METRIC, EngineMetrics
 from novel_engine.scheduler import (
     AgingQueue,
     DeadlineExceeded,
@@ -26,6 +29,16 @@ INLINE, THREAD, PROCESS = ExecutorKind.INLINE, ExecutorKind.THREAD, ExecutorKind
 def process_id() -> int:
     """Runs in a worker process."""
     return os.getpid()
+
+
+def end_worker_process() -> None:
+    """Runs in a worker process and ends it the way a crash would."""
+    os._exit(1)
+
+
+def queue_depths(registry: CollectorRegistry) -> list[float | None]:
+    """Tasks waiting to start by priority, as /metrics reports them."""
+    return [registry.get_sample_value(QUEUE_DEPTH_METRIC, {"priority": p.label}) for p in Priority]
 
 
 Start = Callable[..., Awaitable[Scheduler]]
@@ -89,7 +102,8 @@ def test_priority_parse_and_labels() -> None:
 
 
 async def test_higher_priority_runs_first(started: Start) -> None:
-    scheduler = await started()
+    registry = CollectorRegistry()
+    scheduler = await started(metrics=EngineMetrics(registry))
     gate = await occupy(scheduler)
     order: list[str] = []
 
@@ -100,11 +114,11 @@ async def test_higher_priority_runs_first(started: Start) -> None:
         scheduler.submit(record, p.label, priority=p, executor=INLINE)
         for p in (Priority.LOW, Priority.NORMAL, Priority.LOW, Priority.HIGH, Priority.CRITICAL)
     ]
-    assert [scheduler.depth(p) for p in Priority] == [1, 1, 1, 2]
+    assert queue_depths(registry) == [1, 1, 1, 2]
     gate.opened.set()
     await asyncio.gather(*futures)
     assert order == ["critical", "high", "normal", "low", "low"]
-    assert [scheduler.depth(p) for p in Priority] == [0, 0, 0, 0]
+    assert queue_depths(registry) == [0, 0, 0, 0]
 
 
 class Item:
@@ -216,7 +230,8 @@ async def test_deadline_cuts_an_inline_task_and_frees_its_worker(
 
 
 async def test_deadline_while_queued_means_it_never_runs(started: Start) -> None:
-    scheduler = await started()
+    registry = CollectorRegistry()
+    scheduler = await started(metrics=EngineMetrics(registry))
     gate = await occupy(scheduler)
     ran = False
 
@@ -227,7 +242,7 @@ async def test_deadline_while_queued_means_it_never_runs(started: Start) -> None
     future = scheduler.submit(late, priority=Priority.LOW, executor=INLINE, deadline=0.02)
     with pytest.raises(DeadlineExceeded):
         await future
-    assert scheduler.depth(Priority.LOW) == 0
+    assert queue_depths(registry) == [0, 0, 0, 0]
     gate.opened.set()
     await asyncio.sleep(0.02)
     assert not ran
@@ -297,6 +312,32 @@ async def test_thread_and_process_executors_run_elsewhere(started: Start) -> Non
     assert registry.get_sample_value("novel_engine_scheduler_tasks_total", ok) == 1
 
 
+async def test_process_pool_starts_once_off_the_loop_and_again_after_a_crash(
+    started: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starting_threads: list[int] = []
+    start_process_pool = scheduler_module.start_process_pool
+
+    def recording_start(workers: int, preload: Sequence[str]) -> ProcessPoolExecutor:
+        starting_threads.append(threading.get_ident())
+        return start_process_pool(workers, preload)
+
+    monkeypatch.setattr(scheduler_module, "start_process_pool", recording_start)
+    loop_thread = threading.get_ident()
+    scheduler = await started(process_workers=2)
+
+    first = [scheduler.submit(process_id, priority=Priority.LOW, executor=PROCESS) for _ in "abc"]
+    assert os.getpid() not in await asyncio.gather(*first)
+    assert len(starting_threads) == 1  # concurrent first tasks share one start
+
+    with pytest.raises(BrokenProcessPool):
+        await scheduler.submit(end_worker_process, priority=Priority.NORMAL, executor=PROCESS)
+    pid = await scheduler.submit(process_id, priority=Priority.NORMAL, executor=PROCESS)
+    assert pid != os.getpid()
+    assert len(starting_threads) == 2
+    assert loop_thread not in starting_threads
+
+
 async def test_task_errors_reach_the_caller(started: Start) -> None:
     scheduler = await started()
     with pytest.raises(ZeroDivisionError):
@@ -311,15 +352,16 @@ async def test_task_errors_reach_the_caller(started: Start) -> None:
 
 
 async def test_cancelled_caller_frees_the_queue_slot(started: Start) -> None:
-    scheduler = await started(queue_limit=1)
+    registry = CollectorRegistry()
+    scheduler = await started(queue_limit=1, metrics=EngineMetrics(registry))
     gate = await occupy(scheduler)
     future = scheduler.submit(asyncio.sleep, 0, priority=Priority.LOW, executor=INLINE)
     future.cancel()
     for _ in range(500):  # the sweeper notices within its interval
-        if scheduler.depth(Priority.LOW) == 0:
+        if queue_depths(registry)[Priority.LOW] == 0:
             break
         await asyncio.sleep(0.01)
-    assert scheduler.depth(Priority.LOW) == 0
+    assert queue_depths(registry)[Priority.LOW] == 0
     second = scheduler.submit(asyncio.sleep, 0, "second", priority=Priority.LOW, executor=INLINE)
     gate.opened.set()
     assert await second == "second"

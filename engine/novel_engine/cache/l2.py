@@ -71,8 +71,9 @@ class RedisTier:
         self.stats.hits += 1
         return value
 
-    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        ttl_ms = max(1, int((self.ttl_seconds if ttl is None else ttl) * 1000))
+    async def set(self, key: str, value: bytes) -> None:
+        """Store value for ttl_seconds."""
+        ttl_ms = max(1, int(self.ttl_seconds * 1000))
         await self._call(lambda: self._client.set(self._prefix + key, value, px=ttl_ms))
 
     async def delete(self, key: str) -> None:

@@ -140,7 +140,9 @@ class Scheduler:
     an inline run is cancelled; a thread or process run cannot be, so its slot stays busy
     until it returns and its result is dropped. The process pool uses the forkserver start
     method (the engine has threads, so fork is unsafe) and starts with the first process task;
-    the parent times every task, workers report nothing. Inline tasks that finish without
+    the parent times every task, workers report nothing. Starting the pool (the fork server,
+    its preload, a process per worker) takes a few hundred milliseconds, so it happens in a
+    thread, once however many process tasks arrive meanwhile. Inline tasks that finish without
     suspending would let the workers keep the loop to themselves while the queue is full, so
     within one loop turn they start tasks for at most inline_slice seconds, then yield.
     """
@@ -192,16 +194,14 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._threads: ThreadPoolExecutor | None = None
-        self._processes: ProcessPoolExecutor | None = None
+        # The pool's start (done or in flight) that process tasks await; None until the first
+        # process task, and again after a worker process died.
+        self._processes: asyncio.Task[ProcessPoolExecutor] | None = None
         self._running = False
 
     @property
     def running(self) -> bool:
         return self._running
-
-    def depth(self, priority: Priority) -> int:
-        """Tasks of this priority waiting to start."""
-        return self._depth[priority]
 
     async def start(self) -> None:
         if self._running:
@@ -232,8 +232,13 @@ class Scheduler:
 
         INLINE: fn is an async function, awaited by a worker. THREAD: a blocking function.
         PROCESS: a picklable top-level function. deadline: seconds from now (default from the
-        constructor). A failure that is an instance of retry_on is retried up to `retries`
-        times while the deadline allows. Raises QueueFull or SchedulerStopped at once.
+        constructor). Raises QueueFull or SchedulerStopped at once.
+
+        Retry policy: a task is retried only for errors its caller declares retryable. A
+        failure that is an instance of `retry_on` runs fn again, up to `retries` more times,
+        after a pause of 10 ms doubling per attempt, and only while the deadline leaves room
+        for the pause; any other failure, or the last one, goes to the caller. fn must be safe
+        to run more than once. By default (retries=0) nothing is retried.
         """
         loop = self._loop
         if not self._running or loop is None:
@@ -304,6 +309,8 @@ class Scheduler:
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
+        if self._processes is not None:
+            await asyncio.wait([self._processes])  # a pool still starting is shut down below
         self._shutdown_processes(
             terminate=any(job.executor is ExecutorKind.PROCESS for job in leftovers)
         )
@@ -440,14 +447,17 @@ class Scheduler:
         if job.executor is _INLINE:
             return await job.fn(*job.args)
         executor: Executor | None
+        starting: asyncio.Task[ProcessPoolExecutor] | None = None
         if job.executor is ExecutorKind.THREAD:
             executor = self._threads
         else:
-            executor = self._processes or self._start_processes()
+            starting = self._processes or self._start_processes()
+            # Shielded: a worker cancelled by stop() must not abandon a pool being started.
+            executor = await asyncio.shield(starting)
         try:
             return await loop.run_in_executor(executor, job.fn, *job.args)
         except BrokenExecutor:  # BrokenProcessPool: a worker process died
-            if executor is self._processes:
+            if starting is not None and starting is self._processes:
                 self._shutdown_processes(terminate=True)  # the next process task starts a new pool
             raise
 
@@ -503,24 +513,50 @@ class Scheduler:
 
     # -- process pool --------------------------------------------------------------------
 
-    def _start_processes(self) -> "ProcessPoolExecutor":
-        # Imported here: most engines never start the pool, and the import costs memory.
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    def _start_processes(self) -> "asyncio.Task[ProcessPoolExecutor]":
+        workers = self._slots[ExecutorKind.PROCESS]
+        starting = asyncio.create_task(
+            asyncio.to_thread(start_process_pool, workers, self._process_preload),
+            name="process-pool-start",
+        )
+        starting.add_done_callback(self._process_pool_started)
+        self._processes = starting
+        return starting
 
-        context = multiprocessing.get_context("forkserver")
-        if self._process_preload:
-            context.set_forkserver_preload(self._process_preload)
-        self._processes = ProcessPoolExecutor(self._slots[ExecutorKind.PROCESS], context)
-        return self._processes
+    def _process_pool_started(self, starting: "asyncio.Task[ProcessPoolExecutor]") -> None:
+        failed = starting.cancelled() or starting.exception() is not None
+        if failed and starting is self._processes:
+            self._processes = None  # its tasks get the error; the next one tries again
 
     def _shutdown_processes(self, *, terminate: bool) -> None:
-        pool, self._processes = self._processes, None
-        if pool is None:
-            return
+        starting, self._processes = self._processes, None
+        if starting is None or not starting.done() or starting.cancelled() or starting.exception():
+            return  # no pool to shut down
+        pool = starting.result()
         if terminate:
             # Work still running would hold interpreter exit; ProcessPoolExecutor offers no
             # public way to end it before Python 3.14 (terminate_workers).
             for process in list((pool._processes or {}).values()):
                 process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_process_pool(workers: int, preload: Sequence[str]) -> "ProcessPoolExecutor":
+    """A forkserver pool with all its workers running. Blocking: call it off the loop."""
+    # Imported here: most engines never start the pool, and the import costs memory.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("forkserver")
+    if preload:
+        context.set_forkserver_preload(list(preload))
+    pool = ProcessPoolExecutor(workers, context)
+    # A pool not started by fork spawns a worker per submit while none is idle: submitting
+    # one no-op per worker at once starts them all here, not on the loop at later submits.
+    try:
+        for warm_up in [pool.submit(int) for _ in range(workers)]:
+            warm_up.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    return pool
