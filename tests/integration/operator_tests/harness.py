@@ -303,3 +303,15 @@ def condition(obj: Mapping[str, Any], condition_type: str) -> Obj | None:
 def condition_status(obj: Mapping[str, Any], condition_type: str) -> str | None:
     found = condition(obj, condition_type)
     return None if found is None else str(found["status"])
+
+
+def wait_reconciles(
+    cluster: Cluster, operator: OperatorProcess, count: int, timeout: float = 30.0
+) -> None:
+    """Wait until the operator has finished `count` more reconciles (resyncs included)."""
+    seen = operator.reconciles()
+    cluster.wait(
+        f"{count} more reconciles",
+        lambda: None if operator.reconciles() >= seen + count else f"{operator.reconciles()}",
+        timeout=timeout,
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from harness import OPERATOR_USER, Cluster, StartOperator
+from harness import OPERATOR_USER, Cluster, StartOperator, wait_reconciles
 from kubernetes.dynamic.exceptions import DynamicApiError
 from testbed import Testbed
 
@@ -78,13 +78,7 @@ def test_resyncs_of_a_converged_novelengine_write_nothing(
         for key, value in operator.metrics().items()
         if key.startswith("novel_operator_api_writes_total{")
     )
-    seen = operator.reconciles()
-
-    cluster.wait(
-        "five more reconciles",
-        lambda: None if operator.reconciles() >= seen + 5 else f"{operator.reconciles()}",
-        timeout=30,
-    )
+    wait_reconciles(cluster, operator, 5)
 
     writes = testbed.audit_events(since=mark, user=OPERATOR_USER)
     assert writes == [], [(w.verb, w.resource, w.subresource, w.name) for w in writes]
@@ -113,12 +107,7 @@ def test_operator_keeps_to_its_namespaces_and_reports_metrics_and_liveness(
     cluster.create_novelengine(ns, name, {"replicas": 1})
     cluster.create_novelengine(other, name, {"replicas": 1})
     cluster.wait_ready(ns, name)
-    seen = operator.reconciles()
-    cluster.wait(
-        "two more reconciles",
-        lambda: None if operator.reconciles() >= seen + 2 else f"{operator.reconciles()}",
-        timeout=20,
-    )
+    wait_reconciles(cluster, operator, 2, timeout=20)
     untouched = cluster.novelengine(other, name)
     assert untouched is not None
     assert "status" not in untouched

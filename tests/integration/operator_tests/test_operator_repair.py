@@ -8,7 +8,15 @@ import json
 from typing import Any
 
 import pytest
-from harness import Cluster, Obj, OperatorProcess, StartOperator, condition, condition_status
+from harness import (
+    Cluster,
+    Obj,
+    OperatorProcess,
+    StartOperator,
+    condition,
+    condition_status,
+    wait_reconciles,
+)
 from testbed import Testbed
 
 from novel_operator import names
@@ -271,14 +279,7 @@ def test_pause_stops_reconciliation_and_says_so(
     )
     cluster.delete("v1", "Service", ns, name)
     cluster.patch_novelengine(ns, name, {"spec": {"replicas": 2}})
-    seen = operator.reconciles()
-    cluster.wait(
-        "several resyncs while paused",
-        lambda: (
-            None if operator.reconciles() >= seen + 4 else f"{operator.reconciles()} reconciles"
-        ),
-        timeout=20,
-    )
+    wait_reconciles(cluster, operator, 4, timeout=20)  # several resyncs while paused
     obj = cluster.novelengine(ns, name)
     deployment = cluster.get("apps/v1", "Deployment", ns, name)
     assert obj is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness import OPERATOR_USER, Cluster, OperatorProcess, StartOperator
+from harness import OPERATOR_USER, Cluster, StartOperator, wait_reconciles
 from testbed import Testbed
 
 from novel_operator import names
@@ -47,15 +47,6 @@ def replicas_owners(obj: dict[str, Any]) -> set[tuple[str, str]]:
         for entry in obj["metadata"]["managedFields"]
         if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
     }
-
-
-def wait_reconciles(cluster: Cluster, operator: OperatorProcess, count: int) -> None:
-    seen = operator.reconciles()
-    cluster.wait(
-        f"{count} more reconciles",
-        lambda: None if operator.reconciles() >= seen + count else f"{operator.reconciles()}",
-        timeout=30,
-    )
 
 
 def wait_observed(cluster: Cluster, namespace: str, name: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness import OPERATOR_USER, Cluster, OperatorProcess, StartOperator
+from harness import OPERATOR_USER, Cluster, OperatorProcess, StartOperator, wait_reconciles
 from testbed import Testbed
 
 pytestmark = pytest.mark.integration
@@ -97,12 +97,7 @@ def test_replicas_are_kept_within_the_bounds_and_left_alone_inside_them(
     cluster.scale(*DEPLOYMENT, ns, name, 4)
     wait_replicas(cluster, ns, name, 4)
     cluster.wait_ready(ns, name)
-    seen = operator.reconciles()
-    cluster.wait(
-        "three more reconciles",
-        lambda: None if operator.reconciles() >= seen + 3 else f"{operator.reconciles()}",
-        timeout=30,
-    )
+    wait_reconciles(cluster, operator, 3)
     deployment = cluster.get(*DEPLOYMENT, ns, name)
     assert deployment is not None
     assert deployment["spec"]["replicas"] == 4
