@@ -79,13 +79,14 @@ def read_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
     return out
 
 
-def cache_dir() -> Path:
-    """Where scripts/k8s-assets puts the binaries it builds (same rule as that script)."""
+def cache_dir(version_key: str = "KUBERNETES_VERSION") -> Path:
+    """Where scripts/k8s-assets puts the binaries it builds for the release ``version_key``
+    names in scripts/k8s_versions.env (same rule as that script)."""
     base = os.environ.get("NOVEL_ENGINE_K8S_CACHE")
     if not base:
         xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         base = str(Path(xdg) / "novel-engine")
-    return Path(base).expanduser() / f"k8s-{read_versions()['KUBERNETES_VERSION']}"
+    return Path(base).expanduser() / f"k8s-{read_versions()[version_key]}"
 
 
 def asset_dirs() -> list[Path]:
@@ -118,6 +119,19 @@ def find_binaries(names: Iterable[str] = REQUIRED_BINARIES) -> dict[str, Path]:
             "(or scripts/k8s-assets), or set KUBEBUILDER_ASSETS"
         )
     return found
+
+
+def find_oldest_binaries() -> dict[str, Path]:
+    """etcd and the kube-apiserver of the oldest supported release (KUBERNETES_OLDEST_VERSION,
+    built by scripts/k8s-assets as ``kube-apiserver-oldest``): an ``apiserver_only`` bed."""
+    etcd = find_binaries(["etcd"])
+    apiserver = cache_dir("KUBERNETES_OLDEST_VERSION") / "kube-apiserver"
+    if not (apiserver.is_file() and os.access(apiserver, os.X_OK)):
+        raise AssetsMissingError(
+            f"the oldest supported kube-apiserver is missing ({apiserver}); run "
+            "`make k8s-assets` (or scripts/k8s-assets kube-apiserver-oldest)"
+        )
+    return {**etcd, "kube-apiserver": apiserver}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -220,7 +234,8 @@ class Testbed:
     - ``api_client(kubeconfig=None)``: a ``kubernetes.client.ApiClient`` (admin by default).
     - ``service_account_kubeconfig(name, namespace, rules, cluster_scoped=True)``: a kubeconfig
       for a ServiceAccount bound to exactly ``rules`` (PolicyRule dicts), for running code under
-      test without admin rights.
+      test without admin rights; ``token_kubeconfig(name, namespace)``: one for an existing
+      ServiceAccount, bound by whatever RBAC exists.
     - ``audit_log``, ``audit_mark()``, ``audit_events(...)``, ``count_writes(...)``: the writes
       the apiserver served (create/update/patch/delete/deletecollection, metadata level).
     - ``logs_dir``, ``log_tail(lines)``: per-component logs of this run.
@@ -238,11 +253,18 @@ class Testbed:
         detach: bool = False,
         hpa_sync_period: str = "5s",
         extra_args: Mapping[str, Sequence[str]] | None = None,
+        apiserver_only: bool = False,
     ) -> None:
         """``detach=True`` (CLI) lets the processes outlive this Python process; otherwise they
-        get SIGTERM if it dies. ``extra_args`` appends flags per component name."""
+        get SIGTERM if it dies. ``extra_args`` appends flags per component name.
+        ``apiserver_only=True`` starts etcd and kube-apiserver alone (no controllers, no
+        Nodes): enough to ask the API what it accepts, e.g. server-side dry-runs."""
         self.run_dir = Path(run_dir).resolve()
-        self.binaries = dict(binaries) if binaries is not None else find_binaries()
+        self.apiserver_only = apiserver_only
+        if binaries is not None:
+            self.binaries = dict(binaries)
+        else:
+            self.binaries = find_binaries(KUBEBUILDER_CORE if apiserver_only else REQUIRED_BINARIES)
         self.nodes = nodes
         self.detach = detach
         self.hpa_sync_period = hpa_sync_period
@@ -283,9 +305,10 @@ class Testbed:
             self._prepare()
             self._start_etcd(deadline)
             self._start_apiserver(deadline)
-            self._start_controllers()
-            self._create_nodes()
-            self._wait_ready(deadline)
+            if not self.apiserver_only:
+                self._start_controllers()
+                self._create_nodes()
+                self._wait_ready(deadline)
         except BaseException:
             self.stop()
             raise
@@ -447,6 +470,13 @@ class Testbed:
                 "subjects": [subject],
             },
         )
+        return self.token_kubeconfig(name, namespace, expiration_seconds=expiration_seconds)
+
+    def token_kubeconfig(
+        self, name: str, namespace: str, *, expiration_seconds: int = 24 * 3600
+    ) -> Path:
+        """A kubeconfig holding a fresh token (TokenRequest) of the existing ServiceAccount
+        ``namespace/name``, whatever binds it (e.g. the RBAC a Helm chart rendered)."""
         status, out = self.request(
             "POST",
             f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
