@@ -14,6 +14,8 @@ Fixtures
   ServiceAccount ``namespace/name`` bound to exactly ``rules`` (RBAC PolicyRule dicts); run the
   code under test with it to prove its RBAC is enough. Audit user:
   ``system:serviceaccount:<namespace>:<name>``.
+  ``testbed.token_kubeconfig(name: str, namespace: str) -> Path``: a kubeconfig holding a fresh
+  token of an existing ServiceAccount, bound by whatever RBAC exists (e.g. a Helm chart's).
 - Audit log of writes (create/update/patch/delete/deletecollection, metadata level):
   ``testbed.audit_log: Path``; ``testbed.audit_mark() -> int`` (a position);
   ``testbed.audit_events(*, since=0, user=None, verbs=WRITE_VERBS, resource=None,

@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from harness import (
@@ -24,6 +22,7 @@ from harness import (
     Cluster,
     OperatorProcess,
     StartOperator,
+    is_problem,
     operator_argv,
     operator_env,
 )
@@ -92,15 +91,3 @@ def start_operator(crd: None, operator_kubeconfig: Path, tmp_path: Path) -> Iter
         assert code in (0, -9), f"operator exited with {code}:\n{process.log_tail()}"
         problems = [record for record in process.log_records() if is_problem(record)]
         assert not problems, f"operator logged problems ({process.log_path}): {problems[:3]}"
-
-
-#: How the apiserver words an RBAC refusal (a quota refusal is "forbidden" too, but not this).
-RBAC_DENIAL = re.compile(r'User ".*" cannot [a-z]+ resource')
-
-
-def is_problem(record: dict[str, Any]) -> bool:
-    """A missing permission, or an error other than a request kopf says it retries."""
-    message = str(record.get("message", ""))
-    if RBAC_DENIAL.search(message) or RBAC_DENIAL.search(str(record.get("exc_info", ""))):
-        return True
-    return record.get("severity") in ("error", "fatal") and "will retry" not in message

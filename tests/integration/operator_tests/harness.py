@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -315,3 +316,15 @@ def wait_reconciles(
         lambda: None if operator.reconciles() >= seen + count else f"{operator.reconciles()}",
         timeout=timeout,
     )
+
+
+#: How the apiserver words an RBAC refusal (a quota refusal is "forbidden" too, but not this).
+RBAC_DENIAL = re.compile(r'User ".*" cannot [a-z]+ resource')
+
+
+def is_problem(record: dict[str, Any]) -> bool:
+    """A missing permission, or an error other than a request kopf says it retries."""
+    message = str(record.get("message", ""))
+    if RBAC_DENIAL.search(message) or RBAC_DENIAL.search(str(record.get("exc_info", ""))):
+        return True
+    return record.get("severity") in ("error", "fatal") and "will retry" not in message

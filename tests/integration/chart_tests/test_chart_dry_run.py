@@ -1,0 +1,26 @@
+"""Every manifest the chart renders, for each values variant, is accepted whole by the current
+kube-apiserver (server-side apply, dryRun=All)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from chart_harness import CI_VALUES, Helm, create_namespace, dry_run_apply
+from testbed import Testbed
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "novel-engine-system"
+SERVED = ("stories", "stories-staging")  # ci/namespaced-values.yaml
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "default")
+def test_rendered_manifests_are_accepted(
+    helm: Helm, testbed: Testbed, prometheus_crds: None, values: Path | None
+) -> None:
+    for namespace in (NAMESPACE, *SERVED):
+        create_namespace(testbed, namespace)
+    manifests = helm.template(namespace=NAMESPACE, values=[values] if values else [])
+    refused = [problem for m in manifests if (problem := dry_run_apply(testbed, m))]
+    assert not refused
