@@ -3,6 +3,7 @@ that refuses bad values by name. Needs the helm binary only (no control plane)."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,6 @@ from novel_operator.crd import generate_crd
 from novel_operator.rbac import RBAC_RULES
 
 NAMESPACE = "novel-engine-system"
-FULLNAME = "neo-novel-engine-operator"
 
 
 def by_kind(manifests: list[Manifest]) -> dict[str, list[Manifest]]:
@@ -35,12 +35,12 @@ def container(manifests: list[Manifest]) -> dict[str, Any]:
     return dict(operator)
 
 
-def values_file(name: str) -> Any:
+def values_file(name: str) -> Path:
     return CHART / "ci" / name
 
 
 @pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "default")
-def test_lint_strict_passes(helm: Helm, values: Any) -> None:
+def test_lint_strict_passes(helm: Helm, values: Path | None) -> None:
     args = ["lint", "--strict", str(CHART)] + (["--values", str(values)] if values else [])
     assert "0 chart(s) failed" in helm.run(*args).stdout
 
