@@ -8,12 +8,11 @@ nothing; the operator that reconciles is a local process started with the chart'
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_harness import CHART, Helm, create_namespace, sample
+from chart_harness import CHART, Helm, sample
 from harness import Cluster, OperatorProcess, is_problem, operator_argv, operator_env
 from testbed import Testbed, free_port
 
@@ -75,14 +74,6 @@ class Release:
         ]
 
 
-@pytest.fixture
-def engine_namespace(testbed: Testbed) -> Iterator[str]:
-    name = f"stories-{secrets.token_hex(3)}"
-    create_namespace(testbed, name)
-    yield name
-    testbed.request("DELETE", f"/api/v1/namespaces/{name}")
-
-
 def run_operator(release: Release, tmp_path: Path) -> OperatorProcess:
     """The operator as the chart's ServiceAccount, serving what the chart's args say."""
     kubeconfig = release.testbed.token_kubeconfig(release.fullname, release.namespace)
@@ -95,9 +86,9 @@ def run_operator(release: Release, tmp_path: Path) -> OperatorProcess:
 
 @pytest.mark.parametrize("scope", ["all-namespaces", "listed-namespaces"])
 def test_install_run_upgrade_uninstall(
-    helm: Helm, testbed: Testbed, engine_namespace: str, tmp_path: Path, scope: str
+    helm: Helm, testbed: Testbed, testbed_namespace: str, tmp_path: Path, scope: str
 ) -> None:
-    watch = [engine_namespace] if scope == "listed-namespaces" else []
+    watch = [testbed_namespace] if scope == "listed-namespaces" else []
     release = Release(helm, testbed, watch)
     values = [f"watchNamespaces[{i}]={ns}" for i, ns in enumerate(watch)]
     # --take-ownership: the CRD may be there already (another release or test applied it).
@@ -120,8 +111,8 @@ def test_install_run_upgrade_uninstall(
     cluster = Cluster(testbed.api_client(), testbed.wait_for)
     try:
         demo = sample()
-        cluster.create_novelengine(engine_namespace, demo["metadata"]["name"], demo["spec"])
-        ready = cluster.wait_ready(engine_namespace, demo["metadata"]["name"], timeout=120)
+        cluster.create_novelengine(testbed_namespace, demo["metadata"]["name"], demo["spec"])
+        ready = cluster.wait_ready(testbed_namespace, demo["metadata"]["name"], timeout=120)
         assert ready["status"]["readyReplicas"] >= 2
     finally:
         assert operator.stop() == 0
@@ -130,7 +121,7 @@ def test_install_run_upgrade_uninstall(
         record
         for record in operator.log_records()
         if is_problem(record)
-        and (record.get("object") or {}).get("namespace", engine_namespace) == engine_namespace
+        and (record.get("object") or {}).get("namespace", testbed_namespace) == testbed_namespace
     ]
     assert not problems, f"the chart's RBAC is not enough ({operator.log_path}): {problems[:3]}"
 
@@ -165,5 +156,5 @@ def test_install_run_upgrade_uninstall(
     left = [path for path in release.object_paths() if release.get(path) is not None]
     assert not left
     assert release.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{names.CRD_NAME}")
-    assert cluster.novelengine(engine_namespace, demo["metadata"]["name"]) is not None
+    assert cluster.novelengine(testbed_namespace, demo["metadata"]["name"]) is not None
     testbed.request("DELETE", f"/api/v1/namespaces/{release.namespace}")
