@@ -8,6 +8,7 @@ nothing; the operator that reconciles is a local process started with the chart'
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,24 @@ class Release:
         ]
 
 
+@pytest.fixture
+def new_release(helm: Helm, testbed: Testbed) -> Iterator[Callable[[list[str]], Release]]:
+    """`new_release(watch)`: a Release (not installed yet); uninstalled and its namespace deleted
+    after the test, whatever the test left."""
+    made: list[Release] = []
+
+    def make(watch: list[str]) -> Release:
+        made.append(Release(helm, testbed, watch))
+        return made[-1]
+
+    yield make
+    for release in made:
+        release.helm.run(
+            "uninstall", release.name, "--namespace", release.namespace, "--ignore-not-found"
+        )
+        testbed.request("DELETE", f"/api/v1/namespaces/{release.namespace}")
+
+
 def run_operator(release: Release, tmp_path: Path) -> OperatorProcess:
     """The operator as the chart's ServiceAccount, serving what the chart's args say."""
     kubeconfig = release.testbed.token_kubeconfig(release.fullname, release.namespace)
@@ -86,10 +105,14 @@ def run_operator(release: Release, tmp_path: Path) -> OperatorProcess:
 
 @pytest.mark.parametrize("scope", ["all-namespaces", "listed-namespaces"])
 def test_install_run_upgrade_uninstall(
-    helm: Helm, testbed: Testbed, testbed_namespace: str, tmp_path: Path, scope: str
+    new_release: Callable[[list[str]], Release],
+    testbed: Testbed,
+    testbed_namespace: str,
+    tmp_path: Path,
+    scope: str,
 ) -> None:
     watch = [testbed_namespace] if scope == "listed-namespaces" else []
-    release = Release(helm, testbed, watch)
+    release = new_release(watch)
     values = [f"watchNamespaces[{i}]={ns}" for i, ns in enumerate(watch)]
     # --take-ownership: the CRD may be there already (another release or test applied it).
     notes = release.helm_run(
@@ -157,4 +180,3 @@ def test_install_run_upgrade_uninstall(
     assert not left
     assert release.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{names.CRD_NAME}")
     assert cluster.novelengine(testbed_namespace, demo["metadata"]["name"]) is not None
-    testbed.request("DELETE", f"/api/v1/namespaces/{release.namespace}")
