@@ -48,6 +48,9 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BUILD_CA_FILE = REPO_ROOT / "images" / "pip-ca.crt"
 SYSTEM_PACKAGES = ("docker.io", "debootstrap")
 DEFAULT_SOCKETS = ("/var/run/docker.sock",)
+PROXY_VARIABLES = tuple(
+    name for base in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY") for name in (base, base.lower())
+)
 #: Folders under /usr/share that the CI base leaves out, as Debian's slim images do.
 SLIM_EXCLUDED = ("doc", "man", "info", "locale")
 
@@ -375,7 +378,21 @@ def ensure_ci_bases(engine: DockerEngine) -> CiBases:
             str(CI_BASE_DOCKERFILE.parent),
             timeout=1800,
         )
+    _remove_other_keys(engine, key, [rootfs_ref, bases.python, bases.redis])
     return bases
+
+
+def _remove_other_keys(engine: DockerEngine, key: str, refs: list[str]) -> None:
+    """Untag the CI bases of earlier keys (their layers go once nothing uses them)."""
+    repositories = [ref.rpartition(":")[0] for ref in refs]
+    listed = engine.docker("images", "--format", "{{.Repository}}:{{.Tag}}")
+    stale = [
+        ref
+        for ref in listed.stdout.split()
+        if ref.rpartition(":")[0] in repositories and ref.rpartition(":")[2] != key
+    ]
+    if stale:
+        engine.docker("image", "rm", *stale, check=False)
 
 
 # ----------------------------------------------------------------------------- project images
@@ -404,11 +421,13 @@ def build_images(
     it is in the build context only while the build runs."""
     version = package_version()
     images = ProjectImages(f"{repository}/engine:{version}", f"{repository}/operator:{version}")
+    # Docker's predefined proxy args: set for the build's commands, left out of the history.
+    proxies = [f"--build-arg={name}" for name in PROXY_VARIABLES if os.environ.get(name)]
     variables: Mapping[str, str] = {
         "BASE_IMAGE": base,
         "ENGINE_IMAGE": images.engine,
         "OPERATOR_IMAGE": images.operator,
-        "DOCKER_BUILD_FLAGS": "--network=host",
+        "DOCKER_BUILD_FLAGS": " ".join(["--network=host", *proxies]),
     }
     argv = ["make", "--no-print-directory", "images", *(f"{k}={v}" for k, v in variables.items())]
     if ca_bundle is not None:

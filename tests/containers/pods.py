@@ -157,6 +157,11 @@ class PodContainer:
         except ValueError:
             return out["status"], out["body"]
 
+    def process_status(self) -> dict[str, str]:
+        """/proc/1/status of the container's main process (Uid, CapEff, NoNewPrivs, ...)."""
+        lines = self.exec("cat", "/proc/1/status").splitlines()
+        return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
     def state(self) -> dict[str, Any]:
         out = self.engine.docker("inspect", "--format", "{{json .State}}", self.name)
         state: dict[str, Any] = json.loads(out.stdout)
@@ -215,8 +220,9 @@ def start_engine_pod(
     redis: PodContainer,
     volumes_root: Path,
 ) -> PodContainer:
-    """The engine container under its pod spec in `redis`'s network namespace, healthy."""
-    pod = PodContainer.start(
+    """The engine container under its pod spec in `redis`'s network namespace (started, not
+    yet ready)."""
+    return PodContainer.start(
         engine,
         sample.engine_pod,
         ENGINE_CONTAINER,
@@ -225,4 +231,3 @@ def start_engine_pod(
         volumes_root=volumes_root,
         network=f"container:{redis.name}",
     )
-    return pod

@@ -61,9 +61,7 @@ def test_the_image_healthcheck_turns_healthy(engine_pod: PodContainer) -> None:
 
 
 def test_runs_as_the_pod_user_on_a_read_only_root(engine_pod: PodContainer) -> None:
-    status = dict(
-        line.split(":\t", 1) for line in engine_pod.exec("cat", "/proc/1/status").splitlines()
-    )
+    status = engine_pod.process_status()
     assert status["Uid"].split()[0] == "10001"
     assert int(status["CapEff"], 16) == 0
     assert status["NoNewPrivs"] == "1"

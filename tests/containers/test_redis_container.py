@@ -23,9 +23,7 @@ def test_redis_accepts_the_password_from_the_secret(
 
 
 def test_redis_runs_as_the_pod_user_with_nothing_to_escalate(redis_pod: PodContainer) -> None:
-    status = dict(
-        line.split(":\t", 1) for line in redis_pod.exec("cat", "/proc/1/status").splitlines()
-    )
+    status = redis_pod.process_status()
     assert status["Uid"].split()[0] == "999"
     assert int(status["CapEff"], 16) == 0
     assert status["NoNewPrivs"] == "1"
