@@ -1,48 +1,30 @@
-"""Container fixtures: a Docker engine, CI's base images and the project's images, per session.
+"""Fixtures of the container tests.
 
-``docker_engine`` -> ``docker_engine.DockerEngine``: the daemon that answers ($DOCKER_HOST,
-/var/run/docker.sock), else Debian's dockerd started for the session (installed by
-scripts/system-deps when missing) with its state in ``~/.cache/novel-engine/docker``, stopped at
-the end by PID. Where it cannot run (no root, no Debian), the tests fail when ``CI`` is set and
-are skipped otherwise.
+From docker_fixtures.py: ``docker_engine``, ``ci_bases``, ``project_images`` (see there).
 
-``ci_bases`` -> ``CiBases(python, redis)``: Debian bookworm (debootstrap) with Debian's python3 /
-redis-server, built once and cached by a key of their inputs.
+``sample`` -> ``pods.SampleChildren``: the sample NovelEngine's engine and Redis pod specs from the
+operator's builders, and the ConfigMaps and Secret they refer to.
 
-``project_images`` -> ``ProjectImages(engine, operator)``: ``make images`` on ``ci_bases.python``,
-tagged ``novel-engine-ci/{engine,operator}:<version>`` (Docker's layer cache makes warm runs
-cheap). pip in the build stages trusts the host's CA bundle (an egress proxy may re-sign HTTPS).
+``redis_pod`` -> ``pods.PodContainer``: one managed Redis container for the session, under its
+pod spec (CI: Debian's redis-server), answering; engines join its network namespace.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 try:
-    from docker_engine import (
-        HOST_CA_BUNDLE,
-        CiBases,
-        DockerEngine,
-        DockerError,
-        ProjectImages,
-        build_images,
-        ensure_ci_bases,
-        start_engine,
-    )
+    from docker_engine import CiBases, DockerEngine
+    from docker_fixtures import ci_bases, docker_engine, project_images
     from pods import PodContainer, SampleChildren, sample_children, start_redis
 except ModuleNotFoundError:  # tests/containers imported as a package
-    from .docker_engine import (  # type: ignore[no-redef]
-        HOST_CA_BUNDLE,
-        CiBases,
-        DockerEngine,
-        DockerError,
-        ProjectImages,
-        build_images,
-        ensure_ci_bases,
-        start_engine,
+    from .docker_engine import CiBases, DockerEngine  # type: ignore[no-redef]
+    from .docker_fixtures import (  # type: ignore[no-redef]
+        ci_bases,
+        docker_engine,
+        project_images,
     )
     from .pods import (  # type: ignore[no-redef]
         PodContainer,
@@ -51,34 +33,7 @@ except ModuleNotFoundError:  # tests/containers imported as a package
         start_redis,
     )
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture(scope="session")
-def docker_engine() -> Iterator[DockerEngine]:
-    try:
-        engine = start_engine()
-    except DockerError as exc:
-        if _in_ci():
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
-    try:
-        yield engine
-    finally:
-        engine.stop()
-
-
-@pytest.fixture(scope="session")
-def ci_bases(docker_engine: DockerEngine) -> CiBases:
-    return ensure_ci_bases(docker_engine)
-
-
-@pytest.fixture(scope="session")
-def project_images(docker_engine: DockerEngine, ci_bases: CiBases) -> ProjectImages:
-    ca = HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None
-    return build_images(docker_engine, ci_bases.python, ca_bundle=ca)
+__all__ = ["ci_bases", "docker_engine", "project_images", "redis_pod", "sample"]
 
 
 @pytest.fixture(scope="session")

@@ -362,6 +362,11 @@ def ensure_ci_bases(engine: DockerEngine) -> CiBases:
         return bases
     rootfs_ref = f"novel-engine-ci/{DEBIAN_SUITE}-minbase:{key}"
     if not engine.has_image(rootfs_ref):
+        if os.geteuid() != 0:
+            raise DockerError(
+                f"{rootfs_ref} is missing and debootstrap needs root: run "
+                "`sudo scripts/docker-engine ci-bases` once (it builds into the same daemon)"
+            )
         check_free_disk(state_dir())
         with tempfile.TemporaryDirectory(prefix="debootstrap-", dir=state_dir()) as work:
             _build_rootfs(engine, rootfs_ref, mirror, Path(work))

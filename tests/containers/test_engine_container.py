@@ -95,6 +95,22 @@ def test_serves_a_simulation_and_shares_it_through_the_managed_redis(
     )
 
 
+def test_runs_costly_simulations_in_its_process_pool_on_the_read_only_root(
+    engine_pod: PodContainer,
+) -> None:
+    # The pool's forkserver needs a writable temp dir: here only the pod's /tmp emptyDir.
+    status, page = engine_pod.http("GET", "/v1/characters?limit=8")
+    assert status == 200
+    ids = [character["id"] for character in page["items"]]
+    body = {"character_ids": ids, "turns": 60, "seed": 11}  # 480 agent-turns: above 400
+    status, result = engine_pod.http("POST", "/v1/simulations", body)
+    assert status == 200
+    assert result["status"] == "succeeded"
+    _, metrics = engine_pod.http("GET", "/metrics")
+    done = 'novel_engine_scheduler_tasks_total{executor="process",outcome="ok"} 1.0'
+    assert done in metrics.splitlines()
+
+
 @pytest.fixture
 def engine_pod_to_stop(
     docker_engine: DockerEngine,
