@@ -44,8 +44,6 @@ DEBIAN_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: The host's CA bundle: pip inside a build trusts it (an egress proxy may re-sign HTTPS).
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-#: Where images/Dockerfile's build stages look for that bundle (git-ignored).
-BUILD_CA_FILE = REPO_ROOT / "images" / "pip-ca.crt"
 SYSTEM_PACKAGES = ("docker.io", "debootstrap")
 DEFAULT_SOCKETS = ("/var/run/docker.sock",)
 PROXY_VARIABLES = tuple(
@@ -116,7 +114,7 @@ class DockerEngine:
 
     host: str
     pid: int | None = None
-    log: Path | None = None
+    directory: Path | None = None  # the started daemon's state
 
     def env(self) -> dict[str, str]:
         """The environment for docker commands (and `make images`) aimed at this daemon."""
@@ -145,10 +143,11 @@ class DockerEngine:
 
     def stop(self, grace: float = 30.0) -> None:
         """SIGTERM the daemon this process started (SIGKILL after `grace`)."""
-        if self.pid is None:
+        if self.pid is None or self.directory is None:
             return
         _stop_pid(self.pid, grace)
         self.pid = None
+        _unmount_below(self.directory / "exec")
 
 
 def _stop_pid(pid: int, grace: float) -> None:
@@ -244,7 +243,7 @@ def start_engine(
                 start_new_session=detach,
                 preexec_fn=None if detach else _testbed._die_with_parent,
             )
-        engine = DockerEngine(f"unix://{sock}", pid=proc.pid, log=log)
+        engine = DockerEngine(f"unix://{sock}", pid=proc.pid, directory=directory)
         deadline = time.monotonic() + timeout
         while not _ping_unix(str(sock)):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -269,6 +268,7 @@ def stop_started_engine(directory: Path | None = None, grace: float = 30.0) -> b
     if not cmdline[0].endswith("dockerd") or f"--data-root={directory / 'data'}" not in cmdline:
         return False
     _stop_pid(pid, grace)
+    _unmount_below(directory / "exec")
     return True
 
 
@@ -308,7 +308,8 @@ def ci_base_key(mirror: str) -> str:
 
 
 def _unmount_below(directory: Path) -> None:
-    """Unmount what a failed debootstrap left mounted (proc, sys) before the folder goes."""
+    """Unmount what is left mounted below `directory`: proc and sys after a failed debootstrap,
+    the network namespace dockerd keeps in its exec root after it stopped."""
     prefix = f"{directory.resolve()}/"
     with open("/proc/mounts") as mounts:
         points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]

@@ -12,8 +12,8 @@ folder beneath it.
 
 Not translated: ports and Services (the caller picks the network), probes and lifecycle hooks
 (the tests poll the endpoints themselves), scheduling fields. A field this module cannot honour
-(privileged, added capabilities' absence aside, an unknown volume type) raises ValueError rather
-than being dropped.
+(privileged, envFrom, volume items, a custom seccomp profile, another volume type) raises
+ValueError rather than being dropped.
 """
 
 from __future__ import annotations
