@@ -1,3 +1,5 @@
 """The NovelEngine Kubernetes operator."""
 
-__version__ = "0.1.0"
+from novel_engine import __version__
+
+__all__ = ["__version__"]
