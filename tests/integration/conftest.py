@@ -14,8 +14,9 @@ Fixtures
   ServiceAccount ``namespace/name`` bound to exactly ``rules`` (RBAC PolicyRule dicts); run the
   code under test with it to prove its RBAC is enough. Audit user:
   ``system:serviceaccount:<namespace>:<name>``.
-- Audit log of writes (create/update/patch/delete/deletecollection, metadata level):
-  ``testbed.audit_log: Path``; ``testbed.audit_mark() -> int`` (a position);
+- Audit log (metadata level) of writes (create/update/patch/delete/deletecollection) and of
+  ServiceAccounts' reads (get/list/watch; not kube-system's): ``testbed.audit_log: Path``;
+  ``testbed.audit_mark() -> int`` (a position);
   ``testbed.audit_events(*, since=0, user=None, verbs=WRITE_VERBS, resource=None,
   namespace=None, exclude_resources=("events",)) -> list[AuditEvent]`` (fields verb, user,
   resource, subresource, namespace, name, api_group, code, raw);
