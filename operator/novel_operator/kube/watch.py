@@ -123,9 +123,7 @@ class LabelSelectorWatch:
                     resource_version = None
                     continue
                 failures += 1
-                log.warning(
-                    "watch of %s failed: %s %s", self._description, error.status, error.reason
-                )
+                log.warning("watch of %s failed: %s", self._description, _message(error))
             except Exception as error:  # network trouble, or a stop mid-read
                 if self._stopping.is_set():
                     return
@@ -186,6 +184,14 @@ class LabelSelectorWatch:
 
     def _report(self, loop: asyncio.AbstractEventLoop, key: Key) -> None:
         loop.call_soon_threadsafe(self._on_change, *key)
+
+
+def _message(error: ApiException) -> str:
+    """The apiserver's own words (e.g. which permission is missing), else the HTTP status."""
+    try:
+        return str(json.loads(error.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"
 
 
 def _key(obj: dict[str, Any]) -> Key:
