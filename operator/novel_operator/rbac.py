@@ -44,6 +44,16 @@ class PolicyRule:
         }
 
 
+def _applied_and_deleted(group: str, *resources: str) -> PolicyRule:
+    """Children read, watched, applied and deleted."""
+    return PolicyRule(
+        (group,),
+        resources,
+        (*_GET_LIST_WATCH, "create", "patch", "delete"),
+        (*_READ_CHILDREN, _APPLY, _DELETE),
+    )
+
+
 RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
     # The custom resource: each reconcile reads it; kopf lists and watches it.
     PolicyRule(
@@ -83,36 +93,12 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
             _DELETE,
         ),
     ),
-    PolicyRule(
-        ("",),
-        ("services",),
-        (*_GET_LIST_WATCH, "create", "patch", "delete"),
-        (*_READ_CHILDREN, _APPLY, _DELETE),
-    ),
-    PolicyRule(
-        ("apps",),
-        ("deployments", "statefulsets"),
-        (*_GET_LIST_WATCH, "create", "patch", "delete"),
-        (*_READ_CHILDREN, _APPLY, _DELETE),
-    ),
-    PolicyRule(
-        ("autoscaling",),
-        ("horizontalpodautoscalers",),
-        (*_GET_LIST_WATCH, "create", "patch", "delete"),
-        (*_READ_CHILDREN, _APPLY, _DELETE),
-    ),
-    PolicyRule(
-        ("policy",),
-        ("poddisruptionbudgets",),
-        (*_GET_LIST_WATCH, "create", "patch", "delete"),
-        (*_READ_CHILDREN, _APPLY, _DELETE),
-    ),
-    PolicyRule(
-        ("networking.k8s.io",),
-        ("networkpolicies",),
-        (*_GET_LIST_WATCH, "create", "patch", "delete"),
-        (*_READ_CHILDREN, _APPLY, _DELETE),
-    ),
+    # The other children are applied, and deleted when the spec no longer calls for them.
+    _applied_and_deleted("", "services"),
+    _applied_and_deleted("apps", "deployments", "statefulsets"),
+    _applied_and_deleted("autoscaling", "horizontalpodautoscalers"),
+    _applied_and_deleted("policy", "poddisruptionbudgets"),
+    _applied_and_deleted("networking.k8s.io", "networkpolicies"),
     # Replicas within the autoscaling bounds when no HPA owns them: a merge patch on the
     # workload's scale subresource (the current count is read from the workload itself).
     PolicyRule(
