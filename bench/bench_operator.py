@@ -37,6 +37,9 @@ LATENCY_NAMESPACE = "bench-latency"
 FLEET_NAMESPACE = "bench-fleet"
 POLL = 0.02
 SPEC = {"replicas": 1}
+#: The operator's ServiceAccount (bound to its RBAC rules) and its own namespace.
+OPERATOR_NAMESPACE = "novel-engine-system"
+OPERATOR_SERVICE_ACCOUNT = "novel-engine-operator"
 
 
 def load_testbed_module() -> ModuleType:
@@ -164,7 +167,8 @@ def delete_all(bed: Any, namespace: str) -> None:
 
 
 class Operator:
-    """`novel-engine-operator run` as a child process of the benchmark."""
+    """`novel-engine-operator run` as a child process of the benchmark, serving `namespaces`
+    (none: all of them)."""
 
     def __init__(
         self, kubeconfig: Path, namespaces: list[str], log: Path, extra_args: Sequence[str] = ()
@@ -173,6 +177,9 @@ class Operator:
         argv = [str(Path(sys.executable).with_name("novel-engine-operator")), "run"]
         for namespace in namespaces:
             argv += ["--namespace", namespace]
+        if not namespaces:
+            argv.append("--all-namespaces")
+        argv += ["--operator-namespace", OPERATOR_NAMESPACE]
         argv += ["--kubeconfig", str(kubeconfig), "--listen", f"127.0.0.1:{self.port}"]
         argv += extra_args
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
@@ -207,7 +214,8 @@ class Operator:
             self.process.wait()
 
 
-def prepare(bed: Any) -> Path:
+def prepare(bed: Any, namespaces: Sequence[str] = (LATENCY_NAMESPACE, FLEET_NAMESPACE)) -> Path:
+    """The CRD, `namespaces`, and a kubeconfig of the operator's ServiceAccount."""
     crd_path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{names.CRD_NAME}"
     bed.apply(crd_path, generate_crd())
     wait(
@@ -215,7 +223,7 @@ def prepare(bed: Any) -> Path:
         lambda: bed.request("GET", f"/apis/{names.API_VERSION}/{names.PLURAL}")[0] == 200,
         60,
     )
-    for namespace in (LATENCY_NAMESPACE, FLEET_NAMESPACE):
+    for namespace in namespaces:
         namespace_object = {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -223,7 +231,7 @@ def prepare(bed: Any) -> Path:
         }
         bed.apply(f"/api/v1/namespaces/{namespace}", namespace_object)
     kubeconfig: Path = bed.service_account_kubeconfig(
-        "novel-engine-operator", "novel-engine-system", [rule.to_k8s() for rule in RBAC_RULES]
+        OPERATOR_SERVICE_ACCOUNT, OPERATOR_NAMESPACE, [rule.to_k8s() for rule in RBAC_RULES]
     )
     return kubeconfig
 

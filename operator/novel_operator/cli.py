@@ -13,7 +13,11 @@ import yaml
 
 from novel_operator import names
 from novel_operator.crd import render_crd
-from novel_operator.kube.auth import load_configuration
+from novel_operator.kube.auth import (
+    SERVICE_ACCOUNT_NAMESPACE_FILE,
+    load_configuration,
+    pod_namespace,
+)
 from novel_operator.rbac import RBAC_RULES
 from novel_operator.runtime import OperatorOptions, run_operator
 
@@ -63,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="kubeconfig file (default: in-cluster ServiceAccount, else $KUBECONFIG or "
         "~/.kube/config)",
+    )
+    run.add_argument(
+        "--operator-namespace",
+        metavar="NS",
+        help="namespace of the operator's own pods: engine NetworkPolicies let in the operator's "
+        "pods from there only (default: the pod's namespace, from its ServiceAccount; required "
+        "outside a pod)",
     )
     run.add_argument(
         "--listen",
@@ -119,13 +130,21 @@ def _name_loggers_in_json() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "crd":
         sys.stdout.write(render_crd())
         return
     if args.command == "rbac":
         sys.stdout.write(yaml.safe_dump(cluster_role(args.name), sort_keys=False))
         return
+    operator_namespace = args.operator_namespace or pod_namespace()
+    if operator_namespace is None:
+        parser.error(
+            f"--operator-namespace is required outside a pod ({SERVICE_ACCOUNT_NAMESPACE_FILE} "
+            "does not exist): engine NetworkPolicies let in the operator's pods from that "
+            "namespace only"
+        )
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
@@ -138,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     options = OperatorOptions(
         namespaces=tuple(args.namespaces or ()),
+        operator_namespace=operator_namespace,
         listen_host=args.listen[0],
         listen_port=args.listen[1],
         workers=args.workers,

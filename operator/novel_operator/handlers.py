@@ -17,9 +17,7 @@ from novel_operator.builders import CHILD_KINDS
 from novel_operator.controller import Controller
 from novel_operator.kube.auth import connection_info
 
-#: Children found by label, server-side. ConfigMaps and Secrets are watched whole, because a
-#: NovelEngine also refers to ones it does not own (content, external Redis credentials).
-REFERENCE_KINDS = frozenset({"ConfigMap", "Secret"})
+#: Children are watched by label, server-side: only the operator's own objects reach it.
 MANAGED_SELECTOR = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
 EventHandler = Callable[..., Awaitable[None]]
 #: kopf's own annotations (none are written with on.event handlers alone) use our prefix.
@@ -47,9 +45,11 @@ def operator_settings(*, watch_timeout: int) -> kopf.OperatorSettings:
     )
     # Events are recorded by the reconcile itself, on real changes only.
     settings.posting.enabled = False
+    # Server-side selectors (kopf puts them on its list and watch requests; the `labels=` filters
+    # of its handlers are applied client-side, to objects already received). Referenced
+    # ConfigMaps and Secrets are not children: kube.watch watches the labelled ones.
     for api_version, kind in CHILD_KINDS:
-        if kind not in REFERENCE_KINDS:
-            settings.watching.label_selectors[api_version, kind] = MANAGED_SELECTOR
+        settings.watching.label_selectors[api_version, kind] = MANAGED_SELECTOR
     return settings
 
 
@@ -69,11 +69,9 @@ def build_registry(
             controller.novelengine_seen(namespace, name, deleted=type == "DELETED")
 
     for api_version, kind in CHILD_KINDS:
-        if kind in REFERENCE_KINDS:
-            handler = _reference_event(controller, kind)
-        else:
-            handler = _child_event(controller)
-        kopf.on.event(api_version, kind, id=f"{kind.lower()}-event", registry=registry)(handler)
+        kopf.on.event(api_version, kind, id=f"{kind.lower()}-event", registry=registry)(
+            _child_event(controller)
+        )
     return registry
 
 
@@ -82,14 +80,3 @@ def _child_event(controller: Controller) -> EventHandler:
         controller.child_seen(body)
 
     return child_event
-
-
-def _reference_event(controller: Controller, kind: str) -> EventHandler:
-    async def reference_event(body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
-        labels = body.get("metadata", {}).get("labels") or {}
-        if labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY:
-            controller.child_seen(body)
-        if namespace:
-            controller.referenced_object_seen(kind, namespace, name)
-
-    return reference_event

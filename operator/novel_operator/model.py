@@ -601,8 +601,9 @@ class NetworkPolicySpec(KubeModel):
     allowed_clients: Annotated[list[FreeForm], Field(max_length=MAX_LIST_ITEMS)] | None = Field(
         None,
         description="NetworkPolicyPeers allowed to reach the engine port; unset: any client. The "
-        "operator's pods (label app.kubernetes.io/name=novel-engine-operator) are always allowed, "
-        "for metric scrapes.",
+        "operator's own pods are always allowed too (for metric scrapes), by one added peer: pods "
+        "labelled app.kubernetes.io/name=novel-engine-operator in the operator's namespace only "
+        "(the namespace named by the label kubernetes.io/metadata.name).",
     )
 
 

@@ -34,6 +34,12 @@ FIELD_MANAGER: Final = "novel-engine-operator"
 # FIELD_MANAGER's next apply omits them, and what no other manager owns would be reset.
 REPLICAS_HANDOVER_FIELD_MANAGER: Final = "novel-engine-operator-replicas"
 
+# Referenced objects (content ConfigMap, external Redis Secrets) carrying this label are watched
+# (server-side selector): a change reaches the NovelEngines that refer to them at once. Others are
+# read at each reconcile, so their changes show at the next one (the periodic resync at the latest).
+WATCH_LABEL: Final = f"{GROUP}/watch"
+WATCH_LABEL_VALUE: Final = "enabled"
+
 # Annotations live under one prefix; kopf's own bookkeeping uses it too.
 ANNOTATION_PREFIX: Final = f"{GROUP}/"
 PAUSED_ANNOTATION: Final = f"{ANNOTATION_PREFIX}paused"

@@ -39,9 +39,11 @@ Live = dict[tuple[str, str], Manifest | None]
 #: How soon a NovelEngine stalled by an API refusal (not a missing reference) is tried again:
 #: an RBAC fix or an operator upgrade may cure it, and nothing else would wake it up.
 REFUSED_RETRY_SECONDS = 60.0
-#: The kinds a NovelEngine may reference, watched so that it recovers when they appear.
+#: The kinds a NovelEngine may reference. Each reconcile reads the referenced objects; those
+#: labelled `novelengine.io/watch: "enabled"` are also watched, so a change reaches it at once.
 CONFIG_MAP = "ConfigMap"
 SECRET = "Secret"
+REFERENCE_KINDS = (CONFIG_MAP, SECRET)
 
 
 class Result(StrEnum):
@@ -133,10 +135,15 @@ class Reconciler:
         self,
         kube: KubeClient,
         metrics: OperatorMetrics,
+        *,
+        operator_namespace: str,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """`operator_namespace`: where the operator's own pods run (the engine NetworkPolicy
+        lets them in from there)."""
         self._kube = kube
         self._metrics = metrics
+        self._operator_namespace = operator_namespace
         self._clock = clock or (lambda: datetime.now(UTC))
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -244,6 +251,7 @@ class Reconciler:
             owner,
             spec,
             engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
+            operator_namespace=self._operator_namespace,
             hpa_min_replicas=previous.autoscaling.floor if previous.autoscaling else None,
             redis_password_version=secret_version(
                 live[SECRET, secret_name] for secret_name in credential_secrets(owner, spec)

@@ -2,6 +2,7 @@
 started together and stopped together."""
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -13,16 +14,22 @@ from novel_operator import names
 from novel_operator.controller import Controller
 from novel_operator.handlers import build_registry, operator_settings
 from novel_operator.kube.client import KubeClient
+from novel_operator.kube.watch import LabelSelectorWatch
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.ops import create_ops_app, serve
-from novel_operator.reconcile import Reconciler
+from novel_operator.reconcile import REFERENCE_KINDS, Reconciler
 
 log = logging.getLogger(__name__)
+
+#: Referenced ConfigMaps and Secrets users label for instant reaction (the others are read at
+#: each reconcile and resync).
+WATCH_SELECTOR = f"{names.WATCH_LABEL}={names.WATCH_LABEL_VALUE}"
 
 
 @dataclass(frozen=True)
 class OperatorOptions:
     namespaces: tuple[str, ...]  # empty: all namespaces
+    operator_namespace: str  # where the operator's own pods run
     listen_host: str = "0.0.0.0"
     listen_port: int = 8080
     workers: int = 4
@@ -42,12 +49,16 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
         configuration, metrics, field_manager=names.FIELD_MANAGER, threads=options.api_concurrency
     )
     controller = Controller(
-        Reconciler(kube, metrics).reconcile,
+        Reconciler(kube, metrics, operator_namespace=options.operator_namespace).reconcile,
         metrics,
         workers=options.workers,
         resync_seconds=options.resync_seconds,
     )
     reconciling = asyncio.create_task(controller.run(), name="controller")
+    watching = [
+        asyncio.create_task(watch.run(), name="reference-watch")
+        for watch in reference_watches(options, configuration, controller)
+    ]
     try:
         app = create_ops_app(metrics, controller.healthy)
         async with serve(app, options.listen_host, options.listen_port):
@@ -62,6 +73,26 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
                 standalone=True,
             )
     finally:
-        reconciling.cancel()
-        await asyncio.gather(reconciling, return_exceptions=True)
+        for task in (reconciling, *watching):
+            task.cancel()
+        await asyncio.gather(reconciling, *watching, return_exceptions=True)
         await kube.close()
+
+
+def reference_watches(
+    options: OperatorOptions, configuration: k8s.Configuration, controller: Controller
+) -> list[LabelSelectorWatch]:
+    """One watch per referenced kind and served namespace (one for all namespaces), of the
+    objects labelled for watching; each change goes to the NovelEngines that refer to it."""
+    return [
+        LabelSelectorWatch(
+            configuration,
+            kind,
+            namespace,
+            WATCH_SELECTOR,
+            functools.partial(controller.referenced_object_seen, kind),
+            timeout_seconds=options.watch_timeout_seconds,
+        )
+        for kind in REFERENCE_KINDS
+        for namespace in options.namespaces or (None,)
+    ]

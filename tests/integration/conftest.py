@@ -16,8 +16,9 @@ Fixtures
   ``system:serviceaccount:<namespace>:<name>``.
   ``testbed.token_kubeconfig(name: str, namespace: str) -> Path``: a kubeconfig holding a fresh
   token of an existing ServiceAccount, bound by whatever RBAC exists (e.g. a Helm chart's).
-- Audit log of writes (create/update/patch/delete/deletecollection, metadata level):
-  ``testbed.audit_log: Path``; ``testbed.audit_mark() -> int`` (a position);
+- Audit log (metadata level) of writes (create/update/patch/delete/deletecollection) and of
+  ServiceAccounts' reads (get/list/watch; not kube-system's): ``testbed.audit_log: Path``;
+  ``testbed.audit_mark() -> int`` (a position);
   ``testbed.audit_events(*, since=0, user=None, verbs=WRITE_VERBS, resource=None,
   namespace=None, exclude_resources=("events",)) -> list[AuditEvent]`` (fields verb, user,
   resource, subresource, namespace, name, api_group, code, raw);

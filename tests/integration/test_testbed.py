@@ -13,9 +13,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 try:
-    from testbed import Testbed, read_versions
+    from testbed import READ_VERBS, Testbed, read_versions
 except ModuleNotFoundError:  # tests/integration imported as a package
-    from .testbed import Testbed, read_versions
+    from .testbed import READ_VERBS, Testbed, read_versions
 
 pytestmark = pytest.mark.integration
 
@@ -282,3 +282,9 @@ def test_service_account_kubeconfig_has_only_the_given_rights(
 
     testbed.wait_for("audit events of the ServiceAccount's writes", audited, timeout=10)
     assert testbed.count_writes(since=mark, user=user, verbs={"create"}) == 1
+    reads = testbed.audit_events(since=mark, user=user, verbs=READ_VERBS)
+    assert sorted((e.verb, e.resource, e.namespace, e.code) for e in reads) == [
+        ("list", "configmaps", "default", 403),
+        ("list", "configmaps", ns, 200),
+        ("list", "secrets", ns, 403),
+    ]

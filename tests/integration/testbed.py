@@ -45,8 +45,11 @@ KWOK_STAGES = Path(__file__).resolve().parent / "kwok-stages.yaml"
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 #: A $KUBEBUILDER_ASSETS folder counts when it holds these (as in scripts/k8s-assets).
 KUBEBUILDER_CORE = ("etcd", "kube-apiserver")
-#: Verbs the audit policy records (reads are not logged).
+#: Verbs the audit policy records for every client.
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+#: Verbs it records for ServiceAccounts outside kube-system only (code under test runs as one;
+#: the control plane's own controllers would flood the log).
+READ_VERBS = frozenset({"get", "list", "watch"})
 #: Annotation kwok selects its fake Nodes by.
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 #: Config values only; never a destination for traffic.
@@ -184,7 +187,8 @@ def tail(path: Path, lines: int = 40) -> str:
 
 @dataclass(frozen=True)
 class AuditEvent:
-    """One audited write (stage ResponseComplete) from the apiserver's JSON-lines audit log."""
+    """One audited request from the apiserver's JSON-lines audit log: a write, or a read by a
+    ServiceAccount outside kube-system. ``raw["requestURI"]`` holds the query (labelSelector...)."""
 
     verb: str
     user: str
@@ -202,8 +206,14 @@ apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+    verbs: [get, list, watch]
   - level: Metadata
     verbs: [create, update, patch, delete, deletecollection]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+    verbs: [get, list, watch]
   - level: None
 """
 
@@ -237,7 +247,8 @@ class Testbed:
       test without admin rights; ``token_kubeconfig(name, namespace)``: one for an existing
       ServiceAccount, bound by whatever RBAC exists.
     - ``audit_log``, ``audit_mark()``, ``audit_events(...)``, ``count_writes(...)``: the writes
-      the apiserver served (create/update/patch/delete/deletecollection, metadata level).
+      the apiserver served (create/update/patch/delete/deletecollection, metadata level), and
+      the reads (get/list/watch) of ServiceAccounts outside kube-system.
     - ``logs_dir``, ``log_tail(lines)``: per-component logs of this run.
     - ``node_names``: the kwok-managed fake Nodes (no taints; Pods land there and turn Ready).
     """
@@ -511,9 +522,12 @@ class Testbed:
         namespace: str | None = None,
         exclude_resources: Iterable[str] = ("events",),
     ) -> list[AuditEvent]:
-        """Audited writes after ``since``, filtered (None = any). Events (the ``events``
-        resource) are left out by default. The log is written synchronously, but a client may
-        see its response a moment before the line lands: poll when asserting "appears"."""
+        """Audited requests after ``since``, writes by default, filtered (None = any); reads
+        (``READ_VERBS``) are recorded for ServiceAccounts outside kube-system only. Events (the
+        ``events`` resource) are left out by default. One entry per request: a watch is seen
+        when its response starts, long before it completes. The log is written synchronously,
+        but a client may see its response a moment before the line lands: poll when asserting
+        "appears"."""
         verbs = set(verbs)
         excluded = set(exclude_resources)
         out: list[AuditEvent] = []
@@ -523,13 +537,17 @@ class Testbed:
                 data = fh.read()
         except FileNotFoundError:
             return out
+        seen: set[str] = set()
         for line in data.split(b"\n")[:-1]:  # the last piece is empty or still being written
             try:
                 ev = json.loads(line)
             except ValueError:
                 continue
-            if ev.get("stage") not in ("ResponseComplete", "Panic"):
+            if ev.get("stage") not in ("ResponseStarted", "ResponseComplete", "Panic"):
                 continue
+            if ev.get("auditID") in seen:  # a watch's ResponseComplete, after its start
+                continue
+            seen.add(ev.get("auditID"))
             ref = ev.get("objectRef") or {}
             e = AuditEvent(
                 verb=ev.get("verb", ""),

@@ -13,6 +13,8 @@ SAMPLE_PATH = REPO_ROOT / "crds" / "examples" / "novelengine.yaml"
 CRD_PATH = REPO_ROOT / "crds" / "novelengines.novelengine.io.yaml"
 
 OWNER = Owner(name="demo", namespace="stories", uid="0b1c2d3e-uid", generation=4)
+#: Where the operator runs (its NetworkPolicy peer selects this namespace).
+OPERATOR_NAMESPACE = "novel-engine-system"
 
 
 def spec_of(data: dict[str, Any] | None = None) -> NovelEngineSpec:

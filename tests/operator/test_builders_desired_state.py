@@ -3,7 +3,7 @@
 from typing import Any
 
 import pytest
-from operator_samples import OWNER, load_sample, spec_of
+from operator_samples import OPERATOR_NAMESPACE, OWNER, load_sample, spec_of
 
 from novel_operator import names
 from novel_operator.builders import (
@@ -58,7 +58,9 @@ def test_child_refs_name_every_child_of_a_managed_kind() -> None:
 @pytest.mark.parametrize("data", SPECS.values(), ids=SPECS.keys())
 def test_every_child_is_either_applied_or_absent(data: dict[str, Any]) -> None:
     spec = spec_of(data)
-    state = desired_state(OWNER, spec, engine_replicas_owned_elsewhere=False)
+    state = desired_state(
+        OWNER, spec, engine_replicas_owned_elsewhere=False, operator_namespace=OPERATOR_NAMESPACE
+    )
     secret = build_redis_secret(OWNER, spec)  # created by the apply layer, not applied
     generated = [ref_of(secret)] if secret is not None else []
     children = [*map(ref_of, state.apply), *state.absent, *generated]
@@ -69,7 +71,12 @@ def test_every_child_is_either_applied_or_absent(data: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("data", SPECS.values(), ids=SPECS.keys())
 def test_every_applied_child_is_owned_labelled_and_of_a_managed_kind(data: dict[str, Any]) -> None:
-    state = desired_state(OWNER, spec_of(data), engine_replicas_owned_elsewhere=False)
+    state = desired_state(
+        OWNER,
+        spec_of(data),
+        engine_replicas_owned_elsewhere=False,
+        operator_namespace=OPERATOR_NAMESPACE,
+    )
 
     for manifest in state.apply:
         metadata = manifest["metadata"]
@@ -83,7 +90,12 @@ def test_every_applied_child_is_owned_labelled_and_of_a_managed_kind(data: dict[
 
 
 def test_the_sample_applies_its_children_in_order() -> None:
-    state = desired_state(OWNER, spec_of(SPECS["sample"]), engine_replicas_owned_elsewhere=True)
+    state = desired_state(
+        OWNER,
+        spec_of(SPECS["sample"]),
+        engine_replicas_owned_elsewhere=True,
+        operator_namespace=OPERATOR_NAMESPACE,
+    )
 
     assert [(m["kind"], m["metadata"]["name"]) for m in state.apply] == [
         ("ConfigMap", "demo-config"),
@@ -101,7 +113,12 @@ def test_the_sample_applies_its_children_in_order() -> None:
 
 
 def test_without_managed_redis_its_secret_must_go() -> None:
-    state = desired_state(OWNER, spec_of(), engine_replicas_owned_elsewhere=False)
+    state = desired_state(
+        OWNER,
+        spec_of(),
+        engine_replicas_owned_elsewhere=False,
+        operator_namespace=OPERATOR_NAMESPACE,
+    )
 
     assert build_redis_secret(OWNER, spec_of()) is None
     assert ChildRef("v1", "Secret", "demo-redis-auth") in state.absent
@@ -109,7 +126,11 @@ def test_without_managed_redis_its_secret_must_go() -> None:
 
 def test_the_hpa_floor_reaches_the_hpa() -> None:
     state = desired_state(
-        OWNER, spec_of(SPECS["sample"]), engine_replicas_owned_elsewhere=True, hpa_min_replicas=7
+        OWNER,
+        spec_of(SPECS["sample"]),
+        engine_replicas_owned_elsewhere=True,
+        operator_namespace=OPERATOR_NAMESPACE,
+        hpa_min_replicas=7,
     )
     (hpa,) = [m for m in state.apply if m["kind"] == "HorizontalPodAutoscaler"]
 
@@ -144,7 +165,11 @@ def test_the_password_version_is_on_every_pod_template_reading_redis_credentials
     data: dict[str, Any], carriers: set[ChildRef]
 ) -> None:
     state = desired_state(
-        OWNER, spec_of(data), engine_replicas_owned_elsewhere=False, redis_password_version="v1"
+        OWNER,
+        spec_of(data),
+        engine_replicas_owned_elsewhere=False,
+        operator_namespace=OPERATOR_NAMESPACE,
+        redis_password_version="v1",
     )
 
     carrying = {
@@ -161,6 +186,7 @@ def test_a_new_password_version_changes_only_the_pod_templates_reading_it() -> N
             OWNER,
             spec_of(MANAGED),
             engine_replicas_owned_elsewhere=False,
+            operator_namespace=OPERATOR_NAMESPACE,
             redis_password_version=version,
         )
 
@@ -178,7 +204,12 @@ def test_a_new_password_version_changes_only_the_pod_templates_reading_it() -> N
 
 
 def test_without_a_password_version_no_pod_template_carries_one() -> None:
-    state = desired_state(OWNER, spec_of(MANAGED), engine_replicas_owned_elsewhere=False)
+    state = desired_state(
+        OWNER,
+        spec_of(MANAGED),
+        engine_replicas_owned_elsewhere=False,
+        operator_namespace=OPERATOR_NAMESPACE,
+    )
 
     for annotations in pod_annotations(state).values():
         assert names.REDIS_PASSWORD_VERSION_ANNOTATION not in annotations

@@ -1,10 +1,13 @@
 """`novel-engine-operator`: scope flags, listen address, and the printed CRD and RBAC."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from novel_operator import names
 from novel_operator.cli import build_parser, main
+from novel_operator.kube import auth
 from novel_operator.rbac import RBAC_RULES
 
 
@@ -52,3 +55,27 @@ def test_crd_prints_the_custom_resource_definition(capsys: pytest.CaptureFixture
     main(["crd"])
     crd = yaml.safe_load(capsys.readouterr().out)
     assert crd["metadata"]["name"] == names.CRD_NAME
+
+
+def test_outside_a_pod_run_requires_the_operator_namespace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(auth, "SERVICE_ACCOUNT_NAMESPACE_FILE", tmp_path / "absent")
+
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "-A"])
+
+    assert exited.value.code == 2
+    assert "--operator-namespace is required outside a pod" in capsys.readouterr().err
+
+
+def test_in_a_pod_the_operator_namespace_is_the_service_account_namespace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace_file = tmp_path / "namespace"
+    monkeypatch.setattr(auth, "SERVICE_ACCOUNT_NAMESPACE_FILE", namespace_file)
+    assert auth.pod_namespace() is None
+
+    namespace_file.write_text("novel-engine-system")  # the kubelet writes no newline
+
+    assert auth.pod_namespace() == "novel-engine-system"

@@ -98,6 +98,7 @@ def desired_state(
     spec: NovelEngineSpec,
     *,
     engine_replicas_owned_elsewhere: bool,
+    operator_namespace: str,
     hpa_min_replicas: int | None = None,
     redis_password_version: str | None = None,
 ) -> DesiredState:
@@ -107,7 +108,8 @@ def desired_state(
     scaler; `hpa_min_replicas` is the scaler's current floor for the HPA (None: the spec's
     minimum), passed back in so that a reconcile never reverts it. `redis_password_version` is a
     token that changes when the Secret(s) holding the Redis credentials do (never the password
-    itself): it goes on the pod templates that read them, so their pods roll.
+    itself): it goes on the pod templates that read them, so their pods roll. The engine's
+    NetworkPolicy lets in the operator's pods from `operator_namespace`.
     """
     workloads = (
         build(
@@ -126,7 +128,7 @@ def desired_state(
         build_pdb(owner, spec),
         build_redis_deployment(owner, spec, redis_password_version=redis_password_version),
         build_redis_service(owner, spec),
-        build_engine_network_policy(owner, spec),
+        build_engine_network_policy(owner, spec, operator_namespace),
         build_redis_network_policy(owner, spec),
     ]
     apply = [manifest for manifest in built if manifest is not None]

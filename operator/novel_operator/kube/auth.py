@@ -8,6 +8,18 @@ from kubernetes import client, config
 
 #: Set in every pod by the kubelet; in-cluster config is used when no kubeconfig is given.
 _IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
+#: Mounted by the kubelet in every pod with a ServiceAccount token: the pod's own namespace.
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def pod_namespace() -> str | None:
+    """The namespace of the pod this process runs in (from its ServiceAccount mount), None
+    outside a pod. Reads a file: call it off the loop."""
+    try:
+        namespace = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return namespace or None
 
 
 def load_configuration(kubeconfig: Path | None, *, pool_size: int) -> client.Configuration:

@@ -5,9 +5,10 @@
 - `operator_kubeconfig` (session): a kubeconfig for the operator's ServiceAccount bound to
   exactly `novel_operator.rbac.RBAC_RULES`, so a missing permission fails the tests.
 - `cluster` (session): `harness.Cluster`, admin access to arrange and assert.
-- `start_operator(*scope, resync_seconds=...)`: starts `novel-engine-operator run` as that
-  ServiceAccount, waits for /healthz; every process is stopped (by PID) after the test, must
-  exit 0 on SIGTERM and must not have logged an error.
+- `start_operator(*scope, resync_seconds=..., kubeconfig=None, operator_namespace=...)`: starts
+  `novel-engine-operator run` as that ServiceAccount (or with `kubeconfig`), waits for /healthz;
+  every process is stopped (by PID) after the test, must exit 0 on SIGTERM and must not have
+  logged an error.
 """
 
 from __future__ import annotations
@@ -76,10 +77,17 @@ def cluster(testbed: Testbed, crd: None) -> Cluster:
 def start_operator(crd: None, operator_kubeconfig: Path, tmp_path: Path) -> Iterator[StartOperator]:
     started: list[OperatorProcess] = []
 
-    def start(*scope: str, resync_seconds: float = 2.0) -> OperatorProcess:
+    def start(
+        *scope: str,
+        resync_seconds: float = 2.0,
+        kubeconfig: Path | None = None,
+        operator_namespace: str = OPERATOR_SA_NAMESPACE,
+    ) -> OperatorProcess:
         port = free_port()
         log_path = tmp_path / f"operator-{len(started)}.log"
-        argv = operator_argv(operator_kubeconfig, port, scope, resync_seconds)
+        argv = operator_argv(
+            kubeconfig or operator_kubeconfig, port, scope, resync_seconds, operator_namespace
+        )
         process = OperatorProcess(argv, operator_env(), log_path, port)
         started.append(process)
         process.wait_healthy()

@@ -137,12 +137,17 @@ class OperatorProcess:
         return "\n".join(text[-lines:])
 
 
-#: The `start_operator` fixture: `start(*scope_args, resync_seconds=2.0) -> OperatorProcess`.
+#: The `start_operator` fixture: `start(*scope_args, resync_seconds=2.0, kubeconfig=None,
+#: operator_namespace=OPERATOR_SA_NAMESPACE) -> OperatorProcess`.
 StartOperator = Callable[..., OperatorProcess]
 
 
 def operator_argv(
-    kubeconfig: Path, port: int, scope: Sequence[str], resync_seconds: float
+    kubeconfig: Path,
+    port: int,
+    scope: Sequence[str],
+    resync_seconds: float,
+    operator_namespace: str = OPERATOR_SA_NAMESPACE,
 ) -> list[str]:
     return [
         str(OPERATOR_BIN),
@@ -150,6 +155,8 @@ def operator_argv(
         *scope,
         "--kubeconfig",
         str(kubeconfig),
+        "--operator-namespace",
+        operator_namespace,
         "--listen",
         f"127.0.0.1:{port}",
         "--resync-seconds",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import OPERATOR_USER, Cluster, StartOperator, condition_status
+from harness import OPERATOR_SA_NAMESPACE, OPERATOR_USER, Cluster, StartOperator, condition_status
 from testbed import Testbed
 
 from novel_operator import names
@@ -25,7 +25,10 @@ def expected_children(obj: dict[str, Any]) -> set[tuple[str, str]]:
     spec = NovelEngineSpec.model_validate(obj["spec"])
     owner = Owner.from_metadata(obj["metadata"])
     desired = desired_state(
-        owner, spec, engine_replicas_owned_elsewhere=spec.replicas_writer != "spec"
+        owner,
+        spec,
+        engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
+        operator_namespace=OPERATOR_SA_NAMESPACE,
     )
     secret = build_redis_secret(owner, spec)
     generated = [secret] if secret is not None else []

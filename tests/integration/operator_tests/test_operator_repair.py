@@ -25,6 +25,9 @@ pytestmark = pytest.mark.integration
 
 #: Resync so rare that anything the tests see within their timeouts came from a watch event.
 NO_RESYNC = 3600.0
+#: On referenced ConfigMaps and Secrets: the operator watches them (else it reads them at the
+#: next reconcile).
+WATCHED = {names.WATCH_LABEL: names.WATCH_LABEL_VALUE}
 
 
 def stalled_message(cluster: Cluster, namespace: str, name: str) -> str | None:
@@ -84,7 +87,7 @@ def test_deleted_and_hand_edited_children_are_repaired_from_watch_events(
     cluster.wait_ready(ns, name)
 
 
-def test_missing_references_stall_with_the_object_named_and_recover_when_it_appears(
+def test_missing_references_stall_with_the_object_named_and_recover_when_a_watched_one_appears(
     cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
 ) -> None:
     ns, name = testbed_namespace, "library"
@@ -103,7 +106,7 @@ def test_missing_references_stall_with_the_object_named_and_recover_when_it_appe
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": "stories", "namespace": ns},
+            "metadata": {"name": "stories", "namespace": ns, "labels": WATCHED},
             "data": {"campaign.yaml": "id: tale\n"},
         }
     )
@@ -116,7 +119,7 @@ def test_missing_references_stall_with_the_object_named_and_recover_when_it_appe
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "redis", "namespace": ns},
+            "metadata": {"name": "redis", "namespace": ns, "labels": WATCHED},
             "stringData": {"host": "redis.example"},
         }
     )
@@ -126,6 +129,26 @@ def test_missing_references_stall_with_the_object_named_and_recover_when_it_appe
     cluster.patch(
         "v1", "Secret", ns, "redis", {"stringData": {"url": "redis://redis.example:6379"}}
     )
+    cluster.wait_ready(ns, name)
+
+
+def test_an_unwatched_reference_is_read_at_the_next_resync(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "shelf"
+    start_operator("--namespace", ns, resync_seconds=3)
+    cluster.create_novelengine(ns, name, {"replicas": 1, "content": {"configMapName": "tales"}})
+    wait_stalled(cluster, ns, name, names.REASON_INVALID_REFERENCE, 'ConfigMap "tales" not found')
+
+    cluster.create(  # no watch label: no event reaches the operator
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "tales", "namespace": ns},
+            "data": {"campaign.yaml": "id: tale\n"},
+        }
+    )
+
     cluster.wait_ready(ns, name)
 
 
@@ -233,7 +256,7 @@ def test_rotating_the_external_redis_secret_rolls_the_engine(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "shared-redis", "namespace": ns},
+            "metadata": {"name": "shared-redis", "namespace": ns, "labels": WATCHED},
             "stringData": {"url": old_url},
         }
     )

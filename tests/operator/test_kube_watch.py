@@ -1,0 +1,98 @@
+"""The label-selected watch of referenced objects, against a fake apiserver that injects the one
+fault the real control plane cannot be made to give on demand: a watch whose resourceVersion
+has expired (410 Gone). Everything else about the watch is proven on the real control plane
+(tests/integration/operator_tests/)."""
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from kubernetes import client as k8s
+
+from novel_operator.kube.watch import LabelSelectorWatch
+
+PATH = "/api/v1/namespaces/stories/configmaps"
+GONE = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "status": "Failure",
+    "message": "too old resource version: 10 (15)",
+    "reason": "Expired",
+    "code": 410,
+}
+
+
+def config_map(name: str, resource_version: str) -> dict[str, Any]:
+    meta = {"name": name, "namespace": "stories", "resourceVersion": resource_version}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+
+
+class FakeApiserver:
+    """Lists `a` at resourceVersion 10, whose watch has expired; then lists `b` at 20, whose
+    watch sends `c` and stays open."""
+
+    def __init__(self) -> None:
+        self.queries: list[dict[str, str]] = []
+        self._lists = iter([("a", "10"), ("b", "20")])
+
+    async def configmaps(self, request: web.Request) -> web.StreamResponse:
+        self.queries.append(dict(request.query))
+        if request.query.get("watch") != "true":
+            name, resource_version = next(self._lists)
+            return web.json_response(
+                {
+                    "kind": "ConfigMapList",
+                    "metadata": {"resourceVersion": resource_version},
+                    "items": [config_map(name, resource_version)],
+                }
+            )
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if request.query["resourceVersion"] == "10":
+            await response.write(json.dumps({"type": "ERROR", "object": GONE}).encode() + b"\n")
+            return response
+        event = {"type": "ADDED", "object": config_map("c", "21")}
+        await response.write(json.dumps(event).encode() + b"\n")
+        await asyncio.sleep(3600)  # an open watch with nothing more to say
+        return response
+
+
+async def test_an_expired_watch_lists_again_and_reports_what_came_and_went(
+    aiohttp_server: Any,
+) -> None:
+    fake = FakeApiserver()
+    app = web.Application()
+    app.router.add_get(PATH, fake.configmaps)
+    server: TestServer = await aiohttp_server(app)
+    configuration = k8s.Configuration(host=str(server.make_url("")).rstrip("/"))
+    seen: list[str] = []
+    watching_again = asyncio.Event()
+
+    def on_change(namespace: str, name: str) -> None:
+        assert namespace == "stories"
+        seen.append(name)
+        if name == "c":
+            watching_again.set()
+
+    watch = LabelSelectorWatch(
+        configuration, "ConfigMap", "stories", "team=story", on_change, timeout_seconds=60
+    )
+    task = asyncio.create_task(watch.run())
+    try:
+        await asyncio.wait_for(watching_again.wait(), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert seen[0] == "a"  # the first list
+    assert sorted(seen[1:3]) == ["a", "b"]  # the second: `a` went, `b` came meanwhile
+    assert seen[3:] == ["c"]  # the watch from the second list's resourceVersion
+    assert [query.get("resourceVersion") for query in fake.queries] == [None, "10", None, "20"]
+    for query in fake.queries:
+        assert query["labelSelector"] == "team=story"
+    for query in fake.queries[1::2]:
+        assert query["watch"] == "true"
+        assert query["allowWatchBookmarks"] == "true"
+        assert query["timeoutSeconds"] == "60"
