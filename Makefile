@@ -32,7 +32,7 @@ system-deps:  ## install system packages the tests need (Debian; root or sudo)
 lint: venv  ## ruff + mypy --strict
 	$(BIN)/ruff check engine operator tests bench scripts e2e
 	$(BIN)/ruff format --check engine operator tests bench scripts e2e
-	$(BIN)/mypy engine/novel_engine operator/novel_operator
+	$(BIN)/mypy engine/novel_engine operator/novel_operator e2e
 
 test: venv system-deps lint k8s-assets  ## install everything the tests need, then lint and run the whole suite
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -57,7 +57,7 @@ class Cluster:
 
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
-        api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
+        api = k8s_config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
         self.api = api
         self.dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]
         self.core = k8s.CoreV1Api(api)
@@ -124,6 +124,7 @@ class Cluster:
         answer = self.core.create_namespaced_service_account_token(
             service_account, namespace, request
         )
+        assert answer.status is not None
         return str(answer.status.token)
 
     def kubeconfig_for_token(self, token: str, path: Path) -> Path:
