@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 DATA_DIR ?= ./.data
 PYTEST_ARGS ?=
+E2E_ARGS ?=
 # Images: the version comes from the package; BASE_IMAGE is the base users get.
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' engine/novel_engine/__init__.py)
 BASE_IMAGE ?= python:3.12-slim
@@ -12,12 +13,14 @@ ENGINE_IMAGE ?= novel-engine/engine:$(VERSION)
 OPERATOR_IMAGE ?= novel-engine/operator:$(VERSION)
 DOCKER_BUILD_FLAGS ?=
 PIP_CA ?=
+# KIND_NODE_IMAGE, METRICS_SERVER_VERSION, ...: the pinned versions of the Kubernetes tools.
+include scripts/k8s_versions.env
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run images test lint unit crds generate bench system-deps k8s-assets testbed-up testbed-down clean
+.PHONY: help venv run images test lint unit crds generate bench system-deps k8s-assets testbed-up testbed-down demo demo-down e2e version clean
 
 help:  ## list targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,9 +46,9 @@ system-deps:  ## install system packages the tests need (Debian; root or sudo)
 	scripts/system-deps
 
 lint: venv  ## ruff + mypy --strict
-	$(BIN)/ruff check engine operator tests bench scripts
-	$(BIN)/ruff format --check engine operator tests bench scripts
-	$(BIN)/mypy engine/novel_engine operator/novel_operator
+	$(BIN)/ruff check engine operator tests bench scripts e2e
+	$(BIN)/ruff format --check engine operator tests bench scripts e2e
+	$(BIN)/mypy engine/novel_engine operator/novel_operator e2e
 
 test: venv system-deps lint k8s-assets  ## install everything the tests need, then lint and run the whole suite
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -58,6 +61,19 @@ testbed-up: k8s-assets  ## start the local control plane on 127.0.0.1 (shell set
 
 testbed-down:  ## stop the local control plane started by testbed-up
 	scripts/k8s-testbed down
+
+demo: venv k8s-assets  ## the operator on the local test bed with the sample NovelEngine (left running)
+	scripts/k8s-testbed demo --operator $(BIN)/novel-engine-operator
+
+demo-down:  ## stop what `make demo` started (operator and test bed)
+	scripts/k8s-testbed down
+
+e2e: venv  ## the end-to-end suite on a kind cluster it creates (Docker, kind, kubectl, helm; see e2e/README.md)
+	$(BIN)/pytest e2e --provider kind --kind-node-image '$(KIND_NODE_IMAGE)' \
+		--metrics-server-version '$(METRICS_SERVER_VERSION)' $(E2E_ARGS)
+
+version:  ## print the project's version (the one source of image and chart versions)
+	@echo $(VERSION)
 
 unit: venv  ## the fast tests only (no control plane, no Docker)
 	$(BIN)/pytest -m "not integration and not docker" $(PYTEST_ARGS)
