@@ -148,7 +148,7 @@ def content_config_map(name: str, namespace: str, characters: list[dict[str, Any
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {E2E_LABEL: "content", names.WATCH_LABEL: names.WATCH_ENABLED},
+            "labels": {E2E_LABEL: "content", names.WATCH_LABEL: names.WATCH_LABEL_VALUE},
         },
         "data": {"characters.yaml": yaml.safe_dump({"characters": characters}, sort_keys=True)},
     }

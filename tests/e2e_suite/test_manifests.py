@@ -69,7 +69,7 @@ def test_scaling_spec_leaves_replicas_to_the_operator() -> None:
 
 def test_content_config_map_is_watched_and_loadable() -> None:
     config_map = content_config_map("c", "ns", [{"name": "Ada Quill"}])
-    assert config_map["metadata"]["labels"][names.WATCH_LABEL] == names.WATCH_ENABLED
+    assert config_map["metadata"]["labels"][names.WATCH_LABEL] == names.WATCH_LABEL_VALUE
     assert "Ada Quill" in config_map["data"]["characters.yaml"]
 
 
