@@ -47,6 +47,8 @@ CONFIG_HASH_ANNOTATION: Final = f"{ANNOTATION_PREFIX}config-hash"
 # Version of the Secret(s) holding the Redis credentials (never derived from their data): a
 # replaced or rewritten Secret changes it, which rolls the pods that read the credentials.
 REDIS_PASSWORD_VERSION_ANNOTATION: Final = f"{ANNOTATION_PREFIX}redis-password-version"
+# Digest of the content ConfigMap's data: editing the content rolls the engine pods.
+CONTENT_VERSION_ANNOTATION: Final = f"{ANNOTATION_PREFIX}content-version"
 
 # Default images (users retag them for their registry).
 DEFAULT_ENGINE_IMAGE: Final = f"novel-engine/engine:{__version__}"

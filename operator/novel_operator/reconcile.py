@@ -6,6 +6,7 @@ before they are applied and the status is applied only when it changed.
 """
 
 import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,13 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from novel_operator import names
-from novel_operator.builders import ChildRef, build_redis_secret, child_refs, desired_state
+from novel_operator.builders import (
+    ChildRef,
+    StartupInputs,
+    build_redis_secret,
+    child_refs,
+    desired_state,
+)
 from novel_operator.builders.workload import workload_kind
 from novel_operator.kube.client import ApiError, ChildAction, KubeClient, Manifest, describe
 from novel_operator.metrics import OperatorMetrics
@@ -108,6 +115,17 @@ def secret_version(secrets: Iterable[Manifest | None]) -> str | None:
     if not identities:
         return None
     return hashlib.sha256("\n".join(identities).encode()).hexdigest()[:16]
+
+
+def content_version(config_map: Manifest | None) -> str | None:
+    """A digest of a content ConfigMap's data (None: no ConfigMap). The engine loads its content
+    only at start, so the digest goes on its pod template: an edit of the data rolls the pods,
+    and a change of anything else (labels, annotations) does not."""
+    if config_map is None:
+        return None
+    data = {key: config_map.get(key) or {} for key in ("data", "binaryData")}
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def is_repair(previous: NovelEngineStatus, generation: int) -> bool:
@@ -253,8 +271,13 @@ class Reconciler:
             engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
             operator_namespace=self._operator_namespace,
             hpa_min_replicas=previous.autoscaling.floor if previous.autoscaling else None,
-            redis_password_version=secret_version(
-                live[SECRET, secret_name] for secret_name in credential_secrets(owner, spec)
+            startup_inputs=StartupInputs(
+                redis_credentials=secret_version(
+                    live[SECRET, secret_name] for secret_name in credential_secrets(owner, spec)
+                ),
+                content=content_version(
+                    live[CONFIG_MAP, spec.content.config_map_name] if spec.content else None
+                ),
             ),
         )
         workload = (workload_kind(spec), names.engine_name(owner.name))

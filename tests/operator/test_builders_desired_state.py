@@ -10,6 +10,7 @@ from novel_operator.builders import (
     CHILD_KINDS,
     ChildRef,
     DesiredState,
+    StartupInputs,
     build_redis_secret,
     child_refs,
     desired_state,
@@ -169,7 +170,7 @@ def test_the_password_version_is_on_every_pod_template_reading_redis_credentials
         spec_of(data),
         engine_replicas_owned_elsewhere=False,
         operator_namespace=OPERATOR_NAMESPACE,
-        redis_password_version="v1",
+        startup_inputs=StartupInputs(redis_credentials="v1"),
     )
 
     carrying = {
@@ -187,7 +188,7 @@ def test_a_new_password_version_changes_only_the_pod_templates_reading_it() -> N
             spec_of(MANAGED),
             engine_replicas_owned_elsewhere=False,
             operator_namespace=OPERATOR_NAMESPACE,
-            redis_password_version=version,
+            startup_inputs=StartupInputs(redis_credentials=version),
         )
 
     before, after = state("v1"), state("v2")
@@ -217,3 +218,43 @@ def test_without_a_password_version_no_pod_template_carries_one() -> None:
         names.CONFIG_HASH_ANNOTATION
         in pod_annotations(state)[ChildRef("apps/v1", "Deployment", "demo")]
     )
+
+
+def test_the_content_version_is_on_the_engine_pods_only_and_rolls_only_them() -> None:
+    data = {**MANAGED, "content": {"configMapName": "stories"}}
+
+    def state(version: str) -> DesiredState:
+        return desired_state(
+            OWNER,
+            spec_of(data),
+            engine_replicas_owned_elsewhere=False,
+            operator_namespace=OPERATOR_NAMESPACE,
+            startup_inputs=StartupInputs(redis_credentials="r1", content=version),
+        )
+
+    before, after = state("c1"), state("c2")
+    carrying = {
+        ref
+        for ref, annotations in pod_annotations(before).items()
+        if annotations.get(names.CONTENT_VERSION_ANNOTATION) == "c1"
+    }
+    assert carrying == {ChildRef("apps/v1", "Deployment", "demo")}
+    changed = [
+        ref_of(new) for old, new in zip(before.apply, after.apply, strict=True) if old != new
+    ]
+    assert changed == [ChildRef("apps/v1", "Deployment", "demo")]
+
+
+def test_without_content_no_content_version_is_written() -> None:
+    state = desired_state(
+        OWNER,
+        spec_of(MANAGED),
+        engine_replicas_owned_elsewhere=False,
+        operator_namespace=OPERATOR_NAMESPACE,
+        startup_inputs=StartupInputs(content="c1"),
+    )
+    assert not [
+        ref
+        for ref, annotations in pod_annotations(state).items()
+        if names.CONTENT_VERSION_ANNOTATION in annotations
+    ]

@@ -11,6 +11,7 @@ from novel_operator import names
 from novel_operator.model import Condition, NovelEngineSpec, NovelEngineStatus
 from novel_operator.reconcile import (
     Reference,
+    content_version,
     credential_secrets,
     is_repair,
     references_of,
@@ -119,3 +120,17 @@ def test_a_change_is_a_repair_only_when_this_spec_was_applied_before(
     previous: NovelEngineStatus, repair: bool
 ) -> None:
     assert is_repair(previous, generation=3) is repair
+
+
+def content(data: dict[str, str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"metadata": {"name": "stories", "labels": labels or {}}, "data": data}
+
+
+def test_the_content_version_follows_the_data_and_nothing_else() -> None:
+    version = content_version(content({"a.yaml": "characters: []"}))
+    assert version is not None
+    assert len(version) == 16
+    assert content_version(content({"a.yaml": "characters: []"}, {"team": "lore"})) == version
+    assert content_version(content({"a.yaml": "campaigns: []"})) != version
+    assert content_version(content({"a.yaml": "characters: []", "b.yaml": ""})) != version
+    assert content_version(None) is None

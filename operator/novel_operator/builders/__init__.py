@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from novel_operator import names
-from novel_operator.builders.common import Manifest
+from novel_operator.builders.common import NO_STARTUP_INPUTS, Manifest, StartupInputs
 from novel_operator.builders.configmap import build_configmap
 from novel_operator.builders.hpa import build_hpa
 from novel_operator.builders.networkpolicy import (
@@ -29,6 +29,7 @@ __all__ = [
     "ChildRef",
     "DesiredState",
     "Manifest",
+    "StartupInputs",
     "build_redis_secret",
     "child_refs",
     "desired_state",
@@ -100,15 +101,15 @@ def desired_state(
     engine_replicas_owned_elsewhere: bool,
     operator_namespace: str,
     hpa_min_replicas: int | None = None,
-    redis_password_version: str | None = None,
+    startup_inputs: StartupInputs = NO_STARTUP_INPUTS,
 ) -> DesiredState:
     """Every child of one NovelEngine: what to apply (in order) and what must be absent.
 
     `engine_replicas_owned_elsewhere` leaves the workload's replicas to the HPA or the operator's
     scaler; `hpa_min_replicas` is the scaler's current floor for the HPA (None: the spec's
-    minimum), passed back in so that a reconcile never reverts it. `redis_password_version` is a
-    token that changes when the Secret(s) holding the Redis credentials do (never the password
-    itself): it goes on the pod templates that read them, so their pods roll. The engine's
+    minimum), passed back in so that a reconcile never reverts it. `startup_inputs` are the
+    versions of what pods read only at start (Redis credentials, content): each goes on the pod
+    templates that read it, so their pods roll when it changes. The engine's
     NetworkPolicy lets in the operator's pods from `operator_namespace`.
     """
     workloads = (
@@ -116,7 +117,7 @@ def desired_state(
             owner,
             spec,
             replicas_owned_elsewhere=engine_replicas_owned_elsewhere,
-            redis_password_version=redis_password_version,
+            startup_inputs=startup_inputs,
         )
         for build in (build_deployment, build_statefulset)
     )
@@ -126,7 +127,7 @@ def desired_state(
         build_service(owner, spec),
         build_hpa(owner, spec, floor=hpa_min_replicas),
         build_pdb(owner, spec),
-        build_redis_deployment(owner, spec, redis_password_version=redis_password_version),
+        build_redis_deployment(owner, spec, startup_inputs=startup_inputs),
         build_redis_service(owner, spec),
         build_engine_network_policy(owner, spec, operator_namespace),
         build_redis_network_policy(owner, spec),

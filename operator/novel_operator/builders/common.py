@@ -1,5 +1,6 @@
 """Metadata every child shares: name, namespace, common labels and the controller ownerReference."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from novel_operator import names
@@ -89,10 +90,31 @@ def redis_manifest(api_version: str, kind: str, owner: Owner, **body: Any) -> Ma
     )
 
 
-def password_version_annotation(version: str | None) -> dict[str, str]:
-    """The pod-template annotation that rolls pods when their Redis credentials are replaced
-    (none when no version is known or no credentials are read)."""
-    return {} if version is None else {names.REDIS_PASSWORD_VERSION_ANNOTATION: version}
+@dataclass(frozen=True)
+class StartupInputs:
+    """Versions of what the pods read only when they start and the spec does not hold. Each goes
+    on the pod templates that read it, so that a change rolls exactly those pods.
+
+    `redis_credentials`: a token that changes when the Secret(s) holding the Redis credentials do,
+    made of their metadata, never the password. `content`: a digest of the content ConfigMap's
+    data, so that editing the content rolls the engine pods and nothing else (a label) does."""
+
+    redis_credentials: str | None = None
+    content: str | None = None
+
+    def redis_credentials_annotation(self) -> dict[str, str]:
+        """The annotation of the credentials' version (none when unknown)."""
+        if self.redis_credentials is None:
+            return {}
+        return {names.REDIS_PASSWORD_VERSION_ANNOTATION: self.redis_credentials}
+
+    def content_annotation(self) -> dict[str, str]:
+        """The annotation of the content's version (none when unknown)."""
+        return {} if self.content is None else {names.CONTENT_VERSION_ANNOTATION: self.content}
+
+
+#: No version known: the default of builders that take `StartupInputs`.
+NO_STARTUP_INPUTS = StartupInputs()
 
 
 def restricted_security_context(user: int) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -4,8 +4,8 @@ from typing import Any, Final
 
 from novel_operator import names
 from novel_operator.builders.common import (
+    StartupInputs,
     common_labels,
-    password_version_annotation,
     restricted_security_context,
 )
 from novel_operator.builders.configmap import config_hash
@@ -111,11 +111,11 @@ def _volumes(spec: NovelEngineSpec, owner: Owner) -> tuple[list[Any], list[Any]]
 
 
 def engine_pod_template(
-    owner: Owner, spec: NovelEngineSpec, *, redis_password_version: str | None = None
+    owner: Owner, spec: NovelEngineSpec, *, startup_inputs: StartupInputs
 ) -> dict[str, Any]:
     """Pod template of the engine workload: non-root, read-only root filesystem, probes, drain.
-    The engine reads its config file and Redis credentials only at start, so the config hash
-    and `redis_password_version` (see `password_version_annotation`) roll the pods on change."""
+    The engine reads its config file, Redis credentials and content only at start, so the config
+    hash and the `startup_inputs` it reads roll the pods on change."""
     pod_security, container_security = restricted_security_context(ENGINE_USER)
     volumes, mounts = _volumes(spec, owner)
     container: dict[str, Any] = {
@@ -171,6 +171,7 @@ def engine_pod_template(
         overrides.annotations
         | {names.CONFIG_HASH_ANNOTATION: config_hash(spec)}
         # `env` holds exactly the Secret-backed settings: the Redis credentials.
-        | password_version_annotation(redis_password_version if env else None)
+        | (startup_inputs.redis_credentials_annotation() if env else {})
+        | (startup_inputs.content_annotation() if spec.content is not None else {})
     )
     return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}

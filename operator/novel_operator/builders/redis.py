@@ -6,10 +6,11 @@ from typing import Any, Final
 
 from novel_operator import names
 from novel_operator.builders.common import (
+    NO_STARTUP_INPUTS,
     Manifest,
+    StartupInputs,
     common_labels,
     manifest,
-    password_version_annotation,
     redis_manifest,
     restricted_security_context,
 )
@@ -26,11 +27,11 @@ def redis_maxmemory_bytes(memory: str) -> int:
 
 
 def build_redis_deployment(
-    owner: Owner, spec: NovelEngineSpec, *, redis_password_version: str | None = None
+    owner: Owner, spec: NovelEngineSpec, *, startup_inputs: StartupInputs = NO_STARTUP_INPUTS
 ) -> Manifest | None:
     """A single Redis pod (no persistence: it is a cache), or None unless L2 is managed.
-    `redis_password_version` (see `password_version_annotation`) rolls the pod when the password
-    Secret is replaced: Redis reads the password only at start."""
+    The credentials' version in `startup_inputs` rolls the pod when the password Secret is
+    replaced: Redis reads the password only at start."""
     if spec.cache.l2.mode != "managed":
         return None
     managed = spec.cache.l2.managed
@@ -80,8 +81,8 @@ def build_redis_deployment(
     template_metadata: dict[str, Any] = {
         "labels": common_labels(owner.name, names.REDIS_APP, names.COMPONENT_CACHE)
     }
-    if redis_password_version is not None:
-        template_metadata["annotations"] = password_version_annotation(redis_password_version)
+    if startup_inputs.redis_credentials is not None:
+        template_metadata["annotations"] = startup_inputs.redis_credentials_annotation()
     return redis_manifest(
         "apps/v1",
         "Deployment",

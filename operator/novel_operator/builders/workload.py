@@ -3,7 +3,12 @@
 from typing import Any
 
 from novel_operator import names
-from novel_operator.builders.common import Manifest, engine_manifest
+from novel_operator.builders.common import (
+    NO_STARTUP_INPUTS,
+    Manifest,
+    StartupInputs,
+    engine_manifest,
+)
 from novel_operator.builders.pod import DATA_VOLUME, engine_pod_template
 from novel_operator.model import NovelEngineSpec, Owner
 
@@ -17,15 +22,13 @@ def _workload_spec(
     owner: Owner,
     spec: NovelEngineSpec,
     replicas_owned_elsewhere: bool,
-    redis_password_version: str | None,
+    startup_inputs: StartupInputs,
 ) -> Any:
     body: dict[str, Any] = {}
     if not replicas_owned_elsewhere:
         body["replicas"] = spec.replicas
     body["selector"] = {"matchLabels": names.engine_selector(owner.name)}
-    body["template"] = engine_pod_template(
-        owner, spec, redis_password_version=redis_password_version
-    )
+    body["template"] = engine_pod_template(owner, spec, startup_inputs=startup_inputs)
     return body
 
 
@@ -34,14 +37,14 @@ def build_deployment(
     spec: NovelEngineSpec,
     *,
     replicas_owned_elsewhere: bool,
-    redis_password_version: str | None = None,
+    startup_inputs: StartupInputs = NO_STARTUP_INPUTS,
 ) -> Manifest | None:
     """The engine Deployment, or None when the engine runs as a StatefulSet. `replicas` is left
-    out while the HPA or the operator's scaler owns it; `redis_password_version` rolls the pods
-    when their Redis credentials are replaced."""
+    out while the HPA or the operator's scaler owns it; `startup_inputs` roll the pods when what
+    they read at start changes."""
     if workload_kind(spec) != "Deployment":
         return None
-    body = _workload_spec(owner, spec, replicas_owned_elsewhere, redis_password_version)
+    body = _workload_spec(owner, spec, replicas_owned_elsewhere, startup_inputs)
     # Surge first: a single replica is replaced without a gap.
     body["strategy"] = {
         "type": "RollingUpdate",
@@ -55,7 +58,7 @@ def build_statefulset(
     spec: NovelEngineSpec,
     *,
     replicas_owned_elsewhere: bool,
-    redis_password_version: str | None = None,
+    startup_inputs: StartupInputs = NO_STARTUP_INPUTS,
 ) -> Manifest | None:
     """The engine StatefulSet with one data PVC per replica, or None for a Deployment; the
     arguments as for `build_deployment`."""
@@ -68,7 +71,7 @@ def build_statefulset(
     }
     if l3.storage_class_name is not None:
         claim_spec["storageClassName"] = l3.storage_class_name
-    body = _workload_spec(owner, spec, replicas_owned_elsewhere, redis_password_version)
+    body = _workload_spec(owner, spec, replicas_owned_elsewhere, startup_inputs)
     body |= {
         "serviceName": names.engine_name(owner.name),
         "podManagementPolicy": "Parallel",  # replicas are independent: no ordered start-up

@@ -152,30 +152,41 @@ def test_an_unwatched_reference_is_read_at_the_next_resync(
     cluster.wait_ready(ns, name)
 
 
-def password_version(cluster: Cluster, namespace: str, deployment: str) -> str | None:
+def password_version(
+    cluster: Cluster,
+    namespace: str,
+    deployment: str,
+    annotation: str = names.REDIS_PASSWORD_VERSION_ANNOTATION,
+) -> str | None:
+    """The version `annotation` (default: the Redis credentials') on a Deployment's template."""
     found = cluster.get("apps/v1", "Deployment", namespace, deployment)
     assert found is not None
     annotations = found["spec"]["template"]["metadata"].get("annotations") or {}
-    return annotations.get(names.REDIS_PASSWORD_VERSION_ANNOTATION)
+    return annotations.get(annotation)
 
 
 def wait_rolled(
-    cluster: Cluster, namespace: str, selectors: dict[str, dict[str, str]], versions: dict[str, Any]
+    cluster: Cluster,
+    namespace: str,
+    selectors: dict[str, dict[str, str]],
+    versions: dict[str, Any],
+    annotation: str = names.REDIS_PASSWORD_VERSION_ANNOTATION,
 ) -> None:
     """Wait until each Deployment (name -> pod selector) runs only pods of a template whose
-    password version differs from `versions[name]`: a new ReplicaSet serves, the old is empty."""
+    version `annotation` differs from `versions[name]`: a new ReplicaSet serves, the old is
+    empty."""
 
     def check() -> str | None:
         for deployment, selector in selectors.items():
-            version = password_version(cluster, namespace, deployment)
+            version = password_version(cluster, namespace, deployment, annotation)
             if version == versions[deployment]:
-                return f"{deployment}: password version still {version}"
+                return f"{deployment}: {annotation} still {version}"
             found = cluster.list(
                 "apps/v1", "ReplicaSet", namespace, names.selector_string(selector)
             )
             for replica_set in found:
                 annotations = replica_set["spec"]["template"]["metadata"].get("annotations") or {}
-                current = annotations.get(names.REDIS_PASSWORD_VERSION_ANNOTATION) == version
+                current = annotations.get(annotation) == version
                 ready = (replica_set.get("status") or {}).get("readyReplicas") or 0
                 if (ready == replica_set["spec"]["replicas"] > 0) != current:
                     return (
@@ -183,7 +194,7 @@ def wait_rolled(
                     )
         return None
 
-    cluster.wait("pods rolled to the new credentials", check, timeout=60)
+    cluster.wait(f"pods rolled to a new {annotation}", check, timeout=60)
 
 
 def exposed_text(cluster: Cluster, operator: OperatorProcess, namespace: str, name: str) -> str:
@@ -275,6 +286,40 @@ def test_rotating_the_external_redis_secret_rolls_the_engine(
     exposed = exposed_text(cluster, operator, ns, name)
     assert "first-s3cret" not in exposed
     assert "next-s3cret" not in exposed
+
+
+def test_editing_the_content_rolls_the_engine_and_relabelling_it_does_not(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "scribe"
+    operator = start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    content = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "stories", "namespace": ns, "labels": WATCHED},
+        "data": {"characters.yaml": "characters: []\n"},
+    }
+    cluster.create(content)
+    cluster.create_novelengine(ns, name, {"replicas": 2, "content": {"configMapName": "stories"}})
+    cluster.wait_ready(ns, name)
+    key = names.CONTENT_VERSION_ANNOTATION
+    versions = {name: password_version(cluster, ns, name, key)}
+    assert versions[name] is not None
+
+    generation = cluster.get("apps/v1", "Deployment", ns, name)["metadata"]["generation"]
+
+    # A label alone is no edit of the content: the operator looks (the ConfigMap is watched)
+    # and leaves the template as it is, so no pod rolls.
+    cluster.patch("v1", "ConfigMap", ns, "stories", {"metadata": {"labels": {"team": "lore"}}})
+    wait_reconciles(cluster, operator, 1)
+    deployment = cluster.get("apps/v1", "Deployment", ns, name)
+    assert deployment["metadata"]["generation"] == generation
+
+    edited = "characters:\n  - {name: Ada Quill, faction: Free Companies, archetype: engineer}\n"
+    cluster.patch("v1", "ConfigMap", ns, "stories", {"data": {"characters.yaml": edited}})
+    wait_rolled(cluster, ns, {name: names.engine_selector(name)}, versions, key)
+    ne = cluster.wait_ready(ns, name)
+    assert ne["status"]["observedGeneration"] == 1  # the spec did not change
 
 
 def test_pause_stops_reconciliation_and_says_so(
