@@ -84,7 +84,9 @@ def sample_children() -> SampleChildren:
     sample = yaml.safe_load(SAMPLE_PATH.read_text())
     spec_data = {**sample["spec"], "content": {"configMapName": CONTENT_CONFIG_MAP}}
     spec = NovelEngineSpec.model_validate(spec_data)
-    state = desired_state(OWNER, spec, engine_replicas_owned_elsewhere=True)
+    state = desired_state(
+        OWNER, spec, engine_replicas_owned_elsewhere=True, operator_namespace="novel-engine-system"
+    )
     workloads = {m["metadata"]["name"]: m for m in state.apply if m["kind"] == "Deployment"}
     engine_pod = workloads[names.engine_name(OWNER.name)]["spec"]["template"]["spec"]
     redis_pod = workloads[names.redis_name(OWNER.name)]["spec"]["template"]["spec"]

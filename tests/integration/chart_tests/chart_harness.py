@@ -144,7 +144,12 @@ def children(namespace: str, name: str, spec: Mapping[str, Any]) -> list[Manifes
         name=name, namespace=namespace, uid="4f1c5a52-0000-4000-8000-000000000001", generation=1
     )
     parsed = NovelEngineSpec.model_validate(dict(spec))
-    state = desired_state(owner, parsed, engine_replicas_owned_elsewhere=parsed.autoscaling.enabled)
+    state = desired_state(
+        owner,
+        parsed,
+        engine_replicas_owned_elsewhere=parsed.autoscaling.enabled,
+        operator_namespace="novel-engine-system",
+    )
     secret = build_redis_secret(owner, parsed)
     return [*state.apply, *([secret] if secret is not None else [])]
 
