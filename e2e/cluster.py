@@ -106,8 +106,9 @@ class Cluster:
             content_type="application/merge-patch+json",
         )
 
-    def create_namespace(self, name: str) -> None:
-        self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    def create_namespace(self, name: str, labels: Mapping[str, str]) -> None:
+        metadata = {"name": name, "labels": dict(labels)}
+        self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
 
     def job_output(self, name: str, namespace: str) -> str:
         """The log of the (single) pod of Job `name`."""

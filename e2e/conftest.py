@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
+from manifests import E2E_LABEL
 from options import OPTIONS, E2EOptions, OptionsError, parse_options
 from providers import (
     LocalOperator,
@@ -117,7 +118,7 @@ def release(
 def namespace(cluster: Cluster, release: Operator) -> Iterator[str]:
     """A fresh namespace for one scenario, deleted afterwards."""
     name = f"e2e-{secrets.token_hex(3)}"
-    cluster.create_namespace(name)
+    cluster.create_namespace(name, {E2E_LABEL: "scenario"})
     try:
         yield name
     finally:

@@ -17,6 +17,7 @@ from cluster import Cluster, run, wait_for
 from options import E2EOptions
 
 from novel_engine import __version__
+from novel_operator import names
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "novel-engine-operator"
@@ -36,7 +37,7 @@ def tool(name: str) -> str:
 
 def default_images() -> tuple[str, str]:
     """The image names `make images` builds and the chart and operator use by default."""
-    return f"novel-engine/engine:{__version__}", f"novel-engine/operator:{__version__}"
+    return names.DEFAULT_ENGINE_IMAGE, f"novel-engine/operator:{__version__}"
 
 
 def create_kind_cluster(options: E2EOptions, workdir: Path) -> Path:

@@ -21,7 +21,7 @@ def make_targets() -> set[str]:
 
 
 def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
-    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
 
 
 #: make options that take a value as the next word.
@@ -96,3 +96,26 @@ def test_every_command_and_file_exists_here(path: Path) -> None:
 def test_make_calls_are_found_inside_substitutions_and_chains() -> None:
     script = 'v="$(make --silent version)"; make -C . e2e images && echo make\nmake test'
     assert make_calls(script) == ["version", "e2e", "images", "test"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.name)
+def test_called_workflows_are_here_and_callable(path: Path) -> None:
+    workflow = yaml.safe_load(path.read_text())
+    for job in workflow["jobs"].values():
+        if "uses" in job:
+            called = ROOT / job["uses"]
+            assert job["uses"].startswith("./"), job["uses"]
+            assert called.exists(), job["uses"]
+            # PyYAML reads the key `on` as True.
+            assert "workflow_call" in yaml.safe_load(called.read_text())[True]
+
+
+def test_the_e2e_workflow_installs_the_pinned_kind() -> None:
+    versions = dict(
+        line.split("=", 1)
+        for line in (ROOT / "scripts" / "k8s_versions.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "e2e.yml").read_text())
+    kind_steps = [step for step in steps(workflow) if step.get("uses", "").startswith("helm/kind")]
+    assert [step["with"]["version"] for step in kind_steps] == [versions["KIND_VERSION"]]

@@ -68,7 +68,20 @@ def _in_ci() -> bool:
 
 
 @pytest.fixture(scope="session")
-def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+def k8s_binaries() -> dict[str, Path]:
+    """The test bed's binaries; missing ones fail the test in CI and skip it elsewhere."""
+    try:
+        return find_binaries()
+    except AssetsMissingError as exc:
+        if _in_ci():
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def testbed(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Testbed]:
     """The session's control plane (see the module docstring for its API)."""
     attach = os.environ.get("NOVEL_ENGINE_TESTBED_DIR")
     if attach:
@@ -79,12 +92,7 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
         yield bed
         _active.remove(bed)
         return
-    try:
-        binaries = find_binaries()
-    except AssetsMissingError as exc:
-        if _in_ci():
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
+    binaries = request.getfixturevalue("k8s_binaries")
     bed = Testbed(tmp_path_factory.mktemp("testbed"), binaries=binaries)
     try:
         bed.start()

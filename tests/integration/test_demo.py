@@ -4,13 +4,12 @@ Ready, left running; `make demo-down` (scripts/k8s-testbed down) stops all of it
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from testbed import AssetsMissingError, Testbed, _pid_alive, find_binaries
+from testbed import Testbed, _pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "k8s-testbed"
@@ -19,13 +18,8 @@ OPERATOR = Path(sys.executable).with_name("novel-engine-operator")
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.usefixtures("k8s_binaries")
 def test_demo_leaves_a_ready_sample_running_until_down(tmp_path: Path) -> None:
-    try:
-        find_binaries()
-    except AssetsMissingError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
     bed_dir = tmp_path / "bed"
     demo = [str(SCRIPT), "demo", "--dir", str(bed_dir), "--operator", str(OPERATOR)]
     try:

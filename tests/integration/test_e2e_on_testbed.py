@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testbed import AssetsMissingError, Testbed, find_binaries
+from testbed import Testbed
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTEST = [sys.executable, "-m", "pytest", "e2e", "-p", "no:cacheprovider"]
@@ -41,14 +41,8 @@ def test_the_suite_collects_every_scenario() -> None:
 
 
 @pytest.fixture
-def own_testbed(tmp_path: Path) -> Iterator[Testbed]:
-    try:
-        binaries = find_binaries()
-    except AssetsMissingError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
-    bed = Testbed(tmp_path / "bed", binaries=binaries)
+def own_testbed(tmp_path: Path, k8s_binaries: dict[str, Path]) -> Iterator[Testbed]:
+    bed = Testbed(tmp_path / "bed", binaries=k8s_binaries)
     try:
         bed.start()
         yield bed

@@ -152,13 +152,14 @@ def test_an_unwatched_reference_is_read_at_the_next_resync(
     cluster.wait_ready(ns, name)
 
 
-def password_version(
+def template_annotation(
     cluster: Cluster,
     namespace: str,
     deployment: str,
     annotation: str = names.REDIS_PASSWORD_VERSION_ANNOTATION,
 ) -> str | None:
-    """The version `annotation` (default: the Redis credentials') on a Deployment's template."""
+    """The value of `annotation` (default: the Redis credentials' version) on a Deployment's
+    pod template."""
     found = cluster.get("apps/v1", "Deployment", namespace, deployment)
     assert found is not None
     annotations = found["spec"]["template"]["metadata"].get("annotations") or {}
@@ -178,7 +179,7 @@ def wait_rolled(
 
     def check() -> str | None:
         for deployment, selector in selectors.items():
-            version = password_version(cluster, namespace, deployment, annotation)
+            version = template_annotation(cluster, namespace, deployment, annotation)
             if version == versions[deployment]:
                 return f"{deployment}: {annotation} still {version}"
             found = cluster.list(
@@ -222,7 +223,7 @@ def test_a_deleted_redis_password_secret_comes_back_new_and_rolls_redis_and_the_
     old_secret = cluster.get("v1", "Secret", ns, secret_name)
     assert old_secret is not None
     versions = {
-        deployment: password_version(cluster, ns, deployment) for deployment in (name, redis)
+        deployment: template_annotation(cluster, ns, deployment) for deployment in (name, redis)
     }
     assert versions[name] is not None
     assert versions[name] == versions[redis]
@@ -243,7 +244,7 @@ def test_a_deleted_redis_password_secret_comes_back_new_and_rolls_redis_and_the_
     new_secret = cluster.get("v1", "Secret", ns, secret_name)
     assert new_secret is not None
     assert new_secret["data"] != old_secret["data"]
-    assert password_version(cluster, ns, name) == password_version(cluster, ns, redis)
+    assert template_annotation(cluster, ns, name) == template_annotation(cluster, ns, redis)
     for selector in selectors.values():
         found = cluster.list("apps/v1", "ReplicaSet", ns, names.selector_string(selector))
         assert len(found) == 2  # the old template's, scaled down, and the new one's
@@ -275,7 +276,7 @@ def test_rotating_the_external_redis_secret_rolls_the_engine(
     spec = {"replicas": 2, "cache": {"l2": {"mode": "external", "external": external}}}
     cluster.create_novelengine(ns, name, spec)
     cluster.wait_ready(ns, name)
-    versions = {name: password_version(cluster, ns, name)}
+    versions = {name: template_annotation(cluster, ns, name)}
     assert versions[name] is not None
 
     cluster.patch("v1", "Secret", ns, "shared-redis", {"stringData": {"url": new_url}})
@@ -303,7 +304,7 @@ def test_editing_the_content_rolls_the_engine_and_relabelling_it_does_not(
     cluster.create_novelengine(ns, name, {"replicas": 2, "content": {"configMapName": "stories"}})
     cluster.wait_ready(ns, name)
     key = names.CONTENT_VERSION_ANNOTATION
-    versions = {name: password_version(cluster, ns, name, key)}
+    versions = {name: template_annotation(cluster, ns, name, key)}
     assert versions[name] is not None
 
     generation = cluster.get("apps/v1", "Deployment", ns, name)["metadata"]["generation"]
