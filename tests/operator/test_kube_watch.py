@@ -5,6 +5,7 @@ has expired (410 Gone). Everything else about the watch is proven on the real co
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 from aiohttp import web
@@ -96,3 +97,31 @@ async def test_an_expired_watch_lists_again_and_reports_what_came_and_went(
         assert query["watch"] == "true"
         assert query["allowWatchBookmarks"] == "true"
         assert query["timeoutSeconds"] == "60"
+
+
+async def test_a_stop_ends_a_list_being_read_and_its_thread(aiohttp_server: Any) -> None:
+    """A list whose body never finishes (a stalled apiserver): cancelling the watch shuts the
+    connection down, so its thread ends instead of waiting out the read timeout."""
+    listing = asyncio.Event()
+
+    async def stalled_list(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"kind": "ConfigMapList", "items": [')
+        listing.set()
+        await asyncio.sleep(3600)
+        return response
+
+    app = web.Application()
+    app.router.add_get(PATH, stalled_list)
+    server: TestServer = await aiohttp_server(app)
+    configuration = k8s.Configuration(host=str(server.make_url("")).rstrip("/"))
+    watch = LabelSelectorWatch(
+        configuration, "ConfigMap", "stories", "team=story", lambda *_: None, timeout_seconds=60
+    )
+    task = asyncio.create_task(watch.run())
+    await asyncio.wait_for(listing.wait(), 10)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    assert [t.name for t in threading.enumerate() if t.name.startswith("watch ConfigMap")] == []

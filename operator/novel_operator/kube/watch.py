@@ -78,6 +78,7 @@ class LabelSelectorWatch:
             try:
                 self._watch_until_stopped(loop)
             finally:
+                self._api.close()  # type: ignore[no-untyped-call]  # the thread was its only user
                 with contextlib.suppress(RuntimeError):  # the loop is already closed
                     loop.call_soon_threadsafe(_resolve, finished)
 
@@ -148,7 +149,15 @@ class LabelSelectorWatch:
         return response.response
 
     def _list_all(self) -> tuple[str, set[Key]]:
-        body = json.loads(self._get({}, _READ_TIMEOUT).data)
+        response = self._get({}, _READ_TIMEOUT)
+        self._response = response  # a stop shuts down a list being read too
+        try:
+            if self._stopping.is_set():  # stopped before the response was there to shut down
+                raise _StoppedError
+            body = json.loads(response.data)
+        finally:
+            self._response = None
+            response.release_conn()
         keys = {_key(item) for item in body.get("items") or []}
         return str(body["metadata"]["resourceVersion"]), keys
 
@@ -192,6 +201,10 @@ class LabelSelectorWatch:
 
     def _report(self, loop: asyncio.AbstractEventLoop, key: Key) -> None:
         loop.call_soon_threadsafe(self._on_change, *key)
+
+
+class _StoppedError(Exception):
+    """The watch was stopped while a request was under way."""
 
 
 def _message(error: ApiException) -> str:
