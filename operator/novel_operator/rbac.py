@@ -62,8 +62,9 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
     # The scaler sets replicas through the workload's scale subresource (a merge patch; the
     # current count is read from the workload itself).
     PolicyRule(("apps",), ("deployments/scale", "statefulsets/scale"), ("patch",)),
-    # Engine pods, to scrape the ready ones' /metrics.
-    PolicyRule(("",), ("pods",), READ),
+    # Engine pods: the autoscaler lists them by label selector at each sync to scrape the
+    # ready ones' /metrics (autoscaler.Autoscaler.sync -> KubeClient.list_pods). List only.
+    PolicyRule(("",), ("pods",), ("list",)),
     # Events about NovelEngines (the reconcile records core Events; kopf posts none).
     PolicyRule(("",), ("events",), ("create",)),
     # No CRD or namespace access: kopf's cluster scanning is off (the CRD is installed first).
