@@ -207,7 +207,7 @@ class Operator:
             self.process.wait()
 
 
-def prepare(bed: Any) -> Path:
+def prepare(bed: Any, namespaces: Sequence[str] = (LATENCY_NAMESPACE, FLEET_NAMESPACE)) -> Path:
     crd_path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{names.CRD_NAME}"
     bed.apply(crd_path, generate_crd())
     wait(
@@ -215,7 +215,7 @@ def prepare(bed: Any) -> Path:
         lambda: bed.request("GET", f"/apis/{names.API_VERSION}/{names.PLURAL}")[0] == 200,
         60,
     )
-    for namespace in (LATENCY_NAMESPACE, FLEET_NAMESPACE):
+    for namespace in namespaces:
         namespace_object = {
             "apiVersion": "v1",
             "kind": "Namespace",

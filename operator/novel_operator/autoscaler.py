@@ -176,6 +176,9 @@ class Autoscaler:
             except (ApiError, OSError, urllib3.exceptions.HTTPError) as error:
                 log.warning("autoscaler sync of %s/%s failed: %s", *key, error)
                 result = SyncResult.ERROR
+            except Exception:  # a bug: say so, and keep scaling the others
+                log.exception("autoscaler sync of %s/%s failed", *key)
+                result = SyncResult.ERROR
             self._metrics.autoscaler_syncs.labels(result.value).inc()
             self._metrics.autoscaler_sync_duration.observe(time.perf_counter() - started)
             self._metrics.autoscaler_last_sync.set(time.time())

@@ -7,7 +7,8 @@
 - `cluster` (session): `harness.Cluster`, admin access to arrange and assert.
 - `start_operator(*scope, resync_seconds=...)`: starts `novel-engine-operator run` as that
   ServiceAccount, waits for /healthz; every process is stopped (by PID) after the test, must
-  exit 0 on SIGTERM and must not have logged an error.
+  exit 0 on SIGTERM and must not have logged an error. Its metric scrapes go only to the
+  addresses in its `addresses` map (empty at first): never to a kwok pod IP.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 from harness import (
     OPERATOR_SA_NAME,
     OPERATOR_SA_NAMESPACE,
+    AddressMap,
     Cluster,
     OperatorProcess,
     StartOperator,
@@ -80,8 +82,9 @@ def start_operator(crd: None, operator_kubeconfig: Path, tmp_path: Path) -> Iter
     def start(*scope: str, resync_seconds: float = 2.0) -> OperatorProcess:
         port = free_port()
         log_path = tmp_path / f"operator-{len(started)}.log"
-        argv = operator_argv(operator_kubeconfig, port, scope, resync_seconds)
-        process = OperatorProcess(argv, operator_env(), log_path, port)
+        addresses = AddressMap(tmp_path / f"operator-{len(started)}-addresses.json")
+        argv = operator_argv(operator_kubeconfig, port, scope, resync_seconds, addresses)
+        process = OperatorProcess(argv, operator_env(), log_path, port, addresses)
         started.append(process)
         process.wait_healthy()
         return process
