@@ -17,14 +17,12 @@ engine processes on loopback answering the scrapes of the NovelEngines' pods.
 """
 
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +33,11 @@ from bench.bench_operator import (
     ROOT,
     Operator,
     bare_deployment,
+    bench_bed,
     deployments_path,
     novelengines_path,
     prepare,
     request,
-    tb,
     wait,
 )
 from novel_operator import names
@@ -60,21 +58,6 @@ SYNC_SECONDS = 5
 SURGE = 8
 BARE_ROUNDS = 10
 HPA_PATH = "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
-
-
-@contextmanager
-def test_bed() -> Iterator[Any]:
-    attach = os.environ.get("NOVEL_ENGINE_TESTBED_DIR")
-    if attach:
-        yield tb.Testbed.load(Path(attach))
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-autoscaler-") as run_dir:
-        bed = tb.Testbed(Path(run_dir), nodes=7)  # 770 pods
-        bed.start()
-        try:
-            yield bed
-        finally:
-            bed.stop()
 
 
 def engine_scaled(namespace: str, name: str, replicas: int, sync: int) -> dict[str, Any]:
@@ -202,7 +185,7 @@ def syncs(operator: Operator) -> float:
 
 def main() -> None:
     with (
-        test_bed() as bed,
+        bench_bed(7) as bed,  # 770 pods
         tempfile.TemporaryDirectory(prefix="bench-autoscaler-") as work,
         ExitStack() as stack,
     ):

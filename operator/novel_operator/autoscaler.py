@@ -230,7 +230,10 @@ class Autoscaler:
             now=now.timestamp(),
         )
         report = self._report(report, decision, target)
-        if decision.desired != current:
+        # Replicas outside the bounds are the reconcile's to fix (at once, on the workload's
+        # watch event): one writer for them.
+        bounds_only = decision.bound is not None and not autoscaling.uses_hpa
+        if decision.desired != current and not bounds_only:
             if not autoscaling.uses_hpa:
                 await self._kube.scale(workload, decision.desired)
             history.record_change(now.timestamp(), current, decision.desired)
@@ -254,9 +257,11 @@ class Autoscaler:
         wanted = targets(autoscaling)
         recommended = report.recommended_replicas
         if decision.proposal is not None:
-            recommended = min(
-                max(decision.proposal, autoscaling.min_replicas), autoscaling.max_replicas
-            )
+            recommended = decision.proposal
+        elif not autoscaling.uses_hpa:  # no metrics: the replicas, once within the bounds
+            recommended = decision.desired
+        if recommended is not None:
+            recommended = min(max(recommended, autoscaling.min_replicas), autoscaling.max_replicas)
         return report.model_copy(
             update={
                 "in_flight_per_pod": reported_average(

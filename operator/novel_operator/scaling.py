@@ -247,40 +247,35 @@ def _change_within(period: int, events: Iterable[tuple[float, int]], now: float)
     return sum(change for at, change in events if at > cutoff)
 
 
-def scale_up_limit(current: int, history: History, rules: Rules, now: float) -> int:
-    """Most replicas the policies allow now (`calculateScaleUpLimitWithScalingRules`)."""
+def _period_start(current: int, history: History, policy: ScalingPolicy, now: float) -> int:
+    """The replicas before the changes made within the policy's period."""
+    return (
+        current
+        - _change_within(policy.period_seconds, history.scale_ups, now)
+        + _change_within(policy.period_seconds, history.scale_downs, now)
+    )
+
+
+def policy_limit(
+    direction: Literal["up", "down"], current: int, history: History, rules: Rules, now: float
+) -> int:
+    """Most (up) or fewest (down) replicas the policies allow now: the HPA's
+    `calculateScaleUpLimitWithScalingRules` and `calculateScaleDownLimitWithBehaviors`."""
     if rules.select == "Disabled" or not rules.policies:
         return current
+    up = direction == "up"
     limits = []
     for policy in rules.policies:
-        start = (
-            current
-            - _change_within(policy.period_seconds, history.scale_ups, now)
-            + _change_within(policy.period_seconds, history.scale_downs, now)
-        )
+        start = _period_start(current, history, policy, now)
         if policy.type == "Pods":
-            limits.append(start + policy.value)
-        else:
+            limits.append(start + policy.value if up else start - policy.value)
+        elif up:  # rounded up, or a small percentage would never add a pod
             limits.append(math.ceil(start * (1 + Fraction(policy.value, 100))))
-    return max(limits) if rules.select == "Max" else min(limits)
-
-
-def scale_down_limit(current: int, history: History, rules: Rules, now: float) -> int:
-    """Fewest replicas the policies allow now (`calculateScaleDownLimitWithBehaviors`)."""
-    if rules.select == "Disabled" or not rules.policies:
-        return current
-    limits = []
-    for policy in rules.policies:
-        start = (
-            current
-            - _change_within(policy.period_seconds, history.scale_ups, now)
-            + _change_within(policy.period_seconds, history.scale_downs, now)
-        )
-        if policy.type == "Pods":
-            limits.append(start - policy.value)
         else:
             limits.append(math.floor(start * (1 - Fraction(policy.value, 100))))
-    return min(limits) if rules.select == "Max" else max(limits)
+    largest_change = max if up else min
+    smallest_change = min if up else max
+    return largest_change(limits) if rules.select == "Max" else smallest_change(limits)
 
 
 # --- The decision -------------------------------------------------------------------------------
@@ -398,10 +393,10 @@ def _within_policies(
     now: float,
 ) -> int:
     if desired > current:
-        limit = max(scale_up_limit(current, history, up, now), current)
+        limit = max(policy_limit("up", current, history, up, now), current)
         return min(desired, autoscaling.max_replicas, limit)
     if desired < current:
-        limit = min(scale_down_limit(current, history, down, now), current)
+        limit = min(policy_limit("down", current, history, down, now), current)
         return max(desired, autoscaling.min_replicas, limit)
     return desired
 

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from harness import AddressMap, Cluster
@@ -62,7 +62,31 @@ def running_engines(directory: Path, count: int) -> Iterator[list[Any]]:
         engines.close()
 
 
-class PodsToEngines:
+class _InBackground:
+    """A thread running `_run` from entering the context until it exits (`_stop` is set)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class PodsToEngines(_InBackground):
     """Maps each engine pod of one NovelEngine to a free engine process as the pod appears (the
     oldest pods first), and frees the process when the pod goes; in a background thread."""
 
@@ -80,21 +104,7 @@ class PodsToEngines:
         self._selector = names.selector_string(names.engine_selector(instance))
         self._engines = list(engines)
         self._assigned: dict[str, Any] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pods-to-engines", daemon=True)
-
-    def __enter__(self) -> PodsToEngines:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__()
 
     def engine_of(self, pod: str) -> Any:
         return self._assigned[pod]
@@ -127,30 +137,16 @@ class PodsToEngines:
                 )
 
 
-class Load:
+class Load(_InBackground):
     """`concurrency` sync simulations kept in flight against one engine process (fresh seeds,
     so none is answered from a cache) until the context exits."""
 
     def __init__(self, url: str, concurrency: int) -> None:
         self._url = url
         self._concurrency = concurrency
-        self._stop = threading.Event()
         self._seeds = itertools.count(1)
         self.answered = 0
-        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__()
 
     def _run(self) -> None:
         asyncio.run(self._drive())

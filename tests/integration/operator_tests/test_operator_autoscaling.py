@@ -8,6 +8,7 @@ import contextlib
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -65,6 +66,33 @@ def syncs(operator: OperatorProcess, result: str = "ok") -> float:
     return operator.metrics()[f'novel_operator_autoscaler_syncs_total{{result="{result}"}}']
 
 
+def all_syncs(operator: OperatorProcess) -> float:
+    prefix = "novel_operator_autoscaler_syncs_total{"
+    return sum(value for key, value in operator.metrics().items() if key.startswith(prefix))
+
+
+@contextlib.contextmanager
+def one_pod_behind_engines(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    namespace: str,
+    name: str,
+    spec: dict[str, Any],
+    directory: Path,
+) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Three engine processes answering for the pods of a new NovelEngine `spec`, once it runs
+    one pod the operator scrapes: (the engine process of that pod, ScalingActive)."""
+    with (
+        running_engines(directory, 3) as engines,
+        PodsToEngines(cluster, operator.addresses, namespace, name, engines) as pods,
+    ):
+        cluster.create_novelengine(namespace, name, spec)
+        wait_replicas(cluster, namespace, name, 1)
+        active = wait_condition(cluster, namespace, name, names.CONDITION_SCALING_ACTIVE, "True")
+        (first,) = cluster.list("v1", "Pod", namespace, f"{names.LABEL_INSTANCE}={name}")
+        yield pods.engine_of(first["metadata"]["name"]), active
+
+
 def test_engine_metrics_scale_the_workload_up_under_load_and_down_a_pod_at_a_time(
     testbed: Testbed,
     cluster: Cluster,
@@ -74,18 +102,12 @@ def test_engine_metrics_scale_the_workload_up_under_load_and_down_a_pod_at_a_tim
 ) -> None:
     ns, name = testbed_namespace, "busy"
     operator = start_operator("--namespace", ns)
-    with (
-        running_engines(tmp_path / "engines", 3) as engines,
-        PodsToEngines(cluster, operator.addresses, ns, name, engines) as pods,
-    ):
-        cluster.create_novelengine(ns, name, {"autoscaling": AUTOSCALING})
-        wait_replicas(cluster, ns, name, 1)
-        active = wait_condition(cluster, ns, name, names.CONDITION_SCALING_ACTIVE, "True")
+    spec = {"autoscaling": AUTOSCALING}
+    with one_pod_behind_engines(cluster, operator, ns, name, spec, tmp_path) as (engine, active):
         assert active["message"] == "engine metrics read from 1 of 1 ready pods"
-        (first,) = cluster.list("v1", "Pod", ns, f"{names.LABEL_INSTANCE}={name}")
 
         # A saturated engine (its process pool busy, the CPU full) still answers its scrapes.
-        with Load(pods.engine_of(first["metadata"]["name"]).url, LOAD) as load:
+        with Load(engine.url, LOAD) as load:
             wait_replicas(cluster, ns, name, 3)
             loaded = autoscaling_status(cluster, ns, name)
         assert load.answered > 0
@@ -135,6 +157,17 @@ def test_engine_metrics_scale_the_workload_up_under_load_and_down_a_pod_at_a_tim
         writes = testbed.audit_events(since=mark, user=OPERATOR_USER)
         assert writes == [], [(w.verb, w.resource, w.subresource, w.name) for w in writes]
 
+        # A deleted NovelEngine leaves the schedule: no sync of it starts any more.
+        cluster.delete(names.API_VERSION, names.KIND, ns, name)
+        cluster.wait(
+            "the NovelEngine gone",
+            lambda: None if cluster.novelengine(ns, name) is None else "still there",
+        )
+        time.sleep(1)  # a sync under way may finish
+        after = all_syncs(operator)
+        time.sleep(3 * AUTOSCALING["syncPeriodSeconds"])
+        assert all_syncs(operator) == after
+
 
 def test_with_a_cpu_target_engine_metrics_raise_the_hpa_floor_and_let_it_fall_back(
     testbed: Testbed,
@@ -152,17 +185,10 @@ def test_with_a_cpu_target_engine_metrics_raise_the_hpa_floor_and_let_it_fall_ba
         assert hpa is not None
         return int(hpa["spec"]["minReplicas"])
 
-    with (
-        running_engines(tmp_path / "engines", 3) as engines,
-        PodsToEngines(cluster, operator.addresses, ns, name, engines) as pods,
-    ):
-        cluster.create_novelengine(ns, name, spec)
-        wait_replicas(cluster, ns, name, 1)
-        wait_condition(cluster, ns, name, names.CONDITION_SCALING_ACTIVE, "True")
+    with one_pod_behind_engines(cluster, operator, ns, name, spec, tmp_path) as (engine, _):
         assert hpa_min_replicas() == 1
-        (first,) = cluster.list("v1", "Pod", ns, f"{names.LABEL_INSTANCE}={name}")
 
-        with Load(pods.engine_of(first["metadata"]["name"]).url, LOAD):
+        with Load(engine.url, LOAD):
             # The floor rises, and the HPA controller itself brings the Deployment to it.
             wait_replicas(cluster, ns, name, 3)
             assert hpa_min_replicas() == 3

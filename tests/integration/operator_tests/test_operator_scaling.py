@@ -1,6 +1,6 @@
-"""Autoscaling on engine targets only (no HPA): the operator keeps the workload's replicas
-within [minReplicas, maxReplicas] through the scale subresource, and leaves counts within the
-bounds alone."""
+"""Autoscaling on engine targets only (no HPA), without any engine metric (no engine answers
+the scrapes): the operator keeps the workload's replicas within [minReplicas, maxReplicas]
+through the scale subresource, and leaves counts within the bounds alone."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ SPEC = {
         "minReplicas": 3,
         "maxReplicas": 5,
         "engine": {"inFlightPerPod": 8, "queueDepthPerPod": 20},
+        "syncPeriodSeconds": 1,
     }
 }
 
@@ -77,7 +78,15 @@ def test_replicas_are_kept_within_the_bounds_and_left_alone_inside_them(
     assert deployment["spec"]["replicas"] == 4
     writes = testbed.audit_events(since=mark, user=OPERATOR_USER, resource="deployments")
     assert writes == [], [(w.verb, w.subresource, w.name) for w in writes]
-    assert autoscaling_status(cluster, ns, name)["recommendedReplicas"] == 4
+    cluster.wait(
+        "the recommendation at 4",
+        lambda: (
+            None
+            if autoscaling_status(cluster, ns, name)["recommendedReplicas"] == 4
+            else str(autoscaling_status(cluster, ns, name))
+        ),
+        timeout=10,
+    )
     assert {key: value for key, value in scale_decisions(operator).items() if value} == {
         'novel_operator_scale_decisions_total{reason="below_min_replicas",target="replicas"}': 1.0,
         'novel_operator_scale_decisions_total{reason="above_max_replicas",target="replicas"}': 1.0,
