@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +32,10 @@ METRIC_NAMES: Mapping[EngineMetric, str] = {
     EngineMetric.IN_FLIGHT: IN_FLIGHT_METRIC,
     EngineMetric.QUEUE_DEPTH: QUEUE_DEPTH_METRIC,
 }
+#: Asks for the two families only (the exposition format's `name[]` filter, which
+#: prometheus-client honours): the engine then collects and sends a few hundred bytes instead
+#: of every histogram, which keeps a scrape cheap for a busy engine's event loop.
+METRICS_QUERY = urllib.parse.urlencode([("name[]", name) for name in METRIC_NAMES.values()])
 DEFAULT_TIMEOUT_SECONDS = 2.0
 DEFAULT_CONNECTIONS = 64
 
@@ -112,8 +117,9 @@ class AddressMapFile:
 
 def parse_engine_metrics(text: str) -> dict[EngineMetric, float]:
     """The engine metrics in a /metrics body: in-flight requests, and the queue depth summed
-    over priorities. Only the lines of those two families are parsed (the body is mostly
-    histograms the scaler does not read). ValueError if either is absent or malformed."""
+    over priorities. Only the lines of those two families are parsed (should a server ignore
+    the `name[]` filter, the rest is histograms the scaler does not read). ValueError if either
+    is absent or malformed."""
     wanted = tuple(METRIC_NAMES.values())
     lines = [
         line
@@ -172,7 +178,7 @@ class Scraper:
         assert self._session is not None, "Scraper used outside `async with`"
         started = time.perf_counter()
         try:
-            async with self._session.get(f"http://{address}/metrics") as response:
+            async with self._session.get(f"http://{address}/metrics?{METRICS_QUERY}") as response:
                 if response.status != 200:
                     return self._done(name, ScrapeResult.ERROR, {}, started)
                 text = await response.text(errors="replace")
