@@ -23,6 +23,7 @@ from harness import (
     OperatorProcess,
     StartOperator,
     autoscaling_status,
+    condition,
     scaled_messages,
     wait_condition,
     wait_replicas,
@@ -148,6 +149,20 @@ def test_engine_metrics_scale_the_workload_up_under_load_and_down_a_pod_at_a_tim
         assert {(w.verb, w.subresource) for w in scales if w.subresource} == {("patch", "scale")}
 
         # Idle syncs: scrapes go on, and nothing is written.
+        cluster.wait_ready(ns, name)  # the scale-down fully reported, scrapes included:
+        cluster.wait(
+            "ScalingActive on the one pod left",
+            lambda: (
+                None
+                if (
+                    condition(cluster.novelengine(ns, name) or {}, names.CONDITION_SCALING_ACTIVE)
+                    or {}
+                )
+                .get("message", "")
+                .endswith("from 1 of 1 ready pods")
+                else "not yet"
+            ),
+        )
         mark, before = testbed.audit_mark(), syncs(operator)
         cluster.wait(
             "5 more syncs",
@@ -272,10 +287,17 @@ def test_a_hanging_or_garbage_scrape_target_stops_scaling_and_never_scales_down(
                 for pod, address in zip(pods, (hanging, garbage), strict=True)
             }
         )
-        failed = wait_condition(cluster, ns, name, names.CONDITION_SCALING_ACTIVE, "False")
-        assert failed["reason"] == names.REASON_SCRAPE_FAILED
-        assert "(timeout)" in failed["message"]
-        assert "(invalid)" in failed["message"]
+
+        def failed() -> dict[str, Any]:
+            found = condition(cluster.novelengine(ns, name) or {}, names.CONDITION_SCALING_ACTIVE)
+            return found or {}
+
+        cluster.wait(  # (until the map is read, the pods' scrapes fail as "unresolved")
+            "scrapes failing as the servers misbehave",
+            lambda: None if "(timeout)" in failed().get("message", "") else str(failed()),
+        )
+        assert (failed()["status"], failed()["reason"]) == ("False", names.REASON_SCRAPE_FAILED)
+        assert "(invalid)" in failed()["message"]
         before = syncs(operator, "scrape_failed")
         cluster.wait(
             "3 more failed syncs",
