@@ -91,7 +91,10 @@ def operator_reaction(
     ns, name = REACTION_NAMESPACE, "surge"
     with PodsToEngines(cluster, addresses, ns, name, engines) as pods:
         wait("1 replica Ready", lambda: deployment_state(bed, ns, name) == (1, 1), 120)
-        pod = request(bed, "GET", f"/api/v1/namespaces/{ns}/pods")["items"][0]
+        selector = names.selector_string(names.engine_selector(name))
+        pod = request(bed, "GET", f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")[
+            "items"
+        ][0]
         wait("the pod mapped", lambda: pods.maps(pod["metadata"]["name"]), 30)
         time.sleep(SYNC_SECONDS)  # a sync has seen it idle
         started = time.perf_counter()

@@ -143,7 +143,7 @@ class Autoscaler:
                 for key in due:
                     target = self._targets[key]
                     self._due[key] = now + target.period
-                    task = asyncio.create_task(self._sync(key, target, on_change))
+                    task = asyncio.create_task(self._guarded_sync(key, target, on_change))
                     self._syncs[key] = task
                     task.add_done_callback(self._sync_done(key))
                 pause = min(self._due.values(), default=now + IDLE_TICK_SECONDS) - now
@@ -166,13 +166,13 @@ class Autoscaler:
 
         return done
 
-    async def _sync(
+    async def _guarded_sync(
         self, key: Key, target: ScalingTarget, on_change: Callable[[Key], None]
     ) -> None:
         async with self._slots:
             started = time.perf_counter()
             try:
-                result = await self.sync(key, target, on_change)
+                result = await self._sync(key, target, on_change)
             except (ApiError, OSError, urllib3.exceptions.HTTPError) as error:
                 log.warning("autoscaler sync of %s/%s failed: %s", *key, error)
                 result = SyncResult.ERROR
@@ -183,7 +183,7 @@ class Autoscaler:
             self._metrics.autoscaler_sync_duration.observe(time.perf_counter() - started)
             self._metrics.autoscaler_last_sync.set(time.time())
 
-    async def sync(
+    async def _sync(
         self, key: Key, target: ScalingTarget, on_change: Callable[[Key], None]
     ) -> SyncResult:
         """One sync of one NovelEngine (see the module docstring)."""

@@ -63,7 +63,7 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
     # current count is read from the workload itself).
     PolicyRule(("apps",), ("deployments/scale", "statefulsets/scale"), ("patch",)),
     # Engine pods: the autoscaler lists them by label selector at each sync to scrape the
-    # ready ones' /metrics (autoscaler.Autoscaler.sync -> KubeClient.list_pods). List only.
+    # ready ones' /metrics (autoscaler.Autoscaler._sync -> KubeClient.list_pods). List only.
     PolicyRule(("",), ("pods",), ("list",)),
     # Events about NovelEngines (the reconcile records core Events; kopf posts none).
     PolicyRule(("",), ("events",), ("create",)),
