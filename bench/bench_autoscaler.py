@@ -5,9 +5,10 @@ engine processes on loopback answering the scrapes of the NovelEngines' pods.
     NOVEL_ENGINE_TESTBED_DIR=.testbed python -m bench.bench_autoscaler   # or uses a running one
                                                 # (with room for 600 pods: 6+ kwok nodes)
 
-1. Reaction: a surge of sync simulations (8 in flight, 4x the target) on the engine behind a
-   one-replica NovelEngine with engine targets only (syncPeriodSeconds 5, the bed's HPA sync
-   period) -> the operator's decision (the Deployment asks for 3) -> 3 pods Ready. Baseline,
+1. Reaction: a surge of sync simulations (8 in flight, 4x the target), at a random point of
+   the sync period, on the engine behind a one-replica NovelEngine with engine targets only
+   (syncPeriodSeconds 5, the bed's HPA sync period) -> the operator's decision (the Deployment
+   asks for 3) -> 3 pods Ready. The wait for the next sync is part of it. Baseline,
    same bed: the HPA controller's own reaction to an HPA's minReplicas raised from 1 to 3
    (its sync -> Deployment scaled -> 3 pods Ready). Interleaved samples; medians.
 2. Cost: 200 NovelEngines x 3 pods, each pod's scrape answered by one of 3 engine processes;
@@ -17,6 +18,7 @@ engine processes on loopback answering the scrapes of the NovelEngines' pods.
 """
 
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -41,7 +43,7 @@ from bench.bench_operator import (
     wait,
 )
 from novel_operator import names
-from novel_operator.scrape import DEFAULT_CONNECTIONS
+from novel_operator.scrape import DEFAULT_CONNECTIONS, METRICS_QUERY
 
 sys.path[:0] = [str(ROOT / "tests" / "integration" / "operator_tests")]
 from engines import Load, PodsToEngines, running_engines  # noqa: E402
@@ -80,7 +82,10 @@ def engine_scaled(namespace: str, name: str, replicas: int, sync: int) -> dict[s
 
 
 def deployment_state(bed: Any, namespace: str, name: str) -> tuple[int, int]:
-    found = request(bed, "GET", f"{deployments_path(namespace)}/{name}")
+    """(replicas asked for, ready replicas); (0, 0) while the Deployment does not exist."""
+    status, found = bed.request("GET", f"{deployments_path(namespace)}/{name}")
+    if status == 404:
+        return 0, 0
     return found["spec"]["replicas"], (found.get("status") or {}).get("readyReplicas", 0)
 
 
@@ -96,7 +101,8 @@ def operator_reaction(
             "items"
         ][0]
         wait("the pod mapped", lambda: pods.maps(pod["metadata"]["name"]), 30)
-        time.sleep(SYNC_SECONDS)  # a sync has seen it idle
+        # A sync has seen it idle; the surge then comes at a random point of the sync period.
+        time.sleep(SYNC_SECONDS + random.uniform(0, SYNC_SECONDS))
         started = time.perf_counter()
         with Load(pods.engine_of(pod["metadata"]["name"]).url, SURGE):
             wait("decision", lambda: deployment_state(bed, ns, name)[0] == 3, 120)
@@ -176,13 +182,36 @@ async def bare_gets(urls: list[str], rounds: int) -> float:
         return time.process_time() - started
 
 
-def syncs(operator: Operator) -> float:
+def counted(operator: Operator, prefix: str) -> float:
+    """The sum of the operator's samples whose line starts with `prefix`."""
     with urllib.request.urlopen(f"http://127.0.0.1:{operator.port}/metrics", timeout=5) as r:
         text = r.read().decode()
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("novel_operator_autoscaler_syncs_total{")
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+def syncs(operator: Operator) -> float:
+    return counted(operator, "novel_operator_autoscaler_syncs_total{")
+
+
+def reconciles(operator: Operator) -> float:
+    return counted(operator, "novel_operator_reconciles_total{")
+
+
+def settle(operator: Operator) -> None:
+    """Wait until no reconcile has run for 10 s (the status writes of the first syncs done)."""
+    seen, quiet_since = reconciles(operator), time.monotonic()
+    while time.monotonic() - quiet_since < 10:
+        time.sleep(1)
+        now = reconciles(operator)
+        if now != seen:
+            seen, quiet_since = now, time.monotonic()
+
+
+def scrape_failures(operator: Operator) -> float:
+    return counted(operator, "novel_operator_scrapes_total{") - counted(
+        operator, 'novel_operator_scrapes_total{result="ok"}'
     )
 
 
@@ -203,6 +232,10 @@ def main() -> None:
             ["--scrape-address-map", str(addresses.path)],
         )
         stack.callback(operator.stop)
+        log_path = Path(work) / "operator.log"
+        stack.push(
+            lambda kind, *_: print(log_path.read_text()[-3000:]) if kind is not None else None
+        )
         for namespace in (REACTION_NAMESPACE, FLEET_NAMESPACE):
             stack.callback(request, bed, "DELETE", f"/api/v1/namespaces/{namespace}")
 
@@ -219,6 +252,8 @@ def main() -> None:
             theirs.append(hpa_reaction(bed))
             ours.append(operator_reaction(bed, cluster, addresses, engines))
 
+        print(f"reaction samples (decision s, Ready s): operator {ours}, HPA {theirs}", flush=True)
+
         # 2. CPU per sync, 200 NovelEngines x 3 pods.
         ns = FLEET_NAMESPACE
         for index in range(FLEET):
@@ -234,12 +269,15 @@ def main() -> None:
             for index, pod in enumerate(sorted(fleet_pods()))
         }
         addresses.write(mapped)
-        time.sleep(15)  # every NovelEngine synced with its pods mapped
+        settle(operator)  # every NovelEngine synced with its pods mapped, and reported
         before_cpu, before_syncs = cpu_seconds(operator.process.pid), syncs(operator)
+        failed_before, reconciles_before = scrape_failures(operator), reconciles(operator)
         time.sleep(MEASURE_SECONDS)
         cpu = cpu_seconds(operator.process.pid) - before_cpu
         synced = syncs(operator) - before_syncs
-        urls = [f"http://{address}/metrics" for address in mapped.values()]
+        failed = scrape_failures(operator) - failed_before
+        reconciled = reconciles(operator) - reconciles_before
+        urls = [f"http://{address}/metrics?{METRICS_QUERY}" for address in mapped.values()]
         bare_cpu = asyncio.run(bare_gets(urls, BARE_ROUNDS))
 
     decided, ready = statistics.median(s[0] for s in ours), statistics.median(s[1] for s in ours)
@@ -261,6 +299,7 @@ def main() -> None:
         f"{MEASURE_SECONDS:.0f} s) | bare aiohttp, {PODS} GETs {bare_per_engine:.2f} ms | "
         f"ratio {per_sync / bare_per_engine:.2f}"
     )
+    print(f"  during that minute         {failed:.0f} failed scrapes, {reconciled:.0f} reconciles")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,12 @@ def syncs(operator: OperatorProcess, result: str = "ok") -> float:
     return operator.metrics()[f'novel_operator_autoscaler_syncs_total{{result="{result}"}}']
 
 
+def scaling_active(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    """The ScalingActive condition as it is now ({} if absent)."""
+    found = condition(cluster.novelengine(namespace, name) or {}, names.CONDITION_SCALING_ACTIVE)
+    return found or {}
+
+
 def all_syncs(operator: OperatorProcess) -> float:
     prefix = "novel_operator_autoscaler_syncs_total{"
     return sum(value for key, value in operator.metrics().items() if key.startswith(prefix))
@@ -154,13 +160,10 @@ def test_engine_metrics_scale_the_workload_up_under_load_and_down_a_pod_at_a_tim
             "ScalingActive on the one pod left",
             lambda: (
                 None
-                if (
-                    condition(cluster.novelengine(ns, name) or {}, names.CONDITION_SCALING_ACTIVE)
-                    or {}
-                )
+                if scaling_active(cluster, ns, name)
                 .get("message", "")
-                .endswith("from 1 of 1 ready pods")
-                else "not yet"
+                .endswith("1 of 1 ready pods")
+                else str(scaling_active(cluster, ns, name))
             ),
         )
         mark, before = testbed.audit_mark(), syncs(operator)
@@ -287,17 +290,17 @@ def test_a_hanging_or_garbage_scrape_target_stops_scaling_and_never_scales_down(
                 for pod, address in zip(pods, (hanging, garbage), strict=True)
             }
         )
-
-        def failed() -> dict[str, Any]:
-            found = condition(cluster.novelengine(ns, name) or {}, names.CONDITION_SCALING_ACTIVE)
-            return found or {}
-
         cluster.wait(  # (until the map is read, the pods' scrapes fail as "unresolved")
             "scrapes failing as the servers misbehave",
-            lambda: None if "(timeout)" in failed().get("message", "") else str(failed()),
+            lambda: (
+                None
+                if "(timeout)" in scaling_active(cluster, ns, name).get("message", "")
+                else str(scaling_active(cluster, ns, name))
+            ),
         )
-        assert (failed()["status"], failed()["reason"]) == ("False", names.REASON_SCRAPE_FAILED)
-        assert "(invalid)" in failed()["message"]
+        failed = scaling_active(cluster, ns, name)
+        assert (failed["status"], failed["reason"]) == ("False", names.REASON_SCRAPE_FAILED)
+        assert "(invalid)" in failed["message"]
         before = syncs(operator, "scrape_failed")
         cluster.wait(
             "3 more failed syncs",
