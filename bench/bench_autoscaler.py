@@ -43,7 +43,7 @@ from bench.bench_operator import (
     wait,
 )
 from novel_operator import names
-from novel_operator.scrape import DEFAULT_CONNECTIONS, METRICS_QUERY
+from novel_operator.scrape import DEFAULT_CONNECTIONS, METRICS_QUERY, ScrapeResult
 
 sys.path[:0] = [str(ROOT / "tests" / "integration" / "operator_tests")]
 from engines import Load, PodsToEngines, running_engines  # noqa: E402
@@ -209,10 +209,13 @@ def settle(operator: Operator) -> None:
             seen, quiet_since = now, time.monotonic()
 
 
-def scrape_failures(operator: Operator) -> float:
-    return counted(operator, "novel_operator_scrapes_total{") - counted(
-        operator, 'novel_operator_scrapes_total{result="ok"}'
-    )
+def scrape_failures(operator: Operator) -> dict[str, float]:
+    """Failed scrapes so far, by result."""
+    return {
+        result: counted(operator, f'novel_operator_scrapes_total{{result="{result}"}}')
+        for result in ScrapeResult
+        if result is not ScrapeResult.OK
+    }
 
 
 def main() -> None:
@@ -275,7 +278,11 @@ def main() -> None:
         time.sleep(MEASURE_SECONDS)
         cpu = cpu_seconds(operator.process.pid) - before_cpu
         synced = syncs(operator) - before_syncs
-        failed = scrape_failures(operator) - failed_before
+        failed = {
+            result: count - failed_before[result]
+            for result, count in scrape_failures(operator).items()
+            if count > failed_before[result]
+        }
         reconciled = reconciles(operator) - reconciles_before
         urls = [f"http://{address}/metrics?{METRICS_QUERY}" for address in mapped.values()]
         bare_cpu = asyncio.run(bare_gets(urls, BARE_ROUNDS))
@@ -299,7 +306,10 @@ def main() -> None:
         f"{MEASURE_SECONDS:.0f} s) | bare aiohttp, {PODS} GETs {bare_per_engine:.2f} ms | "
         f"ratio {per_sync / bare_per_engine:.2f}"
     )
-    print(f"  during that minute         {failed:.0f} failed scrapes, {reconciled:.0f} reconciles")
+    print(
+        f"  during that minute        failed scrapes {failed or 'none'}; {reconciled:.0f} "
+        "reconciles"
+    )
 
 
 if __name__ == "__main__":
