@@ -5,6 +5,7 @@ operator scales (engine targets only) or raises the HPA's floor (CPU target too)
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import threading
@@ -123,7 +124,7 @@ def test_engine_metrics_scale_the_workload_up_under_load_and_down_a_pod_at_a_tim
         assert loaded["lastScaleReason"].startswith("in-flight requests")
         shown = subprocess.run(
             ["kubectl", "get", "ne", name, "-n", ns, "--no-headers"],
-            env=testbed.env(),
+            env={**os.environ, **testbed.env()},  # (HOME too: kubectl's cache goes there)
             capture_output=True,
             text=True,
             check=True,
