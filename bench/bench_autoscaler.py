@@ -264,15 +264,18 @@ def main() -> None:
 
         def fleet_pods() -> list[str]:
             items = request(bed, "GET", f"/api/v1/namespaces/{ns}/pods")["items"]
-            return [p["metadata"]["name"] for p in items]
+            return [
+                p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")
+            ]
 
         wait(f"{FLEET * PODS} pods", lambda: len(fleet_pods()) == FLEET * PODS, 600)
-        mapped = {
-            f"{ns}/{pod}": f"127.0.0.1:{engines[index % ENGINES].port}"
-            for index, pod in enumerate(sorted(fleet_pods()))
-        }
-        addresses.write(mapped)
-        settle(operator)  # every NovelEngine synced with its pods mapped, and reported
+        for _ in range(2):  # again once settled: a pod replaced meanwhile gets its address
+            mapped = {
+                f"{ns}/{pod}": f"127.0.0.1:{engines[index % ENGINES].port}"
+                for index, pod in enumerate(sorted(fleet_pods()))
+            }
+            addresses.write(mapped)
+            settle(operator)  # every NovelEngine synced with its pods mapped, and reported
         before_cpu, before_syncs = cpu_seconds(operator.process.pid), syncs(operator)
         failed_before, reconciles_before = scrape_failures(operator), reconciles(operator)
         time.sleep(MEASURE_SECONDS)
