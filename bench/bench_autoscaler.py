@@ -258,6 +258,7 @@ def main() -> None:
         print(f"reaction samples (decision s, Ready s): operator {ours}, HPA {theirs}", flush=True)
 
         # 2. CPU per sync, 200 NovelEngines x 3 pods.
+        request(bed, "DELETE", f"{novelengines_path(REACTION_NAMESPACE)}/surge")  # no more syncs
         ns = FLEET_NAMESPACE
         for index in range(FLEET):
             request(bed, "POST", novelengines_path(ns), engine_scaled(ns, f"f{index}", PODS, 10))
