@@ -10,6 +10,7 @@ BENCHMARKS = (
     "bench.bench_simulation",
     "bench.bench_http",
     "bench.bench_rss",
+    "bench.bench_scrape",
 )
 
 

@@ -57,13 +57,14 @@ tb = load_testbed_module()
 
 
 @contextmanager
-def test_bed() -> Iterator[Any]:
+def bench_bed(nodes: int) -> Iterator[Any]:
+    """The bed named by NOVEL_ENGINE_TESTBED_DIR, else a new one with `nodes` kwok nodes."""
     attach = os.environ.get("NOVEL_ENGINE_TESTBED_DIR")
     if attach:
         yield tb.Testbed.load(Path(attach))
         return
     with tempfile.TemporaryDirectory(prefix="bench-operator-") as run_dir:
-        bed = tb.Testbed(Path(run_dir))
+        bed = tb.Testbed(Path(run_dir), nodes=nodes)
         bed.start()
         try:
             yield bed
@@ -241,7 +242,7 @@ def mib(value: float) -> str:
 
 
 def main() -> None:
-    with test_bed() as bed, tempfile.TemporaryDirectory(prefix="bench-operator-log-") as logs:
+    with bench_bed(3) as bed, tempfile.TemporaryDirectory(prefix="bench-operator-log-") as logs:
         kubeconfig = prepare(bed)
         operator = Operator(kubeconfig, [LATENCY_NAMESPACE, FLEET_NAMESPACE], Path(logs) / "op.log")
         try:

@@ -138,20 +138,6 @@ def operator_values(options: E2EOptions) -> dict[str, str]:
     return {"image.repository": repository, "image.tag": tag}
 
 
-def without_option(args: list[str], option: str) -> list[str]:
-    """`args` without `option` and its value (`--opt value` or `--opt=value`)."""
-    kept: list[str] = []
-    skip_value = False
-    for arg in args:
-        if skip_value:
-            skip_value = False
-        elif arg == option:
-            skip_value = True
-        elif not arg.startswith(f"{option}="):
-            kept.append(arg)
-    return kept
-
-
 class LocalOperator:
     """The operator as a local process, for clusters whose pods run no containers: it runs with
     the arguments of the chart's operator Deployment and the token of the chart's
@@ -179,13 +165,17 @@ class LocalOperator:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        args = without_option(list(container.get("args", [])), "--listen")
+        # The operator's options take the last value given: these override the chart's. No
+        # pod is scraped (the map is empty): the pods of such a cluster run nothing.
+        addresses = self.workdir / "scrape-addresses.json"
+        addresses.write_text("{}")
         argv = [
             str(Path(sys.executable).with_name("novel-engine-operator")),
-            *args,
+            *container.get("args", []),
             "--listen", f"127.0.0.1:{self.port}",
             "--kubeconfig", str(kubeconfig),
             "--log-format", "text",
+            "--scrape-address-map", str(addresses),
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -9,7 +9,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-# The operator scrapes these two by name.
+# The operator scrapes these two by name, asking for them alone (`/metrics?name[]=...`, which
+# prometheus-client's handler serves by collecting only those): keep them plain collectors
+# registered under these names.
 IN_FLIGHT_METRIC: Final = "novel_engine_http_requests_in_flight"
 QUEUE_DEPTH_METRIC: Final = "novel_engine_scheduler_queue_depth"
 

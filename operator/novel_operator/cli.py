@@ -20,6 +20,7 @@ from novel_operator.kube.auth import (
 )
 from novel_operator.rbac import RBAC_RULES
 from novel_operator.runtime import OperatorOptions, run_operator
+from novel_operator.scrape import DEFAULT_TIMEOUT_SECONDS
 
 
 def _listen_address(value: str) -> tuple[str, int]:
@@ -101,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="server-side timeout of each watch request (default 300)",
     )
     run.add_argument(
+        "--scrape-timeout-seconds",
+        type=_positive,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        help=f"time one engine pod's /metrics may take (default {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
+    run.add_argument(
+        "--scrape-address-map",
+        type=Path,
+        metavar="FILE",
+        help='for test beds: a JSON file {"namespace/pod": "host:port", ...}, re-read when it '
+        "changes; pods are scraped at those addresses instead of their pod IP, and pods it "
+        "does not name are not scraped (their scrape counts as failed)",
+    )
+    run.add_argument(
         "--log-format", choices=["json", "text"], default="json", help="log format (default json)"
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -163,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         workers=args.workers,
         resync_seconds=args.resync_seconds,
         watch_timeout_seconds=args.watch_timeout_seconds,
+        scrape_timeout_seconds=args.scrape_timeout_seconds,
+        scrape_address_map=args.scrape_address_map,
     )
     # Connections of failed requests go back to the pool late; room for them avoids
     # discarding (and re-handshaking) warm ones.

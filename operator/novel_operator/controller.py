@@ -1,5 +1,6 @@
 """Turns watch events into reconciles: which NovelEngine an event concerns, a keyed work queue,
 and one operator-wide periodic resync (instead of per-object timers, which need finalizers).
+Each reconcile tells the autoscaler whether to scale its NovelEngine; a deletion stops it.
 """
 
 import asyncio
@@ -9,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from novel_operator import names
+from novel_operator.autoscaler import Autoscaler
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.reconcile import Outcome, Reference, Result
 from novel_operator.workqueue import WorkQueue
@@ -41,8 +43,10 @@ class Controller:
         *,
         workers: int,
         resync_seconds: float,
+        autoscaler: Autoscaler | None = None,
     ) -> None:
         self._reconcile = reconcile
+        self._autoscaler = autoscaler
         self._metrics = metrics
         self._resync_seconds = resync_seconds
         self._queue: WorkQueue[Key] = WorkQueue(
@@ -62,6 +66,8 @@ class Controller:
             self._known.discard(key)
             self._set_references(key, frozenset())
             self._queue.forget(key)
+            if self._autoscaler is not None:
+                self._autoscaler.forget(key)
         else:
             self._known.add(key)
             self._queue.add(key)
@@ -81,9 +87,11 @@ class Controller:
     # ------------------------------------------------------------------ running
 
     def healthy(self) -> bool:
-        """Workers run and the resync loop is not stuck (an overdue tick means a wedged loop)."""
+        """Workers run and the resync and autoscaler loops are not stuck (an overdue tick means
+        a wedged loop)."""
         overdue = time.monotonic() - self._last_resync > 2 * self._resync_seconds + 30
-        return self._running and not overdue
+        scaling = self._autoscaler is None or self._autoscaler.healthy()
+        return self._running and not overdue and scaling
 
     async def run(self) -> None:
         """Reconcile until cancelled."""
@@ -92,6 +100,8 @@ class Controller:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._queue.run(), name="reconcile-workers")
                 group.create_task(self._resync(), name="resync")
+                if self._autoscaler is not None:
+                    group.create_task(self._autoscaler.run(self._queue.add), name="autoscaler")
         finally:
             self._running = False
 
@@ -114,7 +124,10 @@ class Controller:
             self._metrics.reconcile_duration.observe(time.perf_counter() - started)
         if outcome.result is not Result.GONE:
             self._metrics.reconciles.labels(outcome.result.value).inc()
-        self._set_references(key, outcome.references if key in self._known else frozenset())
+        known = key in self._known
+        self._set_references(key, outcome.references if known else frozenset())
+        if self._autoscaler is not None:
+            self._autoscaler.set_target(key, outcome.scaling if known else None)
         return outcome.retry_after
 
     def _set_references(self, key: Key, references: frozenset[Reference]) -> None:

@@ -2,13 +2,14 @@
 
 Built against the registry it is given, so each operator instance (and each test) has its own.
 Label values come from closed sets only: reconcile results, API verbs, resource plurals, scale
-reasons.
+targets and reasons, scrape results, autoscaler sync results. No per-NovelEngine series.
 """
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
 
-from novel_operator.scaling import ScaleReason
+from novel_operator.scaling import ScaleReason, ScaleTarget, SyncResult
+from novel_operator.scrape import ScrapeResult
 
 RECONCILE_RESULTS = ("ready", "progressing", "stalled", "paused", "error")
 WRITE_VERBS = ("apply", "create", "delete", "patch")
@@ -28,6 +29,7 @@ WRITTEN_RESOURCES = (
 )
 EVENT_TYPES = ("Normal", "Warning")
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SCRAPE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class OperatorMetrics:
@@ -67,9 +69,38 @@ class OperatorMetrics:
         )
         self.scale_decisions = Counter(
             "novel_operator_scale_decisions",
-            "Replica changes the operator's scaler made through a workload's scale subresource, "
-            "by reason.",
-            ["reason"],
+            "Changes the operator's scaler made, by what it set (a workload's replicas through "
+            "the scale subresource, or an HPA's minReplicas floor) and why.",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.scrapes = Counter(
+            "novel_operator_scrapes",
+            "Scrapes of engine pods' /metrics by the autoscaler, by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.scrape_duration = Histogram(
+            "novel_operator_scrape_duration_seconds",
+            "Time one engine pod's /metrics took to answer (scrapes that sent a request).",
+            buckets=SCRAPE_BUCKETS,
+            registry=registry,
+        )
+        self.autoscaler_syncs = Counter(
+            "novel_operator_autoscaler_syncs",
+            "Autoscaler syncs of a NovelEngine (list pods, scrape, decide, act), by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.autoscaler_sync_duration = Histogram(
+            "novel_operator_autoscaler_sync_duration_seconds",
+            "Time one autoscaler sync of a NovelEngine took.",
+            buckets=RECONCILE_BUCKETS,
+            registry=registry,
+        )
+        self.autoscaler_last_sync = Gauge(
+            "novel_operator_autoscaler_last_sync_timestamp_seconds",
+            "When the autoscaler last finished a sync of any NovelEngine (Unix time).",
             registry=registry,
         )
         self.queue_depth = Gauge(
@@ -89,5 +120,10 @@ class OperatorMetrics:
                 self.api_writes.labels(verb, resource)
         for event_type in EVENT_TYPES:
             self.events.labels(event_type)
-        for reason in ScaleReason:
-            self.scale_decisions.labels(reason)
+        for target in ScaleTarget:
+            for reason in ScaleReason:
+                self.scale_decisions.labels(target, reason)
+        for scrape_result in ScrapeResult:
+            self.scrapes.labels(scrape_result)
+        for sync_result in SyncResult:
+            self.autoscaler_syncs.labels(sync_result)

@@ -425,13 +425,22 @@ class CacheSpec(KubeModel):
 
 
 class EngineTargets(KubeModel):
-    """Targets on the engine's own metrics, averaged over ready pods; the operator scrapes them."""
+    """Targets on the engine's own metrics. Every `syncPeriodSeconds` the operator scrapes the
+    ready engine pods' /metrics, averages each metric over them and computes the HPA's
+    `ceil(replicas * average / target)` (no change within 10% of the target); the larger of
+    the two metrics wins."""
 
     in_flight_per_pod: int | None = Field(
-        None, ge=1, le=100_000, description="Target HTTP requests in flight per pod."
+        None,
+        ge=1,
+        le=100_000,
+        description="Target HTTP requests in flight per pod (probes and scrapes not counted).",
     )
     queue_depth_per_pod: int | None = Field(
-        None, ge=1, le=1_000_000, description="Target scheduler queue depth per pod."
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Target scheduler queue depth per pod, all priorities together.",
     )
 
 
@@ -450,19 +459,25 @@ class ScalingRules(KubeModel):
         None,
         ge=0,
         le=3600,
-        description="Past recommendations considered before changing replicas (HPA defaults: "
-        "0 up, 300 down).",
+        description="Seconds of past recommendations considered: a scale-down goes no lower "
+        "than the highest recommendation within the window, a scale-up no higher than the "
+        "lowest (HPA defaults: 0 up, 300 down).",
     )
     select_policy: Literal["Max", "Min", "Disabled"] | None = Field(
-        None, description="Which policy wins when several apply; `Disabled` stops this direction."
+        None,
+        description="`Max` (default): the policy allowing the largest change wins; `Min`: the "
+        "smallest; `Disabled`: no change in this direction.",
     )
     policies: Annotated[list[ScalingPolicy], Field(max_length=10)] | None = Field(
-        None, description="Rate limits on the change."
+        None,
+        description="Rate limits on the change, counted over the changes made within each "
+        "policy's period (HPA defaults: up, 4 pods or 100% per 15 s; down, 100% per 15 s).",
     )
 
 
 class ScalingBehavior(KubeModel):
-    """Scale-up and scale-down behavior, shared by the HPA and the operator's own scaler."""
+    """Scale-up and scale-down behavior, shared by the HPA (copied into it) and the operator's
+    engine-metric scaler (applied to the replicas it sets, or to the floor it gives the HPA)."""
 
     scale_up: ScalingRules | None = Field(None, description="Rules for scaling up.")
     scale_down: ScalingRules | None = Field(None, description="Rules for scaling down.")
@@ -481,9 +496,10 @@ def _has_target(autoscaling: "AutoscalingSpec") -> bool:
 
 
 class AutoscalingSpec(KubeModel):
-    """Replica autoscaling. With a CPU or memory target an HPA scales the workload and the engine
-    targets raise its floor; with engine targets only, the operator scales the workload itself.
-    While enabled, `spec.replicas` is ignored."""
+    """Replica autoscaling. With a CPU or memory target an HPA scales the workload (it needs
+    metrics-server) and the engine targets' recommendation becomes its minReplicas floor; with
+    engine targets only, the operator sets the workload's replicas itself through the scale
+    subresource. While enabled, `spec.replicas` is ignored."""
 
     enabled: bool = Field(False, description="Scale replicas automatically.")
     min_replicas: int = Field(1, ge=1, le=1000, description="Fewest replicas.")
@@ -504,7 +520,11 @@ class AutoscalingSpec(KubeModel):
     engine: EngineTargets = nested(EngineTargets, "Targets on engine metrics.")
     behavior: ScalingBehavior = nested(ScalingBehavior, "Scale-up and scale-down behavior.")
     sync_period_seconds: int = Field(
-        15, ge=1, le=3600, description="How often the operator scrapes the engine metrics."
+        15,
+        ge=1,
+        le=3600,
+        description="How often the operator scrapes the ready engine pods' metrics and "
+        "decides (engine targets only).",
     )
 
     cross_field_rules = (
@@ -665,7 +685,9 @@ class StatusModel(KubeModel):
 class Condition(StatusModel):
     """A kstatus-compatible condition."""
 
-    type: str = Field(description="`Ready`, `Reconciling` or `Stalled`.")
+    type: str = Field(
+        description="`Ready`, `Reconciling`, `Stalled`, or `ScalingActive` (with engine targets)."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
     reason: str = Field(description="CamelCase reason.")
     message: str = Field(description="Human-readable detail.")
@@ -676,22 +698,37 @@ class Condition(StatusModel):
 
 
 class AutoscalingStatus(StatusModel):
-    """What the operator's engine-metric scaler last saw and decided."""
+    """What the operator's engine-metric scaler last saw and decided (engine targets only).
+    Rewritten when the recommendation, the floor or ScalingActive changes, or an average moves
+    by more than 10% of its target; not at every scrape."""
 
     in_flight_per_pod: float | None = Field(
-        None, description="Average in-flight requests per ready pod at the last scrape."
+        None,
+        description="Average in-flight requests per ready pod that answered the last scrapes; "
+        "unset when none did.",
     )
     queue_depth_per_pod: float | None = Field(
-        None, description="Average scheduler queue depth per ready pod at the last scrape."
+        None,
+        description="Average scheduler queue depth (all priorities) per ready pod that answered "
+        "the last scrapes; unset when none did.",
     )
     recommended_replicas: int | None = Field(
-        None, description="Replicas the engine metrics call for."
+        None,
+        description="Replicas the engine metrics call for, within [minReplicas, maxReplicas], "
+        "before the stabilisation windows and rate policies; with engine targets only and no "
+        "metric yet, the replicas within the bounds.",
     )
     floor: int | None = Field(
-        None, description="Floor given to the HPA as minReplicas (HPA mode only)."
+        None,
+        description="minReplicas given to the HPA (CPU/memory mode with engine targets): the "
+        "recommendation after the stabilisation windows and rate policies.",
     )
     last_scale_time: datetime | None = Field(
         None, description="When the operator last changed replicas or the floor."
+    )
+    last_scale_reason: str | None = Field(
+        None,
+        description="Why, e.g. `in-flight requests 25 per pod, target 8` or `below minReplicas 3`.",
     )
 
 
@@ -710,7 +747,7 @@ class NovelEngineStatus(StatusModel):
     endpoint: str | None = Field(None, description="In-cluster address: Service DNS name:port.")
     conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
         default_factory=list,
-        description="Ready, Reconciling and Stalled.",
+        description="Ready, Reconciling and Stalled; ScalingActive with engine targets.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     autoscaling: AutoscalingStatus | None = Field(

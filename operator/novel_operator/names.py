@@ -69,6 +69,8 @@ DATA_DIR: Final = "/var/lib/novel-engine"
 CONDITION_READY: Final = "Ready"
 CONDITION_RECONCILING: Final = "Reconciling"
 CONDITION_STALLED: Final = "Stalled"
+# Only with engine targets: can the operator read the engine metrics it scales on.
+CONDITION_SCALING_ACTIVE: Final = "ScalingActive"
 
 REASON_AVAILABLE: Final = "Available"  # every desired replica is updated and ready
 REASON_PROGRESSING: Final = "Progressing"  # the workload is being created, rolled or scaled
@@ -79,6 +81,9 @@ REASON_INVALID_REFERENCE: Final = "InvalidReference"  # a referenced ConfigMap/S
 REASON_PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"  # the rollout is stuck
 REASON_INVALID_SPEC: Final = "InvalidSpec"  # the stored spec fails the operator's own validation
 REASON_APPLY_FAILED: Final = "ApplyFailed"  # the apiserver refused a child, or another owns it
+REASON_METRICS_READ: Final = "MetricsRead"  # ScalingActive: some ready pod gave its metrics
+REASON_NO_METRICS: Final = "NoMetrics"  # ScalingActive False: no ready engine pod to scrape
+REASON_SCRAPE_FAILED: Final = "ScrapeFailed"  # ScalingActive False: no ready pod answered
 
 # A NovelEngine's name becomes a Service name (DNS-1035 label) and a StatefulSet name, whose pods
 # get a `controller-revision-hash` label of `<name>-<10 characters>` (63 characters at most).

@@ -99,13 +99,21 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
     _applied_and_deleted("autoscaling", "horizontalpodautoscalers"),
     _applied_and_deleted("policy", "poddisruptionbudgets"),
     _applied_and_deleted("networking.k8s.io", "networkpolicies"),
-    # Replicas within the autoscaling bounds when no HPA owns them: a merge patch on the
+    # Replicas the autoscaler sets when no HPA owns them (engine targets only): a merge patch on the
     # workload's scale subresource (the current count is read from the workload itself).
     PolicyRule(
         ("apps",),
         ("deployments/scale", "statefulsets/scale"),
         ("patch",),
         ("novel_operator.kube.client:KubeClient.scale",),
+    ),
+    # Engine pods: the autoscaler lists a NovelEngine's engine pods by label selector at each
+    # sync, to scrape the ready ones' /metrics. List only.
+    PolicyRule(
+        ("",),
+        ("pods",),
+        ("list",),
+        ("novel_operator.kube.client:KubeClient.list_pods",),
     ),
     # Events about NovelEngines (the reconcile records core Events; kopf posts none).
     PolicyRule(

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from novel_operator import names
+from novel_operator.autoscaler import ScalingTarget, scales_on_engine_metrics
 from novel_operator.builders import (
     ChildRef,
     StartupInputs,
@@ -34,7 +35,7 @@ from novel_operator.model import (
     Owner,
     field_errors,
 )
-from novel_operator.scaling import bounds_status, clamp_replicas
+from novel_operator.scaling import Key, ScaleTarget, ScalingMemory, ScalingVerdict, clamp_replicas
 from novel_operator.status import compute_status
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Outcome:
     result: Result
     references: frozenset[Reference] = field(default_factory=frozenset)
     retry_after: float | None = None
+    scaling: ScalingTarget | None = None  # for the autoscaler; None: do not scale it
 
 
 def references_of(spec: NovelEngineSpec) -> dict[Reference, str | None]:
@@ -153,6 +155,7 @@ class Reconciler:
         self,
         kube: KubeClient,
         metrics: OperatorMetrics,
+        memory: ScalingMemory,
         *,
         operator_namespace: str,
         clock: Callable[[], datetime] | None = None,
@@ -162,6 +165,7 @@ class Reconciler:
         self._kube = kube
         self._metrics = metrics
         self._operator_namespace = operator_namespace
+        self._memory = memory
         self._clock = clock or (lambda: datetime.now(UTC))
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -198,8 +202,14 @@ class Reconciler:
             if problem:
                 problems.append(problem)
 
+        engine_key = (namespace, name)
+        engine_scaled = spec is not None and scales_on_engine_metrics(spec)
+        if engine_scaled:  # after an operator restart, the status is all that is known
+            scaling_active = previous.condition(names.CONDITION_SCALING_ACTIVE)
+            self._memory.seed(engine_key, previous.autoscaling, ScalingVerdict.of(scaling_active))
+        else:
+            self._memory.forget(engine_key)
         workload: Manifest | None = None
-        autoscaling: AutoscalingStatus | None = None
         if spec is not None:
             if paused or problems:
                 workload = live[workload_kind(spec), names.engine_name(name)]
@@ -207,13 +217,14 @@ class Reconciler:
                 try:
                     workload = await self._apply(obj, owner, spec, previous, live)
                     if workload is not None and spec.replicas_writer == "operator":
-                        workload, autoscaling = await self._keep_within_bounds(
-                            obj, spec, workload, previous
-                        )
+                        workload = await self._keep_within_bounds(obj, engine_key, spec, workload)
                 except _RefusedError as refused:
                     problems.append(str(refused))
                     stalled_reason = names.REASON_APPLY_FAILED
                     retry_after = REFUSED_RETRY_SECONDS
+        autoscaling, scaling_verdict = self._autoscaling_report(
+            engine_key, spec, engine_scaled, previous
+        )
 
         status = compute_status(
             spec_generation=owner.generation,
@@ -229,10 +240,37 @@ class Reconciler:
             ),
             stalled_reason=stalled_reason,
             autoscaling=autoscaling,
+            scaling_active=scaling_verdict,
         )
         if await kube.apply_status(obj, status.to_k8s()):
             self._report_stall(obj, previous, status)
-        return Outcome(_result_of(status, paused), frozenset(references), retry_after)
+        scaling = (
+            ScalingTarget(obj, spec, workload_kind(spec))
+            if spec is not None
+            and engine_scaled
+            and workload is not None
+            and not (paused or problems)
+            else None
+        )
+        return Outcome(_result_of(status, paused), frozenset(references), retry_after, scaling)
+
+    def _autoscaling_report(
+        self,
+        key: Key,
+        spec: NovelEngineSpec | None,
+        engine_scaled: bool,
+        previous: NovelEngineStatus,
+    ) -> tuple[AutoscalingStatus | None, ScalingVerdict | None]:
+        """status.autoscaling and ScalingActive: the autoscaler's report with engine targets,
+        nothing without (turning autoscaling off clears them), as they were for a spec the
+        operator cannot read."""
+        if spec is None:
+            return previous.autoscaling, ScalingVerdict.of(
+                previous.condition(names.CONDITION_SCALING_ACTIVE)
+            )
+        if not engine_scaled:
+            return None, None
+        return self._memory.report(key), self._memory.verdict(key)
 
     async def _read(self, owner: Owner, references: Iterable[Reference]) -> Live:
         """Every child (wanted or not) and every referenced object, read concurrently."""
@@ -265,12 +303,17 @@ class Reconciler:
             )
             self._child_event(obj, ensured.action, secret, "", repair)
             live[SECRET, name] = ensured.live
+        report = self._memory.report((owner.namespace, owner.name))
+        floor = report.floor if report is not None else None
+        floor_moved = report is not None and floor != (
+            previous.autoscaling.floor if previous.autoscaling else None
+        )
         desired = desired_state(
             owner,
             spec,
             engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
             operator_namespace=self._operator_namespace,
-            hpa_min_replicas=previous.autoscaling.floor if previous.autoscaling else None,
+            hpa_min_replicas=floor,
             startup_inputs=StartupInputs(
                 redis_credentials=secret_version(
                     live[SECRET, secret_name] for secret_name in credential_secrets(owner, spec)
@@ -287,7 +330,9 @@ class Reconciler:
             result = await _refusable(kube.sync_child(manifest, live[key]))
             if result.action is ChildAction.FOREIGN:
                 raise _RefusedError(result.detail)
-            self._child_event(obj, result.action, manifest, result.detail, repair)
+            if not (floor_moved and manifest["kind"] == "HorizontalPodAutoscaler"):
+                # (a new floor in the HPA was announced by the autoscaler's Scaled Event)
+                self._child_event(obj, result.action, manifest, result.detail, repair)
             if key == workload:
                 live_workload = result.live
         for ref in desired.absent:
@@ -297,21 +342,32 @@ class Reconciler:
         return live_workload
 
     async def _keep_within_bounds(
-        self, obj: Manifest, spec: NovelEngineSpec, workload: Manifest, previous: NovelEngineStatus
-    ) -> tuple[Manifest, AutoscalingStatus]:
+        self, obj: Manifest, key: Key, spec: NovelEngineSpec, workload: Manifest
+    ) -> Manifest:
         """While the operator owns the replicas (engine targets only), bring them within
-        [minReplicas, maxReplicas] through the workload's scale subresource (a new workload
-        starts at the API default of 1). A count within the bounds is left alone: changing it
-        is the engine-metric scaler's business. The workload as now asked for, and
-        status.autoscaling."""
+        [minReplicas, maxReplicas] through the workload's scale subresource at once (a new
+        workload starts at the API default of 1), rather than at the autoscaler's next sync.
+        A count within the bounds is the autoscaler's business. The workload as now asked for;
+        the change goes into the autoscaler's memory (its history, and status.autoscaling)."""
         current = int(workload["spec"].get("replicas", 1))
         decision = clamp_replicas(current, spec)
+        report = self._memory.report(key) or AutoscalingStatus(recommended_replicas=current)
         if decision is not None:
             scale = await _refusable(self._kube.scale(workload, decision.target))
             workload = {**workload, "spec": {**workload["spec"], **scale["spec"]}}
-            self._metrics.scale_decisions.labels(str(decision.reason)).inc()
+            now = self._clock()
+            self._memory.history(key).record_change(now.timestamp(), current, decision.target)
+            report = report.model_copy(
+                update={
+                    "recommended_replicas": decision.target,
+                    "last_scale_time": now.replace(microsecond=0),  # Kubernetes: whole seconds
+                    "last_scale_reason": decision.explain(),
+                }
+            )
+            self._metrics.scale_decisions.labels(ScaleTarget.REPLICAS, decision.reason).inc()
             self._event(obj, "Scaled", f"Scaled {describe(workload)} {decision.describe()}")
-        return workload, bounds_status(current, decision, previous.autoscaling, self._clock())
+        self._memory.update(key, report, None)
+        return workload
 
     def _child_event(
         self, obj: Manifest, action: ChildAction, child: Manifest, detail: str, repair: bool

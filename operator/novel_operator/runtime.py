@@ -1,16 +1,18 @@
-"""The operator process: kube client, reconciler, controller, kopf and the ops endpoints,
-started together and stopped together."""
+"""The operator process: kube client, reconciler, controller, autoscaler (with its scrape
+session), kopf and the ops endpoints, started together and stopped together."""
 
 import asyncio
 import functools
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import kopf
 from kubernetes import client as k8s
 from prometheus_client import CollectorRegistry
 
 from novel_operator import names
+from novel_operator.autoscaler import Autoscaler
 from novel_operator.controller import Controller
 from novel_operator.handlers import build_registry, operator_settings
 from novel_operator.kube.client import KubeClient
@@ -18,6 +20,14 @@ from novel_operator.kube.watch import LabelSelectorWatch
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.ops import create_ops_app, serve
 from novel_operator.reconcile import REFERENCE_KINDS, Reconciler
+from novel_operator.scaling import ScalingMemory
+from novel_operator.scrape import (
+    DEFAULT_TIMEOUT_SECONDS,
+    AddressMapFile,
+    AddressResolver,
+    PodIPResolver,
+    Scraper,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +45,9 @@ class OperatorOptions:
     workers: int = 4
     resync_seconds: float = 300.0
     watch_timeout_seconds: int = 300
+    scrape_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    # Test beds only: scrape the pods this file names at its addresses, and no other pod.
+    scrape_address_map: Path | None = None
 
     @property
     def api_concurrency(self) -> int:
@@ -48,35 +61,46 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
     kube = KubeClient(
         configuration, metrics, field_manager=names.FIELD_MANAGER, threads=options.api_concurrency
     )
+    resolver: AddressResolver = (
+        PodIPResolver()
+        if options.scrape_address_map is None
+        else AddressMapFile(options.scrape_address_map)
+    )
+    scraper = Scraper(resolver, timeout=options.scrape_timeout_seconds)
+    memory = ScalingMemory()
     controller = Controller(
-        Reconciler(kube, metrics, operator_namespace=options.operator_namespace).reconcile,
+        Reconciler(kube, metrics, memory, operator_namespace=options.operator_namespace).reconcile,
         metrics,
         workers=options.workers,
         resync_seconds=options.resync_seconds,
+        autoscaler=Autoscaler(kube, scraper, memory, metrics),
     )
-    reconciling = asyncio.create_task(controller.run(), name="controller")
-    watching = [
-        asyncio.create_task(watch.run(), name="reference-watch")
-        for watch in reference_watches(options, configuration, controller)
-    ]
-    try:
-        app = create_ops_app(metrics, controller.healthy)
-        async with serve(app, options.listen_host, options.listen_port):
-            log.info(
-                "serving /metrics and /healthz on %s:%d", options.listen_host, options.listen_port
-            )
-            await kopf.operator(
-                registry=build_registry(controller, configuration),
-                settings=operator_settings(watch_timeout=options.watch_timeout_seconds),
-                clusterwide=not options.namespaces,
-                namespaces=options.namespaces,
-                standalone=True,
-            )
-    finally:
-        for task in (reconciling, *watching):
-            task.cancel()
-        await asyncio.gather(reconciling, *watching, return_exceptions=True)
-        await kube.close()
+    async with scraper:
+        reconciling = asyncio.create_task(controller.run(), name="controller")
+        watching = [
+            asyncio.create_task(watch.run(), name="reference-watch")
+            for watch in reference_watches(options, configuration, controller)
+        ]
+        try:
+            app = create_ops_app(metrics, controller.healthy)
+            async with serve(app, options.listen_host, options.listen_port):
+                log.info(
+                    "serving /metrics and /healthz on %s:%d",
+                    options.listen_host,
+                    options.listen_port,
+                )
+                await kopf.operator(
+                    registry=build_registry(controller, configuration),
+                    settings=operator_settings(watch_timeout=options.watch_timeout_seconds),
+                    clusterwide=not options.namespaces,
+                    namespaces=options.namespaces,
+                    standalone=True,
+                )
+        finally:
+            for task in (reconciling, *watching):
+                task.cancel()
+            await asyncio.gather(reconciling, *watching, return_exceptions=True)
+            await kube.close()
 
 
 def reference_watches(

@@ -2,6 +2,7 @@
 
 Conditions follow kstatus: `Reconciling` and `Stalled` are true only while something is abnormal,
 `Ready` is true when every desired replica runs the current template and is ready.
+`ScalingActive` (engine targets only) says whether the autoscaler can read the engine metrics.
 `lastTransitionTime` moves only when a condition's status flips.
 """
 
@@ -11,6 +12,7 @@ from typing import Any, Literal
 
 from novel_operator import names
 from novel_operator.model import AutoscalingStatus, Condition, NovelEngineStatus
+from novel_operator.scaling import ScalingVerdict
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -118,7 +120,7 @@ def _conditions(
 
 def _condition(
     condition_type: str,
-    verdict: _Verdict,
+    verdict: _Verdict | ScalingVerdict,
     previous: NovelEngineStatus | None,
     now: datetime,
     generation: int,
@@ -150,16 +152,22 @@ def compute_status(
     *,
     stalled_reason: str = names.REASON_INVALID_REFERENCE,
     autoscaling: AutoscalingStatus | None = None,
+    scaling_active: ScalingVerdict | None = None,
 ) -> NovelEngineStatus:
     """The status for this reconcile.
 
     `workload` is the live engine Deployment/StatefulSet (None if it does not exist), `problems`
     are human-readable reasons the spec cannot be realised (they make the resource Stalled with
     `stalled_reason`), `paused` whether the pause annotation is set (the observed generation then
-    stays where it was). `autoscaling` replaces the previous autoscaling details when given.
+    stays where it was). `autoscaling` is status.autoscaling and `scaling_active` the
+    ScalingActive condition; None leaves either out.
     """
     rollout = read_rollout(workload) if workload is not None else None
-    verdicts = _conditions(rollout, problems, paused, stalled_reason)
+    verdicts: dict[str, _Verdict | ScalingVerdict] = {
+        **_conditions(rollout, problems, paused, stalled_reason)
+    }
+    if scaling_active is not None:
+        verdicts[names.CONDITION_SCALING_ACTIVE] = scaling_active
     previous_generation = previous.observed_generation if previous is not None else None
     return NovelEngineStatus(
         observed_generation=previous_generation if paused else spec_generation,
@@ -176,7 +184,5 @@ def compute_status(
             _condition(condition_type, verdict, previous, now, spec_generation)
             for condition_type, verdict in verdicts.items()
         ],
-        autoscaling=autoscaling
-        if autoscaling is not None
-        else (previous.autoscaling if previous is not None else None),
+        autoscaling=autoscaling,
     )

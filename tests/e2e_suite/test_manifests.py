@@ -14,7 +14,6 @@ from manifests import (
     sample_spec,
     service_url,
 )
-from providers import without_option
 
 from novel_engine.loadgen import build_parser
 from novel_operator import names
@@ -71,17 +70,3 @@ def test_content_config_map_is_watched_and_loadable() -> None:
     config_map = content_config_map("c", "ns", [{"name": "Ada Quill"}])
     assert config_map["metadata"]["labels"][names.WATCH_LABEL] == names.WATCH_LABEL_VALUE
     assert "Ada Quill" in config_map["data"]["characters.yaml"]
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["run", "-A", "--listen", "0.0.0.0:8080", "-v"], ["run", "-A", "-v"]),
-        (["run", "--listen=0.0.0.0:8080", "-A"], ["run", "-A"]),
-        (["run", "-A"], ["run", "-A"]),
-    ],
-)
-def test_without_option_drops_the_option_and_its_value(
-    args: list[str], expected: list[str]
-) -> None:
-    assert without_option(args, "--listen") == expected

@@ -8,7 +8,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from novel_engine.keys import DB
-from novel_engine.metrics import IN_FLIGHT_METRIC
+from novel_engine.metrics import IN_FLIGHT_METRIC, QUEUE_DEPTH_METRIC
 
 from .api import EngineClient, engine_client, metric_samples, problem, until
 
@@ -76,6 +76,16 @@ async def test_metrics_expose_the_contract_names(client: EngineClient) -> None:
         "process_resident_memory_bytes",
     ]:
         assert name in text
+
+
+async def test_the_autoscalers_scrape_gets_its_two_families_alone(client: EngineClient) -> None:
+    """The operator asks for the two metrics it scales on by name; only they are collected."""
+    response = await client.get(
+        "/metrics", params=[("name[]", IN_FLIGHT_METRIC), ("name[]", QUEUE_DEPTH_METRIC)]
+    )
+    text = await response.text()
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert families == {IN_FLIGHT_METRIC, QUEUE_DEPTH_METRIC}
 
 
 def resolve(document: dict[str, Any], reference: str) -> Any:

@@ -72,10 +72,16 @@ def test_the_custom_resource_is_only_read_and_its_status_only_patched() -> None:
     assert allowed(names.GROUP, f"{names.PLURAL}/status") == {"patch"}
 
 
-def test_no_pod_access_and_configmaps_are_never_deleted() -> None:
-    assert allowed("", "pods") == set()
+def test_configmaps_are_never_deleted_and_secrets_never_patched() -> None:
     assert "delete" not in allowed("", "configmaps")
     assert "patch" not in allowed("", "secrets")
+
+
+def test_the_scaler_and_the_metric_scrapes() -> None:
+    assert allowed("apps", "deployments/scale") == {"patch"}
+    assert allowed("apps", "statefulsets/scale") == {"patch"}
+    assert allowed("", "pods") == {"list"}  # autoscaler sync: KubeClient.list_pods
+    assert allowed("", "events") >= {"create"}
 
 
 def test_rules_render_as_policy_rules_and_grant_nothing_twice() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from novel_operator import names
 from novel_operator.model import AutoscalingStatus, NovelEngineStatus
+from novel_operator.scaling import ScalingVerdict
 from novel_operator.status import compute_status
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
@@ -47,6 +48,7 @@ def status(
     now: datetime = T0,
     generation: int = 7,
     autoscaling: AutoscalingStatus | None = None,
+    scaling_active: ScalingVerdict | None = None,
 ) -> NovelEngineStatus:
     return compute_status(
         generation,
@@ -57,6 +59,7 @@ def status(
         now,
         ENDPOINT,
         autoscaling=autoscaling,
+        scaling_active=scaling_active,
     )
 
 
@@ -176,15 +179,16 @@ def test_pause_says_so_and_keeps_the_observed_generation() -> None:
     assert verdicts(paused)["Ready"] == READY
 
 
+def since(result: NovelEngineStatus, kind: str) -> datetime:
+    condition = result.condition(kind)
+    assert condition is not None
+    return condition.last_transition_time
+
+
 def test_transition_times_move_only_when_a_status_flips() -> None:
     first = status(workload(updated=1))
     later = status(workload(ready=1), previous=first, now=T0 + timedelta(minutes=1))
     flipped = status(workload(), previous=later, now=T0 + timedelta(minutes=2))
-
-    def since(result: NovelEngineStatus, kind: str) -> datetime:
-        condition = result.condition(kind)
-        assert condition is not None
-        return condition.last_transition_time
 
     assert since(first, "Ready") == T0.replace(microsecond=0)
     assert since(later, "Ready") == since(first, "Ready")  # same status, new message
@@ -198,15 +202,43 @@ def test_same_inputs_give_an_equal_status() -> None:
     assert status(workload(), previous=first, now=T0 + timedelta(hours=1)) == first
 
 
-def test_autoscaling_details_are_kept_until_replaced() -> None:
+def test_autoscaling_details_are_what_the_reconcile_gives() -> None:
     details = AutoscalingStatus(recommended_replicas=4, floor=4)
     with_details = status(workload(), autoscaling=details)
 
-    kept = status(workload(), previous=with_details)
     replaced = status(workload(), previous=with_details, autoscaling=AutoscalingStatus(floor=2))
+    cleared = status(workload(), previous=with_details)
 
-    assert kept.autoscaling == details
+    assert with_details.autoscaling == details
     assert replaced.autoscaling == AutoscalingStatus(floor=2)
+    assert cleared.autoscaling is None  # autoscaling turned off
+
+
+def test_scaling_active_joins_the_conditions_and_keeps_its_transition_time() -> None:
+    failed = ScalingVerdict("False", names.REASON_SCRAPE_FAILED, "no engine metrics")
+    first = status(workload(), scaling_active=failed)
+    again = status(
+        workload(),
+        previous=first,
+        now=T0 + timedelta(minutes=1),
+        scaling_active=ScalingVerdict("False", names.REASON_NO_METRICS, "no ready engine pod"),
+    )
+    active = status(
+        workload(),
+        previous=again,
+        now=T0 + timedelta(minutes=2),
+        scaling_active=ScalingVerdict("True", names.REASON_METRICS_READ, "read 3 of 3"),
+    )
+    off = status(workload(), previous=active)
+
+    assert [c.type for c in first.conditions][-1] == names.CONDITION_SCALING_ACTIVE
+    assert since(again, names.CONDITION_SCALING_ACTIVE) == since(
+        first, names.CONDITION_SCALING_ACTIVE
+    )
+    assert since(active, names.CONDITION_SCALING_ACTIVE) == T0.replace(microsecond=0) + timedelta(
+        minutes=2
+    )
+    assert off.condition(names.CONDITION_SCALING_ACTIVE) is None
 
 
 def test_the_status_serialises_as_kubernetes_json() -> None:

@@ -187,6 +187,12 @@ class KubeClient:
         """`get` for each (api_version, kind, namespace, name), concurrently."""
         return list(await asyncio.gather(*(self.get(*ref) for ref in refs)))
 
+    async def list_pods(self, namespace: str, selector: str) -> list[Manifest]:
+        """The pods matching the label `selector` (filtered by the apiserver) in `namespace`."""
+        resource = await self._resource("v1", "Pod")
+        found = await self._call(resource.get, namespace=namespace, label_selector=selector)
+        return list(found.get("items") or [])
+
     # ------------------------------------------------------------------ writes
 
     async def apply(

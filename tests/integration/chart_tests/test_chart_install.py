@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 from chart_harness import CHART, Helm, sample
-from harness import Cluster, OperatorProcess, is_problem, operator_argv, operator_env
+from harness import (
+    OPERATOR_BIN,
+    AddressMap,
+    Cluster,
+    OperatorProcess,
+    is_problem,
+    operator_env,
+)
 from testbed import Testbed, free_port
 
 from novel_operator import names
@@ -94,11 +101,22 @@ def new_release(helm: Helm, testbed: Testbed) -> Iterator[Callable[[list[str]], 
 
 
 def run_operator(release: Release, tmp_path: Path) -> OperatorProcess:
-    """The operator as the chart's ServiceAccount, serving what the chart's args say."""
+    """The operator as the chart's ServiceAccount, with the chart's own arguments; only where it
+    listens (loopback), its credentials and an empty scrape map (no kwok pod is scraped) are
+    the test's."""
     kubeconfig = release.testbed.token_kubeconfig(release.fullname, release.namespace)
     port = free_port()
-    argv = operator_argv(kubeconfig, port, release.scope(), resync_seconds=2.0)
-    operator = OperatorProcess(argv, operator_env(), tmp_path / "operator.log", port)
+    addresses = AddressMap(tmp_path / "addresses.json")
+    # The operator's options take the last value given: these override the chart's.
+    argv = [
+        str(OPERATOR_BIN),
+        *release.operator_args(),
+        "--listen", f"127.0.0.1:{port}",
+        "--kubeconfig", str(kubeconfig),
+        "--resync-seconds", "2",
+        "--scrape-address-map", str(addresses.path),
+    ]  # fmt: skip
+    operator = OperatorProcess(argv, operator_env(), tmp_path / "operator.log", port, addresses)
     operator.wait_healthy()
     return operator
 

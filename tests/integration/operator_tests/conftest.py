@@ -8,7 +8,8 @@
 - `start_operator(*scope, resync_seconds=..., kubeconfig=None, operator_namespace=...)`: starts
   `novel-engine-operator run` as that ServiceAccount (or with `kubeconfig`), waits for /healthz;
   every process is stopped (by PID) after the test, must exit 0 on SIGTERM and must not have
-  logged an error.
+  logged an error. Its metric scrapes go only to the addresses in its `addresses` map (empty at
+  first): never to a kwok pod IP.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 from harness import (
     OPERATOR_SA_NAME,
     OPERATOR_SA_NAMESPACE,
+    AddressMap,
     Cluster,
     OperatorProcess,
     StartOperator,
@@ -85,10 +87,16 @@ def start_operator(crd: None, operator_kubeconfig: Path, tmp_path: Path) -> Iter
     ) -> OperatorProcess:
         port = free_port()
         log_path = tmp_path / f"operator-{len(started)}.log"
+        addresses = AddressMap(tmp_path / f"operator-{len(started)}-addresses.json")
         argv = operator_argv(
-            kubeconfig or operator_kubeconfig, port, scope, resync_seconds, operator_namespace
+            kubeconfig or operator_kubeconfig,
+            port,
+            scope,
+            resync_seconds,
+            addresses.path,
+            operator_namespace,
         )
-        process = OperatorProcess(argv, operator_env(), log_path, port)
+        process = OperatorProcess(argv, operator_env(), log_path, port, addresses)
         started.append(process)
         process.wait_healthy()
         return process

@@ -31,17 +31,42 @@ OPERATOR_SA_NAME = "novel-engine-operator"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_SA_NAMESPACE}:{OPERATOR_SA_NAME}"
 #: Field manager of "hand edits" in the tests (what `kubectl edit` would be).
 HAND = "kubectl-edit"
+DEPLOYMENT = ("apps/v1", "Deployment")
 
 Obj = dict[str, Any]
+
+
+class AddressMap:
+    """The operator's `--scrape-address-map` file: the loopback address of the engine process
+    that answers for each pod (`namespace/pod`). Pods it does not name are never scraped, so
+    no test connects to a kwok pod IP."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.write({})
+
+    def write(self, addresses: Mapping[str, str]) -> None:
+        """Replace the map at once (the operator may read it at any moment)."""
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(dict(addresses)))
+        partial.replace(self.path)
 
 
 class OperatorProcess:
     """One `novel-engine-operator run` process; stop() is idempotent and checks the exit."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, port: int):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        port: int,
+        addresses: AddressMap,
+    ):
         self.argv = list(argv)
         self.log_path = log_path
         self.port = port
+        self.addresses = addresses
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.argv,
@@ -147,8 +172,11 @@ def operator_argv(
     port: int,
     scope: Sequence[str],
     resync_seconds: float,
+    address_map: Path,
     operator_namespace: str = OPERATOR_SA_NAMESPACE,
 ) -> list[str]:
+    """`novel-engine-operator run` for tests: scrapes go only to the pods `address_map` (the
+    file of an `AddressMap`) names, never to a kwok pod IP."""
     return [
         str(OPERATOR_BIN),
         "run",
@@ -165,6 +193,8 @@ def operator_argv(
         "60",
         "--log-format",
         "json",
+        "--scrape-address-map",
+        str(address_map),
     ]
 
 
@@ -335,3 +365,60 @@ def is_problem(record: dict[str, Any]) -> bool:
     if RBAC_DENIAL.search(message) or RBAC_DENIAL.search(str(record.get("exc_info", ""))):
         return True
     return record.get("severity") in ("error", "fatal") and "will retry" not in message
+
+
+def wait_replicas(cluster: Cluster, namespace: str, name: str, replicas: int) -> None:
+    """Wait for the Deployment to ask for `replicas` and have that many ready pods."""
+
+    def check() -> str | None:
+        deployment = cluster.get(*DEPLOYMENT, namespace, name)
+        if deployment is None:
+            return "no Deployment"
+        wanted = deployment["spec"]["replicas"]
+        ready = (deployment.get("status") or {}).get("readyReplicas", 0)
+        return None if wanted == ready == replicas else f"replicas {wanted}, ready {ready}"
+
+    cluster.wait(f"Deployment {namespace}/{name} at {replicas} ready replicas", check, 60)
+
+
+def scaled_messages(cluster: Cluster, namespace: str, name: str) -> list[str]:
+    return [
+        str(event["message"])
+        for event in cluster.events(namespace, name)
+        if event["reason"] == "Scaled"
+    ]
+
+
+def scale_decisions(operator: OperatorProcess) -> dict[str, float]:
+    prefix = "novel_operator_scale_decisions_total{"
+    return {key: value for key, value in operator.metrics().items() if key.startswith(prefix)}
+
+
+def autoscaling_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    obj = cluster.novelengine(namespace, name)
+    assert obj is not None
+    return dict((obj.get("status") or {}).get("autoscaling") or {})
+
+
+def wait_condition(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    condition_type: str,
+    status: str | None = None,
+    timeout: float = 60.0,
+) -> Obj:
+    """Wait until the NovelEngine has the condition (with `status`, if given); the condition."""
+
+    def check() -> str | None:
+        obj = cluster.novelengine(namespace, name)
+        found = condition(obj, condition_type) if obj is not None else None
+        if found is None:
+            return f"no {condition_type} condition"
+        return None if status in (None, found["status"]) else str(found)
+
+    cluster.wait(f"{condition_type}={status or 'any'} on {namespace}/{name}", check, timeout)
+    obj = cluster.novelengine(namespace, name)
+    found = condition(obj, condition_type) if obj is not None else None
+    assert found is not None
+    return found

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from harness import Cluster, operator_argv
+from harness import AddressMap, Cluster, operator_argv
 from testbed import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "containers"))
@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.timeout(1
 __all__ = ["ci_bases", "docker_engine", "project_images"]
 
 KUBECONFIG_IN_CONTAINER = "/etc/novel-engine-operator/kubeconfig"
+MAP_IN_CONTAINER = "/etc/novel-engine-operator/addresses.json"
 
 
 def test_the_operator_image_reconciles_a_novelengine(
@@ -38,7 +39,11 @@ def test_the_operator_image_reconciles_a_novelengine(
     shutil.copyfile(operator_kubeconfig, kubeconfig)
     kubeconfig.chmod(0o644)
     port = free_port()
-    args = operator_argv(Path(KUBECONFIG_IN_CONTAINER), port, ("-n", testbed_namespace), 2.0)[1:]
+    # No pod is scraped: the map of pod addresses the container reads is empty.
+    addresses = AddressMap(tmp_path / "addresses.json")
+    args = operator_argv(
+        Path(KUBECONFIG_IN_CONTAINER), port, ("-n", testbed_namespace), 2.0, Path(MAP_IN_CONTAINER)
+    )[1:]
     name = f"ne-operator-{secrets.token_hex(4)}"
     docker_engine.docker(
         "run", "--detach", "--name", name,
@@ -46,6 +51,7 @@ def test_the_operator_image_reconciles_a_novelengine(
         "--read-only", "--tmpfs", "/tmp",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "--mount", f"type=bind,source={kubeconfig},target={KUBECONFIG_IN_CONTAINER},readonly",
+        "--mount", f"type=bind,source={addresses.path},target={MAP_IN_CONTAINER},readonly",
         project_images.operator, *args,
     )  # fmt: skip
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from harness import OPERATOR_USER, Cluster, StartOperator, wait_reconciles
+from harness import OPERATOR_USER, Cluster, StartOperator, wait_condition, wait_reconciles
 from kubernetes.dynamic.exceptions import DynamicApiError
 from testbed import Testbed
 
@@ -72,6 +72,8 @@ def test_resyncs_of_a_converged_novelengine_write_nothing(
     operator = start_operator("--namespace", ns, resync_seconds=0.5)
     cluster.create_novelengine(ns, name, spec)
     obj = cluster.wait_ready(ns, name)
+    if spec is ENGINE_TARGETS_ONLY:  # its pods are scraped (and fail: no engine behind them)
+        wait_condition(cluster, ns, name, names.CONDITION_SCALING_ACTIVE, "False")
     mark = testbed.audit_mark()
     writes_counted = sum(
         value

@@ -1,59 +1,34 @@
-"""Autoscaling on engine targets only (no HPA): the operator keeps the workload's replicas
-within [minReplicas, maxReplicas] through the scale subresource, and leaves counts within the
-bounds alone."""
+"""Autoscaling on engine targets only (no HPA), without any engine metric (no engine answers
+the scrapes): the operator keeps the workload's replicas within [minReplicas, maxReplicas]
+through the scale subresource, and leaves counts within the bounds alone."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from harness import OPERATOR_USER, Cluster, OperatorProcess, StartOperator, wait_reconciles
+from harness import (
+    DEPLOYMENT,
+    OPERATOR_USER,
+    Cluster,
+    StartOperator,
+    autoscaling_status,
+    scale_decisions,
+    scaled_messages,
+    wait_reconciles,
+    wait_replicas,
+)
 from testbed import Testbed
 
 pytestmark = pytest.mark.integration
 
-DEPLOYMENT = ("apps/v1", "Deployment")
 SPEC = {
     "autoscaling": {
         "enabled": True,
         "minReplicas": 3,
         "maxReplicas": 5,
         "engine": {"inFlightPerPod": 8, "queueDepthPerPod": 20},
+        "syncPeriodSeconds": 1,
     }
 }
-
-
-def wait_replicas(cluster: Cluster, namespace: str, name: str, replicas: int) -> None:
-    """Wait for the Deployment to ask for `replicas` and have that many ready pods."""
-
-    def check() -> str | None:
-        deployment = cluster.get(*DEPLOYMENT, namespace, name)
-        if deployment is None:
-            return "no Deployment"
-        wanted = deployment["spec"]["replicas"]
-        ready = (deployment.get("status") or {}).get("readyReplicas", 0)
-        return None if wanted == ready == replicas else f"replicas {wanted}, ready {ready}"
-
-    cluster.wait(f"Deployment {namespace}/{name} at {replicas} ready replicas", check, 60)
-
-
-def scaled_messages(cluster: Cluster, namespace: str, name: str) -> list[str]:
-    return [
-        str(event["message"])
-        for event in cluster.events(namespace, name)
-        if event["reason"] == "Scaled"
-    ]
-
-
-def scale_decisions(operator: OperatorProcess) -> dict[str, float]:
-    prefix = "novel_operator_scale_decisions_total{"
-    return {key: value for key, value in operator.metrics().items() if key.startswith(prefix)}
-
-
-def autoscaling_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
-    obj = cluster.novelengine(namespace, name)
-    assert obj is not None
-    return dict((obj.get("status") or {}).get("autoscaling") or {})
 
 
 def test_replicas_are_kept_within_the_bounds_and_left_alone_inside_them(
@@ -103,10 +78,18 @@ def test_replicas_are_kept_within_the_bounds_and_left_alone_inside_them(
     assert deployment["spec"]["replicas"] == 4
     writes = testbed.audit_events(since=mark, user=OPERATOR_USER, resource="deployments")
     assert writes == [], [(w.verb, w.subresource, w.name) for w in writes]
-    assert autoscaling_status(cluster, ns, name)["recommendedReplicas"] == 4
-    assert scale_decisions(operator) == {
-        'novel_operator_scale_decisions_total{reason="below_min_replicas"}': 1.0,
-        'novel_operator_scale_decisions_total{reason="above_max_replicas"}': 1.0,
+    cluster.wait(
+        "the recommendation at 4",
+        lambda: (
+            None
+            if autoscaling_status(cluster, ns, name)["recommendedReplicas"] == 4
+            else str(autoscaling_status(cluster, ns, name))
+        ),
+        timeout=10,
+    )
+    assert {key: value for key, value in scale_decisions(operator).items() if value} == {
+        'novel_operator_scale_decisions_total{reason="below_min_replicas",target="replicas"}': 1.0,
+        'novel_operator_scale_decisions_total{reason="above_max_replicas",target="replicas"}': 1.0,
     }
     assert (
         operator.metrics()[
