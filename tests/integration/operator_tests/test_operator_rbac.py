@@ -195,5 +195,10 @@ def test_every_granted_permission_is_used_none_is_refused_and_children_are_selec
             selectors.setdefault(resource_of(event), set()).add(label_selector(event))
     for resource in ("configmaps", "secrets"):
         assert selectors.pop(resource) == {MANAGED_SELECTOR, WATCH_SELECTOR}
+    # The autoscaler lists the engine pods of each NovelEngine with engine targets, by their
+    # selector: both have them by now.
+    assert selectors.pop("pods") == {
+        names.selector_string(names.engine_selector(name)) for name in ("full", "volumes")
+    }
     assert selectors
     assert all(found == {MANAGED_SELECTOR} for found in selectors.values()), selectors
