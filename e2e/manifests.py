@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
 from typing import Any
 
 import yaml
 
+from novel_engine.loadgen import LoadPlan
 from novel_operator import names
 from novel_operator.builders.pod import ENGINE_USER
 
@@ -18,42 +19,13 @@ E2E_LABEL = "novelengine.io/e2e"
 JOB_SLACK_SECONDS = 120
 
 
-@dataclass(frozen=True)
-class Load:
-    """Arguments of `python -m novel_engine.loadgen` (see its --help)."""
-
-    duration_seconds: int = 30
-    max_requests: int = 100_000
-    concurrency: int = 8
-    simulation_share: float = 0.5
-    distinct: int = 50
-    turns: int = 20
-    report_every_seconds: int = 5
-    max_failures: int = 0
-    extra: tuple[str, ...] = field(default_factory=tuple)
-
-    def args(self, url: str) -> list[str]:
-        return [
-            url,
-            "--duration", str(self.duration_seconds),
-            "--max-requests", str(self.max_requests),
-            "--concurrency", str(self.concurrency),
-            "--simulation-share", str(self.simulation_share),
-            "--distinct", str(self.distinct),
-            "--turns", str(self.turns),
-            "--report-every", str(self.report_every_seconds),
-            "--max-failures", str(self.max_failures),
-            *self.extra,
-        ]  # fmt: skip
-
-
 def service_url(instance: str, namespace: str, port: int = names.ENGINE_PORT) -> str:
     """The engine Service as a client inside the cluster reaches it."""
     return f"http://{names.endpoint(instance, namespace, port)}"
 
 
-def load_job(name: str, namespace: str, image: str, url: str, load: Load) -> Manifest:
-    """A Job that runs the load generator of the engine image once against `url`; it never
+def load_job(name: str, namespace: str, image: str, plan: LoadPlan) -> Manifest:
+    """A Job that runs the load generator of the engine image once with `plan`; it never
     retries (a retry would hide failed requests) and is stopped after the planned duration plus
     a margin."""
     container = {
@@ -61,7 +33,7 @@ def load_job(name: str, namespace: str, image: str, url: str, load: Load) -> Man
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "novel_engine.loadgen"],
-        "args": load.args(url),
+        "args": plan.to_args(),
         "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -75,7 +47,7 @@ def load_job(name: str, namespace: str, image: str, url: str, load: Load) -> Man
         "metadata": {"name": name, "namespace": namespace, "labels": {E2E_LABEL: "load"}},
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": load.duration_seconds + JOB_SLACK_SECONDS,
+            "activeDeadlineSeconds": math.ceil(plan.duration_seconds) + JOB_SLACK_SECONDS,
             "ttlSecondsAfterFinished": 3600,
             "template": {
                 "metadata": {"labels": {E2E_LABEL: "load"}},

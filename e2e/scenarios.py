@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 from cluster import Cluster, condition, wait_for
-from manifests import Load, load_job, service_url
+from manifests import load_job
 from prometheus_client.parser import text_string_to_metric_families
 
+from novel_engine.loadgen import LoadPlan
 from novel_operator import names
 
 NE = (names.API_VERSION, names.KIND)
@@ -34,10 +35,10 @@ def wait_ready(cluster: Cluster, name: str, namespace: str, timeout: float = 300
 
 
 def start_load(
-    cluster: Cluster, namespace: str, instance: str, image: str, load: Load, name: str = "load"
+    cluster: Cluster, namespace: str, image: str, plan: LoadPlan, name: str = "load"
 ) -> None:
-    """Start a load Job against `instance`'s Service (returns at once); see `load_result`."""
-    cluster.apply(load_job(name, namespace, image, service_url(instance, namespace), load))
+    """Start a load Job with `plan` (returns at once); see `load_result`."""
+    cluster.apply(load_job(name, namespace, image, plan))
 
 
 def load_result(

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
-from manifests import Load, novel_engine, sample_spec
+from manifests import novel_engine, sample_spec, service_url
 from options import E2EOptions
 from providers import default_images
 from scenarios import engine_metric, load_result, start_load, wait_ready
+
+from novel_engine.loadgen import LoadPlan
 
 SAMPLE = Path(__file__).resolve().parent.parent / "crds" / "examples" / "novelengine.yaml"
 
@@ -40,10 +42,15 @@ def test_simulations_through_the_service_share_the_redis_tier(
     wait_ready(cluster, name, namespace)
     # One simulation asked 40 times on fresh connections: the Service spreads them over both
     # replicas, and the replica that did not compute it finds it in Redis.
-    load = Load(
-        duration_seconds=60, max_requests=40, concurrency=2, simulation_share=1.0, distinct=1
+    load = LoadPlan(
+        url=service_url(name, namespace),
+        duration_seconds=60,
+        max_requests=40,
+        concurrency=2,
+        simulation_share=1.0,
+        distinct=1,
     )
-    start_load(cluster, namespace, name, engine_image(options), load)
+    start_load(cluster, namespace, engine_image(options), load)
     summary, _ = load_result(cluster, namespace)
     assert summary["failures"] == 0, summary
     assert summary["requests"] == 40

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 from cluster import Cluster
-from manifests import Load, engine_scaling_spec, novel_engine
+from manifests import engine_scaling_spec, novel_engine, service_url
 from options import E2EOptions
 from scenarios import NE, load_result, start_load, wait_ready
 from test_10_install import engine_image
+
+from novel_engine.loadgen import LoadPlan
 
 SCALE_DOWN_WINDOW = 30
 
@@ -71,13 +73,14 @@ def test_load_scales_up_and_back_down(
     cluster.apply(novel_engine("scaling", namespace, spec))
     wait_ready(cluster, "scaling", namespace)
     # Uncached simulations of 4 characters x 100 turns keep every request busy for a while.
-    load = Load(
+    load = LoadPlan(
+        url=service_url("scaling", namespace),
         duration_seconds=120, concurrency=16, simulation_share=1.0, distinct=1_000_000,
         turns=100, report_every_seconds=5, max_failures=1_000_000,
     )  # fmt: skip
     with ReplicaTimeline(cluster, "scaling", namespace) as timeline:
         load_started = time.monotonic() - timeline.started
-        start_load(cluster, namespace, "scaling", engine_image(options), load)
+        start_load(cluster, namespace, engine_image(options), load)
         summary, intervals = load_result(cluster, namespace)
         peak = max(ready for _, ready in timeline.samples)
 

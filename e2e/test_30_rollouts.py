@@ -6,10 +6,12 @@ from collections.abc import Callable
 
 import pytest
 from cluster import Cluster, wait_for
-from manifests import Load, content_config_map, novel_engine
+from manifests import content_config_map, novel_engine, service_url
 from options import E2EOptions
 from scenarios import engine_pods, load_result, start_load, wait_ready
 from test_10_install import engine_image
+
+from novel_engine.loadgen import LoadPlan
 
 CHARACTER = {"name": "Ada Quill", "faction": "Free Companies", "archetype": "engineer"}
 
@@ -40,8 +42,11 @@ def roll_under_load(
     wait_ready(cluster, name, namespace)
     before = {pod["metadata"]["uid"] for pod in engine_pods(cluster, name, namespace)}
     start_load(
-        cluster, namespace, name, engine_image(options),
-        Load(duration_seconds=90, concurrency=4, simulation_share=0.3, distinct=20),
+        cluster, namespace, engine_image(options),
+        LoadPlan(
+            url=service_url(name, namespace),
+            duration_seconds=90, concurrency=4, simulation_share=0.3, distinct=20,
+        ),
     )  # fmt: skip
     change()
     wait_for(

@@ -47,6 +47,24 @@ class LoadPlan:
     request_timeout_seconds: float = 30.0
     report_every_seconds: float = 0.0  # 0: only the summary
     reuse_connections: bool = False
+    max_failures: int = 0  # failed requests allowed before the exit status is 1
+
+    def to_args(self) -> list[str]:
+        """The command line that runs this plan (`python -m novel_engine.loadgen ARGS`)."""
+        args = [
+            self.url,
+            "--concurrency", str(self.concurrency),
+            "--duration", str(self.duration_seconds),
+            "--max-requests", str(self.max_requests),
+            "--simulation-share", str(self.simulation_share),
+            "--distinct", str(self.distinct),
+            "--turns", str(self.turns),
+            "--timeout", str(self.request_timeout_seconds),
+            "--max-failures", str(self.max_failures),
+        ]  # fmt: skip
+        if self.report_every_seconds:
+            args += ["--report-every", str(self.report_every_seconds)]
+        return args + (["--reuse-connections"] if self.reuse_connections else [])
 
     def request(self, number: int) -> tuple[str, str, dict[str, Any] | None]:
         """The `number`th request: (method, path, JSON body). Deterministic, so two runs of the
@@ -201,9 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def plan_from(argv: Sequence[str] | None = None) -> LoadPlan:
+    """The plan a command line asks for (exit 2 with a message when it is invalid)."""
     args = build_parser().parse_args(argv)
-    plan = LoadPlan(
+    return LoadPlan(
         url=args.url.rstrip("/"),
         concurrency=args.concurrency,
         duration_seconds=args.duration,
@@ -214,10 +233,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         request_timeout_seconds=args.timeout,
         report_every_seconds=args.report_every or 0.0,
         reuse_connections=args.reuse_connections,
+        max_failures=args.max_failures,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    plan = plan_from(argv)
     summary = asyncio.run(run_load(plan, emit=lambda line: print(line, flush=True)))
     print(json.dumps({"summary": True} | summary), flush=True)
-    if summary["failures"] > args.max_failures:
+    if summary["failures"] > plan.max_failures:
         sys.exit(1)
 
 

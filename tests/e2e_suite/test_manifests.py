@@ -6,7 +6,6 @@ import pytest
 from manifests import (
     E2E_LABEL,
     JOB_SLACK_SECONDS,
-    Load,
     content_config_map,
     engine_scaling_spec,
     load_job,
@@ -15,7 +14,7 @@ from manifests import (
     service_url,
 )
 
-from novel_engine.loadgen import build_parser
+from novel_engine.loadgen import LoadPlan, plan_from
 from novel_operator import names
 from novel_operator.model import NovelEngineSpec
 
@@ -23,8 +22,10 @@ SAMPLE = Path(__file__).resolve().parents[2] / "crds" / "examples" / "novelengin
 
 
 def test_the_load_job_runs_the_loadgen_once_within_a_deadline() -> None:
-    load = Load(duration_seconds=90, concurrency=4, max_failures=0)
-    job = load_job("load", "ns", "novel-engine/engine:1", service_url("demo", "ns"), load)
+    plan = LoadPlan(
+        url=service_url("demo", "ns"), duration_seconds=90, concurrency=4, report_every_seconds=5
+    )
+    job = load_job("load", "ns", "novel-engine/engine:1", plan)
     spec = job["spec"]
     assert spec["backoffLimit"] == 0
     assert spec["activeDeadlineSeconds"] == 90 + JOB_SLACK_SECONDS
@@ -34,10 +35,9 @@ def test_the_load_job_runs_the_loadgen_once_within_a_deadline() -> None:
     (container,) = pod["containers"]
     assert container["command"] == ["python", "-m", "novel_engine.loadgen"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    # The arguments are ones the load generator accepts, with the Service as the target.
-    parsed = build_parser().parse_args(container["args"])
-    assert parsed.url == "http://demo.ns.svc:8080"
-    assert (parsed.duration, parsed.concurrency, parsed.max_failures) == (90, 4, 0)
+    # The Job's arguments ask the load generator for exactly this plan.
+    assert plan_from(container["args"]) == plan
+    assert plan.url == "http://demo.ns.svc:8080"
 
 
 @pytest.mark.parametrize(

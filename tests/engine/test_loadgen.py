@@ -7,7 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
-from novel_engine.loadgen import LoadPlan, main, percentile, run_load
+from novel_engine.loadgen import LoadPlan, main, percentile, plan_from, run_load
 
 from .api import EngineClient, engine_client
 from .conftest import free_port
@@ -115,3 +115,26 @@ def test_bad_arguments_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        LoadPlan(url="http://e:8080"),
+        LoadPlan(
+            url="http://e:8080",
+            concurrency=3,
+            duration_seconds=12.5,
+            max_requests=7,
+            simulation_share=0.25,
+            distinct=2,
+            turns=9,
+            request_timeout_seconds=4.0,
+            report_every_seconds=1.5,
+            reuse_connections=True,
+            max_failures=3,
+        ),
+    ],
+)
+def test_a_plan_survives_its_command_line(plan: LoadPlan) -> None:
+    assert plan_from(plan.to_args()) == plan
