@@ -119,8 +119,12 @@ def test_engine_metrics_scale_the_workload_up_under_load_and_down_a_pod_at_a_tim
             wait_replicas(cluster, ns, name, 3)
             loaded = autoscaling_status(cluster, ns, name)
         assert load.answered > 0
-        assert loaded["recommendedReplicas"] == 3
-        assert loaded["inFlightPerPod"] > AUTOSCALING["engine"]["inFlightPerPod"]
+        # What the scale-up decided is in its Event and in lastScaleReason; the averages and the
+        # recommendation in the status move with every sync (the two new pods serve nothing).
+        steps = replica_steps(scaled_messages(cluster, ns, name))
+        ups = [step for step in steps if step[1] > step[0]]
+        assert ups[0][0] == 1
+        assert ups[-1][1] == 3
         assert loaded["lastScaleReason"].startswith("in-flight requests")
         shown = subprocess.run(
             ["kubectl", "get", "ne", name, "-n", ns, "--no-headers"],
