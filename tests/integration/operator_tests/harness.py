@@ -319,7 +319,15 @@ class Cluster:
             if event["involvedObject"].get("kind") == names.KIND
             and event["involvedObject"].get("name") == name
         ]
-        return sorted(events, key=lambda event: event["metadata"]["creationTimestamp"])
+        # Creation times have whole seconds: within one, the apiserver's resourceVersion (its
+        # storage revision, which only grows) tells the order.
+        return sorted(
+            events,
+            key=lambda event: (
+                event["metadata"]["creationTimestamp"],
+                int(event["metadata"]["resourceVersion"]),
+            ),
+        )
 
     def children(self, namespace: str, instance: str) -> set[tuple[str, str]]:
         """(kind, name) of every object labelled as a child of `instance`."""
