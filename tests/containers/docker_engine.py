@@ -25,7 +25,6 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -151,14 +150,7 @@ class DockerEngine:
 
 
 def _stop_pid(pid: int, grace: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _testbed._pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _testbed._pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    _testbed.stop_pid(pid, lambda: _testbed._pid_alive(pid), grace)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
 

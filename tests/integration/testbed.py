@@ -173,6 +173,23 @@ def _pid_runs(pid: int, binary: str) -> bool:
     return argv0 == binary
 
 
+def stop_pid(pid: int, still_ours: Callable[[], bool], grace: float) -> bool:
+    """SIGTERM `pid`, and SIGKILL it if it runs `grace` seconds later, for a process this one
+    did not spawn (no Popen to wait on). `still_ours` is asked before each signal, so a PID
+    reused by another process is left alone. True if a signal was sent."""
+    if not still_ours():
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while still_ours() and time.monotonic() < end:
+        time.sleep(0.1)
+    if still_ours():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
 def tail(path: Path, lines: int = 40) -> str:
     try:
         with open(path, "rb") as fh:
@@ -977,13 +994,8 @@ class Testbed:
                 except subprocess.TimeoutExpired:
                     comp.process.kill()
                     comp.process.wait(5)
-        elif _pid_runs(pid, comp.binary):  # started by another process (the CLI's `up`)
-            os.kill(pid, signal.SIGTERM)
-            end = time.monotonic() + grace
-            while _pid_alive(pid) and time.monotonic() < end:
-                time.sleep(0.1)
-            if _pid_runs(pid, comp.binary):
-                os.kill(pid, signal.SIGKILL)
+        else:  # started by another process (the CLI's `up`)
+            stop_pid(pid, lambda: _pid_runs(pid, comp.binary), grace)
         comp.pid = None
         comp.process = None
 
