@@ -1,4 +1,5 @@
-"""Engine processes for tests: `python -m novel_engine` on a free loopback port, stopped by PID."""
+"""Engine processes for tests: `python -m novel_engine` (or a launcher script) on a free loopback
+port, stopped by PID."""
 
 import asyncio
 import os
@@ -25,13 +26,14 @@ class EngineProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         wrapper: Sequence[str] = (),
+        entry: Sequence[str] = ("-m", "novel_engine"),
     ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.log_path = data_dir.parent / f"{data_dir.name}-{self.port}.log"
         self._command = [
             *wrapper,
-            sys.executable, "-m", "novel_engine",
+            sys.executable, *entry,
             "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(data_dir),
             *args,
         ]  # fmt: skip
@@ -103,9 +105,13 @@ class EngineProcesses:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         wrapper: Sequence[str] = (),
+        entry: Sequence[str] = ("-m", "novel_engine"),
     ) -> EngineProcess:
-        """Start an engine whose data directory is ``<test dir>/<name>``."""
-        engine = EngineProcess(self._directory / name, args=args, env=env, cwd=cwd, wrapper=wrapper)
+        """Start an engine whose data directory is ``<test dir>/<name>``; ``entry`` is what
+        follows the Python interpreter on the command line (a module or a launcher script)."""
+        engine = EngineProcess(
+            self._directory / name, args=args, env=env, cwd=cwd, wrapper=wrapper, entry=entry
+        )
         self._started.append(engine)
         return engine.start()
 

@@ -16,8 +16,10 @@ import pytest
 from novel_engine.jobs import SHUTDOWN_REASON
 from novel_engine.metrics import IN_FLIGHT_METRIC
 
+from . import pool_faults
 from .api import FULL_CAST, SIEGE, metric_samples
 from .conftest import RedisServer, free_port
+from .pool_faults import HALF_WRITTEN_MARKER
 from .processes import EngineProcess, EngineProcesses
 
 
@@ -286,3 +288,32 @@ async def test_an_engine_without_redis_or_process_work_never_imports_them(
     modules = set(modules_file.read_text().split())
     assert "novel_engine.cache.tiered" in modules  # the hook saw the serving process
     assert not {m for m in modules if m.partition(".")[0] in {"redis", "multiprocessing"}}
+
+
+async def test_sigterm_ends_the_process_when_a_pool_worker_died_writing_its_result(
+    engines: EngineProcesses, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    marker = tmp_path / "half-written"
+    engine = engines.start(
+        "data", "--drain-timeout", "1", "--process-workers", "1", "--process-cost-threshold", "0",
+        env={HALF_WRITTEN_MARKER: str(marker)},
+        entry=(str(Path(pool_faults.__file__)),),
+    )  # fmt: skip
+    await engine.ready(session)
+    request = asyncio.ensure_future(
+        post(session, engine, "/v1/simulations", {**SIEGE, "turns": 5, "seed": 1})
+    )
+    for _ in range(600):
+        if marker.exists() or request.done():
+            break
+        await asyncio.sleep(0.1)
+    assert marker.exists(), f"the pool worker did not write half a result:\n{engine.log()}"
+
+    engine.terminate()
+    try:
+        code = await engine.exit_code(60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running 60 s after SIGTERM:\n{engine.log()}") from None
+    assert code == 0, engine.log()
+    assert engine.log().rstrip().endswith("stopped"), engine.log()
+    await asyncio.gather(request, return_exceptions=True)  # cut off by the drain deadline

@@ -535,9 +535,16 @@ class Scheduler:
         pool = starting.result()
         if terminate:
             # Work still running would hold interpreter exit; ProcessPoolExecutor offers no
-            # public way to end it before Python 3.14 (terminate_workers).
+            # public way to end it before Python 3.14 (kill_workers). SIGKILL, because a
+            # worker has nothing to clean up and cannot catch or ignore it.
             for process in list((pool._processes or {}).values()):
-                process.terminate()
+                process.kill()
+            # A worker killed while writing its result leaves half a message in the result
+            # pipe, and the pool's manager thread, reading it, would wait for the rest forever
+            # (interpreter exit joins that thread). With our copy of the pipe's write end
+            # closed, the last copy goes with the killed workers: the thread reads end-of-file,
+            # marks the pool broken and ends.
+            pool._result_queue._writer.close()  # type: ignore[attr-defined]
         pool.shutdown(wait=False, cancel_futures=True)
 
 
