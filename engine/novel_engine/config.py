@@ -67,6 +67,12 @@ class Settings(BaseModel):
     l1_ttl_seconds: float = Field(300.0, gt=0, description="Lifetime of an in-process cache entry.")
     l2_ttl_seconds: float = Field(86_400.0, gt=0, description="Lifetime of a Redis cache entry.")
     l3_max_entries: int = Field(100_000, ge=1, description="Rows kept in the SQLite cache tier.")
+    l3_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        description="Bytes the SQLite database may take on disk (file, free pages and WAL); "
+        "the SQLite cache tier evicts its oldest entries to stay under it.",
+    )
     l3_enabled: bool = Field(True, description="Keep computed results in the SQLite cache tier.")
     queue_limit: int = Field(
         256, ge=1, description="Queued scheduler tasks before new work is refused with 429."

@@ -1,10 +1,11 @@
 """A bounded pool of aiosqlite connections to the engine's SQLite database, with migrations."""
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -17,7 +18,12 @@ Migration = tuple[str, str]
 
 _MIGRATION_NAME = re.compile(r"^[a-z0-9_]+$")
 BUSY_TIMEOUT_MS = 5000
+_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 _PRAGMAS = (
+    # Freed pages go back to the filesystem on `PRAGMA incremental_vacuum` (from the next
+    # checkpoint on), so deleting rows can shrink the file. Effective only before the first
+    # table exists: Database.open converts older files once.
+    "PRAGMA auto_vacuum=INCREMENTAL",
     "PRAGMA journal_mode=WAL",  # readers never block the writer
     "PRAGMA synchronous=NORMAL",  # safe with WAL; a power cut may lose only the last commits
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
@@ -42,10 +48,12 @@ class Database:
 
     def __init__(
         self,
+        path: Path,
         connections: list[aiosqlite.Connection],
         acquire_timeout: float,
         metrics: EngineMetrics | None,
     ) -> None:
+        self.path = path
         self._connections = connections
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         for connection in connections:
@@ -74,7 +82,9 @@ class Database:
         try:
             try:
                 await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-                for _ in range(size):
+                connections.append(await _connect(path))
+                await _use_incremental_vacuum(connections[0])
+                for _ in range(size - 1):
                     connections.append(await _connect(path))
             except (OSError, sqlite3.OperationalError) as error:
                 raise DatabaseOpenError(f"cannot open the database {path}: {error}") from error
@@ -83,7 +93,7 @@ class Database:
             for connection in connections:
                 await connection.close()
             raise
-        return cls(connections, acquire_timeout, metrics)
+        return cls(path, connections, acquire_timeout, metrics)
 
     @property
     def is_open(self) -> bool:
@@ -122,6 +132,11 @@ class Database:
             finally:
                 self._idle.put_nowait(connection)
 
+    async def bytes_on_disk(self) -> int:
+        """What the database takes on its volume: the file (free pages included), its WAL and
+        the WAL index."""
+        return await asyncio.to_thread(_files_size, _database_files(self.path))
+
     async def close(self) -> None:
         """Close every connection; later acquires raise PoolTimeout."""
         self._open = False
@@ -135,6 +150,25 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     for pragma in _PRAGMAS:
         await connection.execute(pragma)
     return connection
+
+
+async def _use_incremental_vacuum(connection: aiosqlite.Connection) -> None:
+    """Convert a file created without auto_vacuum (by an older engine): one VACUUM, once."""
+    rows = list(await connection.execute_fetchall("PRAGMA auto_vacuum"))
+    if rows[0][0] != _INCREMENTAL:
+        await connection.execute("VACUUM")
+
+
+def _database_files(path: Path) -> list[Path]:
+    return [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))]
+
+
+def _files_size(paths: Iterable[Path]) -> int:
+    total = 0
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
 
 
 async def _migrate(connection: aiosqlite.Connection, migrations: Sequence[Migration]) -> None:

@@ -19,6 +19,11 @@ def free_port() -> int:
         return port
 
 
+def files_size(directory: Path) -> int:
+    """What the files in a directory take on disk, by their sizes."""
+    return sum(path.stat().st_size for path in directory.iterdir())
+
+
 def stop_process(process: "subprocess.Popen[bytes]", timeout: float = 10) -> None:
     """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
     if process.poll() is not None:

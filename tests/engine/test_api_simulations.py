@@ -15,7 +15,17 @@ from novel_engine.simulation import run_simulation
 from novel_engine.simulation.result import SimulationResult
 from novel_engine.simulation.service import result_key
 
-from .api import FULL_CAST, SIEGE, SIEGE_CAST, EngineClient, engine_client, problem, until
+from .api import (
+    FULL_CAST,
+    SIEGE,
+    SIEGE_CAST,
+    EngineClient,
+    engine_client,
+    metric_samples,
+    problem,
+    until,
+)
+from .conftest import files_size
 from .samples import sample_input
 
 
@@ -249,3 +259,18 @@ async def test_cheap_simulations_stay_out_of_the_process_pool(
     assert (await client.post("/v1/simulations", json={**SIEGE, "turns": 2})).status == 200
     assert await scheduler_tasks(client, "process") == 0
     assert await scheduler_tasks(client, "thread") + await scheduler_tasks(client, "inline") == 2
+
+
+async def test_the_database_stays_within_l3_max_bytes_on_disk(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    max_bytes = 600_000
+    client = await engine_client(aiohttp_client, tmp_path, l3_max_bytes=max_bytes)
+    sizes = []
+    for seed in range(80):
+        response = await client.post("/v1/simulations", json={**SIEGE, "turns": 40, "seed": seed})
+        assert response.status == 200
+        sizes.append(files_size(tmp_path))
+    assert max(sizes) <= max_bytes
+    text = await (await client.get("/metrics")).text()
+    assert metric_samples(text, "novel_engine_cache_evictions_total")['{tier="l3"}'] > 0

@@ -1,5 +1,7 @@
 """The SQLite cache tier stores bytes across restarts, stays bounded and never raises."""
 
+import itertools
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -7,6 +9,8 @@ import pytest
 
 from novel_engine.cache import MIGRATIONS, SqliteTier
 from novel_engine.db import Database
+
+from .conftest import files_size
 
 
 async def open_db(path: Path, size: int = 2) -> Database:
@@ -68,3 +72,41 @@ async def test_database_trouble_is_counted_not_raised(tmp_path: Path) -> None:
     assert await tier.get("k") is None
     assert tier.stats.errors == 4
     assert tier.stats.misses == 0
+
+
+@pytest.mark.parametrize("value_bytes", [2_000, 30_000, 300_000])
+async def test_the_files_on_disk_stay_within_max_bytes(tmp_path: Path, value_bytes: int) -> None:
+    database = await open_db(tmp_path / "engine.db")
+    clock = itertools.count()
+    max_bytes = 1024 * 1024
+    tier = SqliteTier(database, max_bytes=max_bytes, clock=lambda: float(next(clock)))
+    try:
+        sizes = []
+        for number in range(2 * max_bytes // value_bytes + 20):  # twice the budget
+            await tier.set(f"k{number}", random.randbytes(value_bytes))
+            sizes.append(files_size(tmp_path))
+        assert max(sizes) <= max_bytes
+        assert max(sizes) >= max_bytes // 2  # filled, not kept small by evicting too much
+        assert tier.stats.evictions > 0
+        assert await tier.get(f"k{number}") is not None  # the newest entry stays
+        assert await tier.get("k0") is None
+    finally:
+        await database.close()
+
+
+async def test_only_cache_entries_are_evicted(tmp_path: Path) -> None:
+    database = await open_db(tmp_path / "engine.db")
+    async with database.acquire() as connection:  # other data, as jobs and content are
+        await connection.execute("CREATE TABLE other (data BLOB)")
+        await connection.execute("INSERT INTO other VALUES (?)", (random.randbytes(300_000),))
+        await connection.commit()
+    tier = SqliteTier(database, max_bytes=200_000)
+    try:
+        await tier.set("k", random.randbytes(1000))
+        assert await tier.get("k") is None
+        assert tier.stats.evictions == 1
+        async with database.acquire() as connection:
+            rows = list(await connection.execute_fetchall("SELECT length(data) FROM other"))
+        assert rows[0][0] == 300_000
+    finally:
+        await database.close()

@@ -1,6 +1,7 @@
 """The SQLite pool sets its pragmas, migrates once, and bounds the wait for a connection."""
 
 import asyncio
+import contextlib
 import sqlite3
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -160,3 +161,23 @@ async def test_closed_database_refuses_acquire(tmp_path: Path) -> None:
     with pytest.raises(PoolTimeout, match="closed"):
         async with db.acquire():
             pass
+
+
+async def test_a_file_without_auto_vacuum_is_converted_and_can_shrink(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    with contextlib.closing(sqlite3.connect(path)) as older:  # as an older engine made it
+        older.execute("CREATE TABLE blobs (data BLOB)")
+        older.executemany("INSERT INTO blobs VALUES (?)", [(bytes(100_000),)] * 20)
+        older.commit()
+    db = await open_db(path, [])
+    try:
+        async with db.acquire() as connection:
+            assert await pragma(connection, "auto_vacuum") == 2  # INCREMENTAL
+            full = await db.bytes_on_disk()
+            await connection.execute("DELETE FROM blobs")
+            await connection.commit()
+            await connection.executescript("PRAGMA incremental_vacuum")
+            await connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert await db.bytes_on_disk() < full // 10
+    finally:
+        await db.close()

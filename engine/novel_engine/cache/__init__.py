@@ -86,7 +86,7 @@ async def build_cache(
     l3 = (
         None
         if db is None or not settings.l3_enabled
-        else SqliteTier(db, max_entries=settings.l3_max_entries)
+        else SqliteTier(db, max_entries=settings.l3_max_entries, max_bytes=settings.l3_max_bytes)
     )
     if metrics is not None:
         for tier in (l1, l2, l3):
