@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import re
 import sqlite3
 import time
@@ -15,6 +16,8 @@ from novel_engine.metrics import EngineMetrics
 
 Migration = tuple[str, str]
 """(unique name, SQL script); each is applied once and recorded in schema_migrations."""
+
+log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^[a-z0-9_]+$")
 BUSY_TIMEOUT_MS = 5000
@@ -83,7 +86,7 @@ class Database:
             try:
                 await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
                 connections.append(await _connect(path))
-                await _use_incremental_vacuum(connections[0])
+                await _use_incremental_vacuum(connections[0], path)
                 for _ in range(size - 1):
                     connections.append(await _connect(path))
             except (OSError, sqlite3.OperationalError) as error:
@@ -152,11 +155,19 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return connection
 
 
-async def _use_incremental_vacuum(connection: aiosqlite.Connection) -> None:
-    """Convert a file created without auto_vacuum (by an older engine): one VACUUM, once."""
+async def _use_incremental_vacuum(connection: aiosqlite.Connection, path: Path) -> None:
+    """Convert a file created without auto_vacuum (by an older engine): one VACUUM, once.
+
+    VACUUM needs room for a copy of the database (in the temp dir, then in the WAL); without
+    it the file stays as it is, freed pages are only reused, and the next start tries again.
+    """
     rows = list(await connection.execute_fetchall("PRAGMA auto_vacuum"))
-    if rows[0][0] != _INCREMENTAL:
+    if rows[0][0] == _INCREMENTAL:
+        return
+    try:
         await connection.execute("VACUUM")
+    except sqlite3.OperationalError as error:
+        log.warning("cannot convert %s to incremental auto-vacuum: %s", path, error)
 
 
 def _database_files(path: Path) -> list[Path]:
