@@ -390,7 +390,12 @@ class L3CacheSpec(KubeModel):
         description="`emptyDir`: the data directory lives as long as the pod (Deployment); "
         "`pvc`: one PersistentVolumeClaim per replica survives restarts (StatefulSet).",
     )
-    size: Quantity = Field("1Gi", description="Size of each replica's volume claim (`pvc`).")
+    size: Quantity = Field(
+        "1Gi",
+        description="Size of each replica's data volume: the emptyDir's `sizeLimit`, or the "
+        "volume claim's storage request (`pvc`). The engine keeps its SQLite database (file, "
+        "free pages and WAL) within three quarters of it, evicting the oldest L3 entries.",
+    )
     storage_class_name: ObjectName | None = Field(
         None, description="StorageClass of the volume claims (`pvc`); unset: the default class."
     )
@@ -610,6 +615,12 @@ class PodOverrides(KubeModel):
     )
     priority_class_name: ObjectName | None = Field(
         None, description="PriorityClass of the engine pods."
+    )
+    tmp_size_limit: Quantity = Field(
+        "64Mi",
+        description="`sizeLimit` of the engine's /tmp emptyDir (SQLite's and Python's temporary "
+        "files). Each engine pod requests the ephemeral storage of its emptyDirs: this plus "
+        "`cache.l3.size` unless the data volume is a claim.",
     )
 
 

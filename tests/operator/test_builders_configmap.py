@@ -41,6 +41,20 @@ def test_a_disabled_l3_tier_reaches_the_engine(tmp_path: Path) -> None:
     assert load_engine_settings({"cache": {"l3": {"enabled": False}}}, tmp_path).l3_enabled is False
 
 
+@pytest.mark.parametrize(
+    ("l3", "max_bytes"),
+    [
+        ({}, 768 * 1024**2),  # three quarters of the default 1Gi emptyDir
+        ({"size": "100M"}, 75_000_000),
+        ({"persistence": "pvc", "size": "8Gi"}, 6 * 1024**3),  # of the volume claim
+    ],
+)
+def test_the_engine_keeps_its_database_within_its_data_volume(
+    tmp_path: Path, l3: dict[str, Any], max_bytes: int
+) -> None:
+    assert load_engine_settings({"cache": {"l3": l3}}, tmp_path).l3_max_bytes == max_bytes
+
+
 def test_the_configmap_is_named_labelled_and_owned() -> None:
     configmap = build_configmap(OWNER, spec_of())
 

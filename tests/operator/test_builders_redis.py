@@ -40,6 +40,9 @@ def test_managed_redis_runs_one_restricted_pod_sized_by_the_spec() -> None:
     assert args[args.index("--maxmemory") + 1] == str(int(0.8 * 1024**3))
     assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
     assert container["resources"]["limits"] == {"memory": "1Gi"}
+    assert container["resources"]["requests"]["ephemeral-storage"] == "64Mi"
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    assert volume["emptyDir"] == {"sizeLimit": "64Mi"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 

@@ -182,7 +182,37 @@ def test_volumes_content_read_only_data_writable() -> None:
     assert not mounts["/tmp"].get("readOnly")
     assert volumes["content"]["configMap"] == {"name": "x"}
     assert volumes["config"]["configMap"] == {"name": "demo-config"}
-    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    assert volumes["data"] == {"name": "data", "emptyDir": {"sizeLimit": "1Gi"}}
+
+
+@pytest.mark.parametrize(
+    ("data", "data_limit", "tmp_limit", "requested"),
+    [
+        ({}, "1Gi", "64Mi", "1088Mi"),
+        (
+            {"cache": {"l3": {"size": "300Mi"}}, "pod": {"tmpSizeLimit": "1Gi"}},
+            "300Mi",
+            "1Gi",
+            "1324Mi",
+        ),
+        ({"cache": {"l3": {"size": "1500M"}}}, "1500M", "64Mi", "1567108864"),
+        (PVC, None, "64Mi", "64Mi"),  # the data volume is a claim, not ephemeral storage
+    ],
+    ids=["defaults", "sizes-set", "decimal-size", "pvc"],
+)
+def test_emptydirs_have_size_limits_and_the_pod_requests_them(
+    data: dict[str, Any], data_limit: str | None, tmp_limit: str, requested: str
+) -> None:
+    volumes = {volume["name"]: volume for volume in pod_spec(data)["volumes"]}
+    resources = engine_container(data)["resources"]
+
+    assert volumes["tmp"]["emptyDir"] == {"sizeLimit": tmp_limit}
+    if data_limit is None:
+        assert "data" not in volumes
+    else:
+        assert volumes["data"]["emptyDir"] == {"sizeLimit": data_limit}
+    assert resources["requests"]["ephemeral-storage"] == requested
+    assert "ephemeral-storage" not in resources["limits"]
 
 
 def test_no_content_volume_without_content() -> None:
@@ -233,6 +263,6 @@ def test_resources_come_from_the_spec() -> None:
     container = engine_container({"resources": {"limits": {"cpu": 2, "memory": "1Gi"}}})
 
     assert container["resources"] == {
-        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "1088Mi"},
         "limits": {"cpu": "2", "memory": "1Gi"},
     }

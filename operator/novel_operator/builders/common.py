@@ -1,12 +1,15 @@
 """Metadata every child shares: name, namespace, common labels and the controller ownerReference."""
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from novel_operator import names
-from novel_operator.model import Owner
+from novel_operator.model import Owner, quantity_value
 
 Manifest = dict[str, Any]
+_BINARY_UNITS = (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024))
 
 
 def owner_reference(owner: Owner) -> dict[str, Any]:
@@ -19,6 +22,15 @@ def owner_reference(owner: Owner) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def quantity_sum(quantities: Iterable[str]) -> str:
+    """The sum of byte quantities, as a quantity (`1Gi` + `64Mi` -> `1088Mi`)."""
+    total = math.ceil(sum(quantity_value(quantity) for quantity in quantities))
+    for suffix, unit in _BINARY_UNITS:
+        if total and total % unit == 0:
+            return f"{total // unit}{suffix}"
+    return str(total)
 
 
 def common_labels(instance: str, app: str, component: str) -> dict[str, str]:

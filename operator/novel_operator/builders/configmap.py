@@ -3,13 +3,22 @@
 import hashlib
 import json
 import math
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
 import yaml
 
 from novel_operator import names
 from novel_operator.builders.common import Manifest, engine_manifest
 from novel_operator.model import NovelEngineSpec, Owner, quantity_value
+
+L3_SHARE_OF_DATA_VOLUME: Final = Decimal("0.75")
+
+
+def l3_max_bytes(spec: NovelEngineSpec) -> int:
+    """The engine's database budget on disk: a share of its data volume (`cache.l3.size`); the
+    rest is room for what runs over it between checks (WAL pages, job records)."""
+    return max(1, math.floor(quantity_value(spec.cache.l3.size) * L3_SHARE_OF_DATA_VOLUME))
 
 
 def engine_config(spec: NovelEngineSpec) -> dict[str, Any]:
@@ -34,6 +43,7 @@ def engine_config(spec: NovelEngineSpec) -> dict[str, Any]:
         "l2_ttl_seconds": cache.l2.ttl_seconds,
         "l3_enabled": cache.l3.enabled,
         "l3_max_entries": cache.l3.max_entries,
+        "l3_max_bytes": l3_max_bytes(spec),
     }
     if cache.l1.max_bytes is not None:
         config["l1_max_bytes"] = math.ceil(quantity_value(cache.l1.max_bytes))

@@ -6,6 +6,7 @@ from novel_operator import names
 from novel_operator.builders.common import (
     StartupInputs,
     common_labels,
+    quantity_sum,
     restricted_security_context,
 )
 from novel_operator.builders.configmap import config_hash
@@ -89,7 +90,7 @@ def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
 def _volumes(spec: NovelEngineSpec, owner: Owner) -> tuple[list[Any], list[Any]]:
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": names.config_name(owner.name)}},
-        {"name": "tmp", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": spec.pod.tmp_size_limit}},
     ]
     # subPath keeps the mount a single file, so the content mount can sit beside it.
     mounts: list[dict[str, Any]] = [
@@ -103,11 +104,23 @@ def _volumes(spec: NovelEngineSpec, owner: Owner) -> tuple[list[Any], list[Any]]
         {"name": DATA_VOLUME, "mountPath": names.DATA_DIR},
     ]
     if not spec.cache.l3.wants_volume_claims:
-        volumes.append({"name": DATA_VOLUME, "emptyDir": {}})
+        volumes.append({"name": DATA_VOLUME, "emptyDir": {"sizeLimit": spec.cache.l3.size}})
     if spec.content is not None:
         volumes.append({"name": "content", "configMap": {"name": spec.content.config_map_name}})
         mounts.append({"name": "content", "mountPath": names.CONTENT_DIR, "readOnly": True})
     return volumes, mounts
+
+
+def engine_resources(spec: NovelEngineSpec) -> dict[str, Any]:
+    """The spec's resources, plus a request for the ephemeral storage of the pod's emptyDirs
+    (their sizeLimits). No ephemeral-storage limit: the sizeLimits bound the emptyDirs, the root
+    filesystem is read-only, and the rest (container logs) is the kubelet's log rotation's."""
+    resources = spec.resources.to_k8s()
+    empty_dirs = [spec.pod.tmp_size_limit]
+    if not spec.cache.l3.wants_volume_claims:
+        empty_dirs.append(spec.cache.l3.size)
+    resources.setdefault("requests", {})["ephemeral-storage"] = quantity_sum(empty_dirs)
+    return resources
 
 
 def engine_pod_template(
@@ -126,7 +139,7 @@ def engine_pod_template(
         "ports": [
             {"name": names.ENGINE_PORT_NAME, "containerPort": names.ENGINE_PORT, "protocol": "TCP"}
         ],
-        "resources": spec.resources.to_k8s(),
+        "resources": engine_resources(spec),
         "volumeMounts": mounts,
         "startupProbe": _probe("/healthz", period=2, failures=60),
         "livenessProbe": _probe("/healthz", period=10, failures=3),

@@ -19,6 +19,9 @@ from novel_operator.model import NovelEngineSpec, Owner, quantity_value
 REDIS_CONTAINER: Final = "redis"
 REDIS_USER: Final = 999  # the `redis` user of the official image
 MAXMEMORY_SHARE: Final = Decimal("0.8")  # the rest of the container's memory is headroom
+# Redis' working directory: it persists nothing (no RDB, no AOF), so the volume stays nearly
+# empty; the limit and the pod's ephemeral-storage request keep it honest.
+REDIS_DATA_SIZE_LIMIT: Final = "64Mi"
 
 
 def redis_maxmemory_bytes(memory: str) -> int:
@@ -70,7 +73,11 @@ def build_redis_deployment(
             {"name": names.REDIS_PORT_NAME, "containerPort": names.REDIS_PORT, "protocol": "TCP"}
         ],
         "resources": {
-            "requests": {"cpu": "50m", "memory": managed.memory},
+            "requests": {
+                "cpu": "50m",
+                "memory": managed.memory,
+                "ephemeral-storage": REDIS_DATA_SIZE_LIMIT,
+            },
             "limits": {"memory": managed.memory},
         },
         "readinessProbe": {"tcpSocket": {"port": names.REDIS_PORT_NAME}, "periodSeconds": 5},
@@ -96,7 +103,7 @@ def build_redis_deployment(
                 "metadata": template_metadata,
                 "spec": {
                     "containers": [container],
-                    "volumes": [{"name": "data", "emptyDir": {}}],
+                    "volumes": [{"name": "data", "emptyDir": {"sizeLimit": REDIS_DATA_SIZE_LIMIT}}],
                     "securityContext": pod_security,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
