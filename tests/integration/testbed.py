@@ -807,7 +807,9 @@ class Testbed:
         )
 
     def _create_nodes(self) -> None:
-        capacity = {"cpu": "32", "memory": "128Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+        # Pods are the binding limit (110 per node): an engine pod requests ~1Gi of ephemeral
+        # storage and 256Mi of memory by default.
+        capacity = {"cpu": "32", "memory": "128Gi", "pods": "110", "ephemeral-storage": "1Ti"}
         for name in self.node_names:
             node = {
                 "apiVersion": "v1",

@@ -76,6 +76,20 @@ def test_sample_becomes_ready_with_every_child_and_pods_on_kwok_nodes(
         assert condition_status(ne, condition_type) == "False", ne["status"]
     created = {e["message"] for e in cluster.events(ns, name) if e["reason"] == "Created"}
     assert {f"Created {kind}/{child}" for kind, child in expected_children(ne)} <= created
+    # Disk: the CRD defaults the sizes, the pods' emptyDirs are bounded and requested.
+    assert ne["spec"]["cache"]["l3"]["size"] == "1Gi"
+    assert ne["spec"]["pod"]["tmpSizeLimit"] == "64Mi"
+    for pod in pods:
+        volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
+        assert volumes["data"]["emptyDir"] == {"sizeLimit": "1Gi"}
+        assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "64Mi"}
+        resources = pod["spec"]["containers"][0]["resources"]
+        assert resources["requests"]["ephemeral-storage"] == "1088Mi"
+    redis = cluster.get(*DEPLOYMENT, ns, names.redis_name(name))
+    assert redis is not None
+    redis_pod = redis["spec"]["template"]["spec"]
+    assert redis_pod["volumes"][0]["emptyDir"] == {"sizeLimit": "64Mi"}
+    assert redis_pod["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "64Mi"
 
 
 def test_spec_change_rolls_the_deployment_and_touches_nothing_else(
