@@ -393,8 +393,9 @@ class L3CacheSpec(KubeModel):
     size: Quantity = Field(
         "1Gi",
         description="Size of each replica's data volume: the emptyDir's `sizeLimit`, or the "
-        "volume claim's storage request (`pvc`). The engine keeps its SQLite database (file, "
-        "free pages and WAL) within three quarters of it, evicting the oldest L3 entries.",
+        "volume claim's storage request (`pvc`). With `enabled`, the engine keeps its SQLite "
+        "database (file, free pages and WAL) within three quarters of it by evicting the oldest "
+        "entries.",
     )
     storage_class_name: ObjectName | None = Field(
         None, description="StorageClass of the volume claims (`pvc`); unset: the default class."
