@@ -278,7 +278,8 @@ class Scheduler:
         """Stop taking work, fail queued tasks and wait up to `timeout` s for running ones.
 
         Returns the names of the tasks that did not finish; their futures fail with
-        SchedulerStopped.
+        SchedulerStopped. Process-pool workers still running then are killed, so that nothing
+        of the pool holds up the interpreter's exit.
         """
         if not self._running:
             return []
