@@ -32,8 +32,8 @@ class SqliteTier:
     Two bounds, both enforced by deleting the oldest entries (counted as evictions):
     - max_entries rows: checked every max_entries/16 writes;
     - max_bytes on disk: the database file, free pages included, plus its WAL; jobs and
-      content count too, but only cache entries are evicted. Checked after every write (two
-      file sizes read in a thread): when the files exceed max_bytes, the WAL is checkpointed
+      content count too, but only cache entries are evicted. Checked after every write (the
+      files' sizes read in a thread): when they exceed max_bytes, the WAL is checkpointed
       and truncated, and if that is not enough the oldest entries are deleted down to nine
       tenths of max_bytes and their pages returned to the filesystem (incremental vacuum).
     """
