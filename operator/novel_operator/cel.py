@@ -8,10 +8,9 @@ library's `isQuantity(string)`, `quantity(string)` and `<Quantity>.compareTo(<Qu
 import functools
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
 import celpy
 from celpy import celtypes
@@ -73,13 +72,13 @@ class CelRule:
         )
         # cel-python interprets a rule in milliseconds, and a fleet's specs repeat the same
         # sub-objects: results are kept by the object's JSON text.
-        self._holds_for_json = functools.lru_cache(maxsize=_RESULTS_KEPT)(self._evaluate)
+        self._holds = functools.lru_cache(maxsize=_RESULTS_KEPT)(self._evaluate)
 
-    def holds(self, obj: Mapping[str, Any]) -> bool:
-        """Whether the rule is true for `self` = obj (Kubernetes JSON, defaults applied).
-
-        A rule that cannot be evaluated raises ValueError, as the apiserver refuses the object."""
-        return self._holds_for_json(json.dumps(obj, sort_keys=True, separators=(",", ":")))
+    def holds(self, obj_json: str) -> bool:
+        """Whether the rule is true for `self` = the object whose Kubernetes JSON (defaults
+        applied) is `obj_json`. A rule that cannot be evaluated raises ValueError, as the
+        apiserver refuses the object."""
+        return self._holds(obj_json)
 
     def _evaluate(self, obj_json: str) -> bool:
         try:

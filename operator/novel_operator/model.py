@@ -144,9 +144,9 @@ class KubeModel(BaseModel):
 
     @model_validator(mode="after")
     def _check_cross_field_rules(self) -> Self:
-        obj = self.to_k8s() if self.cross_field_rules else {}
+        obj_json = self.model_dump_json(by_alias=True, exclude_none=True)
         for rule in self.cross_field_rules:
-            if not rule.compiled.holds(obj):
+            if not rule.compiled.holds(obj_json):
                 raise PydanticCustomError(
                     "cross_field_rule", rule.message, {"field_path": rule.field_path}
                 )
