@@ -98,11 +98,15 @@ def test_every_field_has_explain_text() -> None:
 
 def test_every_cross_field_rule_is_in_the_crd_with_a_field_path() -> None:
     in_crd = {
-        rule["rule"]
+        (rule["rule"], rule["message"], rule["fieldPath"])
         for _, node in nodes(root_schema())
         for rule in node.get("x-kubernetes-validations", [])
     }
-    in_model = {rule.cel for model in all_models() for rule in model.cross_field_rules}
+    in_model = {
+        (rule.cel, rule.message, rule.field_path)
+        for model in all_models()
+        for rule in model.cross_field_rules
+    }
 
     assert in_model
     assert in_crd == in_model
