@@ -5,9 +5,10 @@ The CRD is generated from these models (see crd.py), so every field's descriptio
 it from the CRD and pydantic evaluates the same expression (see cel.py).
 """
 
+import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -102,7 +103,7 @@ class CrossFieldRule:
     cel: str
     message: str
     field_path: str  # relative to the object the rule sits on, e.g. ".minReplicas"; "" = itself
-    compiled: CelRule = field(init=False, repr=False, compare=False)
+    compiled: CelRule = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compiled", CelRule(self.cel))
@@ -144,6 +145,8 @@ class KubeModel(BaseModel):
 
     @model_validator(mode="after")
     def _check_cross_field_rules(self) -> Self:
+        if not self.cross_field_rules:
+            return self
         obj_json = self.model_dump_json(by_alias=True, exclude_none=True)
         for rule in self.cross_field_rules:
             if not rule.compiled.holds(obj_json):
