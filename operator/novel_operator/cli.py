@@ -166,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     if args.log_format == "json":
         _name_loggers_in_json()
+    # cel-python, which evaluates the spec's CEL rules, logs every step of every evaluation.
+    logging.getLogger("celpy").setLevel(logging.WARNING)
     if not args.verbose:
         # kopf logs every handled watch event ("Handler ... succeeded"); ours are on every
         # change of every child, which would drown what matters.

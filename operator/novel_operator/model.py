@@ -1,12 +1,13 @@
 """The NovelEngine resource as pydantic models: shape, defaults, descriptions and cross-field rules.
 
 The CRD is generated from these models (see crd.py), so every field's description is its
-`kubectl explain` text and every cross-field rule is written once, as CEL for the apiserver plus the
-same check in Python for pydantic.
+`kubectl explain` text and every cross-field rule is written once, in CEL: the apiserver evaluates
+it from the CRD and pydantic evaluates the same expression (see cel.py).
 """
 
+import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,12 +29,10 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from novel_operator import names
+from novel_operator.cel import UNSIGNED_QUANTITY, CelRule
 
 # Kubernetes' own quantity syntax (the one controller-gen emits for resource.Quantity), unsigned.
-QUANTITY_PATTERN = (
-    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
+QUANTITY_PATTERN = f"^{UNSIGNED_QUANTITY}$"
 PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
 # Bounds keep CEL cost estimates finite and match the apiserver's own limits.
 MAX_QUANTITY_LENGTH = 64
@@ -98,12 +97,16 @@ LabelMap = Annotated[dict[str, str], Field(max_length=MAX_LIST_ITEMS)]
 
 @dataclass(frozen=True)
 class CrossFieldRule:
-    """A rule over several fields: CEL for the CRD and the same predicate for pydantic."""
+    """A rule over several fields, written once in CEL: the CRD carries it for the apiserver and
+    pydantic evaluates the same expression (compiled once, when the model is defined)."""
 
     cel: str
     message: str
     field_path: str  # relative to the object the rule sits on, e.g. ".minReplicas"; "" = itself
-    holds: Callable[[Any], bool]
+    compiled: CelRule = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled", CelRule(self.cel))
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,11 @@ class KubeModel(BaseModel):
 
     @model_validator(mode="after")
     def _check_cross_field_rules(self) -> Self:
+        if not self.cross_field_rules:
+            return self
+        obj_json = self.model_dump_json(by_alias=True, exclude_none=True)
         for rule in self.cross_field_rules:
-            if not rule.holds(self):
+            if not rule.compiled.holds(obj_json):
                 raise PydanticCustomError(
                     "cross_field_rule", rule.message, {"field_path": rule.field_path}
                 )
@@ -187,10 +193,6 @@ def quantity_value(quantity: str) -> Decimal:
     """The number a Kubernetes quantity stands for (`512Mi` -> 536870912, `250m` -> 0.25)."""
     value: Decimal = parse_quantity(quantity)  # type: ignore[no-untyped-call]
     return value
-
-
-def _quantity_at_most(low: str | None, high: str | None) -> bool:
-    return low is None or high is None or quantity_value(low) <= quantity_value(high)
 
 
 def _cel_quantity_at_most(field: str) -> str:
@@ -238,13 +240,11 @@ class ResourcesSpec(KubeModel):
             _cel_quantity_at_most("cpu"),
             "requests.cpu must not exceed limits.cpu",
             ".requests.cpu",
-            lambda m: _quantity_at_most(m.requests.cpu, m.limits.cpu),
         ),
         CrossFieldRule(
             _cel_quantity_at_most("memory"),
             "requests.memory must not exceed limits.memory",
             ".requests.memory",
-            lambda m: _quantity_at_most(m.requests.memory, m.limits.memory),
         ),
     )
 
@@ -373,7 +373,6 @@ class L2CacheSpec(KubeModel):
             "self.mode != 'external' || has(self.external)",
             "external is required when mode is external",
             ".external",
-            lambda m: m.mode != "external" or m.external is not None,
         ),
     )
 
@@ -406,13 +405,11 @@ class L3CacheSpec(KubeModel):
             "self.persistence == 'pvc' || !has(self.storageClassName)",
             "storageClassName needs persistence: pvc",
             ".storageClassName",
-            lambda m: m.persistence == "pvc" or m.storage_class_name is None,
         ),
         CrossFieldRule(
             "self.enabled || self.persistence == 'emptyDir'",
             "persistence: pvc needs enabled: true",
             ".persistence",
-            lambda m: m.enabled or m.persistence == "emptyDir",
         ),
     )
 
@@ -489,18 +486,6 @@ class ScalingBehavior(KubeModel):
     scale_down: ScalingRules | None = Field(None, description="Rules for scaling down.")
 
 
-def _has_target(autoscaling: "AutoscalingSpec") -> bool:
-    return any(
-        value is not None
-        for value in (
-            autoscaling.target_cpu_utilization_percentage,
-            autoscaling.target_memory_utilization_percentage,
-            autoscaling.engine.in_flight_per_pod,
-            autoscaling.engine.queue_depth_per_pod,
-        )
-    )
-
-
 class AutoscalingSpec(KubeModel):
     """Replica autoscaling. With a CPU or memory target an HPA scales the workload (it needs
     metrics-server) and the engine targets' recommendation becomes its minReplicas floor; with
@@ -538,7 +523,6 @@ class AutoscalingSpec(KubeModel):
             "self.minReplicas <= self.maxReplicas",
             "minReplicas must not exceed maxReplicas",
             ".minReplicas",
-            lambda m: m.min_replicas <= m.max_replicas,
         ),
         CrossFieldRule(
             "!self.enabled || has(self.targetCPUUtilizationPercentage)"
@@ -548,7 +532,6 @@ class AutoscalingSpec(KubeModel):
             "enabled autoscaling needs a target: targetCPUUtilizationPercentage, "
             "targetMemoryUtilizationPercentage, engine.inFlightPerPod or engine.queueDepthPerPod",
             ".enabled",
-            lambda m: not m.enabled or _has_target(m),
         ),
     )
 

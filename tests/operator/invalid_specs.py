@@ -1,4 +1,5 @@
-"""Specs both pydantic and the apiserver must refuse, with the field path each error names.
+"""Specs both pydantic and the apiserver must refuse, with the field path each error names and,
+for a cross-field rule, the rule's message (the same CEL rule gives the same message in both).
 
 Shared data: the model's unit tests check pydantic, the integration tests the apiserver (with
 strict field validation, kubectl's default, for the unknown-field case).
@@ -10,11 +11,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class InvalidSpec:
-    """One invalid `spec` and the Kubernetes field path its error must name."""
+    """One invalid `spec`, the Kubernetes field path its error must name and, when a cross-field
+    rule refuses it, that rule's message."""
 
     id: str
     spec: dict[str, Any]
     field_path: str
+    rule_message: str | None = None
 
 
 INVALID_SPECS: list[InvalidSpec] = [
@@ -24,20 +27,33 @@ INVALID_SPECS: list[InvalidSpec] = [
         "min-above-max",
         {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
         "spec.autoscaling.minReplicas",
+        "minReplicas must not exceed maxReplicas",
     ),
     InvalidSpec(
-        "autoscaling-without-target", {"autoscaling": {"enabled": True}}, "spec.autoscaling.enabled"
+        "autoscaling-without-target",
+        {"autoscaling": {"enabled": True}},
+        "spec.autoscaling.enabled",
+        "enabled autoscaling needs a target: targetCPUUtilizationPercentage, "
+        "targetMemoryUtilizationPercentage, engine.inFlightPerPod or engine.queueDepthPerPod",
     ),
     InvalidSpec(
         "external-redis-without-secret",
         {"cache": {"l2": {"mode": "external"}}},
         "spec.cache.l2.external",
+        "external is required when mode is external",
     ),
     InvalidSpec("unknown-l2-mode", {"cache": {"l2": {"mode": "sometimes"}}}, "spec.cache.l2.mode"),
     InvalidSpec(
         "storage-class-without-pvc",
         {"cache": {"l3": {"storageClassName": "fast"}}},
         "spec.cache.l3.storageClassName",
+        "storageClassName needs persistence: pvc",
+    ),
+    InvalidSpec(
+        "pvc-with-l3-disabled",
+        {"cache": {"l3": {"enabled": False, "persistence": "pvc"}}},
+        "spec.cache.l3.persistence",
+        "persistence: pvc needs enabled: true",
     ),
     InvalidSpec("port-out-of-range", {"service": {"port": 70000}}, "spec.service.port"),
     InvalidSpec(
@@ -49,6 +65,13 @@ INVALID_SPECS: list[InvalidSpec] = [
         "request-above-default-limit",
         {"resources": {"requests": {"memory": "2Gi"}}},
         "spec.resources.requests.memory",
+        "requests.memory must not exceed limits.memory",
+    ),
+    InvalidSpec(
+        "cpu-request-above-limit",
+        {"resources": {"requests": {"cpu": "1500m"}, "limits": {"cpu": 1}}},
+        "spec.resources.requests.cpu",
+        "requests.cpu must not exceed limits.cpu",
     ),
     InvalidSpec(
         "percent-above-100",

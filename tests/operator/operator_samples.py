@@ -1,12 +1,13 @@
-"""Shared inputs of the operator's unit tests: an owner, specs built from Kubernetes JSON, and the
-sample resource in crds/examples/."""
+"""Shared inputs of the operator's unit tests: an owner, specs built from Kubernetes JSON, the
+sample resource in crds/examples/, and every model of the resource."""
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from novel_operator.model import NovelEngineSpec, Owner
+from novel_operator.model import KubeModel, NovelEngineSpec, Owner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_PATH = REPO_ROOT / "crds" / "examples" / "novelengine.yaml"
@@ -20,6 +21,13 @@ OPERATOR_NAMESPACE = "novel-engine-system"
 def spec_of(data: dict[str, Any] | None = None) -> NovelEngineSpec:
     """A spec from the camelCase JSON a user writes."""
     return NovelEngineSpec.model_validate(data or {})
+
+
+def all_models(base: type[KubeModel] = KubeModel) -> Iterator[type[KubeModel]]:
+    """Every model class of the resource (the subclasses of `base`, recursively)."""
+    for model in base.__subclasses__():
+        yield model
+        yield from all_models(model)
 
 
 def load_sample() -> dict[str, Any]:

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_samples import CRD_PATH, load_sample, spec_of
+from operator_samples import CRD_PATH, all_models, load_sample, spec_of
 
 from novel_operator import names
 from novel_operator.crd import generate_crd, render_crd
-from novel_operator.model import KubeModel, NovelEngineSpec
+from novel_operator.model import NovelEngineSpec
 
 Schema = dict[str, Any]
 STRUCTURAL_TYPES = {"object", "array", "string", "integer", "number", "boolean"}
@@ -36,12 +36,6 @@ def nodes(schema: Schema, path: str = "") -> Iterator[tuple[str, Schema]]:
         yield from nodes(schema["items"], f"{path}[]")
     if isinstance(schema.get("additionalProperties"), dict):
         yield from nodes(schema["additionalProperties"], f"{path}{{}}")
-
-
-def all_models(base: type[KubeModel] = KubeModel) -> Iterator[type[KubeModel]]:
-    for model in base.__subclasses__():
-        yield model
-        yield from all_models(model)
 
 
 def apply_defaults(schema: Schema, value: Any) -> Any:
@@ -104,11 +98,15 @@ def test_every_field_has_explain_text() -> None:
 
 def test_every_cross_field_rule_is_in_the_crd_with_a_field_path() -> None:
     in_crd = {
-        rule["rule"]
+        (rule["rule"], rule["message"], rule["fieldPath"])
         for _, node in nodes(root_schema())
         for rule in node.get("x-kubernetes-validations", [])
     }
-    in_model = {rule.cel for model in all_models() for rule in model.cross_field_rules}
+    in_model = {
+        (rule.cel, rule.message, rule.field_path)
+        for model in all_models()
+        for rule in model.cross_field_rules
+    }
 
     assert in_model
     assert in_crd == in_model

@@ -4,18 +4,22 @@ from typing import Any
 
 import pytest
 from invalid_specs import INVALID_SPECS, InvalidSpec
-from operator_samples import load_sample, spec_of
+from operator_samples import all_models, load_sample, spec_of
 from pydantic import ValidationError
 
 import novel_operator
 from novel_operator import names
-from novel_operator.model import NovelEngineStatus, field_errors
+from novel_operator.model import FieldError, NovelEngineStatus, field_errors
+
+
+def errors(data: dict[str, Any]) -> list[FieldError]:
+    with pytest.raises(ValidationError) as caught:
+        spec_of(data)
+    return field_errors(caught.value)
 
 
 def error_paths(data: dict[str, Any]) -> list[str]:
-    with pytest.raises(ValidationError) as caught:
-        spec_of(data)
-    return [error.path for error in field_errors(caught.value)]
+    return [error.path for error in errors(data)]
 
 
 def test_an_empty_spec_gets_the_documented_defaults() -> None:
@@ -59,7 +63,18 @@ def test_the_sample_is_a_valid_autoscaled_novelengine() -> None:
 
 @pytest.mark.parametrize("case", INVALID_SPECS, ids=lambda case: case.id)
 def test_invalid_specs_are_refused_at_the_field_they_name(case: InvalidSpec) -> None:
-    assert error_paths(case.spec) == [case.field_path]
+    found = errors(case.spec)
+
+    assert [error.path for error in found] == [case.field_path]
+    if case.rule_message is not None:
+        assert found[0].message == case.rule_message
+
+
+def test_every_cross_field_rule_refuses_one_of_the_invalid_specs() -> None:
+    rules = {rule.message for model in all_models() for rule in model.cross_field_rules}
+
+    assert rules
+    assert rules == {case.rule_message for case in INVALID_SPECS} - {None}
 
 
 def test_zero_replicas_is_allowed() -> None:

@@ -4,6 +4,7 @@ keeps to its namespaces; and the apiserver itself refuses invalid NovelEngines."
 from __future__ import annotations
 
 import importlib.util
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,6 +138,7 @@ def test_apiserver_refuses_an_invalid_novelengine_naming_the_field(
     cluster: Cluster, testbed_namespace: str, case: object
 ) -> None:
     spec, field_path = case.spec, case.field_path  # type: ignore[attr-defined]
+    rule_message = case.rule_message  # type: ignore[attr-defined]
     obj = {
         "apiVersion": names.API_VERSION,
         "kind": names.KIND,
@@ -151,3 +153,7 @@ def test_apiserver_refuses_an_invalid_novelengine_naming_the_field(
         )
     assert refused.value.status in (400, 422)
     assert field_path in refused.value.summary()
+    if rule_message is not None:  # the CEL rule pydantic evaluates, with the same message
+        causes = json.loads(refused.value.body)["details"]["causes"]
+        assert [cause["field"] for cause in causes] == [field_path]
+        assert causes[0]["message"].endswith(f": {rule_message}"), causes
