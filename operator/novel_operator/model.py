@@ -333,7 +333,13 @@ class ManagedRedisSpec(KubeModel):
         "volatile-random",
         "volatile-ttl",
         "noeviction",
-    ] = Field("allkeys-lru", description="What Redis evicts when maxmemory is reached.")
+    ] = Field(
+        "volatile-lru",
+        description="What Redis evicts when maxmemory is reached. The default evicts only keys "
+        "with a TTL: the cache entries, never the async job records (which the engines delete "
+        "themselves). With an `allkeys-*` policy job records may be evicted, and a replica "
+        "that did not accept a job may then answer 404 for it.",
+    )
 
 
 class ExternalRedisSpec(KubeModel):
