@@ -692,7 +692,8 @@ class Condition(StatusModel):
     """A kstatus-compatible condition."""
 
     type: str = Field(
-        description="`Ready`, `Reconciling`, `Stalled`, or `ScalingActive` (with engine targets)."
+        description="`Ready`, `Reconciling`, `Stalled`, `ScalingActive` (with engine targets) or "
+        "`JobsShared` (when more than one replica may run)."
     )
     status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
     reason: str = Field(description="CamelCase reason.")
@@ -753,7 +754,9 @@ class NovelEngineStatus(StatusModel):
     endpoint: str | None = Field(None, description="In-cluster address: Service DNS name:port.")
     conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
         default_factory=list,
-        description="Ready, Reconciling and Stalled; ScalingActive with engine targets.",
+        description="Ready, Reconciling and Stalled; ScalingActive with engine targets; "
+        "JobsShared when more than one replica may run (False: async jobs stay in the replica "
+        "that accepted them, as there is no L2 tier).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     autoscaling: AutoscalingStatus | None = Field(
