@@ -19,7 +19,7 @@ from novel_engine.shared_jobs import DEFAULT_PREFIX
 from novel_engine.simulation.service import result_key
 from novel_operator.model import ManagedRedisSpec
 
-from .api import FULL_CAST, SIEGE, EngineClient, engine_client, problem, until
+from .api import FULL_CAST, SIEGE, EngineClient, engine_client, metric_samples, problem, until
 from .conftest import RedisServer
 from .processes import EngineProcess, EngineProcesses, get, post
 
@@ -79,6 +79,9 @@ async def test_a_job_accepted_by_one_replica_is_polled_through_another(
     other = engines.start("b", *shared)
     await asyncio.gather(accepting.ready(session), other.ready(session))
     ids = await accept_jobs(session, accepting, 8)
+    # The same request through the other replica joins the job instead of running it again.
+    status, raw = await post(session, other, "/v1/simulations", heavy(7))
+    assert (status, json.loads(raw)["status"]) == (202, "queued")
 
     # The last job waits behind seven others, so the other replica sees it queued first.
     statuses, result = await poll(session, other, ids[-1])
@@ -86,8 +89,13 @@ async def test_a_job_accepted_by_one_replica_is_polled_through_another(
     for job_id in ids[:-1]:
         await poll(session, other, job_id)
     assert (await get(session, accepting, f"/v1/simulations/{ids[-1]}")) == (200, result)
-    # The jobs ran for longer than a lease: the accepting replica renewed its leases.
+    # The jobs ran for longer than a lease: the accepting replica renewed its leases, and the
+    # other replica ran none of them.
     assert "taking over" not in other.log()
+    _, metrics = await get(session, other, "/metrics")
+    tasks = metric_samples(metrics.decode(), "novel_engine_scheduler_tasks_total")
+    assert tasks
+    assert sum(tasks.values()) == 0
 
 
 async def test_the_jobs_of_a_killed_replica_are_taken_over_and_finished(
