@@ -1,13 +1,12 @@
 """The aiohttp application factory: middlewares, routes and one cleanup context per resource.
 
 ``create_app`` reads no environment; everything comes from the Settings it is given. Resources
-start in order (database, cache, content, jobs, scheduler, simulations, taking over jobs other
-replicas abandoned) and stop in reverse: taking over stops, then the scheduler stops (running
-work gets what is left of the drain budget), then the jobs it failed are recorded, then the
-cache and the database close."""
+start in order (database, cache, content, jobs, scheduler, simulations, then taking over the jobs
+other replicas abandoned, which draining pauses) and stop in reverse: the scheduler stops first
+(running work gets what is left of the drain budget), then the jobs it failed are recorded, then
+the cache and the database close.
+"""
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -140,20 +139,11 @@ async def simulations_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def takeover_context(app: web.Application) -> AsyncIterator[None]:
-    """With shared jobs: run the jobs other replicas abandoned; stops first at shutdown."""
-    jobs = app[JOBS]
-    if jobs.shared is None:
-        yield
-        return
-    simulations, drain = app[SIMULATIONS], app[DRAIN]
-    task = asyncio.create_task(
-        jobs.take_over_abandoned(simulations.submit, lambda: not drain.draining),
-        name="job takeover",
-    )
+    """With shared jobs: run the jobs other replicas abandoned (not while draining; the job
+    runner's close stops it)."""
+    drain = app[DRAIN]
+    app[JOBS].begin_takeover(app[SIMULATIONS].submit, lambda: not drain.draining)
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def begin_drain(app: web.Application) -> None:

@@ -11,6 +11,7 @@ This replica's SQLite rows then cover only the jobs it runs, and answer while L2
 """
 
 import asyncio
+import functools
 import logging
 import time
 import zlib
@@ -226,25 +227,27 @@ class JobRunner:
                 return job
         return await self.store.get(job_id)
 
-    async def take_over_abandoned(self, submit: Submit, accepting: Callable[[], bool]) -> None:
-        """Forever: every third of a lease, claim jobs whose replica stopped renewing their
-        lease (it died) and run them here, while ``accepting()`` says this replica takes work."""
+    def begin_takeover(self, submit: Submit, accepting: Callable[[], bool]) -> None:
+        """With a shared store: every third of a lease, claim jobs whose replica stopped
+        renewing their lease (it died) and run them here, while ``accepting()`` says this
+        replica takes work."""
+        if self.shared is not None:
+            every = self.shared.lease_seconds / 3
+            takeover = functools.partial(self._take_over, submit, accepting)
+            self._housekeeping.append(_every(every, takeover, "take over abandoned jobs"))
+
+    async def _take_over(self, submit: Submit, accepting: Callable[[], bool]) -> None:
         assert self.shared is not None
-        while True:
-            await asyncio.sleep(self.shared.lease_seconds / 3)
-            if not accepting():
+        if not accepting():
+            return
+        claimed = await self._best_effort(self.shared.claim_abandoned(TAKEOVER_BATCH))
+        for simulation, priority in claimed or ():
+            job_id = simulation.simulation_id()
+            if job_id in self._accepted:
+                self._leased.add(job_id)  # running here already; its lease lapsed while L2 was away
                 continue
-            try:
-                claimed = await self._shared_call(self.shared.claim_abandoned(TAKEOVER_BATCH))
-            except SharedJobsUnavailable:
-                continue
-            for simulation, priority in claimed:
-                if simulation.simulation_id() in self._accepted:
-                    # Running here already (its lease lapsed while L2 was away): renew it.
-                    self._leased.add(simulation.simulation_id())
-                    continue
-                log.info("taking over simulation job %s", simulation.simulation_id())
-                self._launch(simulation, priority, submit, claimed=True)
+            log.info("taking over simulation job %s", job_id)
+            self._launch(simulation, priority, submit, claimed=True)
 
     def _launch(
         self, simulation: SimulationInput, priority: Priority, submit: Submit, *, claimed: bool
