@@ -22,6 +22,7 @@ from novel_operator.model import ManagedRedisSpec
 from .api import FULL_CAST, SIEGE, EngineClient, engine_client, metric_samples, problem, until
 from .conftest import RedisServer
 from .processes import EngineProcess, EngineProcesses, get, post
+from .samples import sample_input
 
 pytestmark = pytest.mark.redis
 
@@ -211,3 +212,21 @@ async def test_job_records_outlive_cache_entries_under_memory_pressure(
         response = await other.get(f"/v1/simulations/{job_id}")
         assert response.status == 200
         assert json.loads(await response.read())["id"] == job_id
+
+
+async def test_an_async_request_refused_with_429_leaves_no_shared_job(
+    aiohttp_client: AiohttpClient, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    small = {"queue_limit": 1, "thread_workers": 1, "process_workers": 1, "task_deadline": 120}
+    accepting = await engine_client(
+        aiohttp_client, tmp_path / "a", redis_url=redis_server.url, **small
+    )
+    other = await engine_client(aiohttp_client, tmp_path / "b", redis_url=redis_server.url)
+    responses = await asyncio.gather(
+        *(accepting.post("/v1/simulations", json=heavy(seed)) for seed in range(6))
+    )
+    refused = [seed for seed, response in enumerate(responses) if response.status == 429]
+    assert refused
+    for seed in refused:
+        simulation_id = sample_input(FULL_CAST, turns=200, seed=seed).simulation_id()
+        await problem(await other.get(f"/v1/simulations/{simulation_id}"), 404)
