@@ -76,11 +76,21 @@ class Job:
     id: str
     status: JobStatus
     error: str | None
-    input: SimulationInput | None  # None once a failed job no longer needs it
+    # Read for a succeeded job only: it recomputes the result if the cache let it go.
+    input: SimulationInput | None
 
 
 class SharedJobsUnavailable(Exception):  # noqa: N818 -- the name other modules map to 503
     """The shared job records (L2) could not be read or written."""
+
+
+def job_record(
+    job_id: str, status: JobStatus, error: str | None, stored_input: bytes | str | None
+) -> Job:
+    """A stored job; its input is decoded only when the job succeeded (see Job.input)."""
+    if status is not JobStatus.SUCCEEDED or stored_input is None:
+        return Job(job_id, status, error, None)
+    return Job(job_id, status, error, decode_input(stored_input))
 
 
 def encode_input(simulation: SimulationInput) -> bytes:
@@ -153,12 +163,7 @@ class JobStore:
         if not rows:
             return None
         status, error, stored_input = rows[0]
-        return Job(
-            job_id,
-            JobStatus(status),
-            error,
-            None if stored_input is None else decode_input(stored_input),
-        )
+        return job_record(job_id, JobStatus(status), error, stored_input)
 
 
 class JobRunner:

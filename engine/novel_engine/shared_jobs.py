@@ -21,7 +21,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.typing import EncodableT
 
-from novel_engine.jobs import Job, JobStatus, SharedJobsUnavailable, decode_input, encode_input
+from novel_engine.jobs import (
+    Job,
+    JobStatus,
+    SharedJobsUnavailable,
+    decode_input,
+    encode_input,
+    job_record,
+)
 from novel_engine.scheduler import Priority
 from novel_engine.simulation.request import SimulationInput
 
@@ -256,11 +263,8 @@ class SharedJobStore:
         status, error, stored_input = fields
         if status is None:
             return None
-        return Job(
-            job_id,
-            JobStatus(_text(status)),
-            None if error is None else _text(error),
-            None if stored_input is None else decode_input(stored_input),
+        return job_record(
+            job_id, JobStatus(_text(status)), None if error is None else _text(error), stored_input
         )
 
     async def close(self) -> None:

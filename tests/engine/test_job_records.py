@@ -66,13 +66,24 @@ async def test_a_failed_job_keeps_its_status_and_error_but_no_input(db: Database
     store = JobStore(db)
     job_id = INPUTS[0].simulation_id()
     await store.record(INPUTS[0], JobStatus.QUEUED)
-    queued = await store.get(job_id)
     await store.finish(job_id, JobStatus.FAILED, "it broke")
     failed = await store.get(job_id)
-    assert queued is not None
-    assert queued.input == INPUTS[0]
     assert failed is not None
-    assert (failed.status, failed.error, failed.input) == (JobStatus.FAILED, "it broke", None)
+    assert (failed.status, failed.error) == (JobStatus.FAILED, "it broke")
+    async with db.acquire() as connection:
+        rows = list(await connection.execute_fetchall("SELECT input FROM jobs"))
+    assert rows[0][0] is None
+
+
+async def test_a_succeeded_job_keeps_its_input_compressed(db: Database) -> None:
+    store = JobStore(db)
+    await store.record(INPUTS[0], JobStatus.SUCCEEDED)
+    job = await store.get(INPUTS[0].simulation_id())
+    assert job is not None
+    assert job.input == INPUTS[0]
+    async with db.acquire() as connection:
+        rows = list(await connection.execute_fetchall("SELECT length(input) FROM jobs"))
+    assert rows[0][0] < len(INPUTS[0].model_dump_json()) / 2
 
 
 async def test_rows_written_before_compression_are_still_read(tmp_path: Path) -> None:
