@@ -1,9 +1,10 @@
 """The aiohttp application factory: middlewares, routes and one cleanup context per resource.
 
 ``create_app`` reads no environment; everything comes from the Settings it is given. Resources
-start in order (database, cache, content, jobs, scheduler, simulations) and stop in reverse:
-the scheduler stops first (running work gets what is left of the drain budget), then the jobs
-it failed are recorded, then the cache and the database close.
+start in order (database, cache, content, jobs, scheduler, simulations, then taking over the jobs
+other replicas abandoned, which draining pauses) and stop in reverse: the scheduler stops first
+(running work gets what is left of the drain budget), then the jobs it failed are recorded, then
+the cache and the database close.
 """
 
 from collections.abc import AsyncIterator
@@ -79,9 +80,29 @@ async def content_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def jobs_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
     store = JobStore(app[DB])
     await store.fail_unfinished(CRASH_REASON)  # left queued by a process that did not stop cleanly
-    app[JOBS] = JobRunner(store, app[CACHE])
+    shared = None
+    if settings.redis_url is not None:
+        from novel_engine.shared_jobs import SharedJobStore  # redis only when configured
+
+        password = settings.redis_password
+        shared = SharedJobStore(
+            settings.redis_url,
+            None if password is None else password.get_secret_value(),
+            lease_seconds=settings.job_lease_seconds,
+            retention_seconds=settings.job_retention_seconds,
+            max_records=settings.job_max_records,
+        )
+    app[JOBS] = JobRunner(
+        store,
+        app[CACHE],
+        shared,
+        retention_seconds=settings.job_retention_seconds,
+        max_records=settings.job_max_records,
+    )
+    app[JOBS].begin_housekeeping()
     yield
     await app[JOBS].close()
 
@@ -117,6 +138,14 @@ async def simulations_context(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def takeover_context(app: web.Application) -> AsyncIterator[None]:
+    """With shared jobs: run the jobs other replicas abandoned (not while draining; the job
+    runner's close stops it)."""
+    drain = app[DRAIN]
+    app[JOBS].begin_takeover(app[SIMULATIONS].submit, lambda: not drain.draining)
+    yield
+
+
 async def begin_drain(app: web.Application) -> None:
     app[DRAIN].begin()
 
@@ -148,6 +177,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             jobs_context,
             scheduler_context,
             simulations_context,
+            takeover_context,
         ]
     )
     app.on_shutdown.append(begin_drain)

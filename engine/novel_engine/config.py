@@ -74,6 +74,23 @@ class Settings(BaseModel):
         "the SQLite cache tier evicts its oldest entries to stay under it.",
     )
     l3_enabled: bool = Field(True, description="Keep computed results in the SQLite cache tier.")
+    job_retention_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        description="How long an async job's record (status, error, input) is kept after its "
+        "last change, in SQLite and in the shared L2 tier.",
+    )
+    job_max_records: int = Field(
+        10_000,
+        ge=1,
+        description="Job records kept in SQLite (and in the shared L2 tier) before the oldest go.",
+    )
+    job_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="With L2: a job whose replica has not renewed its lease for this long is "
+        "taken over and run by another replica.",
+    )
     queue_limit: int = Field(
         256, ge=1, description="Queued scheduler tasks before new work is refused with 429."
     )

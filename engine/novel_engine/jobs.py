@@ -2,21 +2,32 @@
 
 A job is queued, then succeeded or failed; it is never silently lost. Jobs still queued when the
 engine stops are recorded as failed with a reason, and so are jobs a crashed process left behind.
+Records are pruned by age and count; a record keeps its input (compressed) only while the job may
+need it: to run, or to recompute a succeeded job's result that the cache let go.
+
+With the shared L2 tier, every job also has a shared record (novel_engine.shared_jobs) that any
+replica reads, and a lease its replica renews; a replica takes over the jobs whose lease ran out.
+This replica's SQLite rows then cover only the jobs it runs, and answer while L2 is down.
 """
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from novel_engine.cache import TieredCache
 from novel_engine.db import Database, Migration
-from novel_engine.scheduler import DeadlineExceeded, SchedulerStopped
+from novel_engine.scheduler import DeadlineExceeded, Priority, SchedulerStopped
 from novel_engine.simulation.request import SimulationInput
 from novel_engine.simulation.service import result_key
+
+if TYPE_CHECKING:  # redis is imported only when an L2 URL is configured
+    from novel_engine.shared_jobs import SharedJobStore
 
 MIGRATIONS: tuple[Migration, ...] = (
     (
@@ -25,13 +36,33 @@ MIGRATIONS: tuple[Migration, ...] = (
         " id TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT,"
         " input TEXT NOT NULL, updated_at REAL NOT NULL);",
     ),
+    (
+        # The input becomes optional (a failed job drops it) and compressed; pruning by age
+        # reads updated_at. Rows from before keep their JSON text input.
+        "jobs_0002",
+        "CREATE TABLE jobs_new ("
+        " id TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT,"
+        " input BLOB, updated_at REAL NOT NULL);"
+        "INSERT INTO jobs_new SELECT id, status, error,"
+        " CASE WHEN status = 'failed' THEN NULL ELSE input END, updated_at FROM jobs;"
+        "DROP TABLE jobs;"
+        "ALTER TABLE jobs_new RENAME TO jobs;"
+        "CREATE INDEX jobs_updated_at ON jobs (updated_at);",
+    ),
 )
 SHUTDOWN_REASON = "engine shut down before the job ran"
 CRASH_REASON = "engine stopped before the job finished"
 DEADLINE_REASON = "the simulation did not finish within its deadline"
 FAILURE_REASON = "the simulation failed unexpectedly; the error has been logged"
+#: Longest pause between two prunings of the job records.
+PRUNE_INTERVAL_SECONDS = 60.0
+#: Abandoned jobs one replica takes over per look (it looks every third of a lease).
+TAKEOVER_BATCH = 8
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Submit = Callable[[SimulationInput, Priority], asyncio.Future[bytes]]
 
 
 class JobStatus(StrEnum):
@@ -45,11 +76,35 @@ class Job:
     id: str
     status: JobStatus
     error: str | None
-    input: SimulationInput
+    # Read for a succeeded job only: it recomputes the result if the cache let it go.
+    input: SimulationInput | None
+
+
+class SharedJobsUnavailable(Exception):  # noqa: N818 -- the name other modules map to 503
+    """The shared job records (L2) could not be read or written."""
+
+
+def job_record(
+    job_id: str, status: JobStatus, error: str | None, stored_input: bytes | str | None
+) -> Job:
+    """A stored job; its input is decoded only when the job succeeded (see Job.input)."""
+    if status is not JobStatus.SUCCEEDED or stored_input is None:
+        return Job(job_id, status, error, None)
+    return Job(job_id, status, error, decode_input(stored_input))
+
+
+def encode_input(simulation: SimulationInput) -> bytes:
+    return zlib.compress(simulation.model_dump_json().encode())
+
+
+def decode_input(stored: bytes | str) -> SimulationInput:
+    # str: a row written before inputs were compressed (migration jobs_0002).
+    text = stored if isinstance(stored, str) else zlib.decompress(stored)
+    return SimulationInput.model_validate_json(text)
 
 
 class JobStore:
-    """The jobs table."""
+    """The jobs table of this replica."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -64,21 +119,39 @@ class JobStore:
         await self._write(
             "INSERT OR REPLACE INTO jobs (id, status, error, input, updated_at)"
             " VALUES (?, ?, NULL, ?, ?)",
-            (simulation.simulation_id(), status, simulation.model_dump_json(), time.time()),
+            (simulation.simulation_id(), status, encode_input(simulation), time.time()),
         )
 
     async def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
+        """Record how the job ended; a failed job's input is dropped (nothing recomputes it)."""
         await self._write(
-            "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-            (status, error, time.time(), job_id),
+            "UPDATE jobs SET status = ?, error = ?, updated_at = ?,"
+            " input = CASE WHEN ? = 'failed' THEN NULL ELSE input END WHERE id = ?",
+            (status, error, time.time(), status, job_id),
         )
 
     async def fail_unfinished(self, reason: str) -> int:
         """Mark every queued job failed; returns how many there were."""
         return await self._write(
-            "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE status = ?",
+            "UPDATE jobs SET status = ?, error = ?, updated_at = ?, input = NULL WHERE status = ?",
             (JobStatus.FAILED, reason, time.time(), JobStatus.QUEUED),
         )
+
+    async def prune(self, retention_seconds: float, max_records: int) -> int:
+        """Delete finished jobs unchanged for retention_seconds, then the oldest finished ones
+        beyond max_records; returns how many went. Queued jobs stay: they are still running."""
+        async with self._db.acquire() as connection:
+            aged = await connection.execute(
+                "DELETE FROM jobs WHERE updated_at < ? AND status != ?",
+                (time.time() - retention_seconds, JobStatus.QUEUED),
+            )
+            surplus = await connection.execute(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status != ?"
+                " ORDER BY updated_at DESC LIMIT -1 OFFSET ?)",
+                (JobStatus.QUEUED, max_records),
+            )
+            await connection.commit()
+        return max(0, aged.rowcount) + max(0, surplus.rowcount)
 
     async def get(self, job_id: str) -> Job | None:
         async with self._db.acquire() as connection:
@@ -90,69 +163,186 @@ class JobStore:
         if not rows:
             return None
         status, error, stored_input = rows[0]
-        return Job(
-            job_id, JobStatus(status), error, SimulationInput.model_validate_json(stored_input)
-        )
+        return job_record(job_id, JobStatus(status), error, stored_input)
 
 
 class JobRunner:
-    """Records jobs and how each one ends; identical requests at the same time share one job."""
+    """Records jobs and how each one ends; identical requests at the same time share one job.
 
-    def __init__(self, store: JobStore, cache: TieredCache) -> None:
+    With a shared store: a job runs on one replica at a time (the holder of its lease), the
+    leases of the jobs running here are renewed every third of a lease, and jobs a stopping
+    replica did not run are handed over rather than failed.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        cache: TieredCache,
+        shared: "SharedJobStore | None" = None,
+        *,
+        retention_seconds: float = 86_400.0,
+        max_records: int = 10_000,
+    ) -> None:
         self.store = store
+        self.shared = shared
         self._cache = cache
+        self._retention_seconds = retention_seconds
+        self._max_records = max_records
         # Per job in this process: how it was accepted (queued or succeeded), or why not.
         self._accepted: dict[str, asyncio.Future[JobStatus]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Jobs running here under a lease in the shared store.
+        self._leased: set[str] = set()
+        self._shared_failing = False
+        self._housekeeping: list[asyncio.Task[None]] = []
+
+    def begin_housekeeping(self) -> None:
+        """Prune the records periodically (and renew leases, with a shared store)."""
+        prune_every = min(PRUNE_INTERVAL_SECONDS, self._retention_seconds / 4)
+        self._housekeeping.append(_every(prune_every, self._prune, "prune job records"))
+        if self.shared is not None:
+            renew_every = self.shared.lease_seconds / 3
+            self._housekeeping.append(_every(renew_every, self._renew, "renew job leases"))
 
     async def start(
-        self, simulation: SimulationInput, submit: Callable[[], asyncio.Future[bytes]]
+        self, simulation: SimulationInput, priority: Priority, submit: Submit
     ) -> JobStatus:
         """Accept the simulation as a job: succeeded at once if its result is cached, else
-        queued and handed to ``submit``. A request for a job already here joins it; all of
-        them get the same answer, or the same error (QueueFull: the job was not accepted)."""
-        job_id = simulation.simulation_id()
-        accepted = self._accepted.get(job_id)
+        queued and handed to ``submit`` (unless another replica runs it already). A request
+        for a job already here joins it; all of them get the same answer, or the same error
+        (QueueFull: the job was not accepted)."""
+        accepted = self._accepted.get(simulation.simulation_id())
         if accepted is None:
-            # Reserved before any await, so a duplicate arriving meanwhile finds it.
-            accepted = asyncio.get_running_loop().create_future()
-            self._accepted[job_id] = accepted
-            task = asyncio.create_task(
-                self._run(simulation, submit, accepted), name=f"job {job_id}"
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            accepted = self._launch(simulation, priority, submit, claimed=False)
         # Shielded: one request going away must not cancel the job the others joined.
         return await asyncio.shield(accepted)
+
+    async def lookup(self, job_id: str) -> Job | None:
+        """The job as the shared store knows it, else as this replica does. Raises
+        SharedJobsUnavailable when the shared store is down and this replica does not know it."""
+        if self.shared is not None:
+            try:
+                job = await self.shared.get(job_id)
+            except SharedJobsUnavailable:
+                job = await self.store.get(job_id)
+                if job is None:
+                    raise
+                return job
+            if job is not None:
+                return job
+        return await self.store.get(job_id)
+
+    def begin_takeover(self, submit: Submit, accepting: Callable[[], bool]) -> None:
+        """With a shared store: every third of a lease, claim jobs whose replica stopped
+        renewing their lease (it died) and run them here, while ``accepting()`` says this
+        replica takes work."""
+        if self.shared is not None:
+            every = self.shared.lease_seconds / 3
+            takeover = functools.partial(self._take_over, submit, accepting)
+            self._housekeeping.append(_every(every, takeover, "take over abandoned jobs"))
+
+    async def _take_over(self, submit: Submit, accepting: Callable[[], bool]) -> None:
+        assert self.shared is not None
+        if not accepting():
+            return
+        claimed = await self._best_effort(self.shared.claim_abandoned(TAKEOVER_BATCH))
+        for simulation, priority in claimed or ():
+            job_id = simulation.simulation_id()
+            if job_id in self._accepted:
+                self._leased.add(job_id)  # running here already; its lease lapsed while L2 was away
+                continue
+            log.info("taking over simulation job %s", job_id)
+            self._launch(simulation, priority, submit, claimed=True)
+
+    def _launch(
+        self, simulation: SimulationInput, priority: Priority, submit: Submit, *, claimed: bool
+    ) -> asyncio.Future[JobStatus]:
+        job_id = simulation.simulation_id()
+        # Reserved before any await, so a duplicate arriving meanwhile finds it.
+        accepted: asyncio.Future[JobStatus] = asyncio.get_running_loop().create_future()
+        # Requests that joined receive its error; nobody else should log it.
+        accepted.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._accepted[job_id] = accepted
+        task = asyncio.create_task(
+            self._run(simulation, priority, submit, accepted, claimed), name=f"job {job_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return accepted
 
     async def _run(
         self,
         simulation: SimulationInput,
-        submit: Callable[[], asyncio.Future[bytes]],
+        priority: Priority,
+        submit: Submit,
         accepted: asyncio.Future[JobStatus],
+        claimed: bool,
     ) -> None:
         job_id = simulation.simulation_id()
         try:
             try:
-                future = None
-                if await self._cache.get(result_key(job_id)) is None:
-                    future = submit()
-                # Succeeded jobs get a row too: the input recomputes the result if the cache
-                # lets it go before the client polls.
-                status = JobStatus.SUCCEEDED if future is None else JobStatus.QUEUED
-                await self.store.record(simulation, status)
+                status, future = await self._accept(simulation, priority, submit, claimed)
             except Exception as error:
+                if claimed:
+                    log.warning("could not take over simulation job %s: %s", job_id, error)
                 accepted.set_exception(error)
                 return
             accepted.set_result(status)
             if future is not None:
                 await self._watch(job_id, future)
         finally:
+            self._leased.discard(job_id)
             if not accepted.done():
                 accepted.cancel()
             # A later job under the same id has its own entry; leave that one alone.
             if self._accepted.get(job_id) is accepted:
                 del self._accepted[job_id]
+
+    async def _accept(
+        self, simulation: SimulationInput, priority: Priority, submit: Submit, claimed: bool
+    ) -> tuple[JobStatus, asyncio.Future[bytes] | None]:
+        """Record the job and submit it, unless its result is cached or another replica runs
+        it; its status, and the future of the computation when it runs here."""
+        job_id = simulation.simulation_id()
+        cached = await self._cache.get(result_key(job_id)) is not None
+        runs_here = not cached
+        if self.shared is not None:
+            runs_here = await self._share(simulation, priority, cached=cached, claimed=claimed)
+        if not runs_here:
+            if not cached:
+                return JobStatus.QUEUED, None  # another replica runs it
+            # Succeeded jobs get a row too: the input recomputes the result if the cache
+            # lets it go before the client polls.
+            await self.store.record(simulation, JobStatus.SUCCEEDED)
+            return JobStatus.SUCCEEDED, None
+        try:
+            future = submit(simulation, priority)
+        except BaseException:
+            await (self._hand_over(job_id) if claimed else self._withdraw(job_id))
+            raise
+        await self.store.record(simulation, JobStatus.QUEUED)
+        return JobStatus.QUEUED, future
+
+    async def _share(
+        self, simulation: SimulationInput, priority: Priority, *, cached: bool, claimed: bool
+    ) -> bool:
+        """Record the job in the shared store; whether this replica is to run it."""
+        assert self.shared is not None
+        job_id = simulation.simulation_id()
+        try:
+            if claimed:
+                if cached:  # its replica computed it, then died before saying so
+                    await self._shared_call(self.shared.finish(job_id, JobStatus.SUCCEEDED))
+                leased = True
+            else:
+                status = JobStatus.SUCCEEDED if cached else JobStatus.QUEUED
+                leased = await self._shared_call(self.shared.put(simulation, priority, status))
+        except SharedJobsUnavailable:
+            return not cached  # run it here; other replicas answer 503 until L2 is back
+        if cached or not leased:
+            return False
+        self._leased.add(job_id)
+        return True
 
     async def _watch(self, job_id: str, future: asyncio.Future[bytes]) -> None:
         result: bytes | None = None
@@ -168,16 +358,81 @@ class JobRunner:
             error = FAILURE_REASON
         status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
         try:
-            # The row first: once it says succeeded, a GET finds the result in the cache or
+            # The rows first: once they say succeeded, a GET finds the result in the cache or
             # recomputes it from the stored input; it never sees "queued" after the result.
             await self.store.finish(job_id, status, error)
         except Exception:
             # The row stays queued; the next start records it failed (CRASH_REASON).
             log.exception("could not record the end of simulation job %s", job_id)
+        if error == SHUTDOWN_REASON:
+            await self._hand_over(job_id)  # another replica runs it; this one is stopping
+        elif self.shared is not None and job_id in self._leased:
+            # If this fails, its lease runs out and another replica runs it again.
+            await self._best_effort(self.shared.finish(job_id, status, error))
         if result is not None:
             await self._cache.set(result_key(job_id), result)
 
+    async def _hand_over(self, job_id: str) -> None:
+        if self.shared is not None and job_id in self._leased:
+            await self._best_effort(self.shared.release(job_id))  # or its lease runs out
+
+    async def _withdraw(self, job_id: str) -> None:
+        if self.shared is not None and job_id in self._leased:
+            # If this fails, its lease runs out and the replica that claims it runs it.
+            await self._best_effort(self.shared.withdraw(job_id))
+
+    async def _prune(self) -> None:
+        pruned = await self.store.prune(self._retention_seconds, self._max_records)
+        if self.shared is not None:
+            pruned += await self._best_effort(self.shared.prune()) or 0
+        if pruned:
+            log.debug("pruned %d job records", pruned)
+
+    async def _renew(self) -> None:
+        if self._leased:
+            assert self.shared is not None
+            await self._best_effort(self.shared.renew(sorted(self._leased)))
+
+    async def _shared_call(self, call: Awaitable[T]) -> T:
+        """Await a shared-store call, logging once when it starts or stops failing."""
+        try:
+            result = await call
+        except SharedJobsUnavailable as error:
+            if not self._shared_failing:
+                log.warning("shared job records unavailable, jobs stay on this replica: %s", error)
+                self._shared_failing = True
+            raise
+        if self._shared_failing:
+            log.info("shared job records reachable again")
+            self._shared_failing = False
+        return result
+
+    async def _best_effort(self, call: Awaitable[T]) -> T | None:
+        """A shared-store call whose failure is only logged (None)."""
+        try:
+            return await self._shared_call(call)
+        except SharedJobsUnavailable:
+            return None
+
     async def close(self) -> None:
-        """Wait for the watchers (the scheduler has stopped), then fail anything left queued."""
+        """Stop housekeeping, wait for the watchers (the scheduler has stopped), then fail
+        anything left queued."""
+        for task in self._housekeeping:
+            task.cancel()
+        await asyncio.gather(*self._housekeeping, return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.fail_unfinished(SHUTDOWN_REASON)
+        if self.shared is not None:
+            await self.shared.close()
+
+
+def _every(seconds: float, action: Callable[[], Awaitable[None]], what: str) -> asyncio.Task[None]:
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await action()
+            except Exception:
+                log.exception("could not %s", what)
+
+    return asyncio.create_task(loop(), name=what)

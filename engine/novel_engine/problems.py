@@ -23,10 +23,13 @@ from novel_engine.content.store import (
     InvalidDocumentError,
 )
 from novel_engine.db import PoolTimeout
+from novel_engine.jobs import SharedJobsUnavailable
 from novel_engine.scheduler import DeadlineExceeded, QueueFull
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://novelengine.io/problems/"
+#: Retry-After while the shared job records are unreachable: about one L2 reconnect attempt.
+SHARED_JOBS_RETRY_AFTER_SECONDS = 2
 
 
 class FieldError(BaseModel):
@@ -166,6 +169,14 @@ def problem_for(error: Exception) -> web.Response | None:
     if isinstance(error, PoolTimeout):
         return problem_response(
             503, "the database is busy; retry shortly", kind="busy", headers={"Retry-After": "1"}
+        )
+    if isinstance(error, SharedJobsUnavailable):
+        return problem_response(
+            503,
+            "this engine does not know the simulation and cannot reach the shared job records "
+            "(L2) of the other replicas; retry shortly",
+            kind="shared-state-unavailable",
+            headers={"Retry-After": str(SHARED_JOBS_RETRY_AFTER_SECONDS)},
         )
     if isinstance(error, DeadlineExceeded):
         return problem_response(

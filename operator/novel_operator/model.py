@@ -333,7 +333,13 @@ class ManagedRedisSpec(KubeModel):
         "volatile-random",
         "volatile-ttl",
         "noeviction",
-    ] = Field("allkeys-lru", description="What Redis evicts when maxmemory is reached.")
+    ] = Field(
+        "volatile-lru",
+        description="What Redis evicts when maxmemory is reached. The default evicts only keys "
+        "with a TTL: the cache entries, never the async job records (which the engines delete "
+        "themselves). With an `allkeys-*` policy job records may be evicted, and a replica "
+        "that did not accept a job may then answer 404 for it.",
+    )
 
 
 class ExternalRedisSpec(KubeModel):
@@ -681,7 +687,8 @@ class Condition(StatusModel):
     """A kstatus-compatible condition."""
 
     type: str = Field(
-        description="`Ready`, `Reconciling`, `Stalled`, or `ScalingActive` (with engine targets)."
+        description="`Ready`, `Reconciling`, `Stalled`, `ScalingActive` (with engine targets) or "
+        "`JobsShared` (when more than one replica may run)."
     )
     status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
     reason: str = Field(description="CamelCase reason.")
@@ -742,7 +749,9 @@ class NovelEngineStatus(StatusModel):
     endpoint: str | None = Field(None, description="In-cluster address: Service DNS name:port.")
     conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
         default_factory=list,
-        description="Ready, Reconciling and Stalled; ScalingActive with engine targets.",
+        description="Ready, Reconciling and Stalled; ScalingActive with engine targets; "
+        "JobsShared when more than one replica may run (False: async jobs stay in the replica "
+        "that accepted them, as there is no L2 tier).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     autoscaling: AutoscalingStatus | None = Field(

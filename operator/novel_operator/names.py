@@ -71,6 +71,8 @@ CONDITION_RECONCILING: Final = "Reconciling"
 CONDITION_STALLED: Final = "Stalled"
 # Only with engine targets: can the operator read the engine metrics it scales on.
 CONDITION_SCALING_ACTIVE: Final = "ScalingActive"
+# Only when more than one replica may run: are async jobs shared (L2) or per replica.
+CONDITION_JOBS_SHARED: Final = "JobsShared"
 
 REASON_AVAILABLE: Final = "Available"  # every desired replica is updated and ready
 REASON_PROGRESSING: Final = "Progressing"  # the workload is being created, rolled or scaled
@@ -84,6 +86,8 @@ REASON_APPLY_FAILED: Final = "ApplyFailed"  # the apiserver refused a child, or 
 REASON_METRICS_READ: Final = "MetricsRead"  # ScalingActive: some ready pod gave its metrics
 REASON_NO_METRICS: Final = "NoMetrics"  # ScalingActive False: no ready engine pod to scrape
 REASON_SCRAPE_FAILED: Final = "ScrapeFailed"  # ScalingActive False: no ready pod answered
+REASON_SHARED_CACHE: Final = "SharedCache"  # JobsShared: through the L2 Redis tier
+REASON_NO_SHARED_CACHE: Final = "NoSharedCache"  # JobsShared False: several replicas, no L2
 
 # A NovelEngine's name becomes a Service name (DNS-1035 label) and a StatefulSet name, whose pods
 # get a `controller-revision-hash` label of `<name>-<10 characters>` (63 characters at most).

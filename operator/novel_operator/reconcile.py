@@ -241,6 +241,7 @@ class Reconciler:
             stalled_reason=stalled_reason,
             autoscaling=autoscaling,
             scaling_active=scaling_verdict,
+            spec=spec,
         )
         if await kube.apply_status(obj, status.to_k8s()):
             self._report_stall(obj, previous, status)

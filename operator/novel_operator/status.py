@@ -3,6 +3,8 @@
 Conditions follow kstatus: `Reconciling` and `Stalled` are true only while something is abnormal,
 `Ready` is true when every desired replica runs the current template and is ready.
 `ScalingActive` (engine targets only) says whether the autoscaler can read the engine metrics.
+`JobsShared` (only when more than one replica may run) says whether async jobs are shared through
+the L2 tier; without it each job is known only to the replica that accepted it.
 `lastTransitionTime` moves only when a condition's status flips.
 """
 
@@ -11,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from novel_operator import names
-from novel_operator.model import AutoscalingStatus, Condition, NovelEngineStatus
+from novel_operator.model import AutoscalingStatus, Condition, NovelEngineSpec, NovelEngineStatus
 from novel_operator.scaling import ScalingVerdict
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -118,6 +120,25 @@ def _conditions(
     }
 
 
+def _jobs_shared(spec: NovelEngineSpec) -> _Verdict | None:
+    most = spec.autoscaling.max_replicas if spec.autoscaling.enabled else spec.replicas
+    if most <= 1:
+        return None
+    if spec.cache.l2.mode != "none":
+        return _Verdict(
+            "True",
+            names.REASON_SHARED_CACHE,
+            "async jobs are shared through the L2 Redis tier: any replica answers for any job",
+        )
+    return _Verdict(
+        "False",
+        names.REASON_NO_SHARED_CACHE,
+        "more than one replica without a shared L2 cache (cache.l2.mode: none): an async job "
+        "is known only to the replica that accepted it, so polling its status_url through the "
+        "Service may answer 404; set cache.l2.mode to managed or external to share jobs",
+    )
+
+
 def _condition(
     condition_type: str,
     verdict: _Verdict | ScalingVerdict,
@@ -141,6 +162,11 @@ def _condition(
     )
 
 
+def _previous(previous: NovelEngineStatus | None) -> _Verdict | None:
+    before = previous.condition(names.CONDITION_JOBS_SHARED) if previous is not None else None
+    return None if before is None else _Verdict(before.status, before.reason, before.message)
+
+
 def compute_status(
     spec_generation: int,
     workload: dict[str, Any] | None,
@@ -153,6 +179,7 @@ def compute_status(
     stalled_reason: str = names.REASON_INVALID_REFERENCE,
     autoscaling: AutoscalingStatus | None = None,
     scaling_active: ScalingVerdict | None = None,
+    spec: NovelEngineSpec | None = None,
 ) -> NovelEngineStatus:
     """The status for this reconcile.
 
@@ -160,7 +187,8 @@ def compute_status(
     are human-readable reasons the spec cannot be realised (they make the resource Stalled with
     `stalled_reason`), `paused` whether the pause annotation is set (the observed generation then
     stays where it was). `autoscaling` is status.autoscaling and `scaling_active` the
-    ScalingActive condition; None leaves either out.
+    ScalingActive condition; None leaves either out. `spec` decides JobsShared; None (a spec the
+    operator cannot read) keeps the condition as it was.
     """
     rollout = read_rollout(workload) if workload is not None else None
     verdicts: dict[str, _Verdict | ScalingVerdict] = {
@@ -168,6 +196,9 @@ def compute_status(
     }
     if scaling_active is not None:
         verdicts[names.CONDITION_SCALING_ACTIVE] = scaling_active
+    jobs_shared = _jobs_shared(spec) if spec is not None else _previous(previous)
+    if jobs_shared is not None:
+        verdicts[names.CONDITION_JOBS_SHARED] = jobs_shared
     previous_generation = previous.observed_generation if previous is not None else None
     return NovelEngineStatus(
         observed_generation=previous_generation if paused else spec_generation,

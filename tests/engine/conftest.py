@@ -4,10 +4,15 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import aiohttp
 import pytest
+
+if TYPE_CHECKING:
+    from .processes import EngineProcesses
 
 REDIS_BINARY = shutil.which("redis-server")
 
@@ -39,9 +44,16 @@ def stop_process(process: "subprocess.Popen[bytes]", timeout: float = 10) -> Non
 class RedisServer:
     """A redis-server process without persistence; stop() and start() keep its port."""
 
-    def __init__(self, binary: str, directory: Path, password: str | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        directory: Path,
+        password: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.port = free_port()
         self.password = password
+        self._extra_args = list(extra_args)
         self._binary = binary
         self._directory = directory
         self._process: subprocess.Popen[bytes] | None = None
@@ -61,6 +73,7 @@ class RedisServer:
         ]  # fmt: skip
         if self.password is not None:
             command += ["--requirepass", self.password]
+        command += self._extra_args
         with (self._directory / "redis.log").open("ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
@@ -84,15 +97,16 @@ class RedisServer:
 
 @pytest.fixture
 def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """Starts redis-servers (optionally with a password); all are stopped at teardown."""
+    """Starts redis-servers (optionally with a password and more redis-server arguments); all
+    are stopped at teardown."""
     if REDIS_BINARY is None:
         pytest.skip("redis-server is not installed (scripts/system-deps installs it)")
     servers: list[RedisServer] = []
 
-    def start(password: str | None = None) -> RedisServer:
+    def start(password: str | None = None, extra_args: Sequence[str] = ()) -> RedisServer:
         directory = tmp_path / f"redis-{len(servers)}"
         directory.mkdir()
-        server = RedisServer(REDIS_BINARY, directory, password)
+        server = RedisServer(REDIS_BINARY, directory, password, extra_args)
         servers.append(server)
         server.start()
         return server
@@ -106,3 +120,19 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 def redis_server(redis_factory: Callable[..., RedisServer]) -> RedisServer:
     """A running redis-server; its URL is `.url`."""
     return redis_factory()
+
+
+@pytest.fixture
+def engines(tmp_path: Path) -> Iterator["EngineProcesses"]:
+    """Starts engine processes; every one is stopped at teardown."""
+    from .processes import EngineProcesses  # it imports this module
+
+    started = EngineProcesses(tmp_path)
+    yield started
+    started.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -80,6 +81,11 @@ class EngineProcess:
     def terminate(self) -> None:
         os.kill(self.pid, signal.SIGTERM)
 
+    async def kill(self) -> None:
+        """SIGKILL: the process dies at once, as when its node fails."""
+        os.kill(self.pid, signal.SIGKILL)
+        await self.exit_code()
+
     async def exit_code(self, seconds: float = 60) -> int:
         assert self._process is not None
         return await asyncio.to_thread(self._process.wait, seconds)
@@ -118,3 +124,17 @@ class EngineProcesses:
     def close(self) -> None:
         for engine in self._started:
             engine.stop()
+
+
+async def post(
+    session: aiohttp.ClientSession, engine: EngineProcess, path: str, body: dict[str, Any]
+) -> tuple[int, bytes]:
+    async with session.post(engine.url + path, json=body) as response:
+        return response.status, await response.read()
+
+
+async def get(
+    session: aiohttp.ClientSession, engine: EngineProcess, path: str
+) -> tuple[int, bytes]:
+    async with session.get(engine.url + path) as response:
+        return response.status, await response.read()

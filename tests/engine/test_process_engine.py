@@ -6,9 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -20,34 +18,7 @@ from . import pool_faults
 from .api import FULL_CAST, SIEGE, metric_samples
 from .conftest import RedisServer, free_port
 from .pool_faults import HALF_WRITTEN_MARKER
-from .processes import EngineProcess, EngineProcesses
-
-
-@pytest.fixture
-def engines(tmp_path: Path) -> Iterator[EngineProcesses]:
-    started = EngineProcesses(tmp_path)
-    yield started
-    started.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-async def post(
-    session: aiohttp.ClientSession, engine: EngineProcess, path: str, body: dict[str, Any]
-) -> tuple[int, bytes]:
-    async with session.post(engine.url + path, json=body) as response:
-        return response.status, await response.read()
-
-
-async def get(
-    session: aiohttp.ClientSession, engine: EngineProcess, path: str
-) -> tuple[int, bytes]:
-    async with session.get(engine.url + path) as response:
-        return response.status, await response.read()
+from .processes import EngineProcess, EngineProcesses, get, post
 
 
 async def test_two_processes_compute_the_same_id_and_bytes(

@@ -38,7 +38,7 @@ def test_managed_redis_runs_one_restricted_pod_sized_by_the_spec() -> None:
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert args[args.index("--maxmemory") + 1] == str(int(0.8 * 1024**3))
-    assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    assert args[args.index("--maxmemory-policy") + 1] == "volatile-lru"
     assert container["resources"]["limits"] == {"memory": "1Gi"}
     assert container["resources"]["requests"]["ephemeral-storage"] == "64Mi"
     (volume,) = deployment["spec"]["template"]["spec"]["volumes"]

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from novel_operator import names
-from novel_operator.model import AutoscalingStatus, NovelEngineStatus
+from novel_operator.model import AutoscalingStatus, NovelEngineSpec, NovelEngineStatus
 from novel_operator.scaling import ScalingVerdict
 from novel_operator.status import compute_status
 
@@ -49,6 +49,7 @@ def status(
     generation: int = 7,
     autoscaling: AutoscalingStatus | None = None,
     scaling_active: ScalingVerdict | None = None,
+    spec: NovelEngineSpec | None = None,
 ) -> NovelEngineStatus:
     return compute_status(
         generation,
@@ -60,6 +61,7 @@ def status(
         ENDPOINT,
         autoscaling=autoscaling,
         scaling_active=scaling_active,
+        spec=spec,
     )
 
 
@@ -239,6 +241,48 @@ def test_scaling_active_joins_the_conditions_and_keeps_its_transition_time() -> 
         minutes=2
     )
     assert off.condition(names.CONDITION_SCALING_ACTIVE) is None
+
+
+CPU_TARGET = {"targetCPUUtilizationPercentage": 70}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({}, None),  # one replica: nothing to share
+        ({"replicas": 0}, None),
+        ({"replicas": 3}, ("False", "NoSharedCache")),
+        ({"replicas": 3, "cache": {"l2": {"mode": "managed"}}}, ("True", "SharedCache")),
+        (
+            {"autoscaling": {"enabled": True, "maxReplicas": 4, **CPU_TARGET}},
+            ("False", "NoSharedCache"),
+        ),
+        (
+            {
+                "replicas": 3,  # ignored while autoscaling is enabled
+                "autoscaling": {"enabled": True, "maxReplicas": 1, **CPU_TARGET},
+            },
+            None,
+        ),
+    ],
+    ids=["one", "zero", "three-no-l2", "three-l2", "autoscaled-no-l2", "autoscaled-to-one"],
+)  # fmt: skip
+def test_jobs_shared_says_whether_replicas_share_async_jobs(
+    spec: dict[str, Any], expected: tuple[str, str] | None
+) -> None:
+    result = status(workload(), spec=NovelEngineSpec.model_validate(spec))
+
+    assert verdicts(result).get(names.CONDITION_JOBS_SHARED) == expected
+
+
+def test_jobs_shared_names_the_cure_and_stays_for_a_spec_the_operator_cannot_read() -> None:
+    per_replica = status(workload(), spec=NovelEngineSpec(replicas=2))
+    unreadable = status(workload(), previous=per_replica, now=T0 + timedelta(minutes=1))
+
+    condition = per_replica.condition(names.CONDITION_JOBS_SHARED)
+    assert condition is not None
+    assert "cache.l2.mode" in condition.message
+    assert unreadable.condition(names.CONDITION_JOBS_SHARED) == condition
 
 
 def test_the_status_serialises_as_kubernetes_json() -> None:

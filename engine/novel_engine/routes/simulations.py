@@ -54,9 +54,7 @@ async def create_simulation(request: web.Request) -> web.Response:
     if simulation_request.mode is RunMode.SYNC:
         return json_bytes(await simulations.run(simulation, priority))
     simulation_id = simulation.simulation_id()
-    status = await request.app[JOBS].start(
-        simulation, lambda: simulations.submit(simulation, priority)
-    )
+    status = await request.app[JOBS].start(simulation, priority, simulations.submit)
     return json_bytes(
         _status(simulation_id, status),
         status=202,
@@ -72,10 +70,10 @@ async def get_simulation(request: web.Request) -> web.Response:
     result = await simulations.cached(simulation_id)
     if result is not None:
         return json_bytes(result)
-    job = await request.app[JOBS].store.get(simulation_id)
+    job = await request.app[JOBS].lookup(simulation_id)
     if job is None:
         raise ProblemError(404, NOT_FOUND_DETAIL, kind="not-found")
-    if job.status is JobStatus.SUCCEEDED:
+    if job.status is JobStatus.SUCCEEDED and job.input is not None:
         # The cache let the result go; the job kept its input, and the model is deterministic.
         return json_bytes(await simulations.run(job.input, Priority.NORMAL))
     return json_bytes(_status(simulation_id, job.status, job.error))

@@ -1,0 +1,167 @@
+"""Job records are bounded: pruned by age and count in SQLite and in the shared Redis store, and
+a failed job keeps no input."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+from redis.asyncio import Redis
+
+from novel_engine.db import Database
+from novel_engine.jobs import MIGRATIONS, JobStatus, JobStore
+from novel_engine.keys import DB
+from novel_engine.scheduler import Priority
+from novel_engine.shared_jobs import SharedJobStore
+
+from .api import FULL_CAST, SIEGE, engine_client, until
+from .conftest import RedisServer
+from .samples import sample_input
+
+INPUTS = [sample_input(FULL_CAST[:3], turns=5, seed=seed) for seed in range(5)]
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(
+        tmp_path / "jobs.db", size=1, acquire_timeout=5, metrics=None, migrations=MIGRATIONS
+    )
+    yield database
+    await database.close()
+
+
+async def job_ids(db: Database) -> set[str]:
+    async with db.acquire() as connection:
+        return {row[0] for row in await connection.execute_fetchall("SELECT id FROM jobs")}
+
+
+async def test_sqlite_records_beyond_the_count_go_oldest_first(db: Database) -> None:
+    store = JobStore(db)
+    for simulation in INPUTS:
+        await store.record(simulation, JobStatus.QUEUED)
+        await store.finish(simulation.simulation_id(), JobStatus.SUCCEEDED)
+    running = sample_input(FULL_CAST[:2], turns=5)
+    await store.record(running, JobStatus.QUEUED)
+
+    assert await store.prune(retention_seconds=3600, max_records=2) == 3
+    newest = {simulation.simulation_id() for simulation in INPUTS[-2:]}
+    assert await job_ids(db) == newest | {running.simulation_id()}  # queued jobs stay
+
+
+async def test_sqlite_records_older_than_the_retention_go(db: Database) -> None:
+    store = JobStore(db)
+    for simulation in INPUTS[:2]:
+        await store.record(simulation, JobStatus.QUEUED)
+        await store.finish(simulation.simulation_id(), JobStatus.SUCCEEDED)
+    await asyncio.sleep(0.2)
+    await store.record(INPUTS[2], JobStatus.SUCCEEDED)
+
+    assert await store.prune(retention_seconds=0.1, max_records=100) == 2
+    assert await job_ids(db) == {INPUTS[2].simulation_id()}
+
+
+async def test_a_failed_job_keeps_its_status_and_error_but_no_input(db: Database) -> None:
+    store = JobStore(db)
+    job_id = INPUTS[0].simulation_id()
+    await store.record(INPUTS[0], JobStatus.QUEUED)
+    await store.finish(job_id, JobStatus.FAILED, "it broke")
+    failed = await store.get(job_id)
+    assert failed is not None
+    assert (failed.status, failed.error) == (JobStatus.FAILED, "it broke")
+    async with db.acquire() as connection:
+        rows = list(await connection.execute_fetchall("SELECT input FROM jobs"))
+    assert rows[0][0] is None
+
+
+async def test_a_succeeded_job_keeps_its_input_compressed(db: Database) -> None:
+    store = JobStore(db)
+    await store.record(INPUTS[0], JobStatus.SUCCEEDED)
+    job = await store.get(INPUTS[0].simulation_id())
+    assert job is not None
+    assert job.input == INPUTS[0]
+    async with db.acquire() as connection:
+        rows = list(await connection.execute_fetchall("SELECT length(input) FROM jobs"))
+    assert rows[0][0] < len(INPUTS[0].model_dump_json()) / 2
+
+
+async def test_rows_written_before_compression_are_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    old = await Database.open(
+        path, size=1, acquire_timeout=5, metrics=None, migrations=MIGRATIONS[:1]
+    )
+    async with old.acquire() as connection:
+        await connection.execute(
+            "INSERT INTO jobs VALUES (?, 'succeeded', NULL, ?, ?)",
+            (INPUTS[0].simulation_id(), INPUTS[0].model_dump_json(), time.time()),
+        )
+        await connection.commit()
+    await old.close()
+
+    upgraded = await Database.open(
+        path, size=1, acquire_timeout=5, metrics=None, migrations=MIGRATIONS
+    )
+    try:
+        job = await JobStore(upgraded).get(INPUTS[0].simulation_id())
+        assert job is not None
+        assert job.input == INPUTS[0]
+    finally:
+        await upgraded.close()
+
+
+async def test_the_engine_prunes_its_job_records_by_age(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path, job_retention_seconds=0.5)
+    response = await client.post("/v1/simulations", json={**SIEGE, "mode": "async"})
+    assert response.status == 202
+    assert await job_ids(client.app[DB])
+
+    async def pruned() -> bool:
+        return not await job_ids(client.app[DB])
+
+    await until(pruned)
+
+
+@pytest.mark.redis
+async def test_shared_records_are_pruned_by_count_then_by_age(redis_server: RedisServer) -> None:
+    store = SharedJobStore(redis_server.url, retention_seconds=0.5, max_records=2)
+    direct = Redis.from_url(redis_server.url)
+    try:
+        for simulation in INPUTS[:4]:
+            await store.put(simulation, Priority.NORMAL, JobStatus.SUCCEEDED)
+        assert await store.prune() == 2
+        assert [await store.get(s.simulation_id()) is not None for s in INPUTS[:4]] == [
+            False, False, True, True,
+        ]  # fmt: skip
+        await asyncio.sleep(0.6)
+        assert await store.prune() == 2
+        assert await direct.keys("novel-engine:*") == []
+    finally:
+        await store.close()
+        await direct.aclose()
+
+
+@pytest.mark.redis
+async def test_a_shared_lease_is_held_by_one_replica_until_it_lapses(
+    redis_server: RedisServer,
+) -> None:
+    first = SharedJobStore(redis_server.url, lease_seconds=0.3)
+    second = SharedJobStore(redis_server.url, lease_seconds=0.3)
+    try:
+        simulation = INPUTS[0]
+        assert await first.put(simulation, Priority.HIGH, JobStatus.QUEUED)
+        assert not await second.put(simulation, Priority.HIGH, JobStatus.QUEUED)
+        assert await second.claim_abandoned(10) == []
+        await asyncio.sleep(0.4)
+        assert await second.claim_abandoned(10) == [(simulation, Priority.HIGH)]
+        assert await first.claim_abandoned(10) == []  # the second one holds it now
+        assert await first.renew([simulation.simulation_id()]) == 0
+        await first.finish(simulation.simulation_id(), JobStatus.FAILED, "late")
+        job = await second.get(simulation.simulation_id())
+        assert job is not None
+        assert job.status is JobStatus.QUEUED  # a replica without the lease cannot fail it
+    finally:
+        await first.close()
+        await second.close()

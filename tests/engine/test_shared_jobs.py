@@ -1,0 +1,232 @@
+"""Async jobs shared through a real redis-server: any replica answers for any job, a job whose
+replica died or stopped is finished by another, and job records outlive cache entries under
+memory pressure."""
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pytest_aiohttp import AiohttpClient
+from redis.asyncio import Redis
+
+from novel_engine.cache.l2 import RedisTier
+from novel_engine.shared_jobs import DEFAULT_PREFIX
+from novel_engine.simulation.service import result_key
+from novel_operator.model import ManagedRedisSpec
+
+from .api import FULL_CAST, SIEGE, EngineClient, engine_client, metric_samples, problem, until
+from .conftest import RedisServer
+from .processes import EngineProcess, EngineProcesses, get, post
+from .samples import sample_input
+
+pytestmark = pytest.mark.redis
+
+#: Short leases, so that a dead replica's jobs are taken over within a test's patience.
+LEASE_SECONDS = "1"
+
+
+def heavy(seed: int) -> dict[str, Any]:
+    """An async simulation of about a fifth of a second (8 characters x 200 turns)."""
+    return {"character_ids": FULL_CAST, "turns": 200, "seed": seed, "mode": "async"}
+
+
+async def accept_jobs(
+    session: aiohttp.ClientSession, engine: EngineProcess, count: int
+) -> list[str]:
+    """Submit `count` heavy async jobs; their ids. Each is queued behind the ones before."""
+    ids = []
+    for seed in range(count):
+        status, raw = await post(session, engine, "/v1/simulations", heavy(seed))
+        assert status == 202, raw
+        body = json.loads(raw)
+        assert body["status"] == "queued"
+        ids.append(body["id"])
+    return ids
+
+
+async def poll(
+    session: aiohttp.ClientSession, engine: EngineProcess, job_id: str, seconds: float = 120
+) -> tuple[list[str], bytes]:
+    """Poll a job until its result comes: the statuses seen on the way, and the result."""
+    statuses: list[str] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status, raw = await get(session, engine, f"/v1/simulations/{job_id}")
+        assert status == 200, raw
+        body = json.loads(raw)
+        if "status_url" not in body:  # the result itself
+            assert body["id"] == job_id
+            return statuses, raw
+        assert body["status"] == "queued", body
+        statuses.append(body["status"])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} not finished within {seconds} s")
+
+
+def shared_engine_args(redis: RedisServer) -> tuple[str, ...]:
+    return ("--redis-url", redis.url, "--job-lease-seconds", LEASE_SECONDS)
+
+
+async def test_a_job_accepted_by_one_replica_is_polled_through_another(
+    engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
+) -> None:
+    shared = shared_engine_args(redis_server)
+    accepting = engines.start("a", *shared, "--process-workers", "1")
+    other = engines.start("b", *shared)
+    await asyncio.gather(accepting.ready(session), other.ready(session))
+    ids = await accept_jobs(session, accepting, 8)
+    # The same request through the other replica joins the job instead of running it again.
+    status, raw = await post(session, other, "/v1/simulations", heavy(7))
+    assert (status, json.loads(raw)["status"]) == (202, "queued")
+
+    # The last job waits behind seven others, so the other replica sees it queued first.
+    statuses, result = await poll(session, other, ids[-1])
+    assert statuses  # queued at first (poll accepts nothing else before the result)
+    for job_id in ids[:-1]:
+        await poll(session, other, job_id)
+    assert (await get(session, accepting, f"/v1/simulations/{ids[-1]}")) == (200, result)
+    # The jobs ran for longer than a lease: the accepting replica renewed its leases, and the
+    # other replica ran none of them.
+    assert "taking over" not in other.log()
+    _, metrics = await get(session, other, "/metrics")
+    tasks = metric_samples(metrics.decode(), "novel_engine_scheduler_tasks_total")
+    assert tasks
+    assert sum(tasks.values()) == 0
+
+
+async def test_the_jobs_of_a_killed_replica_are_taken_over_and_finished(
+    engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
+) -> None:
+    shared = shared_engine_args(redis_server)
+    # One thread runs the jobs one after the other: most are still queued when it dies.
+    accepting = engines.start(
+        "a", *shared, "--thread-workers", "1", "--process-cost-threshold", "100000"
+    )
+    other = engines.start("b", *shared)
+    await asyncio.gather(accepting.ready(session), other.ready(session))
+    ids = await accept_jobs(session, accepting, 8)
+
+    await accepting.kill()
+    for job_id in ids:
+        await poll(session, other, job_id)
+    assert "taking over simulation job" in other.log()
+
+
+async def test_a_stopping_replica_hands_its_queued_jobs_over(
+    engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
+) -> None:
+    shared = shared_engine_args(redis_server)
+    stopping = engines.start(
+        "a", *shared, "--thread-workers", "1", "--process-cost-threshold", "100000",
+        "--drain-timeout", "0.5",
+    )  # fmt: skip
+    other = engines.start("b", *shared)
+    await asyncio.gather(stopping.ready(session), other.ready(session))
+    ids = await accept_jobs(session, stopping, 8)
+
+    stopping.terminate()
+    assert await stopping.exit_code() == 0
+    for job_id in ids:  # none failed: the other replica ran what the stopping one did not
+        await poll(session, other, job_id)
+    assert "taking over simulation job" in other.log()
+
+
+async def test_while_redis_is_down_an_unknown_job_answers_503_with_retry_after(
+    aiohttp_client: AiohttpClient, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path, redis_url=redis_server.url)
+    unknown = f"/v1/simulations/{'0' * 64}"
+    await problem(await client.get(unknown), 404)
+
+    await asyncio.to_thread(redis_server.stop)
+    body = await problem(response := await client.get(unknown), 503)
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "shared" in body["detail"]
+    # A job accepted meanwhile runs here, and this replica answers for it.
+    accepted = await client.post("/v1/simulations", json={**SIEGE, "mode": "async"})
+    assert accepted.status == 202
+    await wait_for_result(client, (await accepted.json())["status_url"])
+
+    await asyncio.to_thread(redis_server.start)
+
+    async def unknown_again() -> bool:
+        return (await client.get(unknown)).status == 404
+
+    await until(unknown_again)
+
+
+async def wait_for_result(client: EngineClient, url: str) -> bytes:
+    result = b""
+
+    async def finished() -> bool:
+        nonlocal result
+        response = await client.get(url)
+        assert response.status == 200
+        result = await response.read()
+        return "status_url" not in json.loads(result)
+
+    await until(finished)
+    return result
+
+
+async def test_job_records_outlive_cache_entries_under_memory_pressure(
+    aiohttp_client: AiohttpClient, tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    # The managed Redis tier's own policy, and a memory limit the cache entries soon exceed.
+    policy = ManagedRedisSpec().maxmemory_policy
+    redis = redis_factory(extra_args=["--maxmemory", "3mb", "--maxmemory-policy", policy])
+    accepting = await engine_client(aiohttp_client, tmp_path / "a", redis_url=redis.url)
+    ids = []
+    for seed in range(10):
+        response = await accepting.post(
+            "/v1/simulations", json={**SIEGE, "seed": seed, "mode": "async"}
+        )
+        ids.append((await response.json())["id"])
+    for job_id in ids:
+        await wait_for_result(accepting, f"/v1/simulations/{job_id}")
+
+    direct = Redis.from_url(redis.url)
+    filler = RedisTier(redis.url)  # cache entries, written the way every engine writes them
+    try:
+        for index in range(80):
+            await filler.set(f"filler-{index}", b"x" * 100_000)
+        assert (await direct.info("stats"))["evicted_keys"] > 0
+        cache_prefix = "novel-engine:cache:"
+        evicted = [
+            job_id for job_id in ids if not await direct.exists(cache_prefix + result_key(job_id))
+        ]
+        assert evicted, "the memory pressure evicted no job result"
+        assert all([await direct.exists(f"{DEFAULT_PREFIX}job:{job_id}") for job_id in ids])
+    finally:
+        await filler.close()
+        await direct.aclose()
+
+    # Another replica answers for every job: from the cache, or recomputed from its record.
+    other = await engine_client(aiohttp_client, tmp_path / "b", redis_url=redis.url)
+    for job_id in ids:
+        response = await other.get(f"/v1/simulations/{job_id}")
+        assert response.status == 200
+        assert json.loads(await response.read())["id"] == job_id
+
+
+async def test_an_async_request_refused_with_429_leaves_no_shared_job(
+    aiohttp_client: AiohttpClient, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    small = {"queue_limit": 1, "thread_workers": 1, "process_workers": 1, "task_deadline": 120}
+    accepting = await engine_client(
+        aiohttp_client, tmp_path / "a", redis_url=redis_server.url, **small
+    )
+    other = await engine_client(aiohttp_client, tmp_path / "b", redis_url=redis_server.url)
+    responses = await asyncio.gather(
+        *(accepting.post("/v1/simulations", json=heavy(seed)) for seed in range(6))
+    )
+    refused = [seed for seed, response in enumerate(responses) if response.status == 429]
+    assert refused
+    for seed in refused:
+        simulation_id = sample_input(FULL_CAST, turns=200, seed=seed).simulation_id()
+        await problem(await other.get(f"/v1/simulations/{simulation_id}"), 404)
