@@ -71,6 +71,9 @@ CONDITION_RECONCILING: Final = "Reconciling"
 CONDITION_STALLED: Final = "Stalled"
 # Only with engine targets: can the operator read the engine metrics it scales on.
 CONDITION_SCALING_ACTIVE: Final = "ScalingActive"
+# Only with an L2 tier (abnormal-true): engine pods report their L2 tier unreachable or
+# refusing the credentials.
+CONDITION_CACHE_DEGRADED: Final = "CacheDegraded"
 
 REASON_AVAILABLE: Final = "Available"  # every desired replica is updated and ready
 REASON_PROGRESSING: Final = "Progressing"  # the workload is being created, rolled or scaled
@@ -84,6 +87,9 @@ REASON_APPLY_FAILED: Final = "ApplyFailed"  # the apiserver refused a child, or 
 REASON_METRICS_READ: Final = "MetricsRead"  # ScalingActive: some ready pod gave its metrics
 REASON_NO_METRICS: Final = "NoMetrics"  # ScalingActive False: no ready engine pod to scrape
 REASON_SCRAPE_FAILED: Final = "ScrapeFailed"  # ScalingActive False: no ready pod answered
+REASON_L2_AVAILABLE: Final = "L2Available"  # CacheDegraded False: the pods reach their L2 tier
+REASON_L2_UNREACHABLE: Final = "L2Unreachable"  # CacheDegraded True: Redis does not answer
+REASON_L2_AUTH_FAILED: Final = "L2AuthFailed"  # CacheDegraded True: Redis refuses credentials
 
 # A NovelEngine's name becomes a Service name (DNS-1035 label) and a StatefulSet name, whose pods
 # get a `controller-revision-hash` label of `<name>-<10 characters>` (63 characters at most).

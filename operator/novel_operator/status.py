@@ -3,6 +3,8 @@
 Conditions follow kstatus: `Reconciling` and `Stalled` are true only while something is abnormal,
 `Ready` is true when every desired replica runs the current template and is ready.
 `ScalingActive` (engine targets only) says whether the autoscaler can read the engine metrics.
+`CacheDegraded` (with an L2 tier, abnormal-true) says whether engine pods report their L2 tier
+unreachable or refusing the credentials (cache_health).
 `lastTransitionTime` moves only when a condition's status flips.
 """
 
@@ -11,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from novel_operator import names
+from novel_operator.cache_health import CacheVerdict
 from novel_operator.model import AutoscalingStatus, Condition, NovelEngineStatus
 from novel_operator.scaling import ScalingVerdict
 
@@ -120,7 +123,7 @@ def _conditions(
 
 def _condition(
     condition_type: str,
-    verdict: _Verdict | ScalingVerdict,
+    verdict: _Verdict | ScalingVerdict | CacheVerdict,
     previous: NovelEngineStatus | None,
     now: datetime,
     generation: int,
@@ -153,21 +156,24 @@ def compute_status(
     stalled_reason: str = names.REASON_INVALID_REFERENCE,
     autoscaling: AutoscalingStatus | None = None,
     scaling_active: ScalingVerdict | None = None,
+    cache_degraded: CacheVerdict | None = None,
 ) -> NovelEngineStatus:
     """The status for this reconcile.
 
     `workload` is the live engine Deployment/StatefulSet (None if it does not exist), `problems`
     are human-readable reasons the spec cannot be realised (they make the resource Stalled with
     `stalled_reason`), `paused` whether the pause annotation is set (the observed generation then
-    stays where it was). `autoscaling` is status.autoscaling and `scaling_active` the
-    ScalingActive condition; None leaves either out.
+    stays where it was). `autoscaling` is status.autoscaling, `scaling_active` the
+    ScalingActive condition and `cache_degraded` the CacheDegraded one; None leaves each out.
     """
     rollout = read_rollout(workload) if workload is not None else None
-    verdicts: dict[str, _Verdict | ScalingVerdict] = {
+    verdicts: dict[str, _Verdict | ScalingVerdict | CacheVerdict] = {
         **_conditions(rollout, problems, paused, stalled_reason)
     }
     if scaling_active is not None:
         verdicts[names.CONDITION_SCALING_ACTIVE] = scaling_active
+    if cache_degraded is not None:
+        verdicts[names.CONDITION_CACHE_DEGRADED] = cache_degraded
     previous_generation = previous.observed_generation if previous is not None else None
     return NovelEngineStatus(
         observed_generation=previous_generation if paused else spec_generation,

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from novel_operator import names
+from novel_operator.cache_health import CacheVerdict
 from novel_operator.model import AutoscalingStatus, NovelEngineStatus
 from novel_operator.scaling import ScalingVerdict
 from novel_operator.status import compute_status
@@ -49,6 +50,7 @@ def status(
     generation: int = 7,
     autoscaling: AutoscalingStatus | None = None,
     scaling_active: ScalingVerdict | None = None,
+    cache_degraded: CacheVerdict | None = None,
 ) -> NovelEngineStatus:
     return compute_status(
         generation,
@@ -60,6 +62,7 @@ def status(
         ENDPOINT,
         autoscaling=autoscaling,
         scaling_active=scaling_active,
+        cache_degraded=cache_degraded,
     )
 
 
@@ -239,6 +242,25 @@ def test_scaling_active_joins_the_conditions_and_keeps_its_transition_time() -> 
         minutes=2
     )
     assert off.condition(names.CONDITION_SCALING_ACTIVE) is None
+
+
+def test_cache_degraded_is_abnormal_true_and_leaves_readiness_alone() -> None:
+    refused = CacheVerdict("True", names.REASON_L2_AUTH_FAILED, "1 of 1 engine pods ...")
+    degraded = status(workload(), cache_degraded=refused)
+    fixed = status(
+        workload(),
+        previous=degraded,
+        now=T0 + timedelta(minutes=1),
+        cache_degraded=CacheVerdict("False", names.REASON_L2_AVAILABLE, "they reach it"),
+    )
+    assert verdicts(degraded)[names.CONDITION_CACHE_DEGRADED] == ("True", "L2AuthFailed")
+    assert verdicts(degraded)[names.CONDITION_READY] == READY  # the engines still serve
+    assert verdicts(degraded)[names.CONDITION_STALLED][0] == "False"
+    assert verdicts(fixed)[names.CONDITION_CACHE_DEGRADED] == ("False", "L2Available")
+    assert since(fixed, names.CONDITION_CACHE_DEGRADED) == T0.replace(microsecond=0) + timedelta(
+        minutes=1
+    )
+    assert status(workload(), previous=fixed).condition(names.CONDITION_CACHE_DEGRADED) is None
 
 
 def test_the_status_serialises_as_kubernetes_json() -> None:

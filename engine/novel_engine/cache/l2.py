@@ -20,9 +20,8 @@ _AUTH_ERRORS = (redis_errors.AuthenticationError, redis_errors.AuthorizationErro
 # Redis is unreachable or unhealthy (refused, reset, timed out, still loading its data).
 _OUTAGE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 _DESCRIPTIONS: dict[L2State, str] = {
-    "ok": "reachable",
-    "unreachable": "unreachable",
-    "auth_failed": "refusing the configured credentials",
+    "unreachable": "Redis does not answer",
+    "auth_failed": "Redis refuses the configured credentials",
 }
 
 
@@ -53,7 +52,7 @@ class RedisTier:
         max_connections: int = 32,
         health_check_interval: float = 5.0,
         probe_initial: float = 0.1,
-        probe_max: float = 1.0,
+        probe_max: float = 0.5,
     ) -> None:
         self.stats = CacheStats("l2")
         self.health = L2Health()
@@ -143,7 +142,7 @@ class RedisTier:
             _log.info("L2 cache reachable again")
             return
         # The exception text names host and port or Redis's refusal, never the password.
-        _log.error("L2 cache %s (%s), serving from L1/L3: %s", _DESCRIPTIONS[state], state, cause)
+        _log.error("L2 cache %s: %s, serving from L1/L3 (%s)", state, _DESCRIPTIONS[state], cause)
         if self._recovery is None or self._recovery.done():
             self._recovery = asyncio.get_running_loop().create_task(
                 self._recover(), name="l2-cache-recovery"
