@@ -118,6 +118,35 @@ async def test_restart_under_concurrent_load_is_one_outage_and_leaves_no_stale_c
     assert "reachable again" in changes[1]
 
 
+async def test_a_command_answered_during_an_outage_ends_it(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure starts an outage while another command is in flight; that command's answer
+    ends the outage at once, without waiting for the probe."""
+    caplog.set_level(logging.INFO, logger="novel_engine.cache.l2")
+    tier = RedisTier(redis_server.url, socket_timeout=10, probe_initial=600)
+    admin = Redis.from_url(redis_server.url)
+    try:
+        await tier.set("k", b"before")  # one connection, authenticated as no one needs to be
+        await admin.config_set("requirepass", "from-now-on")  # new connections are refused
+        await admin.client_pause(10_000, all=False)  # writes wait in Redis
+        in_flight = asyncio.create_task(tier.set("k", b"after"))
+
+        async def set_is_waiting() -> bool:
+            return (await admin.info("clients"))["blocked_clients"] == 1
+
+        await until(set_is_waiting)
+        assert await tier.get("k") is None  # a new connection, refused: the outage starts
+        assert tier.health.state == "auth_failed"
+        await admin.client_unpause()
+        await in_flight
+        assert tier.available  # ended by the answer, not by the probe (due in 600 s)
+        assert await admin.get("novel-engine:cache:k") == b"after"
+    finally:
+        await tier.close()
+        await admin.aclose()
+
+
 async def test_connections_are_bounded(redis_server: RedisServer) -> None:
     tier = RedisTier(redis_server.url, max_connections=3)
     direct = Redis.from_url(redis_server.url)
