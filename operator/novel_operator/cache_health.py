@@ -9,13 +9,10 @@ was read (and without an L2 tier).
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
 
 from novel_operator import names
-from novel_operator.model import Condition
+from novel_operator.scaling import ConditionVerdict, Key
 
-Key = tuple[str, str]
 #: State exported by the engine -> (reason, what the message says about it); the first
 #: listed state found among the pods gives the reason (a state not listed counts as unreachable).
 _DEGRADED: Mapping[str, tuple[str, str]] = {
@@ -25,17 +22,8 @@ _DEGRADED: Mapping[str, tuple[str, str]] = {
 _LISTED_PODS = 5
 
 
-@dataclass(frozen=True)
-class CacheVerdict:
-    status: Literal["True", "False"]
-    reason: str
-    message: str
-
-    @classmethod
-    def of(cls, condition: Condition | None) -> "CacheVerdict | None":
-        if condition is None or condition.status == "Unknown":
-            return None
-        return cls(condition.status, condition.reason, condition.message)
+class CacheVerdict(ConditionVerdict):
+    """The CacheDegraded condition: do the engine pods reach their L2 tier."""
 
 
 def cache_verdict(states: Mapping[str, str]) -> CacheVerdict | None:
