@@ -15,7 +15,7 @@ from typing import Any, Literal
 from novel_operator import names
 from novel_operator.cache_health import CacheVerdict
 from novel_operator.model import AutoscalingStatus, Condition, NovelEngineStatus
-from novel_operator.scaling import ScalingVerdict
+from novel_operator.scaling import ConditionVerdict, ScalingVerdict
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -123,7 +123,7 @@ def _conditions(
 
 def _condition(
     condition_type: str,
-    verdict: _Verdict | ScalingVerdict | CacheVerdict,
+    verdict: _Verdict | ConditionVerdict,
     previous: NovelEngineStatus | None,
     now: datetime,
     generation: int,
@@ -167,7 +167,7 @@ def compute_status(
     ScalingActive condition and `cache_degraded` the CacheDegraded one; None leaves each out.
     """
     rollout = read_rollout(workload) if workload is not None else None
-    verdicts: dict[str, _Verdict | ScalingVerdict | CacheVerdict] = {
+    verdicts: dict[str, _Verdict | ConditionVerdict] = {
         **_conditions(rollout, problems, paused, stalled_reason)
     }
     if scaling_active is not None:
