@@ -11,6 +11,7 @@ BENCHMARKS = (
     "bench.bench_http",
     "bench.bench_rss",
     "bench.bench_scrape",
+    "bench.bench_l2_recovery",
 )
 
 

@@ -6,7 +6,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, Generic, Literal, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 # The operator scrapes these two by name, asking for them alone (`/metrics?name[]=...`, which
@@ -14,10 +19,16 @@ from prometheus_client.registry import Collector
 # registered under these names.
 IN_FLIGHT_METRIC: Final = "novel_engine_http_requests_in_flight"
 QUEUE_DEPTH_METRIC: Final = "novel_engine_scheduler_queue_depth"
+# The operator's CacheDegraded condition reads these two (served only when L2 is configured):
+# whether the shared tier answers, and if not, why (one series per state, 1 for the current one).
+L2_UP_METRIC: Final = "novel_engine_cache_l2_up"
+L2_STATE_METRIC: Final = "novel_engine_cache_l2_state"
 
 CacheTier = Literal["l1", "l2", "l3"]
 CACHE_TIERS: Final[tuple[CacheTier, ...]] = ("l1", "l2", "l3")
 CACHE_RESULTS: Final = ("hit", "miss", "error")
+L2State = Literal["ok", "unreachable", "auth_failed"]
+L2_STATES: Final[tuple[L2State, ...]] = ("ok", "unreachable", "auth_failed")
 PRIORITY_LABELS: Final = ("critical", "high", "normal", "low")
 EXECUTOR_LABELS: Final = ("inline", "thread", "process")
 TASK_PHASES: Final = ("wait", "run")
@@ -68,6 +79,41 @@ class CacheStats:
         self.evictions = 0
 
 
+class L2Health:
+    """What the L2 tier last saw: `ok`, `unreachable` (refused, reset, timed out) or
+    `auth_failed` (Redis refused the credentials). Exported at scrape time by EngineMetrics."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state: L2State = "ok"
+
+
+class _L2Collector(Collector):
+    """novel_engine_cache_l2_up (1/0) and the state set novel_engine_cache_l2_state{state}."""
+
+    def __init__(self, health: L2Health) -> None:
+        self._health = health
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        current = self._health.state
+        up = GaugeMetricFamily(
+            L2_UP_METRIC, "Whether the shared L2 cache tier answers (1) or not (0)."
+        )
+        up.add_metric([], 1.0 if current == "ok" else 0.0)
+        state = GaugeMetricFamily(
+            L2_STATE_METRIC,
+            "State of the shared L2 cache tier: 1 for the current state, 0 for the others.",
+            labels=["state"],
+        )
+        for name in L2_STATES:
+            state.add_metric([name], 1.0 if name == current else 0.0)
+        return [up, state]
+
+
 class _CacheCollector(Collector):
     """Reads the tiers' CacheStats when scraped, so counting costs one int increment."""
 
@@ -84,7 +130,8 @@ class _CacheCollector(Collector):
     def _families(tracked: Iterable[CacheStats] = ()) -> Iterator[Metric]:
         requests = CounterMetricFamily(
             "novel_engine_cache_requests",
-            "Cache lookups by tier and result (error: the tier was unavailable).",
+            "Cache requests by tier and result: hit and miss count lookups, error counts"
+            " lookups and writes that failed (the tier was unavailable).",
             labels=["tier", "result"],
         )
         evictions = CounterMetricFamily(
@@ -326,6 +373,10 @@ class EngineMetrics:
     def track_cache(self, stats: CacheStats) -> None:
         """Export a tier's counters (summed with any other stats of the same tier)."""
         self._cache.tracked.append(stats)
+
+    def track_l2(self, health: L2Health) -> None:
+        """Export the L2 tier's state (engines without L2 serve neither L2 family)."""
+        self.registry.register(_L2Collector(health))
 
     def precreate_routes(self, routes: Iterable[tuple[str, str]]) -> None:
         """Create the latency series of known (route template, method) pairs at 0."""

@@ -1,18 +1,23 @@
-"""The engine-metric autoscaler: one operator-wide schedule keyed by NovelEngine.
+"""The scrape loop: one operator-wide schedule keyed by NovelEngine, for the engine-metric
+autoscaler and the CacheDegraded condition.
 
-Each reconcile tells the autoscaler whether its NovelEngine is to be scaled on engine metrics
-(`set_target`); a deleted NovelEngine is forgotten at once (`forget`). One loop starts the syncs
-that are due, every `autoscaling.syncPeriodSeconds` per NovelEngine, a bounded number at a
-time; there is no timer task per object, and kopf adds no finalizer for it. A sync:
+Each reconcile tells the loop whether its NovelEngine is to be scraped (`set_target`): to scale
+it on engine metrics, to watch its L2 tier, or both; a deleted NovelEngine is forgotten at once
+(`forget`). One loop starts the syncs that are due, every `autoscaling.syncPeriodSeconds` per
+NovelEngine scaled on engine metrics and every `cache_period` seconds (slower, by default) for
+one only watched for its L2 tier, a bounded number at a time; there is no timer task per
+object, and kopf adds no finalizer for it. A sync:
 
-1. reads the workload (its replicas) and lists the engine pods by label selector;
+1. lists the engine pods by label selector (and, to scale, reads the workload's replicas);
 2. scrapes the ready pods' /metrics concurrently (scrape.Scraper);
-3. decides with the HPA algorithm (scaling.recommend, pure);
-4. acts, as the one writer of what it scales: with engine targets only, the workload's replicas
-   through the scale subresource; with an HPA, the floor, which the reconcile writes into the
-   HPA's minReplicas;
-5. stores what status.autoscaling and ScalingActive should say in the `ScalingMemory`, and asks
-   for a reconcile (which writes the status) only when that changed.
+3. to scale: decides with the HPA algorithm (scaling.recommend, pure) and acts, as the one
+   writer of what it scales: with engine targets only, the workload's replicas through the
+   scale subresource; with an HPA, the floor, which the reconcile writes into the HPA's
+   minReplicas; and stores what status.autoscaling and ScalingActive should say in the
+   `ScalingMemory`;
+4. with an L2 tier: stores the CacheDegraded verdict from the pods' L2 states in the
+   `CacheMemory` (cache_health.cache_verdict, pure);
+5. asks for a reconcile (which writes the status) only when a memory changed.
 """
 
 import asyncio
@@ -27,6 +32,7 @@ from typing import Any
 import urllib3
 
 from novel_operator import names
+from novel_operator.cache_health import CacheMemory, cache_verdict
 from novel_operator.kube.client import ApiError, KubeClient, Manifest, describe
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.model import AutoscalingStatus, NovelEngineSpec
@@ -43,7 +49,7 @@ from novel_operator.scaling import (
     scraped_verdict,
     targets,
 )
-from novel_operator.scrape import Scraper, ScrapeResult
+from novel_operator.scrape import PodScrape, Scraper, ScrapeResult
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +57,36 @@ log = logging.getLogger(__name__)
 IDLE_TICK_SECONDS = 1.0
 #: NovelEngines synced at once (each holds an API request or its pods' scrapes).
 DEFAULT_CONCURRENCY = 32
+#: Sync period of a NovelEngine scraped only for its L2 tier's state (CacheDegraded).
+DEFAULT_CACHE_PERIOD_SECONDS = 30.0
+
+
+def scales_on_engine_metrics(spec: NovelEngineSpec) -> bool:
+    """Whether the autoscaler scrapes and decides for this spec (enabled, with engine targets)."""
+    return spec.autoscaling.enabled and bool(targets(spec.autoscaling))
+
+
+def has_l2(spec: NovelEngineSpec) -> bool:
+    """Whether the engines have an L2 tier whose state CacheDegraded reports."""
+    return spec.cache.l2.mode != "none"
 
 
 @dataclass(frozen=True)
 class ScalingTarget:
-    """A NovelEngine to scale on engine metrics, as its last reconcile found it."""
+    """A NovelEngine to scrape (to scale it on engine metrics, to watch its L2 tier, or both),
+    as its last reconcile found it."""
 
     novelengine: Manifest  # as served: Events name it
     spec: NovelEngineSpec
     workload_kind: str
 
     @property
-    def period(self) -> float:
-        return float(self.spec.autoscaling.sync_period_seconds)
+    def scales(self) -> bool:
+        return scales_on_engine_metrics(self.spec)
 
-
-def scales_on_engine_metrics(spec: NovelEngineSpec) -> bool:
-    """Whether the autoscaler scrapes and decides for this spec (enabled, with engine targets)."""
-    return spec.autoscaling.enabled and bool(targets(spec.autoscaling))
+    @property
+    def watches_cache(self) -> bool:
+        return has_l2(self.spec)
 
 
 def is_ready(pod: Mapping[str, Any]) -> bool:
@@ -88,14 +106,18 @@ class Autoscaler:
         kube: KubeClient,
         scraper: Scraper,
         memory: ScalingMemory,
+        cache_memory: CacheMemory,
         metrics: OperatorMetrics,
         *,
         clock: Callable[[], datetime] | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        cache_period: float = DEFAULT_CACHE_PERIOD_SECONDS,
     ) -> None:
         self._kube = kube
         self._scraper = scraper
         self._memory = memory
+        self._cache_memory = cache_memory
+        self._cache_period = cache_period
         self._metrics = metrics
         self._clock = clock or (lambda: datetime.now(UTC))
         self._slots = asyncio.Semaphore(concurrency)
@@ -109,17 +131,18 @@ class Autoscaler:
     # ------------------------------------------------------------------ targets in
 
     def set_target(self, key: Key, target: ScalingTarget | None) -> None:
-        """After each reconcile: scale `key` as `target` says, or (None) not at all."""
+        """After each reconcile: scrape `key` as `target` says, or (None) not at all."""
         if target is None:
             self.forget(key)
             return
         now = time.monotonic()
         self._targets[key] = target
-        self._due[key] = min(self._due.get(key, now), now + target.period)
+        self._due[key] = min(self._due.get(key, now), now + self._period(target))
         self._wake.set()
 
     def forget(self, key: Key) -> None:
-        """Stop scaling `key` (deleted, paused, autoscaling off): no sync of it runs after this."""
+        """Stop scraping `key` (deleted, paused, neither engine targets nor L2): no sync of it
+        runs after this."""
         self._targets.pop(key, None)
         self._due.pop(key, None)
         sync = self._syncs.pop(key, None)
@@ -142,7 +165,7 @@ class Autoscaler:
                     await self._scraper.refresh()
                 for key in due:
                     target = self._targets[key]
-                    self._due[key] = now + target.period
+                    self._due[key] = now + self._period(target)
                     task = asyncio.create_task(self._guarded_sync(key, target, on_change))
                     self._syncs[key] = task
                     task.add_done_callback(self._sync_done(key))
@@ -158,6 +181,11 @@ class Autoscaler:
             for sync in syncs:
                 sync.cancel()
             await asyncio.gather(*syncs, return_exceptions=True)
+
+    def _period(self, target: ScalingTarget) -> float:
+        if target.scales:
+            return float(target.spec.autoscaling.sync_period_seconds)
+        return self._cache_period
 
     def _sync_done(self, key: Key) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
@@ -188,12 +216,13 @@ class Autoscaler:
     ) -> SyncResult:
         """One sync of one NovelEngine (see the module docstring)."""
         namespace, name = key
-        autoscaling = target.spec.autoscaling
-        workload = await self._kube.get(
-            "apps/v1", target.workload_kind, namespace, names.engine_name(name)
-        )
-        if workload is None:  # the next reconcile creates it
-            return SyncResult.NO_METRICS
+        workload = None
+        if target.scales:
+            workload = await self._kube.get(
+                "apps/v1", target.workload_kind, namespace, names.engine_name(name)
+            )
+            if workload is None:  # the next reconcile creates it
+                return SyncResult.NO_METRICS
         pods = [
             pod
             for pod in await self._kube.list_pods(
@@ -208,13 +237,37 @@ class Autoscaler:
             if scrape.seconds:
                 self._metrics.scrape_duration.observe(scrape.seconds)
         answered = [scrape for scrape in scrapes if scrape.result is ScrapeResult.OK]
+        changed = False
+        if workload is not None:
+            changed = await self._scale(key, target, workload, len(pods), scrapes)
+        if target.watches_cache:
+            states = {s.pod: s.l2_state for s in answered if s.l2_state is not None}
+            changed = self._cache_memory.update(key, cache_verdict(states)) or changed
+        if changed:
+            on_change(key)
+        if answered:
+            return SyncResult.OK
+        return SyncResult.SCRAPE_FAILED if ready else SyncResult.NO_METRICS
+
+    async def _scale(
+        self,
+        key: Key,
+        target: ScalingTarget,
+        workload: Manifest,
+        pods: int,
+        scrapes: list[PodScrape],
+    ) -> bool:
+        """Decide and act on the scrapes of the ready pods (of `pods` not gone); True if what
+        status.autoscaling or ScalingActive say changed."""
+        autoscaling = target.spec.autoscaling
+        answered = [scrape for scrape in scrapes if scrape.result is ScrapeResult.OK]
         failures = {s.pod: s.result.value for s in scrapes if s.result is not ScrapeResult.OK}
         readings = PodReadings(
             {metric: [s.values[metric] for s in answered] for metric in EngineMetric},
             missing=len(failures),
-            unready=len(pods) - len(ready),
+            unready=pods - len(scrapes),
         )
-        verdict = scraped_verdict(len(ready), failures)
+        verdict = scraped_verdict(len(scrapes), failures)
 
         report = self._memory.report(key) or AutoscalingStatus()
         replicas = int(workload["spec"].get("replicas", 1))
@@ -244,11 +297,7 @@ class Autoscaler:
                 }
             )
             self._announce(target, workload, decision)
-        if self._memory.update(key, report, verdict):
-            on_change(key)
-        if answered:
-            return SyncResult.OK
-        return SyncResult.SCRAPE_FAILED if ready else SyncResult.NO_METRICS
+        return self._memory.update(key, report, verdict)
 
     def _report(
         self, report: AutoscalingStatus, decision: Recommendation, target: ScalingTarget

@@ -12,6 +12,7 @@ import kopf
 import yaml
 
 from novel_operator import names
+from novel_operator.autoscaler import DEFAULT_CACHE_PERIOD_SECONDS
 from novel_operator.crd import render_crd
 from novel_operator.kube.auth import (
     SERVICE_ACCOUNT_NAMESPACE_FILE,
@@ -108,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"time one engine pod's /metrics may take (default {DEFAULT_TIMEOUT_SECONDS:g})",
     )
     run.add_argument(
+        "--cache-check-seconds",
+        type=_positive,
+        default=DEFAULT_CACHE_PERIOD_SECONDS,
+        help="how often the engine pods of a NovelEngine with an L2 tier and no engine-metric "
+        "autoscaling are scraped for CacheDegraded (default "
+        f"{DEFAULT_CACHE_PERIOD_SECONDS:g}; with engine targets, autoscaling.syncPeriodSeconds)",
+    )
+    run.add_argument(
         "--scrape-address-map",
         type=Path,
         metavar="FILE",
@@ -181,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         resync_seconds=args.resync_seconds,
         watch_timeout_seconds=args.watch_timeout_seconds,
         scrape_timeout_seconds=args.scrape_timeout_seconds,
+        cache_check_seconds=args.cache_check_seconds,
         scrape_address_map=args.scrape_address_map,
     )
     # Connections of failed requests go back to the pool late; room for them avoids

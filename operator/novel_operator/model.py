@@ -749,9 +749,12 @@ class NovelEngineStatus(StatusModel):
     endpoint: str | None = Field(None, description="In-cluster address: Service DNS name:port.")
     conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
         default_factory=list,
-        description="Ready, Reconciling and Stalled; ScalingActive with engine targets; "
-        "JobsShared when more than one replica may run (False: async jobs stay in the replica "
-        "that accepted them, as there is no L2 tier).",
+        description=(
+            "Ready, Reconciling and Stalled; ScalingActive with engine targets; JobsShared when"
+            " more than one replica may run (False: async jobs stay in the replica that accepted"
+            " them, as there is no L2 tier); CacheDegraded (True while engine pods report their L2"
+            " tier unreachable or refusing the credentials) with an L2 tier."
+        ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     autoscaling: AutoscalingStatus | None = Field(

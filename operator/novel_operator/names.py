@@ -73,6 +73,9 @@ CONDITION_STALLED: Final = "Stalled"
 CONDITION_SCALING_ACTIVE: Final = "ScalingActive"
 # Only when more than one replica may run: are async jobs shared (L2) or per replica.
 CONDITION_JOBS_SHARED: Final = "JobsShared"
+# Only with an L2 tier (abnormal-true): engine pods report their L2 tier unreachable or
+# refusing the credentials.
+CONDITION_CACHE_DEGRADED: Final = "CacheDegraded"
 
 REASON_AVAILABLE: Final = "Available"  # every desired replica is updated and ready
 REASON_PROGRESSING: Final = "Progressing"  # the workload is being created, rolled or scaled
@@ -88,6 +91,9 @@ REASON_NO_METRICS: Final = "NoMetrics"  # ScalingActive False: no ready engine p
 REASON_SCRAPE_FAILED: Final = "ScrapeFailed"  # ScalingActive False: no ready pod answered
 REASON_SHARED_CACHE: Final = "SharedCache"  # JobsShared: through the L2 Redis tier
 REASON_NO_SHARED_CACHE: Final = "NoSharedCache"  # JobsShared False: several replicas, no L2
+REASON_L2_AVAILABLE: Final = "L2Available"  # CacheDegraded False: the pods reach their L2 tier
+REASON_L2_UNREACHABLE: Final = "L2Unreachable"  # CacheDegraded True: Redis does not answer
+REASON_L2_AUTH_FAILED: Final = "L2AuthFailed"  # CacheDegraded True: Redis refuses credentials
 
 # A NovelEngine's name becomes a Service name (DNS-1035 label) and a StatefulSet name, whose pods
 # get a `controller-revision-hash` label of `<name>-<10 characters>` (63 characters at most).

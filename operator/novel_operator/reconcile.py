@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from novel_operator import names
-from novel_operator.autoscaler import ScalingTarget, scales_on_engine_metrics
+from novel_operator.autoscaler import ScalingTarget, has_l2, scales_on_engine_metrics
 from novel_operator.builders import (
     ChildRef,
     StartupInputs,
@@ -26,6 +26,7 @@ from novel_operator.builders import (
     desired_state,
 )
 from novel_operator.builders.workload import workload_kind
+from novel_operator.cache_health import CacheMemory, CacheVerdict
 from novel_operator.kube.client import ApiError, ChildAction, KubeClient, Manifest, describe
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.model import (
@@ -77,7 +78,7 @@ class Outcome:
     result: Result
     references: frozenset[Reference] = field(default_factory=frozenset)
     retry_after: float | None = None
-    scaling: ScalingTarget | None = None  # for the autoscaler; None: do not scale it
+    scaling: ScalingTarget | None = None  # for the scrape loop; None: do not scrape it
 
 
 def references_of(spec: NovelEngineSpec) -> dict[Reference, str | None]:
@@ -156,6 +157,7 @@ class Reconciler:
         kube: KubeClient,
         metrics: OperatorMetrics,
         memory: ScalingMemory,
+        cache_memory: CacheMemory,
         *,
         operator_namespace: str,
         clock: Callable[[], datetime] | None = None,
@@ -166,6 +168,7 @@ class Reconciler:
         self._metrics = metrics
         self._operator_namespace = operator_namespace
         self._memory = memory
+        self._cache_memory = cache_memory
         self._clock = clock or (lambda: datetime.now(UTC))
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -209,6 +212,12 @@ class Reconciler:
             self._memory.seed(engine_key, previous.autoscaling, ScalingVerdict.of(scaling_active))
         else:
             self._memory.forget(engine_key)
+        watches_cache = spec is not None and has_l2(spec)
+        if watches_cache:
+            degraded = previous.condition(names.CONDITION_CACHE_DEGRADED)
+            self._cache_memory.seed(engine_key, CacheVerdict.of(degraded))
+        else:
+            self._cache_memory.forget(engine_key)
         workload: Manifest | None = None
         if spec is not None:
             if paused or problems:
@@ -242,13 +251,18 @@ class Reconciler:
             autoscaling=autoscaling,
             scaling_active=scaling_verdict,
             spec=spec,
+            cache_degraded=(
+                self._cache_memory.verdict(engine_key)
+                if spec is not None
+                else CacheVerdict.of(previous.condition(names.CONDITION_CACHE_DEGRADED))
+            ),
         )
         if await kube.apply_status(obj, status.to_k8s()):
             self._report_stall(obj, previous, status)
         scaling = (
             ScalingTarget(obj, spec, workload_kind(spec))
             if spec is not None
-            and engine_scaled
+            and (engine_scaled or watches_cache)
             and workload is not None
             and not (paused or problems)
             else None

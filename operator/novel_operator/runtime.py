@@ -12,7 +12,8 @@ from kubernetes import client as k8s
 from prometheus_client import CollectorRegistry
 
 from novel_operator import names
-from novel_operator.autoscaler import Autoscaler
+from novel_operator.autoscaler import DEFAULT_CACHE_PERIOD_SECONDS, Autoscaler
+from novel_operator.cache_health import CacheMemory
 from novel_operator.controller import Controller
 from novel_operator.handlers import build_registry, operator_settings
 from novel_operator.kube.client import KubeClient
@@ -46,6 +47,7 @@ class OperatorOptions:
     resync_seconds: float = 300.0
     watch_timeout_seconds: int = 300
     scrape_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    cache_check_seconds: float = DEFAULT_CACHE_PERIOD_SECONDS
     # Test beds only: scrape the pods this file names at its addresses, and no other pod.
     scrape_address_map: Path | None = None
 
@@ -68,12 +70,18 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
     )
     scraper = Scraper(resolver, timeout=options.scrape_timeout_seconds)
     memory = ScalingMemory()
+    cache_memory = CacheMemory()
+    reconciler = Reconciler(
+        kube, metrics, memory, cache_memory, operator_namespace=options.operator_namespace
+    )
     controller = Controller(
-        Reconciler(kube, metrics, memory, operator_namespace=options.operator_namespace).reconcile,
+        reconciler.reconcile,
         metrics,
         workers=options.workers,
         resync_seconds=options.resync_seconds,
-        autoscaler=Autoscaler(kube, scraper, memory, metrics),
+        autoscaler=Autoscaler(
+            kube, scraper, memory, cache_memory, metrics, cache_period=options.cache_check_seconds
+        ),
     )
     async with scraper:
         reconciling = asyncio.create_task(controller.run(), name="controller")

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
-from typing import Literal
+from typing import Literal, Self
 
 from novel_operator import names
 from novel_operator.model import (
@@ -405,18 +405,24 @@ def _within_policies(
 
 
 @dataclass(frozen=True)
-class ScalingVerdict:
-    """The ScalingActive condition: can the operator read the metrics it scales on."""
+class ConditionVerdict:
+    """A condition the scrape loop decides: its status, reason and message (the status code
+    adds the times)."""
 
     status: Literal["True", "False"]
     reason: str
     message: str
 
     @classmethod
-    def of(cls, condition: Condition | None) -> "ScalingVerdict | None":
+    def of(cls, condition: Condition | None) -> Self | None:
+        """What a condition of the stored status said (after an operator restart)."""
         if condition is None or condition.status == "Unknown":
             return None
         return cls(condition.status, condition.reason, condition.message)
+
+
+class ScalingVerdict(ConditionVerdict):
+    """The ScalingActive condition: can the operator read the metrics it scales on."""
 
 
 def scraped_verdict(ready: int, failures: Mapping[str, str]) -> ScalingVerdict:

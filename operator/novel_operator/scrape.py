@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from novel_engine.metrics import IN_FLIGHT_METRIC, QUEUE_DEPTH_METRIC
+from novel_engine.metrics import IN_FLIGHT_METRIC, L2_STATE_METRIC, QUEUE_DEPTH_METRIC
 from novel_operator import names
 from novel_operator.scaling import EngineMetric
 
@@ -32,10 +32,13 @@ METRIC_NAMES: Mapping[EngineMetric, str] = {
     EngineMetric.IN_FLIGHT: IN_FLIGHT_METRIC,
     EngineMetric.QUEUE_DEPTH: QUEUE_DEPTH_METRIC,
 }
-#: Asks for the two families only (the exposition format's `name[]` filter, which
-#: prometheus-client honours): the engine then collects and sends a few hundred bytes instead
-#: of every histogram, which keeps a scrape cheap for a busy engine's event loop.
-METRICS_QUERY = urllib.parse.urlencode([("name[]", name) for name in METRIC_NAMES.values()])
+#: Asks for those families and the L2 tier's state (CacheDegraded) only (the exposition format's
+#: `name[]` filter, which prometheus-client honours): the engine then collects and sends a few
+#: hundred bytes instead of every histogram, which keeps a scrape cheap for a busy engine's
+#: event loop.
+METRICS_QUERY = urllib.parse.urlencode(
+    [("name[]", name) for name in (*METRIC_NAMES.values(), L2_STATE_METRIC)]
+)
 DEFAULT_TIMEOUT_SECONDS = 2.0
 DEFAULT_CONNECTIONS = 64
 
@@ -56,6 +59,7 @@ class PodScrape:
     result: ScrapeResult
     values: Mapping[EngineMetric, float]  # empty unless OK
     seconds: float  # how long the request took (0 when none was sent)
+    l2_state: str | None = None  # the engine's L2 tier state, if OK and it has an L2 tier
 
 
 class AddressResolver(Protocol):
@@ -139,6 +143,17 @@ def parse_engine_metrics(text: str) -> dict[EngineMetric, float]:
     return values
 
 
+def parse_l2_state(text: str) -> str | None:
+    """The state whose `novel_engine_cache_l2_state{state}` series is 1 in a /metrics body;
+    None when the engine has no L2 tier (it then serves no such series)."""
+    lines = [line for line in text.splitlines() if line.startswith(L2_STATE_METRIC + "{")]
+    for family in text_string_to_metric_families("\n".join(lines) + "\n"):
+        for sample in family.samples:
+            if sample.value == 1 and "state" in sample.labels:
+                return sample.labels["state"]
+    return None
+
+
 class Scraper:
     """Scrapes engine pods through one shared session; open with `async with`."""
 
@@ -188,12 +203,18 @@ class Scraper:
             return self._done(name, ScrapeResult.ERROR, {}, started)
         try:
             values = parse_engine_metrics(text)
+            l2_state = parse_l2_state(text)
         except ValueError:
             return self._done(name, ScrapeResult.INVALID, {}, started)
-        return self._done(name, ScrapeResult.OK, values, started)
+        return self._done(name, ScrapeResult.OK, values, started, l2_state)
 
     @staticmethod
     def _done(
-        pod: str, result: ScrapeResult, values: Mapping[EngineMetric, float], started: float
+        pod: str,
+        result: ScrapeResult,
+        values: Mapping[EngineMetric, float],
+        started: float,
+        l2_state: str | None = None,
     ) -> PodScrape:
-        return PodScrape(pod, result, values, time.perf_counter() - started if started else 0.0)
+        seconds = time.perf_counter() - started if started else 0.0
+        return PodScrape(pod, result, values, seconds, l2_state)

@@ -5,6 +5,8 @@ Conditions follow kstatus: `Reconciling` and `Stalled` are true only while somet
 `ScalingActive` (engine targets only) says whether the autoscaler can read the engine metrics.
 `JobsShared` (only when more than one replica may run) says whether async jobs are shared through
 the L2 tier; without it each job is known only to the replica that accepted it.
+`CacheDegraded` (with an L2 tier, abnormal-true) says whether engine pods report their L2 tier
+unreachable or refusing the credentials (cache_health).
 `lastTransitionTime` moves only when a condition's status flips.
 """
 
@@ -13,8 +15,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from novel_operator import names
+from novel_operator.cache_health import CacheVerdict
 from novel_operator.model import AutoscalingStatus, Condition, NovelEngineSpec, NovelEngineStatus
-from novel_operator.scaling import ScalingVerdict
+from novel_operator.scaling import ConditionVerdict, ScalingVerdict
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -141,7 +144,7 @@ def _jobs_shared(spec: NovelEngineSpec) -> _Verdict | None:
 
 def _condition(
     condition_type: str,
-    verdict: _Verdict | ScalingVerdict,
+    verdict: _Verdict | ConditionVerdict,
     previous: NovelEngineStatus | None,
     now: datetime,
     generation: int,
@@ -180,18 +183,19 @@ def compute_status(
     autoscaling: AutoscalingStatus | None = None,
     scaling_active: ScalingVerdict | None = None,
     spec: NovelEngineSpec | None = None,
+    cache_degraded: CacheVerdict | None = None,
 ) -> NovelEngineStatus:
     """The status for this reconcile.
 
     `workload` is the live engine Deployment/StatefulSet (None if it does not exist), `problems`
     are human-readable reasons the spec cannot be realised (they make the resource Stalled with
     `stalled_reason`), `paused` whether the pause annotation is set (the observed generation then
-    stays where it was). `autoscaling` is status.autoscaling and `scaling_active` the
-    ScalingActive condition; None leaves either out. `spec` decides JobsShared; None (a spec the
-    operator cannot read) keeps the condition as it was.
+    stays where it was). `autoscaling` is status.autoscaling, `scaling_active` the
+    ScalingActive condition and `cache_degraded` the CacheDegraded one; None leaves each out.
+    `spec` decides JobsShared; None (a spec the operator cannot read) keeps the condition as it was.
     """
     rollout = read_rollout(workload) if workload is not None else None
-    verdicts: dict[str, _Verdict | ScalingVerdict] = {
+    verdicts: dict[str, _Verdict | ConditionVerdict] = {
         **_conditions(rollout, problems, paused, stalled_reason)
     }
     if scaling_active is not None:
@@ -199,6 +203,8 @@ def compute_status(
     jobs_shared = _jobs_shared(spec) if spec is not None else _previous(previous)
     if jobs_shared is not None:
         verdicts[names.CONDITION_JOBS_SHARED] = jobs_shared
+    if cache_degraded is not None:
+        verdicts[names.CONDITION_CACHE_DEGRADED] = cache_degraded
     previous_generation = previous.observed_generation if previous is not None else None
     return NovelEngineStatus(
         observed_generation=previous_generation if paused else spec_generation,

@@ -1,6 +1,7 @@
 """Helpers for tests that drive the engine app over HTTP with aiohttp's test client."""
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -50,13 +51,19 @@ def fields(body: dict[str, Any]) -> set[str]:
     return {error["field"] for error in body.get("errors", ())}
 
 
-async def until(condition: Callable[[], Awaitable[bool]], seconds: float = 60) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``seconds``."""
+async def until(condition: Callable[[], Awaitable[bool] | bool], seconds: float = 60) -> None:
+    """Poll ``condition`` (a plain or async predicate) until it holds; fail the test after
+    ``seconds``."""
     deadline = time.monotonic() + seconds
-    while not await condition():
+    while not await _holds(condition):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {seconds} s")
         await asyncio.sleep(0.01)
+
+
+async def _holds(condition: Callable[[], Awaitable[bool] | bool]) -> bool:
+    outcome = condition()
+    return await outcome if inspect.isawaitable(outcome) else outcome
 
 
 def metric_samples(text: str, name: str) -> dict[str, float]:

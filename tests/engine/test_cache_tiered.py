@@ -136,7 +136,7 @@ async def test_redis_outage_keeps_serving_from_l1_and_l3(
 ) -> None:
     registry = CollectorRegistry()
     metrics = EngineMetrics(registry)
-    l2 = RedisTier(redis_server.url, backoff_initial=0.1, backoff_max=0.2)
+    l2 = RedisTier(redis_server.url)
     cache = TieredCache(new_l1(), l2, SqliteTier(db))
     for stats in (cache.l1.stats, l2.stats):
         metrics.track_cache(stats)

@@ -19,6 +19,7 @@ from novel_operator.scrape import (
     Scraper,
     ScrapeResult,
     parse_engine_metrics,
+    parse_l2_state,
 )
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
@@ -79,6 +80,33 @@ def test_queue_depth_is_the_sum_of_the_priorities() -> None:
         EngineMetric.IN_FLIGHT: 3.0,
         EngineMetric.QUEUE_DEPTH: 7.0,
     }
+
+
+async def test_the_l2_state_comes_with_the_scrape_when_the_engine_has_l2(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    unreachable_l2 = Settings(data_dir=tmp_path / "a", redis_url="redis://127.0.0.1:1/0")
+    with_l2 = await aiohttp_server(create_app(unreachable_l2))
+    without_l2 = await aiohttp_server(create_app(Settings(data_dir=tmp_path / "b")))
+    resolver = await address_map(
+        tmp_path / "map.json",
+        {"stories/a": f"127.0.0.1:{with_l2.port}", "stories/b": f"127.0.0.1:{without_l2.port}"},
+    )
+    async with Scraper(resolver) as scraper:
+        first, second = await scraper.scrape([pod("a"), pod("b")])
+    assert (first.result, first.l2_state) == (ScrapeResult.OK, "unreachable")
+    assert (second.result, second.l2_state) == (ScrapeResult.OK, None)
+
+
+def test_the_l2_state_is_the_series_at_one() -> None:
+    text = (
+        "# TYPE novel_engine_cache_l2_state gauge\n"
+        'novel_engine_cache_l2_state{state="ok"} 0.0\n'
+        'novel_engine_cache_l2_state{state="unreachable"} 0.0\n'
+        'novel_engine_cache_l2_state{state="auth_failed"} 1.0\n'
+    )
+    assert parse_l2_state(text) == "auth_failed"
+    assert parse_l2_state("novel_engine_http_requests_in_flight 0.0\n") is None
 
 
 async def test_every_failure_has_its_result_and_an_unmapped_pod_is_never_contacted(

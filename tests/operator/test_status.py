@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from novel_operator import names
+from novel_operator.cache_health import CacheVerdict
 from novel_operator.model import AutoscalingStatus, NovelEngineSpec, NovelEngineStatus
 from novel_operator.scaling import ScalingVerdict
 from novel_operator.status import compute_status
@@ -50,6 +51,7 @@ def status(
     autoscaling: AutoscalingStatus | None = None,
     scaling_active: ScalingVerdict | None = None,
     spec: NovelEngineSpec | None = None,
+    cache_degraded: CacheVerdict | None = None,
 ) -> NovelEngineStatus:
     return compute_status(
         generation,
@@ -62,6 +64,7 @@ def status(
         autoscaling=autoscaling,
         scaling_active=scaling_active,
         spec=spec,
+        cache_degraded=cache_degraded,
     )
 
 
@@ -283,6 +286,25 @@ def test_jobs_shared_names_the_cure_and_stays_for_a_spec_the_operator_cannot_rea
     assert condition is not None
     assert "cache.l2.mode" in condition.message
     assert unreadable.condition(names.CONDITION_JOBS_SHARED) == condition
+
+
+def test_cache_degraded_is_abnormal_true_and_leaves_readiness_alone() -> None:
+    refused = CacheVerdict("True", names.REASON_L2_AUTH_FAILED, "1 of 1 engine pods ...")
+    degraded = status(workload(), cache_degraded=refused)
+    fixed = status(
+        workload(),
+        previous=degraded,
+        now=T0 + timedelta(minutes=1),
+        cache_degraded=CacheVerdict("False", names.REASON_L2_AVAILABLE, "they reach it"),
+    )
+    assert verdicts(degraded)[names.CONDITION_CACHE_DEGRADED] == ("True", "L2AuthFailed")
+    assert verdicts(degraded)[names.CONDITION_READY] == READY  # the engines still serve
+    assert verdicts(degraded)[names.CONDITION_STALLED][0] == "False"
+    assert verdicts(fixed)[names.CONDITION_CACHE_DEGRADED] == ("False", "L2Available")
+    assert since(fixed, names.CONDITION_CACHE_DEGRADED) == T0.replace(microsecond=0) + timedelta(
+        minutes=1
+    )
+    assert status(workload(), previous=fixed).condition(names.CONDITION_CACHE_DEGRADED) is None
 
 
 def test_the_status_serialises_as_kubernetes_json() -> None:

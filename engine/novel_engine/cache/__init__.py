@@ -83,6 +83,7 @@ async def build_cache(
             None if password is None else password.get_secret_value(),
             ttl_seconds=settings.l2_ttl_seconds,
         )
+        await l2.check()  # so that /metrics says from the start whether L2 answers
     l3 = (
         None
         if db is None or not settings.l3_enabled
@@ -92,4 +93,6 @@ async def build_cache(
         for tier in (l1, l2, l3):
             if tier is not None:
                 metrics.track_cache(tier.stats)
+        if l2 is not None:
+            metrics.track_l2(l2.health)
     return TieredCache(l1, l2, l3)

@@ -1,30 +1,44 @@
-"""The shared cache tier in Redis: failures are counted and backed off, never raised."""
+"""The shared cache tier in Redis: failures are counted and recovered from, never raised."""
 
+import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from novel_engine.metrics import CacheStats
+from novel_engine.metrics import CacheStats, L2Health, L2State
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Errors meaning "Redis is unreachable or unhealthy": they pause the tier for a backoff period.
+# Redis refused the credentials (wrong password, unknown user, or an ACL denying the commands).
+_AUTH_ERRORS = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
+# Redis is unreachable or unhealthy (refused, reset, timed out, still loading its data).
 _OUTAGE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+_DESCRIPTIONS: dict[L2State, str] = {
+    "unreachable": "Redis does not answer",
+    "auth_failed": "Redis refuses the configured credentials",
+}
 
 
 class RedisTier:
     """get/set/delete against Redis under a key prefix.
 
-    After a connection failure the tier is skipped (each skipped call counts as an error)
-    until a backoff period ends; the period doubles per failed retry up to backoff_max and
-    resets after a success. redis-py's own retries are off, so a call fails fast instead.
+    The tier is either up or in an outage. The first failed command starts the outage: from
+    then on commands are skipped (each counts as an error) and one background probe PINGs
+    Redis, first after probe_initial seconds, then at intervals doubling up to probe_max,
+    until an answer ends the outage. Concurrent failures join the outage under way, and any
+    success, a probe's or a command's in flight, ends it. `health.state` says which outage
+    it is (unreachable or auth_failed); a change of state is logged once.
+
+    Connections: at most max_connections at once (more callers wait for one, each holder
+    being bounded by socket_timeout); idle ones are dropped when an outage starts, so none from
+    before a Redis restart is used after it; one idle for health_check_interval is PINGed
+    before use, and a command whose connection turns out dead is retried once on a new one.
     """
 
     def __init__(
@@ -35,31 +49,39 @@ class RedisTier:
         ttl_seconds: float = 86_400.0,
         key_prefix: str = "novel-engine:cache:",
         socket_timeout: float = 0.5,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
+        max_connections: int = 32,
+        health_check_interval: float = 5.0,
+        probe_initial: float = 0.1,
+        probe_max: float = 0.5,
     ) -> None:
         self.stats = CacheStats("l2")
+        self.health = L2Health()
         self.ttl_seconds = ttl_seconds
         self._prefix = key_prefix
-        self._client = Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             url,
             password=password,
+            max_connections=max_connections,
+            timeout=None,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),
+            health_check_interval=health_check_interval,
+            retry=Retry(NoBackoff(), 1),
         )
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._backoff = backoff_initial
-        self._paused_until = 0.0
-        self._failing = False
-        self._clock = clock
+        self._client = Redis.from_pool(pool)
+        self._probe_initial = probe_initial
+        self._probe_max = probe_max
+        self._recovery: asyncio.Task[None] | None = None
 
     @property
     def available(self) -> bool:
-        """False while the tier is paused after a failure."""
-        return self._clock() >= self._paused_until
+        """False during an outage (commands are skipped until a probe succeeds)."""
+        return self.health.state == "ok"
+
+    async def check(self) -> None:
+        """PING once and record the answer (not counted as a lookup); a failure starts an
+        outage, and its probe."""
+        await self._attempt(self._client.ping)
 
     async def get(self, key: str) -> bytes | None:
         value = await self._call(lambda: self._client.get(self._prefix + key))
@@ -80,6 +102,10 @@ class RedisTier:
         await self._call(lambda: self._client.delete(self._prefix + key))
 
     async def close(self) -> None:
+        recovery, self._recovery = self._recovery, None
+        if recovery is not None:
+            recovery.cancel()
+            await asyncio.gather(recovery, return_exceptions=True)
         await self._client.aclose()
 
     async def _call(self, command: Callable[[], Awaitable[T]]) -> "T | _Failed":
@@ -87,28 +113,51 @@ class RedisTier:
         if not self.available:
             self.stats.errors += 1
             return FAILED
+        outcome = await self._attempt(command)
+        if isinstance(outcome, _Failed):
+            self.stats.errors += 1
+        return outcome
+
+    async def _attempt(self, command: Callable[[], Awaitable[T]]) -> "T | _Failed":
+        """Run a command and move the state by its outcome."""
         try:
             result = await command()
-        except _OUTAGE_ERRORS as exc:
-            self.stats.errors += 1
-            self._pause(exc)
+        except _AUTH_ERRORS as exc:
+            self._enter("auth_failed", exc)
             return FAILED
-        except redis_errors.RedisError as exc:
-            self.stats.errors += 1
+        except _OUTAGE_ERRORS as exc:
+            self._enter("unreachable", exc)
+            return FAILED
+        except redis_errors.RedisError as exc:  # answered, but refused this one command
             _log.warning("L2 cache command failed: %s", exc)
             return FAILED
-        if self._failing:
-            _log.info("L2 cache reachable again")
-            self._failing = False
-            self._backoff = self._backoff_initial
+        self._enter("ok", None)
         return result
 
-    def _pause(self, exc: BaseException) -> None:
-        if not self._failing:
-            _log.warning("L2 cache unavailable, serving from L1/L3: %s", exc)
-            self._failing = True
-        self._paused_until = self._clock() + self._backoff
-        self._backoff = min(self._backoff * 2, self._backoff_max)
+    def _enter(self, state: L2State, cause: BaseException | None) -> None:
+        previous, self.health.state = self.health.state, state
+        if state == previous:
+            return
+        if state == "ok":
+            _log.info("L2 cache reachable again")
+            return
+        # The exception text names host and port or Redis's refusal, never the password.
+        _log.error("L2 cache %s: %s, serving from L1/L3 (%s)", state, _DESCRIPTIONS[state], cause)
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.get_running_loop().create_task(
+                self._recover(), name="l2-cache-recovery"
+            )
+
+    async def _recover(self) -> None:
+        """The outage's one probe: PING with growing pauses until Redis answers."""
+        # Connections idle in the pool may predate a Redis restart: start the outage without them.
+        await self._client.connection_pool.disconnect(inuse_connections=False)
+        pause = self._probe_initial
+        while not self.available:
+            await asyncio.sleep(pause)
+            if not self.available:  # else a command in flight succeeded meanwhile
+                await self._attempt(self._client.ping)
+            pause = min(pause * 2, self._probe_max)
 
 
 class _Failed:

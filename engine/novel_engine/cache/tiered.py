@@ -38,6 +38,10 @@ class TieredCache:
         value = self.l1.get(key)
         if value is not None:
             return value
+        return await self._get_below_l1(key)
+
+    async def _get_below_l1(self, key: str) -> bytes | None:
+        """Look key up in L2 then L3 (L1 was just asked), promoting a hit upward."""
         for depth, tier in enumerate(self._lower):
             value = await tier.get(key)
             if value is not None:
@@ -72,7 +76,7 @@ class TieredCache:
             await self.l2.close()
 
     async def _load(self, key: str, compute: Callable[[], Awaitable[bytes]]) -> bytes:
-        value = await self.get(key)
+        value = await self._get_below_l1(key)  # get_or_compute counted the L1 miss
         if value is None:
             value = await compute()
             if self._loading.get(key) is asyncio.current_task():  # not deleted meanwhile

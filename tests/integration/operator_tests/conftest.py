@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -84,6 +84,7 @@ def start_operator(crd: None, operator_kubeconfig: Path, tmp_path: Path) -> Iter
         resync_seconds: float = 2.0,
         kubeconfig: Path | None = None,
         operator_namespace: str = OPERATOR_SA_NAMESPACE,
+        options: Sequence[str] = (),
     ) -> OperatorProcess:
         port = free_port()
         log_path = tmp_path / f"operator-{len(started)}.log"
@@ -95,7 +96,7 @@ def start_operator(crd: None, operator_kubeconfig: Path, tmp_path: Path) -> Iter
             resync_seconds,
             addresses.path,
             operator_namespace,
-        )
+        ) + list(options)
         process = OperatorProcess(argv, operator_env(), log_path, port, addresses)
         started.append(process)
         process.wait_healthy()

@@ -14,7 +14,7 @@ import importlib
 import itertools
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Self
@@ -45,12 +45,20 @@ HEAVY_SIMULATION = {
 }
 
 
+_redis = _engine_tests_module("conftest")
+REDIS_BINARY: str | None = _redis.REDIS_BINARY
+RedisServer = _redis.RedisServer
+
+
 @contextlib.contextmanager
-def running_engines(directory: Path, count: int) -> Iterator[list[Any]]:
-    """`count` engine processes, ready; stopped (by PID) on exit."""
+def running_engines(
+    directory: Path, count: int, *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[list[Any]]:
+    """`count` engine processes (started with `args` and `env`), ready; stopped (by PID) on
+    exit."""
     engines = EngineProcesses(directory)
     try:
-        started = [engines.start(f"engine-{index}") for index in range(count)]
+        started = [engines.start(f"engine-{index}", *args, env=env) for index in range(count)]
 
         async def all_ready() -> None:
             async with aiohttp.ClientSession() as session:

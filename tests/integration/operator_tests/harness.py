@@ -163,7 +163,8 @@ class OperatorProcess:
 
 
 #: The `start_operator` fixture: `start(*scope_args, resync_seconds=2.0, kubeconfig=None,
-#: operator_namespace=OPERATOR_SA_NAMESPACE) -> OperatorProcess`.
+#: operator_namespace=OPERATOR_SA_NAMESPACE, options=()) -> OperatorProcess` (`options`: more
+#: `run` flags).
 StartOperator = Callable[..., OperatorProcess]
 
 
