@@ -10,11 +10,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class InvalidSpec:
-    """One invalid `spec` and the Kubernetes field path its error must name."""
+    """One invalid `spec`, the Kubernetes field path its error must name, and words the
+    message must hold (a default the error involves is named)."""
 
     id: str
     spec: dict[str, Any]
     field_path: str
+    message_part: str = ""
 
 
 INVALID_SPECS: list[InvalidSpec] = [
@@ -46,9 +48,21 @@ INVALID_SPECS: list[InvalidSpec] = [
         "spec.resources.requests.memory",
     ),
     InvalidSpec(
-        "request-above-default-limit",
-        {"resources": {"requests": {"memory": "2Gi"}}},
+        "request-above-limit",
+        {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}},
         "spec.resources.requests.memory",
+    ),
+    InvalidSpec(
+        "limit-below-default-request",
+        {"resources": {"limits": {"memory": "128Mi"}}},
+        "spec.resources.requests.memory",
+        "requests.memory is 256Mi when not set",
+    ),
+    InvalidSpec(
+        "cpu-limit-below-default-request",
+        {"resources": {"limits": {"cpu": "100m"}}},
+        "spec.resources.requests.cpu",
+        "requests.cpu is 250m when not set",
     ),
     InvalidSpec(
         "percent-above-100",

@@ -12,10 +12,10 @@ from novel_operator import names
 from novel_operator.model import NovelEngineStatus, field_errors
 
 
-def error_paths(data: dict[str, Any]) -> list[str]:
+def errors(data: dict[str, Any]) -> list[tuple[str, str]]:
     with pytest.raises(ValidationError) as caught:
         spec_of(data)
-    return [error.path for error in field_errors(caught.value)]
+    return [(error.path, error.message) for error in field_errors(caught.value)]
 
 
 def test_an_empty_spec_gets_the_documented_defaults() -> None:
@@ -23,7 +23,7 @@ def test_an_empty_spec_gets_the_documented_defaults() -> None:
 
     assert spec.image == f"novel-engine/engine:{novel_operator.__version__}"
     assert spec.replicas == 1
-    assert spec.resources.to_k8s() == {
+    assert spec.resources.for_container() == {
         "requests": {"cpu": "250m", "memory": "256Mi"},
         "limits": {"memory": "512Mi"},
     }
@@ -59,7 +59,17 @@ def test_the_sample_is_a_valid_autoscaled_novelengine() -> None:
 
 @pytest.mark.parametrize("case", INVALID_SPECS, ids=lambda case: case.id)
 def test_invalid_specs_are_refused_at_the_field_they_name(case: InvalidSpec) -> None:
-    assert error_paths(case.spec) == [case.field_path]
+    [(path, message)] = errors(case.spec)
+    assert path == case.field_path
+    assert case.message_part in message
+
+
+def test_a_memory_request_alone_gets_a_limit_at_least_as_large() -> None:
+    resources = spec_of({"resources": {"requests": {"memory": "1Gi"}}}).resources
+
+    assert resources.for_container()["limits"] == {"memory": "1Gi"}
+    explicit = spec_of({"resources": {"limits": {"memory": "2Gi", "cpu": "1"}}}).resources
+    assert explicit.for_container()["limits"] == {"memory": "2Gi", "cpu": "1"}
 
 
 def test_zero_replicas_is_allowed() -> None:
@@ -77,7 +87,9 @@ def test_quantities_accept_integers_and_kubernetes_suffixes(quantity: object, st
 
 def test_fractional_numbers_are_not_quantities() -> None:
     # The apiserver's int-or-string schema refuses a YAML float, so the model does too.
-    assert error_paths({"resources": {"requests": {"cpu": 0.5}}}) == ["spec.resources.requests.cpu"]
+    assert [path for path, _ in errors({"resources": {"requests": {"cpu": 0.5}}})] == [
+        "spec.resources.requests.cpu"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -110,6 +110,22 @@ def _volumes(spec: NovelEngineSpec, owner: Owner) -> tuple[list[Any], list[Any]]
     return volumes, mounts
 
 
+def placement(spec: NovelEngineSpec) -> dict[str, Any]:
+    """Where the pods of this NovelEngine may run and how their images are pulled: the pod
+    fields the engine pods and the managed Redis pod share (only those set)."""
+    fields: dict[str, Any] = {}
+    overrides = spec.pod
+    if spec.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": name} for name in spec.image_pull_secrets]
+    if overrides.node_selector:
+        fields["nodeSelector"] = dict(overrides.node_selector)
+    if overrides.tolerations:
+        fields["tolerations"] = [t.to_k8s() for t in overrides.tolerations]
+    if overrides.affinity is not None:
+        fields["affinity"] = overrides.affinity
+    return fields
+
+
 def engine_pod_template(
     owner: Owner, spec: NovelEngineSpec, *, startup_inputs: StartupInputs
 ) -> dict[str, Any]:
@@ -126,7 +142,7 @@ def engine_pod_template(
         "ports": [
             {"name": names.ENGINE_PORT_NAME, "containerPort": names.ENGINE_PORT, "protocol": "TCP"}
         ],
-        "resources": spec.resources.to_k8s(),
+        "resources": spec.resources.for_container(),
         "volumeMounts": mounts,
         "startupProbe": _probe("/healthz", period=2, failures=60),
         "livenessProbe": _probe("/healthz", period=10, failures=3),
@@ -156,14 +172,7 @@ def engine_pod_template(
             }
         ],
     }
-    if spec.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": name} for name in spec.image_pull_secrets]
-    if overrides.node_selector:
-        pod_spec["nodeSelector"] = dict(overrides.node_selector)
-    if overrides.tolerations:
-        pod_spec["tolerations"] = [t.to_k8s() for t in overrides.tolerations]
-    if overrides.affinity is not None:
-        pod_spec["affinity"] = overrides.affinity
+    pod_spec |= placement(spec)
     if overrides.priority_class_name is not None:
         pod_spec["priorityClassName"] = overrides.priority_class_name
     labels = overrides.labels | common_labels(owner.name, names.ENGINE_APP, names.COMPONENT_ENGINE)

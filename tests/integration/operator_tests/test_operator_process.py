@@ -137,6 +137,7 @@ def test_apiserver_refuses_an_invalid_novelengine_naming_the_field(
     cluster: Cluster, testbed_namespace: str, case: object
 ) -> None:
     spec, field_path = case.spec, case.field_path  # type: ignore[attr-defined]
+    message_part = case.message_part  # type: ignore[attr-defined]
     obj = {
         "apiVersion": names.API_VERSION,
         "kind": names.KIND,
@@ -151,3 +152,4 @@ def test_apiserver_refuses_an_invalid_novelengine_naming_the_field(
         )
     assert refused.value.status in (400, 422)
     assert field_path in refused.value.summary()
+    assert message_part in refused.value.summary()
