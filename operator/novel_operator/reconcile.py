@@ -261,10 +261,6 @@ class Reconciler:
         ignored_replicas = (
             spec.replicas if spec is not None and spec.replicas_writer != "spec" else None
         )
-        engine_service = live.get(("Service", names.engine_name(name)))
-        theirs = engine_service is not None and not is_controlled_by(
-            engine_service, owner.uid, names.FIELD_MANAGER
-        )
 
         status = compute_status(
             spec_generation=owner.generation,
@@ -275,7 +271,7 @@ class Reconciler:
             now=self._clock(),
             endpoint=(
                 None
-                if theirs  # never point clients at another's Service
+                if blocking  # nothing of its own serves; never name another's Service
                 else names.endpoint(name, namespace, spec.service.port)
                 if spec
                 else previous.endpoint

@@ -45,15 +45,22 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
 try:
-    from testbed import AssetsMissingError, Testbed, TestbedError, find_binaries
+    from testbed import (
+        REQUIRED_BINARIES,
+        AssetsMissingError,
+        Testbed,
+        TestbedError,
+        find_binaries,
+    )
 except ModuleNotFoundError:  # tests/integration imported as a package
     from .testbed import (  # type: ignore[no-redef]
+        REQUIRED_BINARIES,
         AssetsMissingError,
         Testbed,
         TestbedError,
@@ -67,15 +74,28 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
-@pytest.fixture(scope="session")
-def k8s_binaries() -> dict[str, Path]:
-    """The test bed's binaries; missing ones fail the test in CI and skip it elsewhere."""
+def _binaries(names: Iterable[str]) -> dict[str, Path]:
+    """Binaries built by scripts/k8s-assets; missing ones fail the test in CI and skip it
+    elsewhere."""
     try:
-        return find_binaries()
+        return find_binaries(names)
     except AssetsMissingError as exc:
         if _in_ci():
             pytest.fail(str(exc), pytrace=False)
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def k8s_binaries() -> dict[str, Path]:
+    """The test bed's binaries."""
+    return _binaries(REQUIRED_BINARIES)
+
+
+@pytest.fixture(scope="session")
+def kstatus_binary() -> Path:
+    """sigs.k8s.io/cli-utils' kstatus as a command (tools/kstatus): an object on stdin, the
+    status GitOps tools wait on out, as JSON."""
+    return _binaries(["kstatus"])["kstatus"]
 
 
 @pytest.fixture(scope="session")

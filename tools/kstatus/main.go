@@ -37,11 +37,16 @@ func run(in io.Reader, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("reading stdin: %w", err)
 	}
-	var obj map[string]interface{}
-	if err := yaml.Unmarshal(raw, &obj); err != nil {
-		return fmt.Errorf("stdin is not one JSON or YAML object: %w", err)
+	data, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return fmt.Errorf("stdin is not JSON or YAML: %w", err)
 	}
-	result, err := status.Compute(&unstructured.Unstructured{Object: obj})
+	// The unstructured decoder keeps integers as int64, as kstatus' accessors expect.
+	obj := &unstructured.Unstructured{}
+	if err := obj.UnmarshalJSON(data); err != nil {
+		return fmt.Errorf("stdin is not one Kubernetes object: %w", err)
+	}
+	result, err := status.Compute(obj)
 	if err != nil {
 		return fmt.Errorf("computing the status: %w", err)
 	}
