@@ -314,13 +314,13 @@ class Reconciler:
         return self._memory.report(key), self._memory.verdict(key)
 
     def _rollout_waited(self, previous: NovelEngineStatus) -> bool:
-        """Whether the rollout has gone unfinished (Ready False, Progressing) for
-        BLOCKER_CHECK_SECONDS or more, by the previous status."""
+        """Whether the rollout has gone unfinished (Ready False, Progressing or past its
+        deadline) for BLOCKER_CHECK_SECONDS or more, by the previous status."""
         ready = previous.condition(names.CONDITION_READY)
         return (
             ready is not None
             and ready.status == "False"
-            and ready.reason == names.REASON_PROGRESSING
+            and ready.reason in (names.REASON_PROGRESSING, names.REASON_PROGRESS_DEADLINE_EXCEEDED)
             and self._clock() - ready.last_transition_time
             >= timedelta(seconds=BLOCKER_CHECK_SECONDS)
         )

@@ -189,16 +189,19 @@ def _conditions(
     if rollout is None:
         ready = _Verdict("False", names.REASON_PROGRESSING, "the workload does not exist yet")
     elif rollout.stuck is not None:
-        stuck = _Verdict("True", names.REASON_PROGRESS_DEADLINE_EXCEEDED, rollout.stuck)
+        why = [*([rollout.failure] if rollout.failure else []), *blockers]
+        stuck = _Verdict(
+            "True", names.REASON_PROGRESS_DEADLINE_EXCEEDED, _with_blockers(rollout.stuck, why)
+        )
+        message = _with_blockers(rollout.describe(), why)
         return {
-            names.CONDITION_READY: _Verdict("False", stuck.reason, rollout.describe()),
-            names.CONDITION_RECONCILING: _Verdict("False", stuck.reason, rollout.describe()),
+            names.CONDITION_READY: _Verdict("False", stuck.reason, message),
+            names.CONDITION_RECONCILING: _Verdict("False", stuck.reason, message),
             names.CONDITION_STALLED: stuck,
         }
     elif not rollout.complete:
-        failure = [rollout.failure] if rollout.failure else []
-        message = _with_blockers(rollout.describe(), [*failure, *blockers])
-        ready = _Verdict("False", names.REASON_PROGRESSING, message)
+        why = [*([rollout.failure] if rollout.failure else []), *blockers]
+        ready = _Verdict("False", names.REASON_PROGRESSING, _with_blockers(rollout.describe(), why))
     elif rollout.desired == 0:
         ready = _Verdict("True", names.REASON_SCALED_TO_ZERO, "replicas is 0: nothing serves")
     else:

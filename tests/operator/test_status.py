@@ -337,6 +337,30 @@ def test_an_unfinished_rollout_names_what_blocks_it_and_the_replicaset_failure()
     assert reconciling.message == ready_message(result)
 
 
+def test_a_rollout_past_its_deadline_still_names_its_blockers() -> None:
+    stuck = {
+        "type": "Progressing",
+        "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+        "message": 'ReplicaSet "demo-5f" has timed out progressing.',
+    }
+    blockers = ["Pod/demo-0 container engine is ImagePullBackOff"]
+
+    result = compute_status(
+        7, workload(ready=1, conditions=[stuck]), [], False, None, T0, ENDPOINT, blockers=blockers
+    )
+
+    stalled = result.condition("Stalled")
+    assert stalled is not None
+    assert stalled.message == (
+        'ReplicaSet "demo-5f" has timed out progressing.; blocked by '
+        "Pod/demo-0 container engine is ImagePullBackOff"
+    )
+    assert ready_message(result).endswith(
+        "blocked by Pod/demo-0 container engine is ImagePullBackOff"
+    )
+
+
 def test_blockers_are_not_mentioned_once_the_rollout_finished() -> None:
     result = compute_status(7, workload(), [], False, None, T0, ENDPOINT, blockers=["Pod/x"])
 
