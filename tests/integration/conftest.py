@@ -25,12 +25,17 @@ Fixtures
   ``testbed.count_writes(**same filters) -> int``.
 - ``testbed.logs_dir: Path`` (``<component>.log``), ``testbed.log_tail(lines=40) -> str``;
   failing tests that use the fixture get that tail in their report.
-- ``testbed.node_names: list[str]`` kwok fake Nodes (no taints, Pods become Running/Ready).
+- ``testbed.node_names: list[str]`` kwok fake Nodes (no taints, Pods become Running/Ready;
+  a Pod annotated ``test.novelengine.io/container-waiting: <reason>`` instead keeps its
+  containers waiting with that reason, e.g. ``ImagePullBackOff``: see kwok-stages.yaml).
   Fake Pod/Node IPs are not on loopback: never connect to them.
 - ``testbed.request(method, path, body=None, *, token=None, content_type=...)`` raw API call,
   ``testbed.apply(path, obj)`` server-side apply, ``testbed.wait_for(what, check, timeout)``.
 
 ``testbed_namespace`` (function scope) -> ``str``: a fresh namespace, deleted afterwards.
+
+``kstatus_binary`` (session scope) -> ``Path``: sigs.k8s.io/cli-utils' kstatus as a command
+(tools/kstatus): one object as JSON on stdin, ``{"status": ..., "message": ...}`` out.
 
 The controller-manager runs its default controllers (garbage collector, namespace, deployment,
 replicaset, HPA with a 5 s sync period, ...), ``--leader-elect=false``.
