@@ -131,20 +131,22 @@ def test_a_ready_status_reports_counts_selector_endpoint_and_generation() -> Non
     assert ready.observed_generation == 7
 
 
-def test_a_stuck_rollout_is_stalled_with_the_controllers_message() -> None:
-    stuck = {
-        "type": "Progressing",
-        "status": "False",
-        "reason": "ProgressDeadlineExceeded",
-        "message": 'ReplicaSet "demo-5f" has timed out progressing.',
-    }
+#: A Deployment's condition once its rollout passed progressDeadlineSeconds.
+STUCK = {
+    "type": "Progressing",
+    "status": "False",
+    "reason": "ProgressDeadlineExceeded",
+    "message": 'ReplicaSet "demo-5f" has timed out progressing.',
+}
 
-    result = status(workload(ready=1, conditions=[stuck]))
+
+def test_a_stuck_rollout_is_stalled_with_the_controllers_message() -> None:
+    result = status(workload(ready=1, conditions=[STUCK]))
 
     stalled = result.condition("Stalled")
     assert stalled is not None
     assert (stalled.status, stalled.reason) == ("True", "ProgressDeadlineExceeded")
-    assert stalled.message == stuck["message"]
+    assert stalled.message == STUCK["message"]
     assert verdicts(result)["Reconciling"][0] == "False"
 
 
@@ -338,16 +340,10 @@ def test_an_unfinished_rollout_names_what_blocks_it_and_the_replicaset_failure()
 
 
 def test_a_rollout_past_its_deadline_still_names_its_blockers() -> None:
-    stuck = {
-        "type": "Progressing",
-        "status": "False",
-        "reason": "ProgressDeadlineExceeded",
-        "message": 'ReplicaSet "demo-5f" has timed out progressing.',
-    }
     blockers = ["Pod/demo-0 container engine is ImagePullBackOff"]
 
     result = compute_status(
-        7, workload(ready=1, conditions=[stuck]), [], False, None, T0, ENDPOINT, blockers=blockers
+        7, workload(ready=1, conditions=[STUCK]), [], False, None, T0, ENDPOINT, blockers=blockers
     )
 
     stalled = result.condition("Stalled")
