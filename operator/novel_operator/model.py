@@ -215,18 +215,30 @@ class ResourceAmounts(KubeModel):
     memory: Quantity | None = Field(None, description="Memory, e.g. `256Mi` or `1Gi`.")
 
 
+DEFAULT_CPU_REQUEST = "250m"
+DEFAULT_MEMORY_REQUEST = "256Mi"
+#: The memory limit when `limits.memory` is unset, unless `requests.memory` is larger.
+DEFAULT_MEMORY_LIMIT = "512Mi"
+
+
 class ResourceRequests(ResourceAmounts):
     """What the scheduler reserves for each engine container."""
 
-    cpu: Quantity | None = Field("250m", description="CPU reserved per engine pod.")
-    memory: Quantity | None = Field("256Mi", description="Memory reserved per engine pod.")
+    cpu: Quantity | None = Field(DEFAULT_CPU_REQUEST, description="CPU reserved per engine pod.")
+    memory: Quantity | None = Field(
+        DEFAULT_MEMORY_REQUEST, description="Memory reserved per engine pod."
+    )
 
 
 class ResourceLimits(ResourceAmounts):
-    """Hard caps for each engine container. No CPU limit by default (throttling hurts latency);
+    """Hard caps for each engine container. No CPU limit unless set (throttling hurts latency);
     the memory limit also sizes the engine's in-process cache when `cache.l1.maxBytes` is unset."""
 
-    memory: Quantity | None = Field("512Mi", description="Memory limit per engine pod.")
+    memory: Quantity | None = Field(
+        None,
+        description=f"Memory limit per engine pod; unset: the larger of {DEFAULT_MEMORY_LIMIT} "
+        "and requests.memory.",
+    )
 
 
 class ResourcesSpec(KubeModel):
@@ -238,15 +250,32 @@ class ResourcesSpec(KubeModel):
     cross_field_rules = (
         CrossFieldRule(
             _cel_quantity_at_most("cpu"),
-            "requests.cpu must not exceed limits.cpu",
+            "requests.cpu must not exceed limits.cpu "
+            f"(requests.cpu is {DEFAULT_CPU_REQUEST} when not set)",
             ".requests.cpu",
         ),
         CrossFieldRule(
             _cel_quantity_at_most("memory"),
-            "requests.memory must not exceed limits.memory",
+            "requests.memory must not exceed limits.memory "
+            f"(requests.memory is {DEFAULT_MEMORY_REQUEST} when not set)",
             ".requests.memory",
         ),
     )
+
+    def for_container(self) -> dict[str, Any]:
+        """The container's `resources`, with the memory limit filled in when unset: the larger
+        of DEFAULT_MEMORY_LIMIT and the memory request (a request alone is never refused)."""
+        resources = self.to_k8s()
+        if self.limits.memory is None:
+            request = self.requests.memory
+            larger = (
+                request
+                if request is not None
+                and quantity_value(request) > quantity_value(DEFAULT_MEMORY_LIMIT)
+                else DEFAULT_MEMORY_LIMIT
+            )
+            resources.setdefault("limits", {})["memory"] = larger
+        return resources
 
 
 class EngineSettings(KubeModel):
@@ -592,7 +621,8 @@ class Toleration(KubeModel):
 
 
 class PodOverrides(KubeModel):
-    """Extra settings for the engine pods. Labels never replace the operator's own labels."""
+    """Extra settings for the engine pods. Labels never replace the operator's own labels.
+    The placement (nodeSelector, tolerations, affinity) applies to the managed Redis pod too."""
 
     labels: LabelMap = empty(dict, "Extra pod labels.")
     annotations: LabelMap = empty(dict, "Extra pod annotations.")
@@ -638,7 +668,7 @@ class NovelEngineSpec(KubeModel):
         "IfNotPresent", description="When the kubelet pulls the image."
     )
     image_pull_secrets: Annotated[list[ObjectName], Field(max_length=MAX_LIST_ITEMS)] = empty(
-        list, "Names of Secrets for pulling the image."
+        list, "Names of Secrets for pulling the engine image and the managed Redis image."
     )
     replicas: int = Field(
         1,

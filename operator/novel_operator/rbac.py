@@ -7,7 +7,8 @@ apiserver's audit log that each verb of each rule was used, and that nothing was
 
 Every resource here is namespaced, so the same rules work as a ClusterRole (all namespaces) or
 as a Role in each watched namespace. No `update` verbs (server-side apply is a `patch`; creating
-an object through it needs `create` as well), no access to CRDs, Namespaces or Pods.
+an object through it needs `create` as well), no access to CRDs or Namespaces; Pods,
+PersistentVolumeClaims and Events are only listed.
 """
 
 from dataclasses import dataclass
@@ -108,12 +109,16 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
         ("novel_operator.kube.client:KubeClient.scale",),
     ),
     # Engine pods: the autoscaler lists a NovelEngine's engine pods by label selector at each
-    # sync, to scrape the ready ones' /metrics. List only.
+    # sync, to scrape the ready ones' /metrics; the reconcile, to name what holds up a rollout.
+    # List only.
     PolicyRule(
         ("",),
         ("pods",),
         ("list",),
-        ("novel_operator.kube.client:KubeClient.list_pods",),
+        (
+            "novel_operator.kube.client:KubeClient.list_pods",
+            "novel_operator.reconcile:Reconciler._blockers",
+        ),
     ),
     # Events about NovelEngines (the reconcile records core Events; kopf posts none).
     PolicyRule(
@@ -121,5 +126,14 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
         ("events",),
         ("create",),
         ("novel_operator.kube.client:KubeClient.record_event",),
+    ),
+    # What holds up a rollout that does not finish: the engine pods (above), the StatefulSet's
+    # volume claims by the engine selector, and the volume controller's Events about a claim
+    # that does not bind (by field selector on the claim).
+    PolicyRule(
+        ("",),
+        ("persistentvolumeclaims", "events"),
+        ("list",),
+        ("novel_operator.reconcile:Reconciler._blockers",),
     ),
 )

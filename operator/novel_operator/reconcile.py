@@ -5,12 +5,13 @@ A reconcile that finds everything as desired sends no write at all: children are
 before they are applied and the status is applied only when it changed.
 """
 
+import asyncio
 import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -27,7 +28,14 @@ from novel_operator.builders import (
 )
 from novel_operator.builders.workload import workload_kind
 from novel_operator.cache_health import CacheMemory, CacheVerdict
-from novel_operator.kube.client import ApiError, ChildAction, KubeClient, Manifest, describe
+from novel_operator.kube.client import (
+    ApiError,
+    ChildAction,
+    KubeClient,
+    Manifest,
+    describe,
+    is_controlled_by,
+)
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.model import (
     AutoscalingStatus,
@@ -37,7 +45,13 @@ from novel_operator.model import (
     field_errors,
 )
 from novel_operator.scaling import Key, ScaleTarget, ScalingMemory, ScalingVerdict, clamp_replicas
-from novel_operator.status import compute_status
+from novel_operator.status import (
+    claim_blockers,
+    compute_status,
+    pod_blockers,
+    read_rollout,
+    replicas_note,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,10 @@ Live = dict[tuple[str, str], Manifest | None]
 #: How soon a NovelEngine stalled by an API refusal (not a missing reference) is tried again:
 #: an RBAC fix or an operator upgrade may cure it, and nothing else would wake it up.
 REFUSED_RETRY_SECONDS = 60.0
+#: How long a rollout may go without finishing before the reconcile looks for what holds it
+#: up (pods, volume claims), and how often it looks again while it does not finish: a pod
+#: that cannot pull its image changes nothing the operator watches.
+BLOCKER_CHECK_SECONDS = 10.0
 #: The kinds a NovelEngine may reference. Each reconcile reads the referenced objects; those
 #: labelled `novelengine.io/watch: "enabled"` are also watched, so a change reaches it at once.
 CONFIG_MAP = "ConfigMap"
@@ -219,9 +237,18 @@ class Reconciler:
         else:
             self._cache_memory.forget(engine_key)
         workload: Manifest | None = None
+        blocking = _foreign_children(owner, spec, live, self._operator_namespace) if spec else []
+        if blocking:  # another's objects: create nothing beside them
+            problems.extend(blocking)
+            stalled_reason = names.REASON_APPLY_FAILED
+            retry_after = REFUSED_RETRY_SECONDS
         if spec is not None:
             if paused or problems:
                 workload = live[workload_kind(spec), names.engine_name(name)]
+                if workload is not None and not is_controlled_by(
+                    workload, owner.uid, names.FIELD_MANAGER
+                ):
+                    workload = None  # another's: its replicas are not this one's
             else:
                 try:
                     workload = await self._apply(obj, owner, spec, previous, live)
@@ -234,6 +261,15 @@ class Reconciler:
         autoscaling, scaling_verdict = self._autoscaling_report(
             engine_key, spec, engine_scaled, previous
         )
+        blockers: list[str] = []
+        rollout = read_rollout(workload) if workload is not None else None
+        if rollout is not None and not rollout.complete and not (paused or problems):
+            if self._rollout_waited(previous):
+                blockers = await self._blockers(namespace, name, rollout.kind)
+            retry_after = BLOCKER_CHECK_SECONDS
+        ignored_replicas = (
+            spec.replicas if spec is not None and spec.replicas_writer != "spec" else None
+        )
 
         status = compute_status(
             spec_generation=owner.generation,
@@ -243,9 +279,11 @@ class Reconciler:
             previous=previous,
             now=self._clock(),
             endpoint=(
-                names.endpoint(name, namespace, spec.service.port)
+                None
+                if blocking  # nothing of its own serves; never name another's Service
+                else names.endpoint(name, namespace, spec.service.port)
                 if spec
-                else previous.endpoint or ""
+                else previous.endpoint
             ),
             stalled_reason=stalled_reason,
             autoscaling=autoscaling,
@@ -256,9 +294,12 @@ class Reconciler:
                 if spec is not None
                 else CacheVerdict.of(previous.condition(names.CONDITION_CACHE_DEGRADED))
             ),
+            blockers=blockers,
+            ignored_spec_replicas=ignored_replicas,
         )
         if await kube.apply_status(obj, status.to_k8s()):
             self._report_stall(obj, previous, status)
+            self._report_ignored_replicas(obj, previous, replicas_note(ignored_replicas, rollout))
         scaling = (
             ScalingTarget(obj, spec, workload_kind(spec))
             if spec is not None
@@ -286,6 +327,48 @@ class Reconciler:
         if not engine_scaled:
             return None, None
         return self._memory.report(key), self._memory.verdict(key)
+
+    def _rollout_waited(self, previous: NovelEngineStatus) -> bool:
+        """Whether the rollout has gone unfinished (Ready False, Progressing or past its
+        deadline) for BLOCKER_CHECK_SECONDS or more, by the previous status."""
+        ready = previous.condition(names.CONDITION_READY)
+        return (
+            ready is not None
+            and ready.status == "False"
+            and ready.reason in (names.REASON_PROGRESSING, names.REASON_PROGRESS_DEADLINE_EXCEEDED)
+            and self._clock() - ready.last_transition_time
+            >= timedelta(seconds=BLOCKER_CHECK_SECONDS)
+        )
+
+    async def _blockers(self, namespace: str, name: str, kind: str) -> list[str]:
+        """What holds up the engine rollout: its pods that cannot be placed or started, and
+        (StatefulSet) its volume claims that do not bind, with the volume controller's word."""
+        selector = names.selector_string(names.engine_selector(name))
+        kube = self._kube
+        found = pod_blockers(await kube.list_pods(namespace, selector))
+        if kind == "StatefulSet":
+            claims = await kube.list_objects(
+                "v1", "PersistentVolumeClaim", namespace, label_selector=selector
+            )
+            unbound = [
+                claim["metadata"]["name"]
+                for claim in claims
+                if (claim.get("status") or {}).get("phase") != "Bound"
+            ]
+            events = await asyncio.gather(
+                *(
+                    kube.list_objects(
+                        "v1",
+                        "Event",
+                        namespace,
+                        field_selector="involvedObject.kind=PersistentVolumeClaim,"
+                        f"involvedObject.name={claim}",
+                    )
+                    for claim in unbound
+                )
+            )
+            found = claim_blockers(claims, [e for listed in events for e in listed]) + found
+        return found
 
     async def _read(self, owner: Owner, references: Iterable[Reference]) -> Live:
         """Every child (wanted or not) and every referenced object, read concurrently."""
@@ -399,6 +482,18 @@ class Reconciler:
         log.info(message, extra={"k8s_ref": _ref(obj), "reason": reason})
         self._kube.record_event(obj, "Normal", reason, message)
 
+    def _report_ignored_replicas(
+        self, obj: Manifest, previous: NovelEngineStatus, note: str | None
+    ) -> None:
+        """A Normal Event when a spec change leaves spec.replicas ignored (`kubectl scale` with
+        autoscaling on): once per new value, never for a NovelEngine's first status."""
+        generation = obj["metadata"].get("generation")
+        if note is None or previous.observed_generation in (None, generation):
+            return
+        before = previous.condition(names.CONDITION_READY)
+        if before is None or note not in before.message:
+            self._event(obj, "ReplicasIgnored", note)
+
     def _report_stall(
         self, obj: Manifest, previous: NovelEngineStatus, status: NovelEngineStatus
     ) -> None:
@@ -424,6 +519,39 @@ async def _refusable(call: Awaitable[T]) -> T:
         if error.needs_a_human:
             raise _RefusedError(str(error)) from error
         raise
+
+
+def _foreign_children(
+    owner: Owner, spec: NovelEngineSpec, live: Live, operator_namespace: str
+) -> list[str]:
+    """The objects that hold names this spec's children need and belong to someone else
+    (another NovelEngine's Redis named like this one's engine, an object made by hand): while
+    any exists, nothing is created, so no child ends up beside, or pointing at, another's."""
+    wanted = desired_state(
+        owner,
+        spec,
+        engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
+        operator_namespace=operator_namespace,
+    ).apply
+    secret = build_redis_secret(owner, spec)
+    found = []
+    for child in [*wanted, *([secret] if secret is not None else [])]:
+        existing = live.get((child["kind"], child["metadata"]["name"]))
+        if existing is None or is_controlled_by(existing, owner.uid, names.FIELD_MANAGER):
+            continue
+        holder = next(
+            (
+                f"{ref['kind']}/{ref['name']}"
+                for ref in existing["metadata"].get("ownerReferences") or []
+                if ref.get("controller")
+            ),
+            None,
+        )
+        found.append(
+            f"{describe(child)} already exists and belongs to "
+            + (holder if holder is not None else "someone else (no controller)")
+        )
+    return found
 
 
 def _reference_problem(

@@ -1,7 +1,10 @@
 """NovelEngine status from what the reconcile saw: pure, so the caller writes it only on change.
 
 Conditions follow kstatus: `Reconciling` and `Stalled` are true only while something is abnormal,
-`Ready` is true when every desired replica runs the current template and is ready.
+`Ready` is true when every desired replica runs the current template and is ready (with
+`replicas: 0` too: a parked engine has converged). While a rollout has not finished, the Ready
+message names what holds it up (pods that cannot start, a claim that does not bind, pods the
+ReplicaSet cannot create), when the caller found out.
 `ScalingActive` (engine targets only) says whether the autoscaler can read the engine metrics.
 `JobsShared` (only when more than one replica may run) says whether async jobs are shared through
 the L2 tier; without it each job is known only to the replica that accepted it.
@@ -10,9 +13,10 @@ unreachable or refusing the credentials (cache_health).
 `lastTransitionTime` moves only when a condition's status flips.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from novel_operator import names
 from novel_operator.cache_health import CacheVerdict
@@ -20,6 +24,11 @@ from novel_operator.model import AutoscalingStatus, Condition, NovelEngineSpec, 
 from novel_operator.scaling import ConditionVerdict, ScalingVerdict
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+
+#: Container waiting reasons that are a normal step of starting, not a blocker.
+STARTING_REASONS: Final = frozenset({"ContainerCreating", "PodInitializing"})
+#: Blockers named in a message at most; more are counted.
+MAX_BLOCKERS: Final = 3
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class Rollout:
     observed: bool  # the workload controller has seen the latest workload spec
     stuck: str | None  # why the rollout stopped making progress, if it did
     selector: dict[str, str]
+    failure: str | None = None  # why the workload controller cannot create pods, if it cannot
 
     @property
     def complete(self) -> bool:
@@ -49,12 +59,22 @@ class Rollout:
 def read_rollout(workload: dict[str, Any]) -> Rollout:
     """Progress of a live Deployment/StatefulSet as returned by the API."""
     spec, status = workload.get("spec", {}), workload.get("status") or {}
+    conditions = status.get("conditions") or []
     stuck = next(
         (
             condition.get("message") or condition["reason"]
-            for condition in status.get("conditions") or []
+            for condition in conditions
             if condition.get("type") == "Progressing"
             and condition.get("reason") == names.REASON_PROGRESS_DEADLINE_EXCEEDED
+        ),
+        None,
+    )
+    # A Deployment carries its ReplicaSet's FailedCreate (quota, admission) as ReplicaFailure.
+    failure = next(
+        (
+            f"{condition.get('reason', 'ReplicaFailure')}: {condition.get('message', '')}"
+            for condition in conditions
+            if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True"
         ),
         None,
     )
@@ -67,7 +87,85 @@ def read_rollout(workload: dict[str, Any]) -> Rollout:
         observed=status.get("observedGeneration", 0) >= workload["metadata"].get("generation", 0),
         stuck=stuck,
         selector=spec.get("selector", {}).get("matchLabels", {}),
+        failure=failure,
     )
+
+
+def pod_blockers(pods: Sequence[dict[str, Any]]) -> list[str]:
+    """Why pods do not become ready, one line per pod, as the kubelet and scheduler say it:
+    containers waiting on something other than starting (ImagePullBackOff, CrashLoopBackOff,
+    CreateContainerConfigError...), and pods the scheduler cannot place."""
+    found = []
+    for pod in pods:
+        name = f"Pod/{pod['metadata']['name']}"
+        status = pod.get("status") or {}
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                found.append(f"{name} is unschedulable: {condition.get('message', '')}".strip())
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason and reason not in STARTING_REASONS:
+                message = waiting.get("message")
+                found.append(
+                    f"{name} container {container['name']} is {reason}"
+                    + (f": {message}" if message else "")
+                )
+    return found
+
+
+def claim_blockers(claims: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]]) -> list[str]:
+    """Volume claims that do not bind, each with the latest reason the volume controller gave
+    in an Event about it (e.g. no storage class is set)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for event in events:
+        involved = event.get("involvedObject") or {}
+        if involved.get("kind") == "PersistentVolumeClaim":
+            name = str(involved.get("name"))
+            if name not in latest or _event_time(event) >= _event_time(latest[name]):
+                latest[name] = event
+    found = []
+    for claim in claims:
+        phase = (claim.get("status") or {}).get("phase", "Pending")
+        if phase == "Bound":
+            continue
+        name = claim["metadata"]["name"]
+        line = f"PersistentVolumeClaim/{name} is {phase}"
+        said = latest.get(name)
+        if said is not None:
+            line += f": {said.get('reason')}: {said.get('message', '')}"
+        found.append(line)
+    return found
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    return str(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event["metadata"].get("creationTimestamp")
+        or ""
+    )
+
+
+def replicas_note(spec_replicas: int | None, rollout: Rollout | None) -> str | None:
+    """What a human who set `spec.replicas` (`kubectl scale ne/...`) needs to know while an
+    autoscaler owns the replicas: the value is ignored, and why. `spec_replicas` is None
+    when the spec's replicas are honoured."""
+    if spec_replicas is None or rollout is None or rollout.desired == spec_replicas:
+        return None
+    return (
+        f"spec.replicas {spec_replicas} is ignored: autoscaling.enabled is true, so the "
+        f"autoscaler sets the replicas (now {rollout.desired}) within "
+        "autoscaling.minReplicas and maxReplicas"
+    )
+
+
+def _with_blockers(message: str, blockers: Sequence[str]) -> str:
+    if not blockers:
+        return message
+    shown = "; ".join(blockers[:MAX_BLOCKERS])
+    more = len(blockers) - MAX_BLOCKERS
+    return f"{message}; blocked by {shown}" + (f" (and {more} more)" if more > 0 else "")
 
 
 @dataclass(frozen=True)
@@ -78,7 +176,12 @@ class _Verdict:
 
 
 def _conditions(
-    rollout: Rollout | None, problems: list[str], paused: bool, stalled_reason: str
+    rollout: Rollout | None,
+    problems: list[str],
+    paused: bool,
+    stalled_reason: str,
+    blockers: Sequence[str],
+    note: str | None,
 ) -> dict[str, _Verdict]:
     if problems:
         message = "; ".join(problems)
@@ -91,18 +194,25 @@ def _conditions(
     if rollout is None:
         ready = _Verdict("False", names.REASON_PROGRESSING, "the workload does not exist yet")
     elif rollout.stuck is not None:
-        stuck = _Verdict("True", names.REASON_PROGRESS_DEADLINE_EXCEEDED, rollout.stuck)
+        why = [*([rollout.failure] if rollout.failure else []), *blockers]
+        stuck = _Verdict(
+            "True", names.REASON_PROGRESS_DEADLINE_EXCEEDED, _with_blockers(rollout.stuck, why)
+        )
+        message = _with_blockers(rollout.describe(), why)
         return {
-            names.CONDITION_READY: _Verdict("False", stuck.reason, rollout.describe()),
-            names.CONDITION_RECONCILING: _Verdict("False", stuck.reason, rollout.describe()),
+            names.CONDITION_READY: _Verdict("False", stuck.reason, message),
+            names.CONDITION_RECONCILING: _Verdict("False", stuck.reason, message),
             names.CONDITION_STALLED: stuck,
         }
     elif not rollout.complete:
-        ready = _Verdict("False", names.REASON_PROGRESSING, rollout.describe())
+        why = [*([rollout.failure] if rollout.failure else []), *blockers]
+        ready = _Verdict("False", names.REASON_PROGRESSING, _with_blockers(rollout.describe(), why))
     elif rollout.desired == 0:
-        ready = _Verdict("False", names.REASON_SCALED_TO_ZERO, "replicas is 0: nothing serves")
+        ready = _Verdict("True", names.REASON_SCALED_TO_ZERO, "replicas is 0: nothing serves")
     else:
         ready = _Verdict("True", names.REASON_AVAILABLE, rollout.describe())
+    if note is not None:
+        ready = _Verdict(ready.status, ready.reason, f"{ready.message}; {note}")
 
     progressing = ready.reason == names.REASON_PROGRESSING
     if paused:
@@ -177,13 +287,15 @@ def compute_status(
     paused: bool,
     previous: NovelEngineStatus | None,
     now: datetime,
-    endpoint: str,
+    endpoint: str | None,
     *,
     stalled_reason: str = names.REASON_INVALID_REFERENCE,
     autoscaling: AutoscalingStatus | None = None,
     scaling_active: ScalingVerdict | None = None,
     spec: NovelEngineSpec | None = None,
     cache_degraded: CacheVerdict | None = None,
+    blockers: Sequence[str] = (),
+    ignored_spec_replicas: int | None = None,
 ) -> NovelEngineStatus:
     """The status for this reconcile.
 
@@ -192,11 +304,15 @@ def compute_status(
     `stalled_reason`), `paused` whether the pause annotation is set (the observed generation then
     stays where it was). `autoscaling` is status.autoscaling, `scaling_active` the
     ScalingActive condition and `cache_degraded` the CacheDegraded one; None leaves each out.
-    `spec` decides JobsShared; None (a spec the operator cannot read) keeps the condition as it was.
+    `spec` decides JobsShared; None (a spec the operator cannot read) keeps the condition as it
+    was. `blockers` say what holds up an unfinished rollout (`pod_blockers`, `claim_blockers`);
+    `ignored_spec_replicas` is spec.replicas while an autoscaler owns the replicas (None
+    otherwise). `endpoint` None: the engine Service is not this NovelEngine's.
     """
     rollout = read_rollout(workload) if workload is not None else None
+    note = replicas_note(ignored_spec_replicas, rollout)
     verdicts: dict[str, _Verdict | ConditionVerdict] = {
-        **_conditions(rollout, problems, paused, stalled_reason)
+        **_conditions(rollout, problems, paused, stalled_reason, blockers, note)
     }
     if scaling_active is not None:
         verdicts[names.CONDITION_SCALING_ACTIVE] = scaling_active

@@ -25,12 +25,17 @@ Fixtures
   ``testbed.count_writes(**same filters) -> int``.
 - ``testbed.logs_dir: Path`` (``<component>.log``), ``testbed.log_tail(lines=40) -> str``;
   failing tests that use the fixture get that tail in their report.
-- ``testbed.node_names: list[str]`` kwok fake Nodes (no taints, Pods become Running/Ready).
+- ``testbed.node_names: list[str]`` kwok fake Nodes (no taints, Pods become Running/Ready;
+  a Pod annotated ``test.novelengine.io/container-waiting: <reason>`` instead keeps its
+  containers waiting with that reason, e.g. ``ImagePullBackOff``: see kwok-stages.yaml).
   Fake Pod/Node IPs are not on loopback: never connect to them.
 - ``testbed.request(method, path, body=None, *, token=None, content_type=...)`` raw API call,
   ``testbed.apply(path, obj)`` server-side apply, ``testbed.wait_for(what, check, timeout)``.
 
 ``testbed_namespace`` (function scope) -> ``str``: a fresh namespace, deleted afterwards.
+
+``kstatus_binary`` (session scope) -> ``Path``: sigs.k8s.io/cli-utils' kstatus as a command
+(tools/kstatus): one object as JSON on stdin, ``{"status": ..., "message": ...}`` out.
 
 The controller-manager runs its default controllers (garbage collector, namespace, deployment,
 replicaset, HPA with a 5 s sync period, ...), ``--leader-elect=false``.
@@ -45,15 +50,22 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
 try:
-    from testbed import AssetsMissingError, Testbed, TestbedError, find_binaries
+    from testbed import (
+        REQUIRED_BINARIES,
+        AssetsMissingError,
+        Testbed,
+        TestbedError,
+        find_binaries,
+    )
 except ModuleNotFoundError:  # tests/integration imported as a package
     from .testbed import (  # type: ignore[no-redef]
+        REQUIRED_BINARIES,
         AssetsMissingError,
         Testbed,
         TestbedError,
@@ -67,15 +79,28 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
-@pytest.fixture(scope="session")
-def k8s_binaries() -> dict[str, Path]:
-    """The test bed's binaries; missing ones fail the test in CI and skip it elsewhere."""
+def _binaries(names: Iterable[str]) -> dict[str, Path]:
+    """Binaries built by scripts/k8s-assets; missing ones fail the test in CI and skip it
+    elsewhere."""
     try:
-        return find_binaries()
+        return find_binaries(names)
     except AssetsMissingError as exc:
         if _in_ci():
             pytest.fail(str(exc), pytrace=False)
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def k8s_binaries() -> dict[str, Path]:
+    """The test bed's binaries."""
+    return _binaries(REQUIRED_BINARIES)
+
+
+@pytest.fixture(scope="session")
+def kstatus_binary() -> Path:
+    """sigs.k8s.io/cli-utils' kstatus as a command (tools/kstatus): an object on stdin, the
+    status GitOps tools wait on out, as JSON."""
+    return _binaries(["kstatus"])["kstatus"]
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,12 @@ class InvalidSpec:
     rule_message: str | None = None
 
 
+# The resources rules name the defaults they involve.
+MEMORY_RULE = (
+    "requests.memory must not exceed limits.memory (requests.memory is 256Mi when not set)"
+)
+CPU_RULE = "requests.cpu must not exceed limits.cpu (requests.cpu is 250m when not set)"
+
 INVALID_SPECS: list[InvalidSpec] = [
     InvalidSpec("negative-replicas", {"replicas": -1}, "spec.replicas"),
     InvalidSpec("unknown-field", {"replicaz": 3}, "spec.replicaz"),
@@ -62,16 +68,28 @@ INVALID_SPECS: list[InvalidSpec] = [
         "spec.resources.requests.memory",
     ),
     InvalidSpec(
-        "request-above-default-limit",
-        {"resources": {"requests": {"memory": "2Gi"}}},
+        "request-above-limit",
+        {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}},
         "spec.resources.requests.memory",
-        "requests.memory must not exceed limits.memory",
+        MEMORY_RULE,
     ),
     InvalidSpec(
         "cpu-request-above-limit",
         {"resources": {"requests": {"cpu": "1500m"}, "limits": {"cpu": 1}}},
         "spec.resources.requests.cpu",
-        "requests.cpu must not exceed limits.cpu",
+        CPU_RULE,
+    ),
+    InvalidSpec(
+        "limit-below-default-request",
+        {"resources": {"limits": {"memory": "128Mi"}}},
+        "spec.resources.requests.memory",
+        MEMORY_RULE,
+    ),
+    InvalidSpec(
+        "cpu-limit-below-default-request",
+        {"resources": {"limits": {"cpu": "100m"}}},
+        "spec.resources.requests.cpu",
+        CPU_RULE,
     ),
     InvalidSpec(
         "percent-above-100",

@@ -87,3 +87,44 @@ def test_the_redis_service_selects_only_this_instances_redis() -> None:
         "app.kubernetes.io/instance": "demo",
     }
     assert service["spec"]["ports"][0]["port"] == 6379
+
+
+def test_managed_redis_follows_the_pod_placement_and_pull_secrets() -> None:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                ]
+            }
+        }
+    }
+    spec = spec_of(
+        {
+            **MANAGED,
+            "imagePullSecrets": ["registry"],
+            "pod": {
+                "nodeSelector": {"pool": "cache"},
+                "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                "affinity": affinity,
+                "priorityClassName": "engines",
+            },
+        }
+    )
+    deployment = build_redis_deployment(OWNER, spec)
+    assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+
+    assert pod["nodeSelector"] == {"pool": "cache"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    assert pod["affinity"] == affinity
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    assert "priorityClassName" not in pod  # the engines' priority, not the cache's
+
+
+def test_managed_redis_without_placement_sets_none() -> None:
+    deployment = build_redis_deployment(OWNER, spec_of(MANAGED))
+    assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+
+    assert not {"nodeSelector", "tolerations", "affinity", "imagePullSecrets"} & pod.keys()

@@ -27,7 +27,7 @@ def test_an_empty_spec_gets_the_documented_defaults() -> None:
 
     assert spec.image == f"novel-engine/engine:{novel_operator.__version__}"
     assert spec.replicas == 1
-    assert spec.resources.to_k8s() == {
+    assert spec.resources.for_container() == {
         "requests": {"cpu": "250m", "memory": "256Mi"},
         "limits": {"memory": "512Mi"},
     }
@@ -77,6 +77,14 @@ def test_every_cross_field_rule_refuses_one_of_the_invalid_specs() -> None:
     assert rules == {case.rule_message for case in INVALID_SPECS} - {None}
 
 
+def test_a_memory_request_alone_gets_a_limit_at_least_as_large() -> None:
+    resources = spec_of({"resources": {"requests": {"memory": "1Gi"}}}).resources
+
+    assert resources.for_container()["limits"] == {"memory": "1Gi"}
+    explicit = spec_of({"resources": {"limits": {"memory": "2Gi", "cpu": "1"}}}).resources
+    assert explicit.for_container()["limits"] == {"memory": "2Gi", "cpu": "1"}
+
+
 def test_zero_replicas_is_allowed() -> None:
     assert spec_of({"replicas": 0}).replicas == 0
 
@@ -92,7 +100,9 @@ def test_quantities_accept_integers_and_kubernetes_suffixes(quantity: object, st
 
 def test_fractional_numbers_are_not_quantities() -> None:
     # The apiserver's int-or-string schema refuses a YAML float, so the model does too.
-    assert error_paths({"resources": {"requests": {"cpu": 0.5}}}) == ["spec.resources.requests.cpu"]
+    assert [path for path, _ in errors({"resources": {"requests": {"cpu": 0.5}}})] == [
+        "spec.resources.requests.cpu"
+    ]
 
 
 @pytest.mark.parametrize(

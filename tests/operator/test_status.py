@@ -9,7 +9,7 @@ from novel_operator import names
 from novel_operator.cache_health import CacheVerdict
 from novel_operator.model import AutoscalingStatus, NovelEngineSpec, NovelEngineStatus
 from novel_operator.scaling import ScalingVerdict
-from novel_operator.status import compute_status
+from novel_operator.status import claim_blockers, compute_status, pod_blockers
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
 ENDPOINT = "demo.stories.svc:8080"
@@ -99,7 +99,7 @@ PROGRESSING = {
         (
             workload(desired=0, replicas=0, ready=0, updated=0),
             {
-                "Ready": ("False", "ScaledToZero"),
+                "Ready": ("True", "ScaledToZero"),
                 "Reconciling": NOT_RECONCILING,
                 "Stalled": NOT_STALLED,
             },
@@ -136,20 +136,22 @@ def test_a_ready_status_reports_counts_selector_endpoint_and_generation() -> Non
     assert ready.observed_generation == 7
 
 
-def test_a_stuck_rollout_is_stalled_with_the_controllers_message() -> None:
-    stuck = {
-        "type": "Progressing",
-        "status": "False",
-        "reason": "ProgressDeadlineExceeded",
-        "message": 'ReplicaSet "demo-5f" has timed out progressing.',
-    }
+#: A Deployment's condition once its rollout passed progressDeadlineSeconds.
+STUCK = {
+    "type": "Progressing",
+    "status": "False",
+    "reason": "ProgressDeadlineExceeded",
+    "message": 'ReplicaSet "demo-5f" has timed out progressing.',
+}
 
-    result = status(workload(ready=1, conditions=[stuck]))
+
+def test_a_stuck_rollout_is_stalled_with_the_controllers_message() -> None:
+    result = status(workload(ready=1, conditions=[STUCK]))
 
     stalled = result.condition("Stalled")
     assert stalled is not None
     assert (stalled.status, stalled.reason) == ("True", "ProgressDeadlineExceeded")
-    assert stalled.message == stuck["message"]
+    assert stalled.message == STUCK["message"]
     assert verdicts(result)["Reconciling"][0] == "False"
 
 
@@ -313,3 +315,138 @@ def test_the_status_serialises_as_kubernetes_json() -> None:
     assert dumped["observedGeneration"] == 7
     assert dumped["readyReplicas"] == 2
     assert dumped["conditions"][0]["lastTransitionTime"] == "2030-01-02T03:04:05Z"
+
+
+def pod(name: str, status: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": status}
+
+
+def waiting(reason: str, message: str = "") -> dict[str, Any]:
+    state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+    return {"containerStatuses": [{"name": "engine", "state": state}]}
+
+
+def test_pods_that_cannot_start_or_be_placed_are_named_with_their_message() -> None:
+    unschedulable = {
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 node(s) didn't match node selector.",
+            }
+        ]
+    }
+    pods = [
+        pod("demo-a", waiting("ImagePullBackOff", 'Back-off pulling image "nope:1"')),
+        pod("demo-b", waiting("CrashLoopBackOff")),
+        pod("demo-c", waiting("ContainerCreating")),  # starting: not a blocker
+        pod("demo-d", unschedulable),
+        pod("demo-e", {"phase": "Running"}),
+    ]
+
+    assert pod_blockers(pods) == [
+        'Pod/demo-a container engine is ImagePullBackOff: Back-off pulling image "nope:1"',
+        "Pod/demo-b container engine is CrashLoopBackOff",
+        "Pod/demo-d is unschedulable: 0/3 nodes are available: 3 node(s) didn't match node "
+        "selector.",
+    ]
+
+
+def test_an_unbound_claim_is_named_with_the_latest_reason_of_the_volume_controller() -> None:
+    claims = [
+        {"metadata": {"name": "data-demo-0"}, "status": {"phase": "Pending"}},
+        {"metadata": {"name": "data-demo-1"}, "status": {"phase": "Bound"}},
+        {"metadata": {"name": "data-demo-2"}, "status": {"phase": "Pending"}},
+    ]
+
+    def event(name: str, when: str, reason: str, message: str) -> dict[str, Any]:
+        involved = {"kind": "PersistentVolumeClaim", "name": name}
+        meta = {"creationTimestamp": when}
+        return {"metadata": meta, "involvedObject": involved, "reason": reason, "message": message}
+
+    events = [
+        event("data-demo-0", "2030-01-01T00:00:09Z", "FailedBinding", "no storage class is set"),
+        event("data-demo-0", "2030-01-01T00:00:01Z", "Other", "older"),
+    ]
+
+    assert claim_blockers(claims, events) == [
+        "PersistentVolumeClaim/data-demo-0 is Pending: FailedBinding: no storage class is set",
+        "PersistentVolumeClaim/data-demo-2 is Pending",
+    ]
+
+
+def ready_message(result: NovelEngineStatus) -> str:
+    ready = result.condition("Ready")
+    assert ready is not None
+    return ready.message
+
+
+def test_an_unfinished_rollout_names_what_blocks_it_and_the_replicaset_failure() -> None:
+    failure = {
+        "type": "ReplicaFailure",
+        "status": "True",
+        "reason": "FailedCreate",
+        "message": 'pods "demo-x" is forbidden: exceeded quota: pods',
+    }
+    live = workload(ready=1, conditions=[failure])
+    blockers = [f"Pod/demo-{i} container engine is CrashLoopBackOff" for i in range(4)]
+
+    result = compute_status(7, live, [], False, None, T0, ENDPOINT, blockers=blockers)
+
+    assert verdicts(result)["Ready"] == ("False", "Progressing")
+    assert ready_message(result) == (
+        'Deployment: 1/2 replicas ready, 2/2 updated; blocked by FailedCreate: pods "demo-x" '
+        "is forbidden: exceeded quota: pods; Pod/demo-0 container engine is CrashLoopBackOff; "
+        "Pod/demo-1 container engine is CrashLoopBackOff (and 2 more)"
+    )
+    reconciling = result.condition("Reconciling")
+    assert reconciling is not None
+    assert reconciling.message == ready_message(result)
+
+
+def test_a_rollout_past_its_deadline_still_names_its_blockers() -> None:
+    blockers = ["Pod/demo-0 container engine is ImagePullBackOff"]
+
+    result = compute_status(
+        7, workload(ready=1, conditions=[STUCK]), [], False, None, T0, ENDPOINT, blockers=blockers
+    )
+
+    stalled = result.condition("Stalled")
+    assert stalled is not None
+    assert stalled.message == (
+        'ReplicaSet "demo-5f" has timed out progressing.; blocked by '
+        "Pod/demo-0 container engine is ImagePullBackOff"
+    )
+    assert ready_message(result).endswith(
+        "blocked by Pod/demo-0 container engine is ImagePullBackOff"
+    )
+
+
+def test_blockers_are_not_mentioned_once_the_rollout_finished() -> None:
+    result = compute_status(7, workload(), [], False, None, T0, ENDPOINT, blockers=["Pod/x"])
+
+    assert ready_message(result) == "Deployment: 2/2 replicas ready, 2/2 updated"
+
+
+@pytest.mark.parametrize(
+    ("ignored", "note"),
+    [
+        (None, False),  # spec.replicas honoured
+        (2, False),  # the autoscaler's count happens to be the spec's
+        (5, True),
+    ],
+)
+def test_spec_replicas_ignored_by_an_autoscaler_are_said_to_be(
+    ignored: int | None, note: bool
+) -> None:
+    result = compute_status(
+        7, workload(), [], False, None, T0, ENDPOINT, ignored_spec_replicas=ignored
+    )
+
+    assert verdicts(result)["Ready"] == READY
+    said = (
+        "spec.replicas 5 is ignored: autoscaling.enabled is true, so the autoscaler sets the "
+        "replicas (now 2) within autoscaling.minReplicas and maxReplicas"
+    )
+    assert (said in ready_message(result)) is note

@@ -115,12 +115,28 @@ def engine_resources(spec: NovelEngineSpec) -> dict[str, Any]:
     """The spec's resources, plus a request for the ephemeral storage of the pod's emptyDirs
     (their sizeLimits). No ephemeral-storage limit: the sizeLimits bound the emptyDirs, the root
     filesystem is read-only, and the rest (container logs) is the kubelet's log rotation's."""
-    resources = spec.resources.to_k8s()
+    resources = spec.resources.for_container()
     empty_dirs = [spec.pod.tmp_size_limit]
     if not spec.cache.l3.wants_volume_claims:
         empty_dirs.append(spec.cache.l3.size)
     resources.setdefault("requests", {})["ephemeral-storage"] = quantity_sum(empty_dirs)
     return resources
+
+
+def placement(spec: NovelEngineSpec) -> dict[str, Any]:
+    """Where the pods of this NovelEngine may run and how their images are pulled: the pod
+    fields the engine pods and the managed Redis pod share (only those set)."""
+    fields: dict[str, Any] = {}
+    overrides = spec.pod
+    if spec.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": name} for name in spec.image_pull_secrets]
+    if overrides.node_selector:
+        fields["nodeSelector"] = dict(overrides.node_selector)
+    if overrides.tolerations:
+        fields["tolerations"] = [t.to_k8s() for t in overrides.tolerations]
+    if overrides.affinity is not None:
+        fields["affinity"] = overrides.affinity
+    return fields
 
 
 def engine_pod_template(
@@ -169,14 +185,7 @@ def engine_pod_template(
             }
         ],
     }
-    if spec.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": name} for name in spec.image_pull_secrets]
-    if overrides.node_selector:
-        pod_spec["nodeSelector"] = dict(overrides.node_selector)
-    if overrides.tolerations:
-        pod_spec["tolerations"] = [t.to_k8s() for t in overrides.tolerations]
-    if overrides.affinity is not None:
-        pod_spec["affinity"] = overrides.affinity
+    pod_spec |= placement(spec)
     if overrides.priority_class_name is not None:
         pod_spec["priorityClassName"] = overrides.priority_class_name
     labels = overrides.labels | common_labels(owner.name, names.ENGINE_APP, names.COMPONENT_ENGINE)

@@ -14,6 +14,7 @@ from novel_operator.builders.common import (
     redis_manifest,
     restricted_security_context,
 )
+from novel_operator.builders.pod import placement
 from novel_operator.model import NovelEngineSpec, Owner, quantity_value
 
 REDIS_CONTAINER: Final = "redis"
@@ -33,8 +34,9 @@ def build_redis_deployment(
     owner: Owner, spec: NovelEngineSpec, *, startup_inputs: StartupInputs = NO_STARTUP_INPUTS
 ) -> Manifest | None:
     """A single Redis pod (no persistence: it is a cache), or None unless L2 is managed.
-    The credentials' version in `startup_inputs` rolls the pod when the password Secret is
-    replaced: Redis reads the password only at start."""
+    It runs where the engine pods may run (nodeSelector, tolerations, affinity) and pulls its
+    image with their pull secrets. The credentials' version in `startup_inputs` rolls the pod
+    when the password Secret is replaced: Redis reads the password only at start."""
     if spec.cache.l2.mode != "managed":
         return None
     managed = spec.cache.l2.managed
@@ -107,6 +109,7 @@ def build_redis_deployment(
                     "securityContext": pod_security,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
+                    **placement(spec),
                 },
             },
         },

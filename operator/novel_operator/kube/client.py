@@ -189,8 +189,26 @@ class KubeClient:
 
     async def list_pods(self, namespace: str, selector: str) -> list[Manifest]:
         """The pods matching the label `selector` (filtered by the apiserver) in `namespace`."""
-        resource = await self._resource("v1", "Pod")
-        found = await self._call(resource.get, namespace=namespace, label_selector=selector)
+        return await self.list_objects("v1", "Pod", namespace, label_selector=selector)
+
+    async def list_objects(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> list[Manifest]:
+        """The objects of `kind` in `namespace` matching both selectors (filtered by the
+        apiserver; an empty selector matches all)."""
+        resource = await self._resource(api_version, kind)
+        found = await self._call(
+            resource.get,
+            namespace=namespace,
+            label_selector=label_selector or None,
+            field_selector=field_selector or None,
+        )
         return list(found.get("items") or [])
 
     # ------------------------------------------------------------------ writes

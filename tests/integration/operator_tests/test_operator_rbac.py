@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from harness import Cluster, StartOperator
+from harness import Cluster, StartOperator, condition
 from testbed import READ_VERBS, WRITE_VERBS, AuditEvent, Testbed
 
 from novel_operator import names
@@ -129,6 +129,15 @@ def test_every_granted_permission_is_used_none_is_refused_and_children_are_selec
 
     cluster.wait("StatefulSet scaled to minReplicas", statefulset_scaled)
 
+    # Its claims never bind (no StorageClass): the Ready message names the claim, read with
+    # the volume controller's Events about it.
+    def claim_named() -> str | None:
+        found = cluster.novelengine(ns, "volumes")
+        ready = condition(found, names.CONDITION_READY) if found else None
+        return None if ready and "PersistentVolumeClaim/" in ready["message"] else f"{ready}"
+
+    cluster.wait("the pending claim named", claim_named)
+
     # A child deleted by hand comes back.
     service = cluster.get("v1", "Service", ns, "full")
     assert service is not None
@@ -200,5 +209,9 @@ def test_every_granted_permission_is_used_none_is_refused_and_children_are_selec
     assert selectors.pop("pods") == {
         names.selector_string(names.engine_selector(name)) for name in ("full", "volumes")
     }
+    # A stuck rollout's claims by the engine selector; Events by field (the claim's name).
+    volumes_selector = names.selector_string(names.engine_selector("volumes"))
+    assert selectors.pop("persistentvolumeclaims") == {volumes_selector}
+    assert selectors.pop("events") == {""}
     assert selectors
     assert all(found == {MANAGED_SELECTOR} for found in selectors.values()), selectors

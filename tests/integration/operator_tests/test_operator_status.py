@@ -1,0 +1,264 @@
+"""What a platform engineer sees on the real control plane: status that kstatus (Flux, Argo CD,
+kpt) reads right, blockers named in the Ready message, an ignored `kubectl scale` answered,
+children that never land beside another's objects, and a managed Redis placed like the engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import DEPLOYMENT, Cluster, StartOperator, condition, wait_replicas
+from testbed import Testbed
+
+from novel_operator import names
+
+pytestmark = pytest.mark.integration
+
+#: kwok's pod-container-waiting stage keeps such a pod's containers waiting with that reason.
+CONTAINER_WAITING = "test.novelengine.io/container-waiting"
+
+
+def kstatus(binary: Path, obj: dict[str, Any]) -> str:
+    """The status cli-utils' kstatus computes for `obj`."""
+    done = subprocess.run(
+        [str(binary)], input=json.dumps(obj), capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["status"])
+
+
+def wait_condition_message(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    condition_type: str,
+    wanted: Callable[[str], bool],
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Wait until the condition's message satisfies `wanted`; the condition then."""
+
+    def check() -> str | None:
+        obj = cluster.novelengine(namespace, name)
+        found = condition(obj, condition_type) if obj else None
+        if found is not None and wanted(str(found["message"])):
+            return None
+        return f"{condition_type}: {found}"
+
+    cluster.wait(f"{namespace}/{name} {condition_type} message", check, timeout)
+    obj = cluster.novelengine(namespace, name)
+    assert obj is not None
+    found = condition(obj, condition_type)
+    assert found is not None
+    return found
+
+
+def test_kstatus_reads_ready_parked_stalled_and_unobserved_novelengines(
+    cluster: Cluster,
+    start_operator: StartOperator,
+    testbed_namespace: str,
+    kstatus_binary: Path,
+) -> None:
+    ns = testbed_namespace
+    start_operator("--namespace", ns)
+    cluster.create_novelengine(ns, "serving", {"replicas": 1})
+    cluster.create_novelengine(ns, "parked", {"replicas": 0})
+    cluster.create_novelengine(ns, "stalled", {"content": {"configMapName": "missing"}})
+
+    serving = cluster.wait_ready(ns, "serving")
+    parked = cluster.wait_ready(ns, "parked")  # what `kubectl wait --for=condition=Ready` sees
+
+    assert kstatus(kstatus_binary, serving) == "Current"
+    assert kstatus(kstatus_binary, parked) == "Current"
+    ready = condition(parked, names.CONDITION_READY)
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("True", names.REASON_SCALED_TO_ZERO)
+    stalled = wait_condition_message(
+        cluster, ns, "stalled", names.CONDITION_STALLED, lambda message: "missing" in message
+    )
+    assert stalled["status"] == "True"
+    stalled_obj = cluster.novelengine(ns, "stalled")
+    assert stalled_obj is not None
+    assert kstatus(kstatus_binary, stalled_obj) == "Failed"
+
+    # A spec change the operator has not acted on yet (it is paused): observedGeneration lags.
+    cluster.patch_novelengine(
+        ns, "serving", {"metadata": {"annotations": {names.PAUSED_ANNOTATION: "true"}}}
+    )
+    wait_condition_message(
+        cluster, ns, "serving", names.CONDITION_RECONCILING, lambda message: "paused" in message
+    )
+    changed = cluster.patch_novelengine(ns, "serving", {"spec": {"replicas": 2}})
+    assert changed["status"]["observedGeneration"] < changed["metadata"]["generation"]
+    assert kstatus(kstatus_binary, changed) == "InProgress"
+
+
+def test_kubectl_scale_with_autoscaling_on_is_answered_with_an_event_and_a_status_message(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "autoscaled"
+    start_operator("--namespace", ns)
+    autoscaling = {
+        "enabled": True,
+        "minReplicas": 2,
+        "maxReplicas": 3,
+        "targetCPUUtilizationPercentage": 70,
+    }
+    cluster.create_novelengine(ns, name, {"replicas": 2, "autoscaling": autoscaling})
+    cluster.wait_ready(ns, name)
+
+    cluster.scale(names.API_VERSION, names.KIND, ns, name, 5)  # kubectl scale ne/autoscaled
+
+    said = (
+        "spec.replicas 5 is ignored: autoscaling.enabled is true, so the autoscaler sets the "
+        "replicas (now 2) within autoscaling.minReplicas and maxReplicas"
+    )
+    obj = cluster.wait_ready(ns, name)
+    ready = condition(obj, names.CONDITION_READY)
+    assert ready is not None
+    assert said in ready["message"]
+
+    def answered() -> str | None:
+        events = cluster.events(ns, name)
+        ignored = [e for e in events if e["reason"] == "ReplicasIgnored"]
+        return None if [e["message"] for e in ignored] == [said] else f"{ignored}"
+
+    cluster.wait("a ReplicasIgnored Event", answered)
+    [event] = [e for e in cluster.events(ns, name) if e["reason"] == "ReplicasIgnored"]
+    assert event["type"] == "Normal"
+    wait_replicas(cluster, ns, name, 2)
+
+
+def test_a_memory_request_alone_is_accepted_and_sets_the_limit(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "roomy"
+    start_operator("--namespace", ns)
+    cluster.create_novelengine(ns, name, {"resources": {"requests": {"memory": "1Gi"}}})
+
+    cluster.wait_ready(ns, name)
+    deployment = cluster.get(*DEPLOYMENT, ns, name)
+    assert deployment is not None
+    resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources["requests"]["memory"] == "1Gi"
+    assert resources["limits"]["memory"] == "1Gi"
+
+
+@pytest.mark.parametrize("managed_first", [True, False], ids=["managed-first", "engine-first"])
+def test_a_novelengine_whose_children_would_collide_creates_nothing_and_names_the_blocker(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str, managed_first: bool
+) -> None:
+    """`demo` with a managed Redis needs Deployment/demo-redis, the engine of `demo-redis`."""
+    ns = testbed_namespace
+    start_operator("--namespace", ns)
+    specs = {"demo": {"cache": {"l2": {"mode": "managed"}}}, "demo-redis": {"replicas": 1}}
+    first, second = ("demo", "demo-redis") if managed_first else ("demo-redis", "demo")
+    cluster.create_novelengine(ns, first, specs[first])
+    cluster.wait_ready(ns, first)
+    before = cluster.children(ns, first)
+
+    cluster.create_novelengine(ns, second, specs[second])
+
+    stalled = wait_condition_message(
+        cluster, ns, second, names.CONDITION_STALLED, lambda message: "belongs to" in message
+    )
+    assert stalled["status"] == "True"
+    assert stalled["reason"] == names.REASON_APPLY_FAILED
+    assert (
+        f"Deployment/demo-redis already exists and belongs to NovelEngine/{first}"
+        in (stalled["message"])
+    )
+    assert cluster.children(ns, second) == set()
+    blocked = cluster.novelengine(ns, second)
+    assert blocked is not None
+    assert "endpoint" not in blocked["status"]  # never another's Service
+    assert "replicas" not in blocked["status"]  # nor another's Deployment's counts
+    assert cluster.wait_ready(ns, first)
+    assert cluster.children(ns, first) == before
+
+
+def test_the_ready_message_names_a_pending_claim_and_waiting_containers(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns = testbed_namespace
+    start_operator("--namespace", ns)
+    cluster.create_novelengine(
+        ns,
+        "claims",
+        {"cache": {"l3": {"persistence": "pvc"}}},  # the bed has no StorageClass
+    )
+    for name, reason in (("pulling", "ImagePullBackOff"), ("crashing", "CrashLoopBackOff")):
+        cluster.create_novelengine(ns, name, {"pod": {"annotations": {CONTAINER_WAITING: reason}}})
+
+    claims = wait_condition_message(
+        cluster, ns, "claims", names.CONDITION_READY, lambda m: "PersistentVolumeClaim/" in m
+    )
+    assert claims["reason"] == names.REASON_PROGRESSING
+    assert "PersistentVolumeClaim/data-claims-0 is Pending: " in claims["message"]
+    assert "no storage class is set" in claims["message"]
+    for name, reason in (("pulling", "ImagePullBackOff"), ("crashing", "CrashLoopBackOff")):
+        waiting = wait_condition_message(
+            cluster, ns, name, names.CONDITION_READY, lambda m: "blocked by" in m
+        )
+        assert (
+            f"container engine is {reason}: simulated by the test bed: {reason}"
+            in (waiting["message"])
+        )
+        reconciling = condition(cluster.novelengine(ns, name) or {}, names.CONDITION_RECONCILING)
+        assert reconciling is not None
+        assert reconciling["status"] == "True"
+
+
+def test_the_ready_message_names_pods_the_replicaset_cannot_create(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "quota"
+    start_operator("--namespace", ns)
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-pods", "namespace": ns},
+            "spec": {"hard": {"pods": "0"}},
+        }
+    )
+    cluster.create_novelengine(ns, name, {"replicas": 1})
+
+    quota = wait_condition_message(
+        cluster, ns, name, names.CONDITION_READY, lambda m: "FailedCreate" in m
+    )
+    assert quota["reason"] == names.REASON_PROGRESSING
+    assert "forbidden" in quota["message"]
+
+
+def test_the_managed_redis_runs_where_the_engine_may_and_pulls_with_its_secrets(
+    testbed: Testbed, cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "placed"
+    start_operator("--namespace", ns)
+    node = testbed.node_names[-1]
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "stories"}
+    cluster.create_novelengine(
+        ns,
+        name,
+        {
+            "cache": {"l2": {"mode": "managed"}},
+            "imagePullSecrets": ["registry"],
+            "pod": {"nodeSelector": {"kubernetes.io/hostname": node}, "tolerations": [toleration]},
+        },
+    )
+    cluster.wait_ready(ns, name)
+    selector = names.selector_string(names.redis_selector(name))
+
+    def redis_scheduled() -> str | None:
+        pods = cluster.list("v1", "Pod", ns, selector)
+        return None if pods and pods[0]["spec"].get("nodeName") else f"{pods}"
+
+    cluster.wait("the Redis pod scheduled", redis_scheduled)
+    [pod] = cluster.list("v1", "Pod", ns, selector)
+    assert pod["spec"]["nodeName"] == node
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "registry"}]
+    assert [t for t in pod["spec"]["tolerations"] if t.get("key") == "dedicated"] == [toleration]
