@@ -124,4 +124,9 @@ async def test_a_stop_ends_a_list_being_read_and_its_thread(aiohttp_server: Any)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
+    # The thread resolves the watch just before it returns: give it that moment, far less than
+    # the 60 s it would wait on a read that nothing shut down.
+    for thread in threading.enumerate():
+        if thread.name.startswith("watch ConfigMap"):
+            await asyncio.to_thread(thread.join, 10)
     assert [t.name for t in threading.enumerate() if t.name.startswith("watch ConfigMap")] == []

@@ -100,9 +100,7 @@ def test_quantities_accept_integers_and_kubernetes_suffixes(quantity: object, st
 
 def test_fractional_numbers_are_not_quantities() -> None:
     # The apiserver's int-or-string schema refuses a YAML float, so the model does too.
-    assert [path for path, _ in errors({"resources": {"requests": {"cpu": 0.5}}})] == [
-        "spec.resources.requests.cpu"
-    ]
+    assert error_paths({"resources": {"requests": {"cpu": 0.5}}}) == ["spec.resources.requests.cpu"]
 
 
 @pytest.mark.parametrize(
