@@ -16,9 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.typing import EncodableT
 
 from novel_engine.jobs import (
@@ -29,6 +26,7 @@ from novel_engine.jobs import (
     encode_input,
     job_record,
 )
+from novel_engine.redis_client import redis_client
 from novel_engine.scheduler import Priority
 from novel_engine.simulation.request import SimulationInput
 
@@ -195,13 +193,9 @@ class SharedJobStore:
         self._job_prefix = key_prefix + "job:"
         self._leases = key_prefix + "jobs:leases"
         self._expiry = key_prefix + "jobs:expiry"
-        self._client = Redis.from_url(
-            url,
-            password=password,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        # No retry: a script whose answer was lost may have run (a claim would then be lost
+        # until its lease runs out, rather than run twice).
+        self._client = redis_client(url, password, socket_timeout=socket_timeout, retries=0)
         # EVALSHA, loading the script again if Redis lost it (a restart).
         self._put = self._client.register_script(_PUT)
         self._finish = self._client.register_script(_FINISH)

@@ -6,11 +6,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from novel_engine.metrics import CacheStats, L2Health, L2State
+from novel_engine.redis_client import redis_client
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,17 +56,13 @@ class RedisTier:
         self.health = L2Health()
         self.ttl_seconds = ttl_seconds
         self._prefix = key_prefix
-        pool = BlockingConnectionPool.from_url(
+        self._client = redis_client(
             url,
-            password=password,
-            max_connections=max_connections,
-            timeout=None,
+            password,
             socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
+            max_connections=max_connections,
             health_check_interval=health_check_interval,
-            retry=Retry(NoBackoff(), 1),
         )
-        self._client = Redis.from_pool(pool)
         self._probe_initial = probe_initial
         self._probe_max = probe_max
         self._recovery: asyncio.Task[None] | None = None
