@@ -23,7 +23,7 @@ from novel_engine.content.store import (
     InvalidDocumentError,
 )
 from novel_engine.db import PoolTimeout
-from novel_engine.scheduler import DeadlineExceeded, QueueFull
+from novel_engine.scheduler import DeadlineExceeded, QueueFull, SchedulerStopped
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://novelengine.io/problems/"
@@ -166,6 +166,14 @@ def problem_for(error: Exception) -> web.Response | None:
     if isinstance(error, PoolTimeout):
         return problem_response(
             503, "the database is busy; retry shortly", kind="busy", headers={"Retry-After": "1"}
+        )
+    if isinstance(error, SchedulerStopped):
+        # This replica is shutting down; another one (or this one, restarted) can take it.
+        return problem_response(
+            503,
+            "the engine is shutting down; retry shortly",
+            kind="shutting-down",
+            headers={"Retry-After": "1"},
         )
     if isinstance(error, DeadlineExceeded):
         return problem_response(

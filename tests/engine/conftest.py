@@ -1,13 +1,19 @@
-"""Engine test fixtures: a real redis-server on a free loopback port, stoppable mid-test."""
+"""Engine test fixtures: a real redis-server on a free loopback port, stoppable mid-test;
+engine processes and an HTTP session to talk to them."""
 
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import aiohttp
 import pytest
+
+if TYPE_CHECKING:
+    from .processes import EngineProcesses
 
 REDIS_BINARY = shutil.which("redis-server")
 
@@ -101,3 +107,19 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 def redis_server(redis_factory: Callable[..., RedisServer]) -> RedisServer:
     """A running redis-server; its URL is `.url`."""
     return redis_factory()
+
+
+@pytest.fixture
+def engines(tmp_path: Path) -> Iterator["EngineProcesses"]:
+    """Starts engine processes for one test; every one is stopped at teardown."""
+    from .processes import EngineProcesses  # processes imports this module's helpers
+
+    started = EngineProcesses(tmp_path)
+    yield started
+    started.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session

@@ -6,7 +6,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,6 @@ from novel_engine.metrics import IN_FLIGHT_METRIC
 from .api import FULL_CAST, SIEGE, metric_samples
 from .conftest import RedisServer, free_port
 from .processes import EngineProcess, EngineProcesses
-
-
-@pytest.fixture
-def engines(tmp_path: Path) -> Iterator[EngineProcesses]:
-    started = EngineProcesses(tmp_path)
-    yield started
-    started.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 async def post(

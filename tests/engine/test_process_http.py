@@ -1,0 +1,62 @@
+"""The HTTP edge of a real engine process: what clients that misbehave on the wire get back."""
+
+import asyncio
+
+import aiohttp
+
+from .api import metric_samples
+from .processes import EngineProcess, EngineProcesses
+
+DURATION_COUNT = "novel_engine_http_request_duration_seconds_count"
+
+
+async def raw_exchange(engine: EngineProcess, request: bytes, *, close: bool = False) -> bytes:
+    """Send ``request`` bytes on a new connection; what the engine answers until it closes.
+
+    With ``close`` the client closes its side right after sending (an aborted upload).
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        if close:
+            return b""
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def counted_statuses(
+    session: aiohttp.ClientSession, engine: EngineProcess, route: str, method: str
+) -> dict[str, float]:
+    """Status classes with a non-zero request count for one route and method."""
+    async with session.get(engine.url + "/metrics") as response:
+        samples = metric_samples(await response.text(), DURATION_COUNT)
+    wanted = f'{{method="{method}",route="{route}",status_class='
+    return {
+        labels[len(wanted) : -1]: n
+        for labels, n in samples.items()
+        if labels.startswith(wanted) and n
+    }
+
+
+async def test_an_aborted_upload_is_a_client_error_without_a_traceback(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("aborted")
+    await engine.ready(session)
+    await raw_exchange(
+        engine,
+        b"POST /v1/characters HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 5000\r\n\r\n{"a": 1',  # 4993 bytes of the body never come
+        close=True,
+    )
+    for _ in range(300):
+        counted = await counted_statuses(session, engine, "/v1/characters", "POST")
+        if counted:
+            break
+        await asyncio.sleep(0.05)
+    assert counted == {'"4xx"': 1.0}
+    assert "Traceback" not in engine.log()
+    assert " ERROR " not in engine.log()
