@@ -33,6 +33,7 @@ async def test_malformed_json_is_400(client: EngineClient, body: bytes) -> None:
         ({"turns": 201}, "turns"),
         ({"seed": -1}, "seed"),
         ({"seed": 1.5}, "seed"),
+        ({"turns": True}, "turns"),
         ({"character_ids": ["ilse-varn"]}, "character_ids"),
         ({"character_ids": [f"c{i}" for i in range(9)]}, "character_ids"),
         ({"character_ids": ["ilse-varn", "bram-holt", "wren-aldane", "Bad Id"]}, "character_ids.3"),
@@ -49,6 +50,15 @@ async def test_invalid_simulation_requests_are_422_with_the_field(
     body = await problem(await client.post("/v1/simulations", json={**SIEGE, **change}), 422)
     assert field in fields(body)
     assert body["type"].endswith("/validation")
+
+
+async def test_an_integer_written_with_a_fraction_of_zero_is_an_integer(
+    client: EngineClient,
+) -> None:
+    as_float = await client.post("/v1/simulations", json={**SIEGE, "turns": 20.0, "seed": 7.0})
+    as_int = await client.post("/v1/simulations", json=SIEGE)
+    assert as_float.status == as_int.status == 200, await as_float.text()
+    assert await as_float.read() == await as_int.read()
 
 
 @pytest.mark.parametrize("body", [b"[]", b"null", b'"text"', b""])
@@ -144,7 +154,7 @@ async def test_unknown_routes_and_ids_are_404(client: EngineClient) -> None:
 async def test_wrong_method_is_405_with_allow(client: EngineClient) -> None:
     response = await client.patch("/v1/characters/ilse-varn")
     await problem(response, 405)
-    assert set(response.headers["Allow"].split(",")) == {"GET", "PUT", "DELETE"}
+    assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD", "PUT", "DELETE"}
 
 
 async def test_unexpected_errors_are_500_without_internals(

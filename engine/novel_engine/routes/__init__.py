@@ -44,6 +44,8 @@ class Operation:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     problems: Sequence[int] = field(default_factory=tuple)  # problem+json statuses it may answer
+    # Responses carry an ETag; a GET honours If-None-Match (304), a PUT/DELETE If-Match (412).
+    conditional: bool = False
 
 
 def is_json_media_type(media_type: str) -> bool:
@@ -142,7 +144,10 @@ def json_bytes(
 
 
 def setup_routes(app: web.Application, operations: Sequence[Operation]) -> None:
+    """Every operation, and HEAD beside each GET (aiohttp sends the headers without the body)."""
     for operation in operations:
         app.router.add_route(
             operation.method, operation.path, operation.handler, name=operation.operation_id
         )
+        if operation.method == "GET":
+            app.router.add_route("HEAD", operation.path, operation.handler)
