@@ -18,6 +18,7 @@ from novel_engine.config import ConfigError, Settings, load_settings
 from novel_engine.content.loader import ContentFileError
 from novel_engine.db import DatabaseOpenError
 from novel_engine.keys import DRAIN
+from novel_engine.server import EngineRunner
 
 log = logging.getLogger("novel_engine")
 
@@ -30,7 +31,7 @@ async def serve(settings: Settings) -> None:
     """Serve until a stop signal, then drain: readiness fails at once, in-flight requests get
     up to drain_timeout, running tasks what is left of it."""
     app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=settings.drain_timeout, access_log=None)
+    runner = EngineRunner(app, shutdown_timeout=settings.drain_timeout, access_log=None)
     stopping = asyncio.Event()
 
     def stop() -> None:

@@ -20,7 +20,7 @@ from novel_engine.content.loader import field_path
 from novel_engine.content.store import (
     ContentConflictError,
     ContentNotFoundError,
-    InvalidDocumentError,
+    UnknownReferenceError,
 )
 from novel_engine.db import PoolTimeout
 from novel_engine.scheduler import DeadlineExceeded, QueueFull, SchedulerStopped
@@ -148,11 +148,12 @@ def problem_for(error: Exception) -> web.Response | None:
         return problem_response(409, str(error), kind="conflict")
     if isinstance(error, ReadOnlyContentError):
         return problem_response(409, str(error), kind="read-only-content")
-    if isinstance(error, InvalidDocumentError):
+    if isinstance(error, UnknownReferenceError):
+        # The request is well-formed; what it points at is missing, as for an unknown URL.
         return problem_response(
-            422,
+            404,
             str(error),
-            kind="validation",
+            kind="not-found",
             errors=[FieldError(field=error.field, message=str(error))],
         )
     if isinstance(error, QueueFull):

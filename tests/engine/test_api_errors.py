@@ -66,12 +66,12 @@ async def test_a_body_that_is_not_an_object_is_422(client: EngineClient, body: b
     await problem(await client.post("/v1/simulations", data=body, headers=JSON), 422)
 
 
-async def test_unknown_content_in_a_simulation_is_422_on_the_field(client: EngineClient) -> None:
+async def test_unknown_content_in_a_simulation_is_404_on_the_field(client: EngineClient) -> None:
     missing_character = {**SIEGE, "character_ids": ["ilse-varn", "nobody"]}
-    body = await problem(await client.post("/v1/simulations", json=missing_character), 422)
+    body = await problem(await client.post("/v1/simulations", json=missing_character), 404)
     assert fields(body) == {"character_ids.1"}
     body = await problem(
-        await client.post("/v1/simulations", json={**SIEGE, "campaign_id": "nowhere"}), 422
+        await client.post("/v1/simulations", json={**SIEGE, "campaign_id": "nowhere"}), 404
     )
     assert fields(body) == {"campaign_id"}
 

@@ -16,7 +16,7 @@ from novel_engine.content.store import (
     ContentConflictError,
     ContentNotFoundError,
     ContentStore,
-    InvalidDocumentError,
+    UnknownReferenceError,
 )
 from novel_engine.db import Database
 
@@ -181,9 +181,9 @@ async def test_cached_documents_are_invalidated_by_writes(store: ContentStore) -
 async def test_cast_reports_unknown_ids_by_field(store: ContentStore) -> None:
     content = library(store)
     await content.load_files([])
-    with pytest.raises(InvalidDocumentError) as caught:
+    with pytest.raises(UnknownReferenceError) as caught:
         await content.cast(["ilse-varn", "nobody"], None)
     assert caught.value.field == "character_ids.1"
-    with pytest.raises(InvalidDocumentError) as caught:
+    with pytest.raises(UnknownReferenceError) as caught:
         await content.cast(["ilse-varn", "bram-holt"], "atlantis")
     assert caught.value.field == "campaign_id"

@@ -1,6 +1,7 @@
 """The HTTP edge of a real engine process: what clients that misbehave on the wire get back."""
 
 import asyncio
+import json
 
 import aiohttp
 
@@ -58,5 +59,35 @@ async def test_an_aborted_upload_is_a_client_error_without_a_traceback(
             break
         await asyncio.sleep(0.05)
     assert counted == {'"4xx"': 1.0}
+    assert "Traceback" not in engine.log()
+    assert " ERROR " not in engine.log()
+
+
+MARKER = "zq" * 4600  # 9,200 bytes: over aiohttp's 8,190-byte line limit
+MALFORMED = {
+    "long URL": f"GET /v1/characters?{MARKER} HTTP/1.1\r\nHost: engine\r\n\r\n",
+    "long header": f"GET /healthz HTTP/1.1\r\nHost: engine\r\nX-Pad: {MARKER}\r\n\r\n",
+    "too many headers": "GET /healthz HTTP/1.1\r\nHost: engine\r\n"
+    + "".join(f"X-zq-{n}: zq\r\n" for n in range(200))
+    + "\r\n",
+    "unknown method": "ZQZQ /healthz HTTP/1.1\r\nHost: engine\r\n\r\n",
+}
+
+
+async def test_requests_the_parser_refuses_are_problems_that_quote_nothing(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("malformed")
+    await engine.ready(session)
+    for name, request in MALFORMED.items():
+        answer = await raw_exchange(engine, request.encode())
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == b"400", (name, head)
+        assert b"\r\ncontent-type: application/problem+json" in head.lower(), (name, head)
+        problem = json.loads(body)
+        assert problem["status"] == 400, (name, problem)
+        assert b"zq" not in body.lower(), (name, body)  # the input is not echoed
+    async with session.get(engine.url + "/healthz") as response:
+        assert response.status == 200  # and the server goes on serving
     assert "Traceback" not in engine.log()
     assert " ERROR " not in engine.log()

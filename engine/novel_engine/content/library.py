@@ -25,8 +25,8 @@ from novel_engine.content.store import (
     AnyKind,
     ContentKind,
     ContentStore,
-    InvalidDocumentError,
     ItemT,
+    UnknownReferenceError,
 )
 
 SAMPLES_SEED = "samples-v1"
@@ -132,14 +132,14 @@ class ContentLibrary:
         found = await self.store.get_many(CHARACTERS, character_ids)
         for index, character_id in enumerate(character_ids):
             if character_id not in found:
-                raise InvalidDocumentError(
+                raise UnknownReferenceError(
                     f"character_ids.{index}", f"no character with id {character_id!r}"
                 )
         campaign = None
         if campaign_id is not None:
             campaigns = await self.store.get_many(CAMPAIGNS, [campaign_id])
             if campaign_id not in campaigns:
-                raise InvalidDocumentError("campaign_id", f"no campaign with id {campaign_id!r}")
+                raise UnknownReferenceError("campaign_id", f"no campaign with id {campaign_id!r}")
             campaign = campaigns[campaign_id]
         return tuple(found[character_id] for character_id in character_ids), campaign
 

@@ -171,19 +171,17 @@ class CharacterSpec(ContentSpec):
         list[Trait], Field(max_length=8, json_schema_extra={"uniqueItems": True})
     ] = []
     equipment: Annotated[list[Item], Field(max_length=10)] = []
-    relationships: Annotated[list[Relationship], Field(max_length=16)] = []
+    # JSON Schema cannot say "distinct targets": a target named twice takes its last affinity.
+    relationships: Annotated[
+        list[Relationship],
+        Field(max_length=16, description="A target named twice takes its last affinity."),
+    ] = []
 
     @field_validator("traits")
     @classmethod
     def _unique_traits(cls, traits: list[Trait]) -> list[Trait]:
         require_unique(traits, "trait")
         return traits
-
-    @field_validator("relationships")
-    @classmethod
-    def _unique_targets(cls, relationships: list[Relationship]) -> list[Relationship]:
-        require_unique([r.target for r in relationships], "relationship target")
-        return relationships
 
 
 class Atmosphere(StrEnum):

@@ -83,8 +83,8 @@ class ContentConflictError(Exception):
     """The write clashes with what is stored: the id is taken, or the version moved on."""
 
 
-class InvalidDocumentError(Exception):
-    """A document is well-formed but unusable here; ``field`` names the culprit."""
+class UnknownReferenceError(Exception):
+    """A request names a document that does not exist; ``field`` is where it names it."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)

@@ -47,7 +47,7 @@ class SimulationService:
         self._inline_cost_limit = inline_cost_limit
 
     async def prepare(self, request: SimulationRequest) -> SimulationInput:
-        """Resolve the request's content; unknown ids raise InvalidDocumentError."""
+        """Resolve the request's content; unknown ids raise UnknownReferenceError."""
         characters, campaign = await self._library.cast(request.character_ids, request.campaign_id)
         return SimulationInput(
             characters=characters, campaign=campaign, turns=request.turns, seed=request.seed
