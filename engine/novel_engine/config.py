@@ -52,6 +52,13 @@ class Settings(BaseModel):
         description="Seconds to finish in-flight work on shutdown; keep it below the pod's "
         "termination grace period (Kubernetes default 30 s).",
     )
+    shutdown_delay: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds between SIGTERM and the drain, during which readiness answers 503 "
+        "and requests are still served (so load balancers stop routing here first); a second "
+        "signal or SIGINT skips it. The pod's grace period must cover it plus drain_timeout.",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1, description="Largest accepted request body.")
     db_pool_size: int = Field(4, ge=1, description="SQLite connections in the pool.")
     db_acquire_timeout: float = Field(

@@ -5,7 +5,7 @@ import json
 
 import aiohttp
 
-from .api import metric_samples
+from .api import metric_samples, until
 from .processes import EngineProcess, EngineProcesses
 
 DURATION_COUNT = "novel_engine_http_request_duration_seconds_count"
@@ -53,12 +53,12 @@ async def test_an_aborted_upload_is_a_client_error_without_a_traceback(
         b'Content-Length: 5000\r\n\r\n{"a": 1',  # 4993 bytes of the body never come
         close=True,
     )
-    for _ in range(300):
-        counted = await counted_statuses(session, engine, "/v1/characters", "POST")
-        if counted:
-            break
-        await asyncio.sleep(0.05)
-    assert counted == {'"4xx"': 1.0}
+
+    async def counted() -> bool:
+        return bool(await counted_statuses(session, engine, "/v1/characters", "POST"))
+
+    await until(counted)
+    assert await counted_statuses(session, engine, "/v1/characters", "POST") == {'"4xx"': 1.0}
     assert "Traceback" not in engine.log()
     assert " ERROR " not in engine.log()
 
@@ -91,3 +91,23 @@ async def test_requests_the_parser_refuses_are_problems_that_quote_nothing(
         assert response.status == 200  # and the server goes on serving
     assert "Traceback" not in engine.log()
     assert " ERROR " not in engine.log()
+
+
+async def test_after_sigterm_the_engine_is_unready_but_serving_until_the_delay_ends(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("stopping", "--shutdown-delay", "600")
+    await engine.ready(session)
+    engine.terminate()
+
+    async def unready() -> bool:
+        async with session.get(engine.url + "/readyz") as response:
+            return response.status == 503
+
+    await until(unready)
+    async with session.get(engine.url + "/v1/characters/ilse-varn") as response:
+        assert response.status == 200  # still served: only readiness changed
+    async with session.get(engine.url + "/readyz") as response:
+        assert "draining" in (await response.json(content_type=None))["detail"]
+    engine.terminate()  # a second signal ends the delay
+    assert await engine.exit_code() == 0
