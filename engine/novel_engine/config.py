@@ -82,10 +82,12 @@ class Settings(BaseModel):
     thread_workers: int = Field(4, ge=1, description="Threads for blocking tasks.")
     process_workers: int = Field(2, ge=1, description="Worker processes for CPU-heavy tasks.")
     process_cost_threshold: int = Field(
-        400,  # from `python -m bench.bench_simulation`: the pool pays off from ~400
+        # `python -m bench.bench_simulation`: from 80 agent-turns the pool is ahead of inline
+        # runs and stalls the event loop least; threads compete with the loop for the GIL.
+        40,
         ge=0,
         description="Estimated cost (agent-turns) above which a simulation runs in the process "
-        "pool.",
+        "pool; between the inline limit (40) and this, it runs in a thread.",
     )
     task_deadline: float = Field(
         30.0, gt=0, description="Seconds a scheduled task may take, queueing included."

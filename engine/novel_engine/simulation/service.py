@@ -11,7 +11,7 @@ from novel_engine.scheduler import ExecutorKind, Priority, Scheduler
 from novel_engine.simulation.request import SimulationInput, SimulationRequest
 from novel_engine.simulation.runner import run_simulation
 
-# Simulations up to this cost (about 3 ms) run inline on the event loop: cheaper than a thread
+# Simulations up to this cost (about 3 ms) run inline on the event loop: cheaper than a pool
 # hand-off, and too short to hold other requests up. Measured with bench/bench_simulation.py.
 INLINE_COST_LIMIT = 40
 
