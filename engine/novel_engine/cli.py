@@ -18,6 +18,7 @@ from novel_engine.config import ConfigError, Settings, load_settings
 from novel_engine.content.loader import ContentFileError
 from novel_engine.db import DatabaseOpenError
 from novel_engine.keys import DRAIN
+from novel_engine.server import EngineRunner
 
 log = logging.getLogger("novel_engine")
 
@@ -27,20 +28,29 @@ class ListenError(Exception):
 
 
 async def serve(settings: Settings) -> None:
-    """Serve until a stop signal, then drain: readiness fails at once, in-flight requests get
-    up to drain_timeout, running tasks what is left of it."""
+    """Serve until a stop signal, then drain. Readiness fails at once; after SIGTERM the engine
+    serves for shutdown_delay more seconds; then in-flight requests get up to drain_timeout,
+    running tasks what is left of it."""
     app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=settings.drain_timeout, access_log=None)
+    runner = EngineRunner(app, shutdown_timeout=settings.drain_timeout, access_log=None)
     stopping = asyncio.Event()
-
-    def stop() -> None:
-        app[DRAIN].begin()
-        log.info("stop signal received: draining for up to %.1f s", settings.drain_timeout)
-        stopping.set()
-
     loop = asyncio.get_running_loop()
+
+    def stop(signum: signal.Signals) -> None:
+        delay = settings.shutdown_delay
+        if app[DRAIN].draining or signum is not signal.SIGTERM:
+            delay = 0.0  # a second signal, or Ctrl-C: drain now
+        app[DRAIN].announce()
+        log.info(
+            "%s received: not ready; serving %.1f s more, then draining for up to %.1f s",
+            signum.name,
+            delay,
+            settings.drain_timeout,
+        )
+        loop.call_later(delay, stopping.set)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop)
+        loop.add_signal_handler(signum, stop, signum)
     try:
         await runner.setup()
         try:
@@ -49,6 +59,8 @@ async def serve(settings: Settings) -> None:
             raise ListenError(f"cannot serve on {settings.host}:{settings.port}: {error}") from None
         log.info("serving on http://%s:%d", settings.host, settings.port)
         await stopping.wait()
+        log.info("draining")
+        app[DRAIN].begin()
     finally:
         await runner.cleanup()
     log.info("stopped")

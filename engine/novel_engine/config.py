@@ -52,6 +52,13 @@ class Settings(BaseModel):
         description="Seconds to finish in-flight work on shutdown; keep it below the pod's "
         "termination grace period (Kubernetes default 30 s).",
     )
+    shutdown_delay: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds between SIGTERM and the drain, during which readiness answers 503 "
+        "and requests are still served (so load balancers stop routing here first); a second "
+        "signal or SIGINT skips it. The pod's grace period must cover it plus drain_timeout.",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1, description="Largest accepted request body.")
     db_pool_size: int = Field(4, ge=1, description="SQLite connections in the pool.")
     db_acquire_timeout: float = Field(
@@ -98,10 +105,12 @@ class Settings(BaseModel):
     thread_workers: int = Field(4, ge=1, description="Threads for blocking tasks.")
     process_workers: int = Field(2, ge=1, description="Worker processes for CPU-heavy tasks.")
     process_cost_threshold: int = Field(
-        400,  # from `python -m bench.bench_simulation`: the pool pays off from ~400
+        # `python -m bench.bench_simulation`: from 80 agent-turns the pool is ahead of inline
+        # runs and stalls the event loop least; threads compete with the loop for the GIL.
+        40,
         ge=0,
         description="Estimated cost (agent-turns) above which a simulation runs in the process "
-        "pool.",
+        "pool; between the inline limit (40) and this, it runs in a thread.",
     )
     task_deadline: float = Field(
         30.0, gt=0, description="Seconds a scheduled task may take, queueing included."

@@ -1,7 +1,8 @@
 """Draining: the state between "stop taking new work" and "process exits".
 
-Readiness reports 503 while draining, and shutdown gives running work what is left of the drain
-budget.
+A stop signal first makes the engine unready (readiness reports 503) while it still serves, so
+that load balancers take it out of rotation; then the drain begins: the listener closes, and
+in-flight requests and running work share the drain budget.
 """
 
 import time
@@ -10,13 +11,21 @@ import time
 class DrainState:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
+        self._stopping = False
         self._started: float | None = None
 
     @property
     def draining(self) -> bool:
-        return self._started is not None
+        """True from the stop signal on: readiness fails, though requests are still served."""
+        return self._stopping
+
+    def announce(self) -> None:
+        """A stop is coming: fail readiness now, without starting the drain budget."""
+        self._stopping = True
 
     def begin(self) -> None:
+        """The drain begins: its budget counts from now."""
+        self._stopping = True
         if self._started is None:
             self._started = time.monotonic()
 

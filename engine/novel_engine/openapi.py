@@ -43,6 +43,34 @@ def _schema(
     return {"oneOf": [refs[model, mode] for model in models]}
 
 
+ETAG_HEADER = {
+    "ETag": {
+        "description": "Entity tag of the representation (changes with every update).",
+        "schema": {"type": "string"},
+    }
+}
+RETRY_AFTER_HEADER = {
+    "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+}
+
+
+def _precondition(operation: Operation) -> dict[str, Any] | None:
+    """The conditional request header an operation honours, as a parameter."""
+    if not operation.conditional or operation.method not in ("GET", "PUT", "DELETE"):
+        return None
+    if operation.method == "GET":
+        name, description = "If-None-Match", "ETags the client holds: 304 if one is current."
+    else:
+        name, description = "If-Match", "The ETag the change applies to: 412 if it is not current."
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
 def _parameters(
     operation: Operation, definitions: dict[str, Any], refs: Refs
 ) -> list[dict[str, Any]]:
@@ -50,6 +78,9 @@ def _parameters(
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in _PATH_PARAMETER.findall(operation.path)
     ]
+    precondition = _precondition(operation)
+    if precondition is not None:
+        parameters.append(precondition)
     if operation.query is not None:
         query_name = refs[operation.query, "validation"]["$ref"].rsplit("/", 1)[-1]
         query_schema = definitions[query_name]
@@ -67,26 +98,37 @@ def _parameters(
     return parameters
 
 
-def _responses(operation: Operation, refs: Refs) -> dict[str, Any]:
+def _problem_statuses(operation: Operation) -> list[int]:
+    statuses = [*operation.problems]
+    if operation.body is not None:
+        statuses.append(415)  # parse_body refuses a body that is not JSON
+    if operation.conditional and operation.method in ("PUT", "DELETE"):
+        statuses.append(412)
+    return sorted({*statuses, 500})
+
+
+def _responses(operation: Operation, refs: Refs, *, head: bool = False) -> dict[str, Any]:
+    """The documented responses; ``head``: those of the HEAD beside a GET (no bodies)."""
     responses: dict[str, Any] = {}
     for status, reply in operation.replies.items():
         response: dict[str, Any] = {"description": reply.description}
-        if reply.models:
+        if reply.models and not head:
             schema = _schema(refs, reply.models, "serialization")
             response["content"] = {reply.content_type: {"schema": schema}}
-        elif reply.content_type:
+        elif reply.content_type and not head:
             response["content"] = {reply.content_type: {"schema": {"type": "string"}}}
+        if operation.conditional:
+            response["headers"] = ETAG_HEADER
         responses[str(status)] = response
+    if operation.conditional and operation.method == "GET":
+        responses["304"] = {"description": "Not Modified (If-None-Match)", "headers": ETAG_HEADER}
     problem_schema = refs[Problem, "serialization"]
-    for status in (*operation.problems, 500):
-        response = {
-            "description": HTTPStatus(status).phrase,
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": problem_schema}},
-        }
+    for status in _problem_statuses(operation):
+        response = {"description": HTTPStatus(status).phrase}
+        if not head:
+            response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": problem_schema}}
         if status in (429, 503):
-            response["headers"] = {
-                "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
-            }
+            response["headers"] = RETRY_AFTER_HEADER
         responses[str(status)] = response
     return responses
 
@@ -111,7 +153,15 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
                     "application/json": {"schema": _schema(refs, (operation.body,), "validation")}
                 },
             }
-        paths.setdefault(operation.path, {})[operation.method.lower()] = entry
+        path = paths.setdefault(operation.path, {})
+        path[operation.method.lower()] = entry
+        if operation.method == "GET":
+            path["head"] = {
+                **entry,
+                "operationId": f"{operation.operation_id}_head",
+                "summary": f"{operation.summary} (headers only)",
+                "responses": _responses(operation, refs, head=True),
+            }
     return {
         "openapi": "3.1.0",
         "info": {"title": "NovelEngine API", "version": __version__, "description": DESCRIPTION},

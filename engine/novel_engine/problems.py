@@ -20,11 +20,11 @@ from novel_engine.content.loader import field_path
 from novel_engine.content.store import (
     ContentConflictError,
     ContentNotFoundError,
-    InvalidDocumentError,
+    UnknownReferenceError,
 )
 from novel_engine.db import PoolTimeout
 from novel_engine.jobs import SharedJobsUnavailable
-from novel_engine.scheduler import DeadlineExceeded, QueueFull
+from novel_engine.scheduler import DeadlineExceeded, QueueFull, SchedulerStopped
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://novelengine.io/problems/"
@@ -151,11 +151,12 @@ def problem_for(error: Exception) -> web.Response | None:
         return problem_response(409, str(error), kind="conflict")
     if isinstance(error, ReadOnlyContentError):
         return problem_response(409, str(error), kind="read-only-content")
-    if isinstance(error, InvalidDocumentError):
+    if isinstance(error, UnknownReferenceError):
+        # The request is well-formed; what it points at is missing, as for an unknown URL.
         return problem_response(
-            422,
+            404,
             str(error),
-            kind="validation",
+            kind="not-found",
             errors=[FieldError(field=error.field, message=str(error))],
         )
     if isinstance(error, QueueFull):
@@ -177,6 +178,14 @@ def problem_for(error: Exception) -> web.Response | None:
             "(L2) of the other replicas; retry shortly",
             kind="shared-state-unavailable",
             headers={"Retry-After": str(SHARED_JOBS_RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(error, SchedulerStopped):
+        # This replica is shutting down; another one (or this one, restarted) can take it.
+        return problem_response(
+            503,
+            "the engine is shutting down; retry shortly",
+            kind="shutting-down",
+            headers={"Retry-After": "1"},
         )
     if isinstance(error, DeadlineExceeded):
         return problem_response(

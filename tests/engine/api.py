@@ -15,6 +15,7 @@ from novel_engine.app import create_app
 from novel_engine.config import Settings
 
 EngineClient = TestClient[Any, Any]
+JSON = {"Content-Type": "application/json"}
 FULL_CAST = [
     "ilse-varn", "bram-holt", "mira-quell", "seren-ashdown",
     "corvin-hale", "dagny-kross", "oriel-thane", "wren-aldane",

@@ -1,4 +1,5 @@
-"""Engine test fixtures: a real redis-server on a free loopback port, stoppable mid-test."""
+"""Engine test fixtures: a real redis-server on a free loopback port, stoppable mid-test;
+engine processes and an HTTP session to talk to them."""
 
 import shutil
 import socket

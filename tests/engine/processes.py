@@ -36,6 +36,7 @@ class EngineProcess:
             *wrapper,
             sys.executable, *entry,
             "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(data_dir),
+            "--shutdown-delay", "0",  # tests stop engines at once; `args` may set another delay
             *args,
         ]  # fmt: skip
         self._env = {**os.environ, **(env or {})}

@@ -85,6 +85,7 @@ async def test_create_read_update_delete(client: EngineClient) -> None:
     assert (await created.json())["version"] == 1
 
     fetched = await (await client.get("/v1/characters/ada-quill")).json()
+    del fetched["id"]  # the URL names the document
     fetched["faction"] = "Crown"
     updated = await client.put("/v1/characters/ada-quill", json=fetched)
     assert updated.status == 200
@@ -104,6 +105,7 @@ async def test_create_twice_is_a_conflict(client: EngineClient) -> None:
 
 async def test_lost_updates_are_refused(client: EngineClient) -> None:
     original: dict[str, Any] = await (await client.get("/v1/campaigns/drowned-library")).json()
+    del original["id"]
     first = {**original, "atmosphere": "grim"}
     second = {**original, "atmosphere": "serene"}
     assert (await client.put("/v1/campaigns/drowned-library", json=first)).status == 200
@@ -116,7 +118,7 @@ async def test_put_and_delete_of_unknown_documents(client: EngineClient) -> None
     await problem(await client.delete("/v1/campaigns/nowhere"), 404)
 
 
-async def test_put_with_a_mismatched_id(client: EngineClient) -> None:
+async def test_a_put_body_has_no_id_the_url_names_the_document(client: EngineClient) -> None:
     body = await problem(
         await client.put("/v1/characters/ilse-varn", json={**ADA, "id": "other"}), 422
     )
@@ -154,3 +156,79 @@ async def test_content_directories_are_served(
     client = await engine_client(aiohttp_client, tmp_path / "data", content_dirs=(content,))
     body = await (await client.get("/v1/campaigns/night-market")).json()
     assert body["setting"] == "Lanterns and knives."
+
+
+async def test_a_current_etag_answers_304_and_a_changed_one_the_document(
+    client: EngineClient,
+) -> None:
+    first = await client.get("/v1/characters/ilse-varn")
+    tag = first.headers["ETag"]
+    unchanged = await client.get("/v1/characters/ilse-varn", headers={"If-None-Match": tag})
+    assert (unchanged.status, unchanged.headers["ETag"], await unchanged.read()) == (304, tag, b"")
+    weak_in_a_list = {"If-None-Match": f'"other", W/{tag}'}
+    assert (await client.get("/v1/characters/ilse-varn", headers=weak_in_a_list)).status == 304
+
+    document = await first.json()
+    del document["id"]
+    updated = await client.put("/v1/characters/ilse-varn", json={**document, "faction": "Crown"})
+    new_tag = updated.headers["ETag"]
+    assert new_tag != tag
+    changed = await client.get("/v1/characters/ilse-varn", headers={"If-None-Match": tag})
+    assert changed.status == 200
+    assert changed.headers["ETag"] == new_tag
+    assert (await changed.json())["faction"] == "Crown"
+
+
+async def test_if_match_guards_replace_and_delete(client: EngineClient) -> None:
+    fetched = await client.get("/v1/characters/bram-holt")
+    tag = fetched.headers["ETag"]
+    document = await fetched.json()
+    del document["id"]
+    stale = {"If-Match": '"not-the-current-tag"'}
+    response = await client.put("/v1/characters/bram-holt", json=document, headers=stale)
+    assert (await problem(response, 412))["type"].endswith("/precondition-failed")
+    await problem(await client.delete("/v1/characters/bram-holt", headers=stale), 412)
+
+    changed = {**document, "faction": "Crown"}
+    updated = await client.put("/v1/characters/bram-holt", json=changed, headers={"If-Match": tag})
+    assert updated.status == 200
+    again = await client.put("/v1/characters/bram-holt", json=document, headers={"If-Match": tag})
+    await problem(again, 412)  # the tag went stale with the first update
+    current = {"If-Match": updated.headers["ETag"]}
+    assert (await client.delete("/v1/characters/bram-holt", headers=current)).status == 204
+
+
+async def test_head_answers_the_get_headers_without_a_body(client: EngineClient) -> None:
+    got = await client.get("/v1/characters/ilse-varn")
+    head = await client.head("/v1/characters/ilse-varn")
+    assert (head.status, head.headers["ETag"]) == (200, got.headers["ETag"])
+    assert head.headers["Content-Length"] == got.headers["Content-Length"]
+    assert await head.read() == b""
+    for path in ("/v1/characters", "/healthz", "/openapi.json"):
+        assert (await client.head(path)).status == 200
+
+
+async def test_what_the_schema_calls_valid_is_accepted(client: EngineClient) -> None:
+    integral_floats = {**ADA, "stats": {"strength": 70.0}, "equipment": []}
+    created = await client.post("/v1/characters", json=integral_floats)
+    assert created.status == 201, await created.text()
+    assert (await created.json())["stats"]["strength"] == 70
+    symbols = await client.post("/v1/characters", json={**ADA, "name": "!!!"})
+    assert symbols.status == 201, await symbols.text()
+    assert (await symbols.json())["id"].startswith("x-")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": " \t "}, "name"),
+        ({"version": 1}, "version"),  # the library numbers documents
+        ({"stats": {"strength": "70"}}, "stats.strength"),
+        ({"stats": {"strength": 70.5}}, "stats.strength"),
+    ],
+)
+async def test_what_the_schema_calls_invalid_is_refused(
+    client: EngineClient, change: dict[str, Any], field: str
+) -> None:
+    body = await problem(await client.post("/v1/characters", json={**ADA, **change}), 422)
+    assert fields(body) == {field}

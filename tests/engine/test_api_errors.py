@@ -9,9 +9,9 @@ from pytest_aiohttp import AiohttpClient
 
 from novel_engine.app import create_app
 from novel_engine.config import Settings
-from novel_engine.keys import DB
+from novel_engine.keys import DB, SCHEDULER
 
-from .api import SIEGE, EngineClient, engine_client, fields, problem
+from .api import JSON, SIEGE, EngineClient, engine_client, fields, problem
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> EngineClient:
 
 @pytest.mark.parametrize("body", [b"{", b'{"character_ids": [}', b"\xff\xfe"])
 async def test_malformed_json_is_400(client: EngineClient, body: bytes) -> None:
-    problem_body = await problem(await client.post("/v1/simulations", data=body), 400)
+    problem_body = await problem(await client.post("/v1/simulations", data=body, headers=JSON), 400)
     assert "not valid JSON" in problem_body["detail"]
 
 
@@ -33,6 +33,7 @@ async def test_malformed_json_is_400(client: EngineClient, body: bytes) -> None:
         ({"turns": 201}, "turns"),
         ({"seed": -1}, "seed"),
         ({"seed": 1.5}, "seed"),
+        ({"turns": True}, "turns"),
         ({"character_ids": ["ilse-varn"]}, "character_ids"),
         ({"character_ids": [f"c{i}" for i in range(9)]}, "character_ids"),
         ({"character_ids": ["ilse-varn", "bram-holt", "wren-aldane", "Bad Id"]}, "character_ids.3"),
@@ -51,24 +52,33 @@ async def test_invalid_simulation_requests_are_422_with_the_field(
     assert body["type"].endswith("/validation")
 
 
+async def test_an_integer_written_with_a_fraction_of_zero_is_an_integer(
+    client: EngineClient,
+) -> None:
+    as_float = await client.post("/v1/simulations", json={**SIEGE, "turns": 20.0, "seed": 7.0})
+    as_int = await client.post("/v1/simulations", json=SIEGE)
+    assert as_float.status == as_int.status == 200, await as_float.text()
+    assert await as_float.read() == await as_int.read()
+
+
 @pytest.mark.parametrize("body", [b"[]", b"null", b'"text"', b""])
 async def test_a_body_that_is_not_an_object_is_422(client: EngineClient, body: bytes) -> None:
-    await problem(await client.post("/v1/simulations", data=body), 422)
+    await problem(await client.post("/v1/simulations", data=body, headers=JSON), 422)
 
 
-async def test_unknown_content_in_a_simulation_is_422_on_the_field(client: EngineClient) -> None:
+async def test_unknown_content_in_a_simulation_is_404_on_the_field(client: EngineClient) -> None:
     missing_character = {**SIEGE, "character_ids": ["ilse-varn", "nobody"]}
-    body = await problem(await client.post("/v1/simulations", json=missing_character), 422)
+    body = await problem(await client.post("/v1/simulations", json=missing_character), 404)
     assert fields(body) == {"character_ids.1"}
     body = await problem(
-        await client.post("/v1/simulations", json={**SIEGE, "campaign_id": "nowhere"}), 422
+        await client.post("/v1/simulations", json={**SIEGE, "campaign_id": "nowhere"}), 404
     )
     assert fields(body) == {"campaign_id"}
 
 
 async def test_oversized_bodies_are_413(client: EngineClient) -> None:
     big = b'{"name": "' + b"x" * 5000 + b'"}'
-    await problem(await client.post("/v1/characters", data=big), 413)
+    await problem(await client.post("/v1/characters", data=big, headers=JSON), 413)
 
 
 async def test_oversized_chunked_bodies_are_413(client: EngineClient) -> None:
@@ -76,7 +86,63 @@ async def test_oversized_chunked_bodies_are_413(client: EngineClient) -> None:
         for _ in range(10):
             yield b"x" * 1000
 
-    await problem(await client.post("/v1/characters", data=chunks()), 413)
+    await problem(await client.post("/v1/characters", data=chunks(), headers=JSON), 413)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"],
+)
+async def test_a_write_that_is_not_json_is_415(
+    client: EngineClient, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = b'{"name": "Ada", "faction": "Guild", "archetype": "scholar"}'
+    response = await client.post("/v1/characters", data=body, headers=headers)
+    await problem(response, 415)
+    assert (await client.get("/v1/characters/ada")).status == 404
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "application/x+json"]
+)
+async def test_json_media_types_are_accepted(client: EngineClient, content_type: str) -> None:
+    body = b'{"name": "Ada", "faction": "Guild", "archetype": "scholar"}'
+    response = await client.post(
+        "/v1/characters", data=body, headers={"Content-Type": content_type}
+    )
+    assert response.status == 201, await response.text()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"name": "Ada", "name": "Bea", "faction": "Guild", "archetype": "scholar"}', "name"),
+        (
+            b'{"name": "Ada", "faction": "Guild", "archetype": "scholar",'
+            b' "stats": {"agility": 1, "agility": 2}}',
+            "stats.agility",
+        ),
+        (
+            b'{"name": "Ada", "faction": "Guild", "archetype": "scholar", "relationships":'
+            b' [{"target": "bea", "affinity": 1, "target": "cy"}]}',
+            "relationships.0.target",
+        ),
+    ],
+)
+async def test_duplicate_json_keys_are_422_on_the_key(
+    client: EngineClient, body: bytes, field: str
+) -> None:
+    response = await client.post("/v1/characters", data=body, headers=JSON)
+    assert fields(await problem(response, 422)) == {field}
+
+
+async def test_a_request_caught_by_a_stopped_scheduler_is_503(client: EngineClient) -> None:
+    await client.app[SCHEDULER].stop(0)
+    response = await client.post("/v1/simulations", json={**SIEGE, "seed": 99})
+    body = await problem(response, 503)
+    assert response.headers["Retry-After"] == "1"
+    assert "shutting down" in body["detail"]
 
 
 async def test_unknown_routes_and_ids_are_404(client: EngineClient) -> None:
@@ -88,7 +154,7 @@ async def test_unknown_routes_and_ids_are_404(client: EngineClient) -> None:
 async def test_wrong_method_is_405_with_allow(client: EngineClient) -> None:
     response = await client.patch("/v1/characters/ilse-varn")
     await problem(response, 405)
-    assert set(response.headers["Allow"].split(",")) == {"GET", "PUT", "DELETE"}
+    assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD", "PUT", "DELETE"}
 
 
 async def test_unexpected_errors_are_500_without_internals(

@@ -110,13 +110,14 @@ async def test_openapi_covers_every_route(client: EngineClient) -> None:
     registered = {
         (route.resource.canonical, route.method.lower())
         for route in client.app.router.routes()
-        if route.resource is not None and route.method != "HEAD"
+        if route.resource is not None
     }
     documented = {
         (path, method) for path, operations in document["paths"].items() for method in operations
     }
     assert registered == documented
     assert {"/healthz", "/readyz", "/metrics", "/openapi.json"} <= {p for p, _ in documented}
+    assert {(path, "head") for path, method in documented if method == "get"} <= documented
 
 
 async def test_openapi_references_resolve_and_schemas_come_from_the_models(
@@ -139,5 +140,17 @@ async def test_openapi_references_resolve_and_schemas_come_from_the_models(
             assert "503" in operation["responses"]  # the database pool is busy
     problem_content = post["responses"]["422"]["content"]
     assert "application/problem+json" in problem_content
+    assert request["properties"]["character_ids"]["uniqueItems"] is True
+    assert schemas["CharacterInput"]["properties"]["traits"]["uniqueItems"] is True
+    assert "version" not in schemas["CharacterInput"]["properties"]
+    assert "id" not in schemas["CharacterReplacement"]["properties"]
+    item = document["paths"]["/v1/characters/{id}"]
+    assert "ETag" in item["get"]["responses"]["200"]["headers"]
+    assert "304" in item["get"]["responses"]
+    assert {"If-None-Match"} <= {p["name"] for p in item["get"]["parameters"]}
+    for write in ("put", "delete"):
+        assert {"If-Match"} <= {p["name"] for p in item[write]["parameters"]}
+        assert "412" in item[write]["responses"]
+    assert "415" in post["responses"]
     listing = document["paths"]["/v1/characters"]["get"]
     assert {p["name"] for p in listing["parameters"]} == {"limit", "cursor", "faction", "archetype"}

@@ -13,7 +13,7 @@ from novel_engine.jobs import SHUTDOWN_REASON
 from novel_engine.keys import CACHE
 from novel_engine.simulation import run_simulation
 from novel_engine.simulation.result import SimulationResult
-from novel_engine.simulation.service import result_key
+from novel_engine.simulation.service import INLINE_COST_LIMIT, result_key
 
 from .api import (
     FULL_CAST,
@@ -83,6 +83,7 @@ async def test_editing_a_character_gives_a_new_simulation(
     client = await engine_client(aiohttp_client, tmp_path)
     before = await (await client.post("/v1/simulations", json=SIEGE)).json()
     character = await (await client.get("/v1/characters/dagny-kross")).json()
+    del character["id"]  # the URL names the document
     character["traits"] = ["diplomatic", "compassionate"]
     assert (await client.put("/v1/characters/dagny-kross", json=character)).status == 200
     after = await (await client.post("/v1/simulations", json=SIEGE)).json()
@@ -251,14 +252,18 @@ async def test_costly_simulations_run_in_the_process_pool_with_the_same_result(
     assert raw == run_simulation(expected)
 
 
-async def test_cheap_simulations_stay_out_of_the_process_pool(
+async def test_simulations_over_the_inline_limit_run_in_the_process_pool_by_default(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     client = await engine_client(aiohttp_client, tmp_path)
-    assert (await client.post("/v1/simulations", json=SIEGE)).status == 200
+    cheapest_in_the_pool = {**SIEGE, "turns": INLINE_COST_LIMIT // len(SIEGE_CAST) + 1}
+    assert (await client.post("/v1/simulations", json=cheapest_in_the_pool)).status == 200
+    assert await scheduler_tasks(client, "process") == 1  # the default threshold: over 40
+    inline_at_most = {**SIEGE, "turns": INLINE_COST_LIMIT // len(SIEGE_CAST)}
+    assert (await client.post("/v1/simulations", json=inline_at_most)).status == 200
     assert (await client.post("/v1/simulations", json={**SIEGE, "turns": 2})).status == 200
-    assert await scheduler_tasks(client, "process") == 0
-    assert await scheduler_tasks(client, "thread") + await scheduler_tasks(client, "inline") == 2
+    assert await scheduler_tasks(client, "inline") == 2
+    assert await scheduler_tasks(client, "process") == 1
 
 
 async def test_the_database_stays_within_l3_max_bytes_on_disk(

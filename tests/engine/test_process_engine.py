@@ -67,8 +67,11 @@ async def in_flight(session: aiohttp.ClientSession, engine: EngineProcess) -> fl
 async def test_sigterm_drains_in_flight_requests_and_records_queued_jobs(
     engines: EngineProcesses, session: aiohttp.ClientSession
 ) -> None:
+    # No shutdown delay: the queued jobs must still be queued when the drain begins.
     engine = engines.start(
-        "data", "--drain-timeout", "20", "--queue-limit", "100", "--thread-workers", "1"
+        "data",
+        *("--shutdown-delay", "0", "--drain-timeout", "20"),
+        *("--queue-limit", "100", "--thread-workers", "1"),
     )
     await engine.ready(session)
     # Queue background jobs first (low priority), then the requests whose answers we wait for.
@@ -251,7 +254,8 @@ async def test_an_engine_without_redis_or_process_work_never_imports_them(
     )
     engine = engines.start("lazy", env={"PYTHONPATH": str(hook)})
     await engine.ready(session)
-    status, _ = await post(session, engine, "/v1/simulations", SIEGE)  # an inline simulation
+    inline = {**SIEGE, "turns": 10}  # 4 x 10 agent-turns: within the inline limit
+    status, _ = await post(session, engine, "/v1/simulations", inline)
     assert status == 200
     assert (await get(session, engine, "/metrics"))[0] == 200
     engine.terminate()

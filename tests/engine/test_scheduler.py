@@ -3,6 +3,7 @@
 import asyncio
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -445,3 +446,21 @@ async def test_metrics_after_a_burst_of_tasks(started: Start) -> None:
     tasks = "novel_engine_scheduler_tasks_total"
     assert value(tasks, executor="inline", outcome="ok") == 701  # the gate too
     assert value(tasks, executor="inline", outcome="error") == 300
+
+
+async def test_retry_after_counts_the_slots_the_queued_work_can_use(started: Start) -> None:
+    # 8 inline and 2 process slots stay idle: the queued thread tasks drain through one thread.
+    scheduler = await started(queue_limit=4, workers=8, thread_workers=1, process_workers=2)
+    await scheduler.submit(time.sleep, 0.3, priority=Priority.NORMAL, executor=THREAD)
+    submitted: list[asyncio.Future[None]] = []
+
+    def submit() -> None:
+        submitted.append(
+            scheduler.submit(time.sleep, 0.3, priority=Priority.NORMAL, executor=THREAD)
+        )
+
+    with pytest.raises(QueueFull) as caught:  # noqa: PT012 -- the queue fills as it takes them
+        for _ in range(6):
+            submit()
+    assert caught.value.retry_after >= 4 * 0.3  # four queued runs of 0.3 s, one at a time
+    await asyncio.gather(*submitted)

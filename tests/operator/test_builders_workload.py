@@ -120,7 +120,8 @@ def test_probes_and_a_grace_period_above_the_drain_timeout() -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert pod["terminationGracePeriodSeconds"] > pre_stop + 45
+    shutdown_delay = int(container["args"][container["args"].index("--shutdown-delay") + 1])
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + shutdown_delay + 45
 
 
 def test_the_engine_process_starts_with_the_cluster_wiring(tmp_path: Path) -> None:
@@ -132,6 +133,7 @@ def test_the_engine_process_starts_with_the_cluster_wiring(tmp_path: Path) -> No
     assert str(settings.data_dir) == names.DATA_DIR
     assert [str(d) for d in settings.content_dirs] == [names.CONTENT_DIR]
     assert settings.drain_timeout == 20
+    assert settings.shutdown_delay > 0
     assert settings.redis_url is None
 
 

@@ -6,23 +6,27 @@ and could serve another replica's (older) content during a rolling update.
 """
 
 import asyncio
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from novel_engine.cache import L1Cache
 from novel_engine.content.canonical import canonical_json
 from novel_engine.content.loader import directory_content, sample_content
-from novel_engine.content.models import Campaign, Character, ContentFile, InputFields
+from novel_engine.content.models import (
+    Campaign,
+    Character,
+    ContentFile,
+    InputFields,
+    ReplacementFields,
+)
 from novel_engine.content.store import (
     CAMPAIGNS,
     CHARACTERS,
     AnyKind,
     ContentKind,
     ContentStore,
-    InvalidDocumentError,
     ItemT,
+    UnknownReferenceError,
 )
 
 SAMPLES_SEED = "samples-v1"
@@ -30,19 +34,6 @@ SAMPLES_SEED = "samples-v1"
 
 class ReadOnlyContentError(Exception):
     """Content writes are disabled on this engine."""
-
-
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """The id a cursor points after; raises InvalidDocumentError for a cursor we never issued."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidDocumentError("cursor", "not a cursor this API issued") from None
 
 
 def _cache_key(kind: AnyKind, document_id: str) -> str:
@@ -98,11 +89,12 @@ class ContentLibrary:
         cursor: str | None,
         filters: Mapping[str, str],
     ) -> tuple[list[ItemT], str | None]:
-        """One page of documents in id order and the cursor of the next page (None at the end)."""
-        after = decode_cursor(cursor) if cursor else None
-        items = await self.store.list(kind, limit=limit + 1, after=after, filters=filters)
+        """One page of documents in id order, and the cursor of the next page: the id of this
+        page's last document, or None at the end. Any id is a valid cursor: the page starts
+        after it."""
+        items = await self.store.list(kind, limit=limit + 1, after=cursor, filters=filters)
         if len(items) > limit:
-            return items[:limit], encode_cursor(items[limit - 1].id)
+            return items[:limit], items[limit - 1].id
         return items, None
 
     async def create(self, kind: ContentKind[ItemT], document: InputFields) -> ItemT:
@@ -112,16 +104,25 @@ class ContentLibrary:
         return created
 
     async def replace(
-        self, kind: ContentKind[ItemT], document_id: str, document: InputFields
+        self,
+        kind: ContentKind[ItemT],
+        document_id: str,
+        document: ReplacementFields,
+        *,
+        expected_version: int | None = None,
     ) -> ItemT:
         self._check_writable()
-        replaced = await self.store.replace(kind, document_id, document)
+        replaced = await self.store.replace(
+            kind, document_id, document, expected_version=expected_version
+        )
         self._written(kind, document_id)
         return replaced
 
-    async def delete(self, kind: AnyKind, document_id: str) -> None:
+    async def delete(
+        self, kind: AnyKind, document_id: str, *, expected_version: int | None = None
+    ) -> None:
         self._check_writable()
-        await self.store.delete(kind, document_id)
+        await self.store.delete(kind, document_id, expected_version=expected_version)
         self._written(kind, document_id)
 
     async def cast(
@@ -131,14 +132,14 @@ class ContentLibrary:
         found = await self.store.get_many(CHARACTERS, character_ids)
         for index, character_id in enumerate(character_ids):
             if character_id not in found:
-                raise InvalidDocumentError(
+                raise UnknownReferenceError(
                     f"character_ids.{index}", f"no character with id {character_id!r}"
                 )
         campaign = None
         if campaign_id is not None:
             campaigns = await self.store.get_many(CAMPAIGNS, [campaign_id])
             if campaign_id not in campaigns:
-                raise InvalidDocumentError("campaign_id", f"no campaign with id {campaign_id!r}")
+                raise UnknownReferenceError("campaign_id", f"no campaign with id {campaign_id!r}")
             campaign = campaigns[campaign_id]
         return tuple(found[character_id] for character_id in character_ids), campaign
 

@@ -2,6 +2,8 @@
 
 Every model forbids unknown fields and is strict about types; JSON input may still name enum
 members by their string values. Content files are validated through the same JSON path.
+What a model accepts is exactly what its JSON Schema (in the OpenAPI document) calls valid:
+an integer may be written 3.0, text may not be blank, list items that must differ say so.
 """
 
 import re
@@ -10,10 +12,26 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from novel_engine.content.canonical import content_digest
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema's "integer" is any number without a fraction, 3.0 included.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+INTEGRAL = BeforeValidator(_integral)  # after an int's constraints, so they stay in its schema
 
 SLUG_MAX_LENGTH = 64
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -22,21 +40,33 @@ Slug = Annotated[
     StringConstraints(pattern=SLUG_PATTERN, max_length=SLUG_MAX_LENGTH),
     Field(description="Lower-case letters, digits and inner hyphens, at most 64 characters."),
 ]
-StatValue = Annotated[int, Field(ge=0, le=100)]
+StatValue = Annotated[int, Field(ge=0, le=100), INTEGRAL]
+# Spelled out rather than \s: the schema's regex dialects disagree on what else is white space.
+_BLANKS = " \t\n\r"
 
 
-def _text(max_length: int, min_length: int = 1) -> Any:
-    return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
+# Text is stored without the blanks around it.
+STRIP_BLANKS = AfterValidator(lambda text: text.strip(_BLANKS))
+
+
+def _text(max_length: int, min_length: int = 1) -> StringConstraints:
+    """``min_length``..``max_length`` characters; a required text needs one that is not blank."""
+    return StringConstraints(
+        min_length=min_length,
+        max_length=max_length,
+        pattern=f"[^{_BLANKS}]" if min_length else None,
+    )
 
 
 def slugify(text: str) -> str:
-    """Derive an id from a name: ``"Captain Ilse Varn"`` -> ``"captain-ilse-varn"``."""
+    """Derive an id from a name: ``"Captain Ilse Varn"`` -> ``"captain-ilse-varn"``.
+
+    A name without ASCII letters or digits gives a hash-based id, ``"x-<12 hex digits>"``.
+    """
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     slug = slug[:SLUG_MAX_LENGTH].rstrip("-")
-    if not slug:
-        raise ValueError(f"cannot derive an id from {text!r}; give an explicit id")
-    return slug
+    return slug or "x-" + content_digest({"name": text})[:12]
 
 
 def require_unique(values: Sequence[Any], what: str) -> None:
@@ -104,16 +134,16 @@ class Stats(StrictModel):
 
 
 class Item(StrictModel):
-    name: Annotated[str, _text(60)]
+    name: Annotated[str, _text(60), STRIP_BLANKS]
     kind: ItemKind
-    power: Annotated[int, Field(ge=0, le=100)] = 10
+    power: Annotated[int, Field(ge=0, le=100), INTEGRAL] = 10
 
 
 class Relationship(StrictModel):
     """How this character feels about another: -100 (hatred) .. 100 (devotion)."""
 
     target: Slug
-    affinity: Annotated[int, Field(ge=-100, le=100)]
+    affinity: Annotated[int, Field(ge=-100, le=100), INTEGRAL]
 
 
 class ContentSpec(StrictModel):
@@ -132,26 +162,26 @@ class ContentSpec(StrictModel):
 class CharacterSpec(ContentSpec):
     label_field: ClassVar[str] = "name"
 
-    name: Annotated[str, _text(80)]
-    faction: Annotated[str, _text(60)]
+    name: Annotated[str, _text(80), STRIP_BLANKS]
+    faction: Annotated[str, _text(60), STRIP_BLANKS]
     archetype: Archetype
-    description: Annotated[str, _text(500, min_length=0)] = ""
+    description: Annotated[str, _text(500, min_length=0), STRIP_BLANKS] = ""
     stats: Stats = Stats()
-    traits: Annotated[list[Trait], Field(max_length=8)] = []
+    traits: Annotated[
+        list[Trait], Field(max_length=8, json_schema_extra={"uniqueItems": True})
+    ] = []
     equipment: Annotated[list[Item], Field(max_length=10)] = []
-    relationships: Annotated[list[Relationship], Field(max_length=16)] = []
+    # JSON Schema cannot say "distinct targets": a target named twice takes its last affinity.
+    relationships: Annotated[
+        list[Relationship],
+        Field(max_length=16, description="A target named twice takes its last affinity."),
+    ] = []
 
     @field_validator("traits")
     @classmethod
     def _unique_traits(cls, traits: list[Trait]) -> list[Trait]:
         require_unique(traits, "trait")
         return traits
-
-    @field_validator("relationships")
-    @classmethod
-    def _unique_targets(cls, relationships: list[Relationship]) -> list[Relationship]:
-        require_unique([r.target for r in relationships], "relationship target")
-        return relationships
 
 
 class Atmosphere(StrEnum):
@@ -176,17 +206,17 @@ class EventEffect(StrEnum):
 
 
 class NarrativeEvent(StrictModel):
-    trigger_turn: Annotated[int, Field(ge=1, le=200)]
+    trigger_turn: Annotated[int, Field(ge=1, le=200), INTEGRAL]
     probability: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
-    description: Annotated[str, _text(300)]
+    description: Annotated[str, _text(300), STRIP_BLANKS]
     effect: EventEffect = EventEffect.OMEN
 
 
 class CampaignSpec(ContentSpec):
     label_field: ClassVar[str] = "title"
 
-    title: Annotated[str, _text(120)]
-    setting: Annotated[str, _text(1000)]
+    title: Annotated[str, _text(120), STRIP_BLANKS]
+    setting: Annotated[str, _text(1000), STRIP_BLANKS]
     atmosphere: Atmosphere = Atmosphere.MYSTERIOUS
     events: Annotated[list[NarrativeEvent], Field(max_length=50)] = []
 
@@ -201,25 +231,37 @@ def content_hash(document_id: str, fields: dict[str, Any]) -> str:
 
 
 class InputFields(ContentSpec):
-    """Optional identity fields accepted on create (id) and update (id, version)."""
+    """Body of a create (and an entry of a content file): the id is optional."""
 
     id: Slug | None = Field(default=None, description="Derived from the name/title if omitted.")
-    version: Annotated[int, Field(ge=1)] | None = Field(
+
+
+class ReplacementFields(ContentSpec):
+    """Body of a replace: the id is the URL's; the version guards against lost updates."""
+
+    version: Annotated[int, Field(ge=1), INTEGRAL] | None = Field(
         default=None,
-        description="On update: the version being replaced (409 if it is no longer current).",
+        description="The version being replaced (409 if it is no longer current); If-Match "
+        "with the document's ETag does the same.",
     )
 
 
 class StoredFields(ContentSpec):
     id: Slug
-    version: Annotated[int, Field(ge=1, description="Starts at 1, grows by one per update.")]
+    version: Annotated[
+        int, Field(ge=1, description="Starts at 1, grows by one per update."), INTEGRAL
+    ]
 
     def content_hash(self) -> str:
         return content_hash(self.id, self.spec_dict())
 
 
 class CharacterInput(InputFields, CharacterSpec):
-    """Body of POST/PUT /v1/characters."""
+    """Body of POST /v1/characters."""
+
+
+class CharacterReplacement(ReplacementFields, CharacterSpec):
+    """Body of PUT /v1/characters/{id}."""
 
 
 class Character(StoredFields, CharacterSpec):
@@ -227,7 +269,11 @@ class Character(StoredFields, CharacterSpec):
 
 
 class CampaignInput(InputFields, CampaignSpec):
-    """Body of POST/PUT /v1/campaigns."""
+    """Body of POST /v1/campaigns."""
+
+
+class CampaignReplacement(ReplacementFields, CampaignSpec):
+    """Body of PUT /v1/campaigns/{id}."""
 
 
 class Campaign(StoredFields, CampaignSpec):
@@ -239,12 +285,3 @@ class ContentFile(StrictModel):
 
     characters: list[CharacterInput] = []
     campaigns: list[CampaignInput] = []
-
-    @field_validator("characters", "campaigns")
-    @classmethod
-    def _no_versions(cls, documents: list[InputFields]) -> list[InputFields]:
-        if any(document.version is not None for document in documents):
-            raise PydanticCustomError(
-                "version_in_file", "content files must not set version; the library numbers them"
-            )
-        return documents

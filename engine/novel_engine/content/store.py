@@ -14,9 +14,13 @@ from novel_engine.content.canonical import canonical_json
 from novel_engine.content.models import (
     Campaign,
     CampaignInput,
+    CampaignReplacement,
     Character,
     CharacterInput,
+    CharacterReplacement,
+    ContentSpec,
     InputFields,
+    ReplacementFields,
     StoredFields,
     slugify,
 )
@@ -44,7 +48,8 @@ class ContentKind(Generic[ItemT]):
 
     name: str  # plural, as in the URL: /v1/<name>
     singular: str
-    input_model: type[InputFields]
+    input_model: type[InputFields]  # body of a create
+    replacement_model: type[ReplacementFields]  # body of a replace
     item_model: type[ItemT]
     filters: tuple[str, ...]  # document fields a listing may filter on (exact match)
 
@@ -56,9 +61,16 @@ class ContentKind(Generic[ItemT]):
 
 
 CHARACTERS = ContentKind(
-    "characters", "character", CharacterInput, Character, ("faction", "archetype")
+    "characters",
+    "character",
+    CharacterInput,
+    CharacterReplacement,
+    Character,
+    ("faction", "archetype"),
 )
-CAMPAIGNS = ContentKind("campaigns", "campaign", CampaignInput, Campaign, ("atmosphere",))
+CAMPAIGNS = ContentKind(
+    "campaigns", "campaign", CampaignInput, CampaignReplacement, Campaign, ("atmosphere",)
+)
 AnyKind = ContentKind[StoredFields]
 
 
@@ -71,8 +83,8 @@ class ContentConflictError(Exception):
     """The write clashes with what is stored: the id is taken, or the version moved on."""
 
 
-class InvalidDocumentError(Exception):
-    """A document is well-formed but unusable here; ``field`` names the culprit."""
+class UnknownReferenceError(Exception):
+    """A request names a document that does not exist; ``field`` is where it names it."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -81,15 +93,10 @@ class InvalidDocumentError(Exception):
 
 def document_id(document: InputFields) -> str:
     """The id a document gives, else one derived from its name or title."""
-    if document.id is not None:
-        return document.id
-    try:
-        return slugify(document.label())
-    except ValueError as error:
-        raise InvalidDocumentError("id", str(error)) from None
+    return document.id if document.id is not None else slugify(document.label())
 
 
-def _body(document: InputFields) -> str:
+def _body(document: ContentSpec) -> str:
     return canonical_json(document.spec_dict()).decode()
 
 
@@ -147,10 +154,6 @@ class ContentStore:
 
     async def create(self, kind: ContentKind[ItemT], document: InputFields) -> ItemT:
         """Store a new document at version 1; raises ContentConflictError if the id is taken."""
-        if document.version is not None:
-            raise InvalidDocumentError(
-                "version", "version is set by the library; omit it on create"
-            )
         new_id = document_id(document)
         body = _body(document)
         try:
@@ -168,14 +171,18 @@ class ContentStore:
         return kind.item(new_id, 1, body)
 
     async def replace(
-        self, kind: ContentKind[ItemT], existing_id: str, document: InputFields
+        self,
+        kind: ContentKind[ItemT],
+        existing_id: str,
+        document: ReplacementFields,
+        *,
+        expected_version: int | None = None,
     ) -> ItemT:
         """Replace a document's content, bumping its version if the content changed.
 
-        ``document.version``, when given, must be the current version (optimistic locking).
+        ``document.version`` and ``expected_version``, when given, must be the current version
+        (optimistic locking).
         """
-        if document.id is not None and document.id != existing_id:
-            raise InvalidDocumentError("id", f"id {document.id!r} does not match the URL")
         body = _body(document)
         async with self._db.acquire() as connection:
             rows = list(
@@ -187,11 +194,12 @@ class ContentStore:
             if not rows:
                 raise ContentNotFoundError(kind, existing_id)
             current, stored_body = rows[0][0], rows[0][1]
-            if document.version is not None and document.version != current:
-                raise ContentConflictError(
-                    f"{kind.singular} {existing_id!r} is at version {current}, "
-                    f"not {document.version}; fetch it again and reapply the change"
-                )
+            for wanted in (document.version, expected_version):
+                if wanted is not None and wanted != current:
+                    raise ContentConflictError(
+                        f"{kind.singular} {existing_id!r} is at version {current}, "
+                        f"not {wanted}; fetch it again and reapply the change"
+                    )
             if stored_body == body:
                 return kind.item(existing_id, current, body)
             cursor = await connection.execute(
@@ -206,14 +214,22 @@ class ContentStore:
             )
         return kind.item(existing_id, current + 1, body)
 
-    async def delete(self, kind: AnyKind, existing_id: str) -> None:
-        """Remove a document; raises ContentNotFoundError if there is none."""
+    async def delete(
+        self, kind: AnyKind, existing_id: str, *, expected_version: int | None = None
+    ) -> None:
+        """Remove a document; raises ContentNotFoundError if there is none, and
+        ContentConflictError if ``expected_version`` is given and no longer current."""
         async with self._db.acquire() as connection:
             cursor = await connection.execute(
-                "DELETE FROM content WHERE kind = ? AND id = ?", (kind.name, existing_id)
+                "DELETE FROM content WHERE kind = ? AND id = ? AND (? IS NULL OR version = ?)",
+                (kind.name, existing_id, expected_version, expected_version),
             )
             await connection.commit()
         if cursor.rowcount != 1:
+            if expected_version is not None and await self.get_many(kind, [existing_id]):
+                raise ContentConflictError(
+                    f"{kind.singular} {existing_id!r} changed meanwhile; fetch it again and retry"
+                )
             raise ContentNotFoundError(kind, existing_id)
 
     async def load(

@@ -1,14 +1,23 @@
 """HTTP routes, each declared once as an ``Operation`` that both the router and OpenAPI read."""
 
+import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
-from novel_engine.problems import RequestValidationError, validation_errors
+from novel_engine.problems import (
+    FieldError,
+    ProblemError,
+    RequestValidationError,
+    validation_errors,
+)
+
+log = logging.getLogger(__name__)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 JSON_CONTENT_TYPE = "application/json"
@@ -35,15 +44,83 @@ class Operation:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     problems: Sequence[int] = field(default_factory=tuple)  # problem+json statuses it may answer
+    # Responses carry an ETag; a GET honours If-None-Match (304), a PUT/DELETE If-Match (412).
+    conditional: bool = False
+
+
+def is_json_media_type(media_type: str) -> bool:
+    """application/json or a structured ``+json`` type (such as application/merge-patch+json)."""
+    return media_type == JSON_CONTENT_TYPE or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _check_content_type(request: web.Request) -> None:
+    # A JSON-only API: refusing other types also stops cross-site HTML form posts, which can
+    # only send text/plain, form-urlencoded or multipart bodies without a CORS preflight.
+    charset = request.charset
+    if not is_json_media_type(request.content_type) or charset not in (None, "utf-8"):
+        raise ProblemError(
+            415,
+            f"the body must be {JSON_CONTENT_TYPE} (UTF-8); "
+            f"got Content-Type {request.headers.get('Content-Type', '(none)')[:100]!r}",
+            kind="unsupported-media-type",
+        )
+
+
+class _JsonObject(list[tuple[str, Any]]):
+    """A JSON object as its (name, value) pairs in order, duplicates kept."""
+
+
+def _duplicate_key(value: Any, path: str) -> str | None:
+    """The dotted path of the first name an object repeats, searching depth-first."""
+    if isinstance(value, _JsonObject):
+        seen: set[str] = set()
+        for name, item in value:
+            item_path = f"{path}.{name}" if path else name
+            if name in seen:
+                return item_path
+            seen.add(name)
+            found = _duplicate_key(item, item_path)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _duplicate_key(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
 
 
 async def parse_body(request: web.Request, model: type[ModelT]) -> ModelT:
-    """The body validated as ``model``; malformed JSON and invalid fields become problems."""
-    raw = await request.read()  # raises 413 past the app's client_max_size
+    """The body validated as ``model``; malformed JSON and invalid fields become problems.
+
+    A body the client stopped sending part-way (connection closed or reset) is a 400: a client
+    error, kept out of the 5xx count and out of the error log.
+    """
+    _check_content_type(request)
     try:
-        return model.model_validate_json(raw or b"null")
+        raw = await request.read()  # raises 413 past the app's client_max_size
+    except (ConnectionError, web.RequestPayloadError) as error:
+        log.debug("incomplete request body for %s %s: %s", request.method, request.path, error)
+        raise ProblemError(
+            400, "the request body ended before its declared length", kind="incomplete-body"
+        ) from None
+    try:
+        parsed = model.model_validate_json(raw or b"null")
     except ValidationError as error:
         raise RequestValidationError(validation_errors(error), "body") from None
+    # Valid for the model, so well-formed and shallow: a second parse finds repeated names,
+    # which would otherwise silently keep the last value.
+    duplicate = _duplicate_key(json.loads(raw, object_pairs_hook=_JsonObject), "")
+    if duplicate is not None:
+        raise ProblemError(
+            422,
+            "the request body repeats a name in one object",
+            kind="validation",
+            errors=[FieldError(field=duplicate, message="duplicate key")],
+        )
+    return parsed
 
 
 def parse_query(request: web.Request, model: type[ModelT]) -> ModelT:
@@ -67,7 +144,10 @@ def json_bytes(
 
 
 def setup_routes(app: web.Application, operations: Sequence[Operation]) -> None:
+    """Every operation, and HEAD beside each GET (aiohttp sends the headers without the body)."""
     for operation in operations:
         app.router.add_route(
             operation.method, operation.path, operation.handler, name=operation.operation_id
         )
+        if operation.method == "GET":
+            app.router.add_route("HEAD", operation.path, operation.handler)

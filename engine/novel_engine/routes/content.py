@@ -1,15 +1,24 @@
 """CRUD routes of the content library: /v1/characters and /v1/campaigns."""
 
+import json
 from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from novel_engine.content.canonical import canonical_json
-from novel_engine.content.models import Archetype, Atmosphere, Campaign, Character, StoredFields
+from novel_engine.content.models import (
+    Archetype,
+    Atmosphere,
+    Campaign,
+    Character,
+    Slug,
+    StoredFields,
+)
 from novel_engine.content.store import CAMPAIGNS, CHARACTERS, AnyKind
 from novel_engine.keys import CONTENT
 from novel_engine.routes import Operation, Reply, json_bytes, parse_body, parse_query
+from novel_engine.routes.conditional import check_if_match, entity_tag, none_match, not_modified
 
 ItemT = TypeVar("ItemT", bound=StoredFields)
 PAGING_FIELDS = {"limit", "cursor"}
@@ -19,7 +28,9 @@ class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     limit: int = Field(20, ge=1, le=100, description="Page size.")
-    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+    cursor: Slug | None = Field(
+        None, description="`next_cursor` of the previous page: the page starts after this id."
+    )
 
 
 class CharacterQuery(PageQuery):
@@ -68,19 +79,41 @@ def content_operations(
     async def create_document(request: web.Request) -> web.Response:
         document = await parse_body(request, kind.input_model)
         created = await request.app[CONTENT].create(kind, document)
-        location = f"{collection}/{created.id}"
-        return json_bytes(_document_json(created), status=201, headers={"Location": location})
+        body = _document_json(created)
+        headers = {"Location": f"{collection}/{created.id}", "ETag": entity_tag(body)}
+        return json_bytes(body, status=201, headers=headers)
 
     async def get_document(request: web.Request) -> web.Response:
-        return json_bytes(await request.app[CONTENT].document_json(kind, request.match_info["id"]))
+        body = await request.app[CONTENT].document_json(kind, request.match_info["id"])
+        tag = entity_tag(body)
+        if none_match(request, tag):
+            return not_modified(tag)
+        return json_bytes(body, headers={"ETag": tag})
+
+    async def matched_version(request: web.Request) -> int | None:
+        """The current version if If-Match names it (the write then requires it), else None."""
+        if "If-Match" not in request.headers:
+            return None
+        current = await request.app[CONTENT].document_json(kind, request.match_info["id"])
+        if check_if_match(request, entity_tag(current)):
+            version: int = json.loads(current)["version"]
+            return version
+        return None
 
     async def replace_document(request: web.Request) -> web.Response:
-        document = await parse_body(request, kind.input_model)
-        replaced = await request.app[CONTENT].replace(kind, request.match_info["id"], document)
-        return json_bytes(_document_json(replaced))
+        document = await parse_body(request, kind.replacement_model)
+        expected_version = await matched_version(request)
+        replaced = await request.app[CONTENT].replace(
+            kind, request.match_info["id"], document, expected_version=expected_version
+        )
+        body = _document_json(replaced)
+        return json_bytes(body, headers={"ETag": entity_tag(body)})
 
     async def delete_document(request: web.Request) -> web.Response:
-        await request.app[CONTENT].delete(kind, request.match_info["id"])
+        expected_version = await matched_version(request)
+        await request.app[CONTENT].delete(
+            kind, request.match_info["id"], expected_version=expected_version
+        )
         return web.Response(status=204)
 
     item = Reply(f"The {kind.singular}.", (kind.item_model,))
@@ -106,6 +139,7 @@ def content_operations(
             {201: item},
             body=kind.input_model,
             problems=(400, 409, 413, 422, 503),
+            conditional=True,
         ),
         Operation(
             "GET",
@@ -116,17 +150,19 @@ def content_operations(
             kind.name,
             {200: item},
             problems=(404, 503),
+            conditional=True,
         ),
         Operation(
             "PUT",
             item_path,
             replace_document,
             f"replace_{kind.singular}",
-            f"Replace a {kind.singular} (give `version` to guard against lost updates)",
+            f"Replace a {kind.singular} (If-Match or `version` guard against lost updates)",
             kind.name,
             {200: item},
-            body=kind.input_model,
+            body=kind.replacement_model,
             problems=(400, 404, 409, 413, 422, 503),
+            conditional=True,
         ),
         Operation(
             "DELETE",
@@ -137,6 +173,7 @@ def content_operations(
             kind.name,
             {204: Reply("Deleted.", content_type="")},
             problems=(404, 409, 503),
+            conditional=True,
         ),
     ]
 

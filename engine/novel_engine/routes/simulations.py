@@ -93,7 +93,7 @@ def simulation_operations() -> list[Operation]:
                 202: Reply("Accepted (async mode); poll status_url.", (SimulationStatus,)),
             },
             body=SimulationRequest,
-            problems=(400, 413, 422, 429, 503, 504),
+            problems=(400, 404, 413, 422, 429, 503, 504),
         ),
         Operation(
             "GET",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # multiprocessing is imported with the first process task
 
 _MIN_RETRY_AFTER = 1.0
 _MAX_RETRY_AFTER = 60.0
+_FIRST_RUN_GUESS = 0.1  # seconds a task of an executor that has run none is assumed to take
 _RETRY_BACKOFF = 0.01  # first retry waits 10 ms, doubling per attempt, within the deadline
 _clock = time.monotonic  # what the default loop's time() returns, without the method call
 
@@ -189,7 +190,8 @@ class Scheduler:
         # a scan per sweep costs a function call per queued task.
         self._abandoned = False
         self._next_deadline = math.inf  # no queued task is due before this (may be earlier)
-        self._mean_run_seconds = 0.1
+        # Mean run time per executor (moving average; 0 until its first task ran).
+        self._mean_run_seconds = dict.fromkeys(ExecutorKind, 0.0)
         self._instruments = None if metrics is None else _Instruments(metrics, self._depth)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -270,8 +272,17 @@ class Scheduler:
         return future
 
     def retry_after(self) -> float:
-        """Seconds until the queue has likely drained, from the mean task run time."""
-        estimate = self._queued * self._mean_run_seconds / sum(self._slots.values())
+        """Seconds until the queue has likely drained.
+
+        Each executor's queue drains only through its own slots, in waves of its mean run time,
+        and all of them at once: the slowest decides. (A flood of process-pool work waits for
+        the process slots, however many inline and thread slots are idle.)
+        """
+        estimate = max(
+            math.ceil(len(self._queues[kind]) / slots)
+            * (self._mean_run_seconds[kind] or _FIRST_RUN_GUESS)
+            for kind, slots in self._slots.items()
+        )
         return min(_MAX_RETRY_AFTER, max(_MIN_RETRY_AFTER, round(estimate, 1)))
 
     async def stop(self, timeout: float) -> list[str]:  # noqa: ASYNC109 -- a grace period
@@ -402,7 +413,8 @@ class Scheduler:
             self._all_idle.set()  # stop() waits for this
         now = _clock()
         elapsed = now - started
-        self._mean_run_seconds += (elapsed - self._mean_run_seconds) * 0.1
+        mean = self._mean_run_seconds[job.executor]
+        self._mean_run_seconds[job.executor] = mean + (elapsed - mean) * 0.1 if mean else elapsed
         if recorder is not None:
             recorder.record_run[job.priority](elapsed)
 

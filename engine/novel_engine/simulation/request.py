@@ -11,7 +11,14 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from novel_engine.content.canonical import content_digest
-from novel_engine.content.models import Campaign, Character, Slug, StrictModel, require_unique
+from novel_engine.content.models import (
+    INTEGRAL,
+    Campaign,
+    Character,
+    Slug,
+    StrictModel,
+    require_unique,
+)
 
 # Bump whenever the model's rules or its output change: it is part of every simulation id.
 MODEL_VERSION = "1"
@@ -37,11 +44,16 @@ class SimulationRequest(StrictModel):
     """Body of POST /v1/simulations. ``priority`` and ``mode`` do not change the result or id."""
 
     character_ids: Annotated[
-        list[Slug], Field(min_length=MIN_CHARACTERS, max_length=MAX_CHARACTERS)
+        list[Slug],
+        Field(
+            min_length=MIN_CHARACTERS,
+            max_length=MAX_CHARACTERS,
+            json_schema_extra={"uniqueItems": True},
+        ),
     ]
     campaign_id: Slug | None = None
-    turns: Annotated[int, Field(ge=1, le=MAX_TURNS)] = 20
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    turns: Annotated[int, Field(ge=1, le=MAX_TURNS), INTEGRAL] = 20
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1), INTEGRAL] = 0
     priority: PriorityName = PriorityName.NORMAL
     mode: RunMode = RunMode.SYNC
 

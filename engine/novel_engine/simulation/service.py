@@ -11,7 +11,7 @@ from novel_engine.scheduler import ExecutorKind, Priority, Scheduler
 from novel_engine.simulation.request import SimulationInput, SimulationRequest
 from novel_engine.simulation.runner import run_simulation
 
-# Simulations up to this cost (about 3 ms) run inline on the event loop: cheaper than a thread
+# Simulations up to this cost (about 3 ms) run inline on the event loop: cheaper than a pool
 # hand-off, and too short to hold other requests up. Measured with bench/bench_simulation.py.
 INLINE_COST_LIMIT = 40
 
@@ -47,7 +47,7 @@ class SimulationService:
         self._inline_cost_limit = inline_cost_limit
 
     async def prepare(self, request: SimulationRequest) -> SimulationInput:
-        """Resolve the request's content; unknown ids raise InvalidDocumentError."""
+        """Resolve the request's content; unknown ids raise UnknownReferenceError."""
         characters, campaign = await self._library.cast(request.character_ids, request.campaign_id)
         return SimulationInput(
             characters=characters, campaign=campaign, turns=request.turns, seed=request.seed

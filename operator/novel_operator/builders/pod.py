@@ -18,13 +18,22 @@ DATA_VOLUME: Final = "data"
 # Seconds the pod keeps serving after it is marked for deletion, so that Services stop routing
 # to it before the engine stops listening.
 PRE_STOP_SLEEP_SECONDS: Final = 5
+# Seconds the engine stays up after SIGTERM answering readiness with 503 while still serving
+# (its --shutdown-delay): clients and proxies that hold connections see it go unready first.
+SHUTDOWN_DELAY_SECONDS: Final = 5
 # Margin between the engine's drain deadline and the kubelet's SIGKILL.
 GRACE_MARGIN_SECONDS: Final = 10
 
 
 def termination_grace_seconds(spec: NovelEngineSpec) -> int:
-    """The pod's grace period: pre-stop pause + the engine's drain timeout + a margin."""
-    return PRE_STOP_SLEEP_SECONDS + spec.engine.drain_timeout_seconds + GRACE_MARGIN_SECONDS
+    """The pod's grace period: pre-stop pause + the engine's shutdown delay and drain timeout
+    + a margin."""
+    return (
+        PRE_STOP_SLEEP_SECONDS
+        + SHUTDOWN_DELAY_SECONDS
+        + spec.engine.drain_timeout_seconds
+        + GRACE_MARGIN_SECONDS
+    )
 
 
 def redis_url(owner: Owner) -> str:
@@ -48,6 +57,8 @@ def engine_args(owner: Owner, spec: NovelEngineSpec) -> list[str]:
         "--data-dir",
         names.DATA_DIR,
         "--read-only-content",
+        "--shutdown-delay",
+        str(SHUTDOWN_DELAY_SECONDS),
         "--drain-timeout",
         str(spec.engine.drain_timeout_seconds),
     ]

@@ -1,0 +1,63 @@
+"""The HTTP server under the app: requests aiohttp's parser refuses also answer problem+json.
+
+aiohttp answers a request it cannot parse (a line over 8,190 bytes, too many header fields, an
+unknown method, a malformed URL) before any route or middleware runs, with a text/plain body
+that quotes the input, and logs an ERROR traceback each time. Here such a request gets a
+problem+json 400 that quotes nothing, logged at DEBUG only: malformed input is the client's
+error, and must not be a way to flood the log.
+"""
+
+import logging
+
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidURLError, LineTooLong
+
+from novel_engine.problems import problem_response
+
+log = logging.getLogger(__name__)
+
+_MALFORMED = (
+    (LineTooLong, "the request line or a header field is too long"),
+    (BadHttpMethod, "the request method is not one this server knows"),
+    (InvalidURLError, "the request target is not a valid URL"),
+    (BadHttpMessage, "the request is not valid HTTP/1.1 (for example, too many header fields)"),
+)
+
+
+class ProblemRequestHandler(web.RequestHandler):
+    """aiohttp's per-connection handler, with parse errors answered as problems."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        detail = next((text for kind, text in _MALFORMED if isinstance(exc, kind)), None)
+        if detail is None or status >= 500:
+            return super().handle_error(request, status, exc, message)
+        log.debug("malformed request from %s: %s", request.remote, type(exc).__name__)
+        response = problem_response(status, detail, kind="malformed-request")
+        response.force_close()  # the parser's state is lost: this connection cannot go on
+        return response
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        # What web.Server.__call__ does, with our handler class.
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class EngineRunner(web.AppRunner):
+    """web.AppRunner whose server answers malformed requests with problem+json."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()  # starts the app and applies the runner's options
+        return _ProblemServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )

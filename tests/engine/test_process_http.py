@@ -1,0 +1,113 @@
+"""The HTTP edge of a real engine process: what clients that misbehave on the wire get back."""
+
+import asyncio
+import json
+
+import aiohttp
+
+from .api import metric_samples, until
+from .processes import EngineProcess, EngineProcesses
+
+DURATION_COUNT = "novel_engine_http_request_duration_seconds_count"
+
+
+async def raw_exchange(engine: EngineProcess, request: bytes, *, close: bool = False) -> bytes:
+    """Send ``request`` bytes on a new connection; what the engine answers until it closes.
+
+    With ``close`` the client closes its side right after sending (an aborted upload).
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        if close:
+            return b""
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def counted_statuses(
+    session: aiohttp.ClientSession, engine: EngineProcess, route: str, method: str
+) -> dict[str, float]:
+    """Status classes with a non-zero request count for one route and method."""
+    async with session.get(engine.url + "/metrics") as response:
+        samples = metric_samples(await response.text(), DURATION_COUNT)
+    wanted = f'{{method="{method}",route="{route}",status_class='
+    return {
+        labels[len(wanted) : -1]: n
+        for labels, n in samples.items()
+        if labels.startswith(wanted) and n
+    }
+
+
+async def test_an_aborted_upload_is_a_client_error_without_a_traceback(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("aborted")
+    await engine.ready(session)
+    await raw_exchange(
+        engine,
+        b"POST /v1/characters HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 5000\r\n\r\n{"a": 1',  # 4993 bytes of the body never come
+        close=True,
+    )
+
+    async def counted() -> bool:
+        return bool(await counted_statuses(session, engine, "/v1/characters", "POST"))
+
+    await until(counted)
+    assert await counted_statuses(session, engine, "/v1/characters", "POST") == {'"4xx"': 1.0}
+    assert "Traceback" not in engine.log()
+    assert " ERROR " not in engine.log()
+
+
+MARKER = "zq" * 4600  # 9,200 bytes: over aiohttp's 8,190-byte line limit
+MALFORMED = {
+    "long URL": f"GET /v1/characters?{MARKER} HTTP/1.1\r\nHost: engine\r\n\r\n",
+    "long header": f"GET /healthz HTTP/1.1\r\nHost: engine\r\nX-Pad: {MARKER}\r\n\r\n",
+    "too many headers": "GET /healthz HTTP/1.1\r\nHost: engine\r\n"
+    + "".join(f"X-zq-{n}: zq\r\n" for n in range(200))
+    + "\r\n",
+    "unknown method": "ZQZQ /healthz HTTP/1.1\r\nHost: engine\r\n\r\n",
+}
+
+
+async def test_requests_the_parser_refuses_are_problems_that_quote_nothing(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("malformed")
+    await engine.ready(session)
+    for name, request in MALFORMED.items():
+        answer = await raw_exchange(engine, request.encode())
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == b"400", (name, head)
+        assert b"\r\ncontent-type: application/problem+json" in head.lower(), (name, head)
+        problem = json.loads(body)
+        assert problem["status"] == 400, (name, problem)
+        assert b"zq" not in body.lower(), (name, body)  # the input is not echoed
+    async with session.get(engine.url + "/healthz") as response:
+        assert response.status == 200  # and the server goes on serving
+    assert "Traceback" not in engine.log()
+    assert " ERROR " not in engine.log()
+
+
+async def test_after_sigterm_the_engine_is_unready_but_serving_until_the_delay_ends(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("stopping", "--shutdown-delay", "600")
+    await engine.ready(session)
+    engine.terminate()
+
+    async def unready() -> bool:
+        async with session.get(engine.url + "/readyz") as response:
+            return response.status == 503
+
+    await until(unready)
+    async with session.get(engine.url + "/v1/characters/ilse-varn") as response:
+        assert response.status == 200  # still served: only readiness changed
+    async with session.get(engine.url + "/readyz") as response:
+        assert "draining" in (await response.json(content_type=None))["detail"]
+    engine.terminate()  # a second signal ends the delay
+    assert await engine.exit_code() == 0
