@@ -127,7 +127,8 @@ async def test_a_stopping_replica_hands_its_queued_jobs_over(
     )  # fmt: skip
     other = engines.start("b", *shared)
     await asyncio.gather(stopping.ready(session), other.ready(session))
-    ids = await accept_jobs(session, stopping, 8)
+    # About 5 s of work for its one thread: far more than it can finish before its signal.
+    ids = await accept_jobs(session, stopping, 24)
 
     stopping.terminate()
     assert await stopping.exit_code() == 0
