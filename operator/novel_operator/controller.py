@@ -1,6 +1,10 @@
 """Turns watch events into reconciles: which NovelEngine an event concerns, a keyed work queue,
 and one operator-wide periodic resync (instead of per-object timers, which need finalizers).
 Each reconcile tells the autoscaler whether to scale its NovelEngine; a deletion stops it.
+
+Only events that can change a reconcile's outcome start one: a NovelEngine event whose
+spec, annotations and deletion are as before (the operator's own status write) does not. Child
+events also keep the `ChildIndex` the reconcile reads.
 """
 
 import asyncio
@@ -11,6 +15,7 @@ from typing import Any
 
 from novel_operator import names
 from novel_operator.autoscaler import Autoscaler
+from novel_operator.child_index import ChildIndex
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.reconcile import Outcome, Reference, Result
 from novel_operator.workqueue import WorkQueue
@@ -19,6 +24,7 @@ log = logging.getLogger(__name__)
 
 #: A NovelEngine: (namespace, name).
 Key = tuple[str, str]
+
 #: The reconcile of one NovelEngine (`Reconciler.reconcile`).
 Reconcile = Callable[[str, str], Awaitable[Outcome]]
 
@@ -35,6 +41,14 @@ def owner_of(child: Mapping[str, Any]) -> str | None:
     return str(instance) if instance else None
 
 
+def reconcile_inputs(novelengine: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a reconcile reads from a NovelEngine besides its status, which only the operator
+    writes: its identity, spec (by generation), annotations (pause) and deletion."""
+    meta = novelengine.get("metadata") or {}
+    annotations = sorted((meta.get("annotations") or {}).items())
+    return meta.get("uid"), meta.get("generation"), meta.get("deletionTimestamp"), annotations
+
+
 class Controller:
     def __init__(
         self,
@@ -43,16 +57,19 @@ class Controller:
         *,
         workers: int,
         resync_seconds: float,
+        children: ChildIndex,
         autoscaler: Autoscaler | None = None,
     ) -> None:
+        """`children`: the index child events keep up to date (the reconcile reads it)."""
         self._reconcile = reconcile
+        self._children = children
         self._autoscaler = autoscaler
         self._metrics = metrics
         self._resync_seconds = resync_seconds
         self._queue: WorkQueue[Key] = WorkQueue(
             self._handle, workers=workers, on_depth=metrics.queue_depth.set
         )
-        self._known: set[Key] = set()
+        self._known: dict[Key, tuple[Any, ...]] = {}  # with their reconcile_inputs
         self._references: dict[Key, frozenset[Reference]] = {}
         self._referrers: dict[tuple[str, Reference], set[Key]] = {}
         self._last_resync = time.monotonic()
@@ -60,20 +77,24 @@ class Controller:
 
     # ------------------------------------------------------------------ events in
 
-    def novelengine_seen(self, namespace: str, name: str, *, deleted: bool) -> None:
-        key = (namespace, name)
+    def novelengine_seen(self, novelengine: Mapping[str, Any], *, deleted: bool) -> None:
+        meta = novelengine["metadata"]
+        key = (str(meta["namespace"]), str(meta["name"]))
         if deleted:
-            self._known.discard(key)
+            self._known.pop(key, None)
             self._set_references(key, frozenset())
             self._queue.forget(key)
             if self._autoscaler is not None:
                 self._autoscaler.forget(key)
         else:
-            self._known.add(key)
-            self._queue.add(key)
+            inputs = reconcile_inputs(novelengine)
+            if self._known.get(key) != inputs:
+                self._known[key] = inputs
+                self._queue.add(key)
         self._metrics.known_resources.set(len(self._known))
 
-    def child_seen(self, child: Mapping[str, Any]) -> None:
+    def child_seen(self, child: Mapping[str, Any], *, deleted: bool) -> None:
+        self._children.seen(child, deleted=deleted)
         owner = owner_of(child)
         namespace = (child.get("metadata") or {}).get("namespace")
         if owner and namespace and (namespace, owner) in self._known:

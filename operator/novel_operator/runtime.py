@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from novel_operator import names
 from novel_operator.autoscaler import Autoscaler
+from novel_operator.child_index import ChildIndex
 from novel_operator.controller import Controller
 from novel_operator.handlers import build_registry, operator_settings
 from novel_operator.kube.client import KubeClient
@@ -68,11 +69,16 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
     )
     scraper = Scraper(resolver, timeout=options.scrape_timeout_seconds)
     memory = ScalingMemory()
+    children = ChildIndex()
+    reconciler = Reconciler(
+        kube, metrics, memory, operator_namespace=options.operator_namespace, children=children
+    )
     controller = Controller(
-        Reconciler(kube, metrics, memory, operator_namespace=options.operator_namespace).reconcile,
+        reconciler.reconcile,
         metrics,
         workers=options.workers,
         resync_seconds=options.resync_seconds,
+        children=children,
         autoscaler=Autoscaler(kube, scraper, memory, metrics),
     )
     async with scraper:

@@ -1,0 +1,69 @@
+"""Many NovelEngines at once on the real control plane: the operator's connections, and which
+requests a reconcile sends."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from harness import OPERATOR_USER, Cluster, StartOperator, wait_reconciles
+from testbed import Testbed
+
+from novel_operator import names
+
+pytestmark = pytest.mark.integration
+
+SIMULTANEOUS = 20
+
+
+def test_twenty_novelengines_created_at_once_become_ready_on_pooled_connections(
+    testbed: Testbed, cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns = testbed_namespace
+    operator = start_operator("--namespace", ns)
+    collection = f"/apis/{names.API_VERSION}/namespaces/{ns}/{names.PLURAL}"
+
+    def create(index: int) -> int:
+        body = {
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "metadata": {"name": f"fleet-{index}", "namespace": ns},
+            "spec": {"replicas": 1},
+        }
+        return testbed.request("POST", collection, body)[0]
+
+    with ThreadPoolExecutor(SIMULTANEOUS) as pool:
+        assert set(pool.map(create, range(SIMULTANEOUS))) == {201}
+    for index in range(SIMULTANEOUS):
+        cluster.wait_ready(ns, f"fleet-{index}", timeout=180)
+
+    discarded = [
+        record
+        for record in operator.log_records()
+        if "Connection pool is full" in str(record.get("message"))
+    ]
+    assert not discarded, f"the operator discarded connections: {discarded[:3]}"
+
+
+def test_a_reconcile_reads_the_children_that_exist_and_asks_for_no_other(
+    testbed: Testbed, cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns = testbed_namespace
+    operator = start_operator("--namespace", ns)  # resyncs every 2 s
+    cluster.create_novelengine(ns, "lean", {"replicas": 1})  # ConfigMap, Deployment, Service
+    cluster.wait_ready(ns, "lean")
+
+    mark = testbed.audit_mark()
+    wait_reconciles(cluster, operator, 2)
+    reads = testbed.audit_events(since=mark, user=OPERATOR_USER, verbs=("get",), namespace=ns)
+
+    assert reads, "the operator read nothing"
+    assert {event.resource for event in reads} == {
+        names.PLURAL,
+        "configmaps",
+        "deployments",
+        "services",
+    }
+    assert {event.code for event in reads} == {200}, [
+        (event.resource, event.name) for event in reads if event.code != 200
+    ]
