@@ -37,6 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bench.bench_http import cpu_seconds
 from novel_operator import names
 from novel_operator.crd import generate_crd
 from novel_operator.rbac import RBAC_RULES
@@ -100,8 +101,8 @@ def wait(what: str, done: Callable[[], bool], timeout: float) -> None:
         time.sleep(POLL)
 
 
-def request(bed: Any, method: str, path: str, body: Any = None) -> Any:
-    status, out = bed.request(method, path, body)
+def request(bed: Any, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+    status, out = bed.request(method, path, body, timeout=timeout)
     if status >= 300 and not (method == "DELETE" and status == 404):
         raise RuntimeError(f"{method} {path}: {status} {out}")
     return out
@@ -141,7 +142,7 @@ def bare_deployment(namespace: str, name: str) -> dict[str, Any]:
     }
 
 
-def is_ready(kind: str, obj: dict[str, Any]) -> bool:
+def is_ready(kind: str, obj: Mapping[str, Any]) -> bool:
     """A Deployment with every replica ready, or a NovelEngine Ready for its generation."""
     status = obj.get("status") or {}
     if kind == "Deployment":
@@ -305,10 +306,10 @@ def fleet_to_ready(
 
 
 def delete_all(bed: Any, namespace: str) -> None:
-    request(bed, "DELETE", deployments_path(namespace))
+    request(bed, "DELETE", deployments_path(namespace), timeout=300)  # each one, in turn
     wait(
         f"pods of {namespace} gone",
-        lambda: not request(bed, "GET", f"/api/v1/namespaces/{namespace}/pods")["items"],
+        lambda: not request(bed, "GET", f"/api/v1/namespaces/{namespace}/pods?limit=1")["items"],
         300,
     )
 
@@ -343,6 +344,15 @@ class Operator:
                 return bool(response.status == 200)
         except OSError:
             return False
+
+    def metric(self, prefix: str) -> float:
+        """The sum of the operator's samples whose name and labels start with `prefix`."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+        )
 
     def rss(self) -> tuple[int, int]:
         """(resident, peak resident) bytes, from /proc."""
@@ -424,7 +434,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             bare_fleet = bare_fleet_to_ready(bed, FLEET_NAMESPACE, size)
             delete_all(bed, FLEET_NAMESPACE)
+            reconciles = operator.metric("novel_operator_reconciles_total")
+            reconcile_seconds = operator.metric("novel_operator_reconcile_duration_seconds_sum")
+            cpu = cpu_seconds(operator.process.pid)
             pods_ready, fleet, workload_lags, lags = fleet_to_ready(bed, FLEET_NAMESPACE, size)
+            cpu = cpu_seconds(operator.process.pid) - cpu
+            reconciles = operator.metric("novel_operator_reconciles_total") - reconciles
+            reconcile_seconds = (
+                operator.metric("novel_operator_reconcile_duration_seconds_sum") - reconcile_seconds
+            )
             fleet_rss, peak_rss = operator.rss()
         finally:
             operator.stop()
@@ -453,6 +471,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"  its Deployment's lag      p50 {percentile(workload_lags, 0.5):.2f} s | "
         f"p99 {percentile(workload_lags, 0.99):.2f} s | max {max(workload_lags):.2f} s "
         "(the controller-manager's share)"
+    )
+    print(
+        f"  operator for the fleet    {reconciles:.0f} reconciles ({reconciles / size:.1f} per "
+        f"NovelEngine, {reconcile_seconds / reconciles:.2f} s each) | CPU {cpu:.0f} s "
+        f"({cpu / fleet:.0%} of a core)"
     )
     print(
         f"  operator RSS              {size} reconciled {mib(fleet_rss)} (peak {mib(peak_rss)}) "

@@ -3,8 +3,11 @@ and one operator-wide periodic resync (instead of per-object timers, which need 
 Each reconcile tells the autoscaler whether to scale its NovelEngine; a deletion stops it.
 
 Only events that can change a reconcile's outcome start one: a NovelEngine event whose
-spec, annotations and deletion are as before (the operator's own status write) does not. Child
-events also keep the `ChildIndex` the reconcile reads.
+spec, annotations and deletion are as before (the operator's own status write) does not. Events
+about NovelEngines already known (their children, references and edits) are handled before the
+first reconcile of new ones and before resyncs, so that a burst of new NovelEngines does not hold
+up the status of those whose pods just turned ready. Child events also keep the `ChildIndex` the
+reconcile reads.
 """
 
 import asyncio
@@ -88,9 +91,10 @@ class Controller:
                 self._autoscaler.forget(key)
         else:
             inputs = reconcile_inputs(novelengine)
-            if self._known.get(key) != inputs:
+            before = self._known.get(key)
+            if before != inputs:
                 self._known[key] = inputs
-                self._queue.add(key)
+                self._queue.add(key, prompt=before is not None)
         self._metrics.known_resources.set(len(self._known))
 
     def child_seen(self, child: Mapping[str, Any], *, deleted: bool) -> None:
@@ -98,12 +102,12 @@ class Controller:
         owner = owner_of(child)
         namespace = (child.get("metadata") or {}).get("namespace")
         if owner and namespace and (namespace, owner) in self._known:
-            self._queue.add((namespace, owner))
+            self._queue.add((namespace, owner), prompt=True)
 
     def referenced_object_seen(self, kind: str, namespace: str, name: str) -> None:
         """A ConfigMap or Secret changed: reconcile the NovelEngines that refer to it."""
         for key in self._referrers.get((namespace, Reference(kind, name)), ()):
-            self._queue.add(key)
+            self._queue.add(key, prompt=True)
 
     # ------------------------------------------------------------------ running
 

@@ -1,12 +1,13 @@
-"""Many NovelEngines at once on the real control plane: the operator's connections, and which
-requests a reconcile sends."""
+"""Many NovelEngines at once on the real control plane: the operator's connections, which
+requests a reconcile sends, and the watch events that carry pod readiness into the status."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness import OPERATOR_USER, Cluster, StartOperator, wait_reconciles
+from harness import OPERATOR_USER, Cluster, StartOperator, condition_status, wait_reconciles
 from testbed import Testbed
 
 from novel_operator import names
@@ -67,3 +68,38 @@ def test_a_reconcile_reads_the_children_that_exist_and_asks_for_no_other(
     assert {event.code for event in reads} == {200}, [
         (event.resource, event.name) for event in reads if event.code != 200
     ]
+
+
+def test_the_status_follows_a_pod_turning_unready_and_ready_again_without_a_resync(
+    testbed: Testbed, cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns = testbed_namespace
+    start_operator("--namespace", ns, resync_seconds=3600)  # only watch events reconcile
+    cluster.create_novelengine(ns, "steady", {"replicas": 1})
+    cluster.wait_ready(ns, "steady")
+    selector = names.selector_string(names.engine_selector("steady"))
+    [pod] = cluster.list("v1", "Pod", ns, selector)
+
+    def set_pod_ready(ready: str) -> None:
+        # What a kubelet reports when a readiness probe fails or passes again.
+        status, out = testbed.request(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/status",
+            {"status": {"conditions": [{"type": "Ready", "status": ready}]}},
+            content_type="application/strategic-merge-patch+json",
+        )
+        assert status == 200, out
+
+    def novelengine_ready(expected: str) -> Callable[[], str | None]:
+        def check() -> str | None:
+            obj = cluster.novelengine(ns, "steady")
+            assert obj is not None
+            found = condition_status(obj, names.CONDITION_READY)
+            return None if found == expected else f"Ready={found}: {obj.get('status')}"
+
+        return check
+
+    set_pod_ready("False")
+    cluster.wait("the NovelEngine not Ready", novelengine_ready("False"))
+    set_pod_ready("True")
+    cluster.wait("the NovelEngine Ready again", novelengine_ready("True"))
