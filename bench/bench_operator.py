@@ -71,8 +71,9 @@ tb = load_testbed_module()
 
 
 def service_cidr_for(services: int) -> str:
-    """The smallest Service range from 10.96.0.0 (a /24 at least) with room for `services`."""
-    prefix = min(24, 32 - math.ceil(math.log2(services + 16)))
+    """A Service range from 10.96.0.0 (a /24 at least) with room for 8 times `services`: the
+    apiserver picks ClusterIPs at random, and retries each pick that is taken."""
+    prefix = min(24, 32 - math.ceil(math.log2(8 * services)))
     return str(ipaddress.ip_network(f"10.96.0.0/{prefix}"))
 
 

@@ -1,6 +1,8 @@
 """Which NovelEngine a watch event concerns, and what gets reconciled because of it."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -54,15 +56,27 @@ class RecordingReconciler:
         return await asyncio.wait_for(self.seen.get(), 5)
 
 
-async def test_events_reach_the_novelengine_they_concern() -> None:
-    content = Reference("ConfigMap", "stories")
-    reconciler = RecordingReconciler({("ns", "tale"): frozenset({content})})
-    metrics = OperatorMetrics(CollectorRegistry())
+@asynccontextmanager
+async def running(
+    reconciler: RecordingReconciler, metrics: OperatorMetrics
+) -> AsyncIterator[Controller]:
+    """A controller with one worker and no resync, running on `reconciler`."""
     controller = Controller(
         reconciler.reconcile, metrics, workers=1, resync_seconds=3600, children=ChildIndex()
     )
     task = asyncio.create_task(controller.run())
     try:
+        yield controller
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_events_reach_the_novelengine_they_concern() -> None:
+    content = Reference("ConfigMap", "stories")
+    reconciler = RecordingReconciler({("ns", "tale"): frozenset({content})})
+    metrics = OperatorMetrics(CollectorRegistry())
+    async with running(reconciler, metrics) as controller:
         controller.novelengine_seen(novelengine("tale"), deleted=False)
         controller.novelengine_seen(novelengine("saga"), deleted=False)
         assert {await reconciler.next(), await reconciler.next()} == {
@@ -89,19 +103,11 @@ async def test_events_reach_the_novelengine_they_concern() -> None:
         controller.novelengine_seen(novelengine("saga", generation=3), deleted=False)
         assert await reconciler.next() == ("ns", "saga")  # the deleted one is not reconciled
         assert metrics.registry.get_sample_value("novel_operator_novelengines") == 1
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_novelengine_event_that_changes_only_its_status_starts_no_reconcile() -> None:
     reconciler = RecordingReconciler({})
-    metrics = OperatorMetrics(CollectorRegistry())
-    controller = Controller(
-        reconciler.reconcile, metrics, workers=1, resync_seconds=3600, children=ChildIndex()
-    )
-    task = asyncio.create_task(controller.run())
-    try:
+    async with running(reconciler, OperatorMetrics(CollectorRegistry())) as controller:
         controller.novelengine_seen(novelengine("tale"), deleted=False)
         assert await reconciler.next() == ("ns", "tale")
 
@@ -113,9 +119,6 @@ async def test_a_novelengine_event_that_changes_only_its_status_starts_no_reconc
         controller.novelengine_seen(novelengine("tale", generation=2), deleted=False)
         assert await reconciler.next() == ("ns", "tale")  # the status write came in between
         assert reconciler.seen.empty()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def test_the_child_index_holds_what_the_watches_reported_and_not_what_they_deleted() -> None:
