@@ -44,12 +44,15 @@ def owner_of(child: Mapping[str, Any]) -> str | None:
     return str(instance) if instance else None
 
 
-def reconcile_inputs(novelengine: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What a reconcile reads from a NovelEngine besides its status, which only the operator
-    writes: its identity, spec (by generation), annotations (pause) and deletion."""
+def reconcile_inputs(novelengine: Mapping[str, Any]) -> int:
+    """A digest of what a reconcile reads from a NovelEngine besides its status, which only the
+    operator writes: its identity, spec (by generation), annotations (pause) and deletion. (A
+    digest: annotations may hold a copy of the whole object, e.g. kubectl's last-applied one.)"""
     meta = novelengine.get("metadata") or {}
-    annotations = sorted((meta.get("annotations") or {}).items())
-    return meta.get("uid"), meta.get("generation"), meta.get("deletionTimestamp"), annotations
+    annotations = tuple(sorted((meta.get("annotations") or {}).items()))
+    return hash(
+        (meta.get("uid"), meta.get("generation"), meta.get("deletionTimestamp"), annotations)
+    )
 
 
 class Controller:
@@ -72,7 +75,7 @@ class Controller:
         self._queue: WorkQueue[Key] = WorkQueue(
             self._handle, workers=workers, on_depth=metrics.queue_depth.set
         )
-        self._known: dict[Key, tuple[Any, ...]] = {}  # with their reconcile_inputs
+        self._known: dict[Key, int] = {}  # with their reconcile_inputs
         self._references: dict[Key, frozenset[Reference]] = {}
         self._referrers: dict[tuple[str, Reference], set[Key]] = {}
         self._last_resync = time.monotonic()
