@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 #: A NovelEngine: (namespace, name).
 Key = tuple[str, str]
-
 #: The reconcile of one NovelEngine (`Reconciler.reconcile`).
 Reconcile = Callable[[str, str], Awaitable[Outcome]]
 
