@@ -91,7 +91,7 @@ generate: crds  ## regenerate every generated file: the CRD, and the chart's cop
 	  $(BIN)/novel-engine-operator rbac; } > $(CHART_FILES)/.rbac-rules.yaml.tmp
 	mv $(CHART_FILES)/.rbac-rules.yaml.tmp $(CHART_FILES)/rbac-rules.yaml
 
-bench: venv system-deps  ## run the benchmarks (figures printed as ratios against an in-run baseline)
+bench: venv system-deps k8s-assets  ## run the benchmarks (figures printed as ratios against an in-run baseline)
 	$(BIN)/python -m bench
 
 clean:  ## remove the virtualenv and local data

@@ -1,6 +1,13 @@
 """Turns watch events into reconciles: which NovelEngine an event concerns, a keyed work queue,
 and one operator-wide periodic resync (instead of per-object timers, which need finalizers).
 Each reconcile tells the autoscaler whether to scale its NovelEngine; a deletion stops it.
+
+Only events that can change a reconcile's outcome start one: a NovelEngine event whose
+spec, annotations and deletion are as before (the operator's own status write) does not. Events
+about NovelEngines already known (their children, references and edits) are handled before the
+first reconcile of new ones and before resyncs, so that a burst of new NovelEngines does not hold
+up the status of those whose pods just turned ready. Child events also keep the `ChildIndex` the
+reconcile reads.
 """
 
 import asyncio
@@ -11,6 +18,7 @@ from typing import Any
 
 from novel_operator import names
 from novel_operator.autoscaler import Autoscaler
+from novel_operator.child_index import ChildIndex
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.reconcile import Outcome, Reference, Result
 from novel_operator.workqueue import WorkQueue
@@ -35,6 +43,17 @@ def owner_of(child: Mapping[str, Any]) -> str | None:
     return str(instance) if instance else None
 
 
+def reconcile_inputs(novelengine: Mapping[str, Any]) -> int:
+    """A digest of what a reconcile reads from a NovelEngine besides its status, which only the
+    operator writes: its identity, spec (by generation), annotations (pause) and deletion. (A
+    digest: annotations may hold a copy of the whole object, e.g. kubectl's last-applied one.)"""
+    meta = novelengine.get("metadata") or {}
+    annotations = tuple(sorted((meta.get("annotations") or {}).items()))
+    return hash(
+        (meta.get("uid"), meta.get("generation"), meta.get("deletionTimestamp"), annotations)
+    )
+
+
 class Controller:
     def __init__(
         self,
@@ -43,16 +62,19 @@ class Controller:
         *,
         workers: int,
         resync_seconds: float,
+        children: ChildIndex,
         autoscaler: Autoscaler | None = None,
     ) -> None:
+        """`children`: the index child events keep up to date (the reconcile reads it)."""
         self._reconcile = reconcile
+        self._children = children
         self._autoscaler = autoscaler
         self._metrics = metrics
         self._resync_seconds = resync_seconds
         self._queue: WorkQueue[Key] = WorkQueue(
             self._handle, workers=workers, on_depth=metrics.queue_depth.set
         )
-        self._known: set[Key] = set()
+        self._known: dict[Key, int] = {}  # with their reconcile_inputs
         self._references: dict[Key, frozenset[Reference]] = {}
         self._referrers: dict[tuple[str, Reference], set[Key]] = {}
         self._last_resync = time.monotonic()
@@ -60,29 +82,34 @@ class Controller:
 
     # ------------------------------------------------------------------ events in
 
-    def novelengine_seen(self, namespace: str, name: str, *, deleted: bool) -> None:
-        key = (namespace, name)
+    def novelengine_seen(self, novelengine: Mapping[str, Any], *, deleted: bool) -> None:
+        meta = novelengine["metadata"]
+        key = (str(meta["namespace"]), str(meta["name"]))
         if deleted:
-            self._known.discard(key)
+            self._known.pop(key, None)
             self._set_references(key, frozenset())
             self._queue.forget(key)
             if self._autoscaler is not None:
                 self._autoscaler.forget(key)
         else:
-            self._known.add(key)
-            self._queue.add(key)
+            inputs = reconcile_inputs(novelengine)
+            before = self._known.get(key)
+            if before != inputs:
+                self._known[key] = inputs
+                self._queue.add(key, prompt=before is not None)
         self._metrics.known_resources.set(len(self._known))
 
-    def child_seen(self, child: Mapping[str, Any]) -> None:
+    def child_seen(self, child: Mapping[str, Any], *, deleted: bool) -> None:
+        self._children.seen(child, deleted=deleted)
         owner = owner_of(child)
         namespace = (child.get("metadata") or {}).get("namespace")
         if owner and namespace and (namespace, owner) in self._known:
-            self._queue.add((namespace, owner))
+            self._queue.add((namespace, owner), prompt=True)
 
     def referenced_object_seen(self, kind: str, namespace: str, name: str) -> None:
         """A ConfigMap or Secret changed: reconcile the NovelEngines that refer to it."""
         for key in self._referrers.get((namespace, Reference(kind, name)), ()):
-            self._queue.add(key)
+            self._queue.add(key, prompt=True)
 
     # ------------------------------------------------------------------ running
 

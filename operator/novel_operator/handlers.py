@@ -64,9 +64,9 @@ def build_registry(
         return await asyncio.to_thread(connection_info, configuration)
 
     @kopf.on.event(names.API_VERSION, names.PLURAL, id="novelengine-event", registry=registry)
-    async def novelengine_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
-        if namespace:
-            controller.novelengine_seen(namespace, name, deleted=type == "DELETED")
+    async def novelengine_event(type: str, body: kopf.Body, **_: Any) -> None:
+        if body.metadata.namespace:
+            controller.novelengine_seen(body, deleted=type == "DELETED")
 
     for api_version, kind in CHILD_KINDS:
         kopf.on.event(api_version, kind, id=f"{kind.lower()}-event", registry=registry)(
@@ -76,7 +76,7 @@ def build_registry(
 
 
 def _child_event(controller: Controller) -> EventHandler:
-    async def child_event(body: kopf.Body, **_: Any) -> None:
-        controller.child_seen(body)
+    async def child_event(type: str, body: kopf.Body, **_: Any) -> None:
+        controller.child_seen(body, deleted=type == "DELETED")
 
     return child_event

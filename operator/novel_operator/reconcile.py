@@ -21,13 +21,16 @@ from novel_operator import names
 from novel_operator.autoscaler import ScalingTarget, has_l2, scales_on_engine_metrics
 from novel_operator.builders import (
     ChildRef,
+    DesiredState,
     StartupInputs,
     build_redis_secret,
     child_refs,
     desired_state,
 )
+from novel_operator.builders.common import NO_STARTUP_INPUTS
 from novel_operator.builders.workload import workload_kind
 from novel_operator.cache_health import CacheMemory, CacheVerdict
+from novel_operator.child_index import ChildIndex
 from novel_operator.kube.client import (
     ApiError,
     ChildAction,
@@ -178,11 +181,13 @@ class Reconciler:
         cache_memory: CacheMemory,
         *,
         operator_namespace: str,
+        children: ChildIndex,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         """`operator_namespace`: where the operator's own pods run (the engine NetworkPolicy
-        lets them in from there)."""
+        lets them in from there). `children`: the children the watches have seen."""
         self._kube = kube
+        self._children = children
         self._metrics = metrics
         self._operator_namespace = operator_namespace
         self._memory = memory
@@ -217,7 +222,7 @@ class Reconciler:
             problems.extend(str(problem) for problem in field_errors(error))
 
         references: dict[Reference, str | None] = references_of(spec) if spec else {}
-        live = await self._read(owner, references) if spec is not None else {}
+        live = await self._read(owner, spec, references) if spec is not None else {}
         for ref, key in references.items():
             problem = _reference_problem(namespace, ref, key, live[ref.kind, ref.name])
             if problem:
@@ -370,14 +375,42 @@ class Reconciler:
             found = claim_blockers(claims, [e for listed in events for e in listed]) + found
         return found
 
-    async def _read(self, owner: Owner, references: Iterable[Reference]) -> Live:
-        """Every child (wanted or not) and every referenced object, read concurrently."""
-        wanted = [ChildRef("v1", ref.kind, ref.name) for ref in references]
-        unique = list(dict.fromkeys([*child_refs(owner.name), *wanted]))
+    async def _read(
+        self, owner: Owner, spec: NovelEngineSpec, references: Iterable[Reference]
+    ) -> Live:
+        """Every child the spec wants, every child it does not want that a watch has seen (the
+        others are absent: one created meanwhile is reported, and reconciled, when its event
+        comes) and every referenced object, read concurrently."""
+        unwanted = set(self._desired(owner, spec).absent)
+        children = [
+            ref
+            for ref in child_refs(owner.name)
+            if ref not in unwanted or (ref.kind, owner.namespace, ref.name) in self._children
+        ]
+        referenced = [ChildRef("v1", ref.kind, ref.name) for ref in references]
+        unique = list(dict.fromkeys([*children, *referenced]))
         found = await self._kube.get_all(
             [(ref.api_version, ref.kind, owner.namespace, ref.name) for ref in unique]
         )
-        return {(ref.kind, ref.name): obj for ref, obj in zip(unique, found, strict=True)}
+        live: Live = {(ref.kind, ref.name): None for ref in unwanted}
+        live.update({(ref.kind, ref.name): obj for ref, obj in zip(unique, found, strict=True)})
+        return live
+
+    def _desired(
+        self,
+        owner: Owner,
+        spec: NovelEngineSpec,
+        floor: int | None = None,
+        startup_inputs: StartupInputs = NO_STARTUP_INPUTS,
+    ) -> DesiredState:
+        return desired_state(
+            owner,
+            spec,
+            engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
+            operator_namespace=self._operator_namespace,
+            hpa_min_replicas=floor,
+            startup_inputs=startup_inputs,
+        )
 
     async def _apply(
         self,
@@ -406,13 +439,11 @@ class Reconciler:
         floor_moved = report is not None and floor != (
             previous.autoscaling.floor if previous.autoscaling else None
         )
-        desired = desired_state(
+        desired = self._desired(
             owner,
             spec,
-            engine_replicas_owned_elsewhere=spec.replicas_writer != "spec",
-            operator_namespace=self._operator_namespace,
-            hpa_min_replicas=floor,
-            startup_inputs=StartupInputs(
+            floor,
+            StartupInputs(
                 redis_credentials=secret_version(
                     live[SECRET, secret_name] for secret_name in credential_secrets(owner, spec)
                 ),

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from novel_operator import names
 from novel_operator.autoscaler import DEFAULT_CACHE_PERIOD_SECONDS, Autoscaler
 from novel_operator.cache_health import CacheMemory
+from novel_operator.child_index import ChildIndex
 from novel_operator.controller import Controller
 from novel_operator.handlers import build_registry, operator_settings
 from novel_operator.kube.client import KubeClient
@@ -71,14 +72,21 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
     scraper = Scraper(resolver, timeout=options.scrape_timeout_seconds)
     memory = ScalingMemory()
     cache_memory = CacheMemory()
+    children = ChildIndex()
     reconciler = Reconciler(
-        kube, metrics, memory, cache_memory, operator_namespace=options.operator_namespace
+        kube,
+        metrics,
+        memory,
+        cache_memory,
+        operator_namespace=options.operator_namespace,
+        children=children,
     )
     controller = Controller(
         reconciler.reconcile,
         metrics,
         workers=options.workers,
         resync_seconds=options.resync_seconds,
+        children=children,
         autoscaler=Autoscaler(
             kube, scraper, memory, cache_memory, metrics, cache_period=options.cache_check_seconds
         ),

@@ -4,10 +4,15 @@
 - One worker handles a key at a time; a key added while it is handled runs once more after.
 - A failed key comes back after an exponential backoff; a success resets its backoff.
 - A handler may ask for its key to come back after a delay (e.g. to re-check later).
+- A key added `prompt` goes before every key that is not: the status of objects already running
+  follows their changes while a burst of new ones waits (a waiting key added again `prompt`
+  moves up). Prompt keys come from bounded sources (events about objects already handled), so
+  the others wait only while those are being worked off.
 """
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -34,8 +39,10 @@ class WorkQueue(Generic[K]):
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._on_depth = on_depth
-        self._queue: asyncio.Queue[K] = asyncio.Queue()
-        self._waiting: set[K] = set()
+        self._prompt: deque[K] = deque()
+        self._later: deque[K] = deque()
+        self._queued = asyncio.Semaphore(0)  # one release per key in the two deques
+        self._waiting: dict[K, bool] = {}  # key -> prompt
         self._active: set[K] = set()
         self._failures: dict[K, int] = {}
         self._timers: dict[K, asyncio.TimerHandle] = {}
@@ -43,14 +50,24 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def add(self, key: K) -> None:
-        """Handle `key` soon (once, however often it is added before a worker takes it)."""
+    def add(self, key: K, *, prompt: bool = False) -> None:
+        """Handle `key` soon (once, however often it is added before a worker takes it);
+        `prompt`: before the keys that are not."""
         if key in self._waiting:
+            if prompt and not self._waiting[key]:
+                self._waiting[key] = True
+                if key not in self._active:
+                    self._later.remove(key)
+                    self._prompt.append(key)
             return
-        self._waiting.add(key)
+        self._waiting[key] = prompt
         if key not in self._active:
-            self._queue.put_nowait(key)
+            self._enqueue(key)
         self._on_depth(len(self._waiting))
+
+    def _enqueue(self, key: K) -> None:
+        (self._prompt if self._waiting[key] else self._later).append(key)
+        self._queued.release()
 
     def add_after(self, key: K, delay: float) -> None:
         """Handle `key` in `delay` seconds (the earliest of several pending delays wins)."""
@@ -87,8 +104,9 @@ class WorkQueue(Generic[K]):
 
     async def _work(self) -> None:
         while True:
-            key = await self._queue.get()
-            self._waiting.discard(key)
+            await self._queued.acquire()
+            key = self._prompt.popleft() if self._prompt else self._later.popleft()
+            del self._waiting[key]
             self._active.add(key)
             self._on_depth(len(self._waiting))
             try:
@@ -106,4 +124,4 @@ class WorkQueue(Generic[K]):
             finally:
                 self._active.discard(key)
                 if key in self._waiting:
-                    self._queue.put_nowait(key)
+                    self._enqueue(key)

@@ -278,6 +278,7 @@ class Testbed:
         *,
         binaries: Mapping[str, Path] | None = None,
         nodes: int = 3,
+        service_cidr: str = SERVICE_CIDR,
         detach: bool = False,
         hpa_sync_period: str = "5s",
         extra_args: Mapping[str, Sequence[str]] | None = None,
@@ -286,7 +287,9 @@ class Testbed:
         """``detach=True`` (CLI) lets the processes outlive this Python process; otherwise they
         get SIGTERM if it dies. ``extra_args`` appends flags per component name.
         ``apiserver_only=True`` starts etcd and kube-apiserver alone (no controllers, no
-        Nodes): enough to ask the API what it accepts, e.g. server-side dry-runs."""
+        Nodes): enough to ask the API what it accepts, e.g. server-side dry-runs.
+        ``nodes`` kwok Nodes hold 110 Pods each; ``service_cidr`` is the Service ClusterIP range
+        (the default /24 holds about 250 Services)."""
         self.run_dir = Path(run_dir).resolve()
         self.apiserver_only = apiserver_only
         if binaries is not None:
@@ -294,6 +297,7 @@ class Testbed:
         else:
             self.binaries = find_binaries(KUBEBUILDER_CORE if apiserver_only else REQUIRED_BINARIES)
         self.nodes = nodes
+        self.service_cidr = service_cidr
         self.detach = detach
         self.hpa_sync_period = hpa_sync_period
         self.extra_args = {k: list(v) for k, v in (extra_args or {}).items()}
@@ -716,7 +720,7 @@ class Testbed:
                 f"--token-auth-file={pki / 'tokens.csv'}",
                 "--authorization-mode=RBAC",
                 "--anonymous-auth=false",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={self.service_cidr}",
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--profiling=false",

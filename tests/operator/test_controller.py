@@ -1,18 +1,26 @@
 """Which NovelEngine a watch event concerns, and what gets reconciled because of it."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from novel_operator import names
+from novel_operator.child_index import ChildIndex
 from novel_operator.controller import Controller, owner_of
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.reconcile import Outcome, Reference, Result
 
 
 def child(namespace: str = "ns", **metadata: Any) -> dict[str, Any]:
-    return {"metadata": {"name": "x", "namespace": namespace, **metadata}}
+    return {"kind": "Deployment", "metadata": {"name": "x", "namespace": namespace, **metadata}}
+
+
+def novelengine(name: str, generation: int = 1, **metadata: Any) -> dict[str, Any]:
+    meta = {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": generation}
+    return {"kind": names.KIND, "metadata": {**meta, **metadata}}
 
 
 def owner_ref(kind: str = names.KIND, api_version: str = names.API_VERSION) -> dict[str, Any]:
@@ -48,37 +56,76 @@ class RecordingReconciler:
         return await asyncio.wait_for(self.seen.get(), 5)
 
 
+@asynccontextmanager
+async def running(
+    reconciler: RecordingReconciler, metrics: OperatorMetrics
+) -> AsyncIterator[Controller]:
+    """A controller with one worker and no resync, running on `reconciler`."""
+    controller = Controller(
+        reconciler.reconcile, metrics, workers=1, resync_seconds=3600, children=ChildIndex()
+    )
+    task = asyncio.create_task(controller.run())
+    try:
+        yield controller
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_events_reach_the_novelengine_they_concern() -> None:
     content = Reference("ConfigMap", "stories")
     reconciler = RecordingReconciler({("ns", "tale"): frozenset({content})})
     metrics = OperatorMetrics(CollectorRegistry())
-    controller = Controller(reconciler.reconcile, metrics, workers=1, resync_seconds=3600)
-    task = asyncio.create_task(controller.run())
-    try:
-        controller.novelengine_seen("ns", "tale", deleted=False)
-        controller.novelengine_seen("ns", "saga", deleted=False)
+    async with running(reconciler, metrics) as controller:
+        controller.novelengine_seen(novelengine("tale"), deleted=False)
+        controller.novelengine_seen(novelengine("saga"), deleted=False)
         assert {await reconciler.next(), await reconciler.next()} == {
             ("ns", "tale"),
             ("ns", "saga"),
         }
 
-        controller.child_seen(child(ownerReferences=[owner_ref()]))
+        controller.child_seen(child(ownerReferences=[owner_ref()]), deleted=False)
         assert await reconciler.next() == ("ns", "tale")
 
         controller.referenced_object_seen("ConfigMap", "ns", "stories")
         controller.referenced_object_seen("ConfigMap", "other", "stories")  # another namespace
         controller.referenced_object_seen("Secret", "ns", "stories")  # another kind
-        controller.child_seen(child(namespace="other", ownerReferences=[owner_ref()]))
-        controller.novelengine_seen("ns", "saga", deleted=False)
+        controller.child_seen(
+            child(namespace="other", ownerReferences=[owner_ref()]), deleted=False
+        )
+        controller.novelengine_seen(novelengine("saga", generation=2), deleted=False)
         assert await reconciler.next() == ("ns", "tale")
         assert await reconciler.next() == ("ns", "saga")  # nothing else came between
 
-        controller.novelengine_seen("ns", "tale", deleted=True)
-        controller.child_seen(child(ownerReferences=[owner_ref()]))
+        controller.novelengine_seen(novelengine("tale"), deleted=True)
+        controller.child_seen(child(ownerReferences=[owner_ref()]), deleted=False)
         controller.referenced_object_seen("ConfigMap", "ns", "stories")
-        controller.novelengine_seen("ns", "saga", deleted=False)
+        controller.novelengine_seen(novelengine("saga", generation=3), deleted=False)
         assert await reconciler.next() == ("ns", "saga")  # the deleted one is not reconciled
         assert metrics.registry.get_sample_value("novel_operator_novelengines") == 1
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_novelengine_event_that_changes_only_its_status_starts_no_reconcile() -> None:
+    reconciler = RecordingReconciler({})
+    async with running(reconciler, OperatorMetrics(CollectorRegistry())) as controller:
+        controller.novelengine_seen(novelengine("tale"), deleted=False)
+        assert await reconciler.next() == ("ns", "tale")
+
+        ready = {**novelengine("tale", resourceVersion="2"), "status": {"replicas": 1}}
+        controller.novelengine_seen(ready, deleted=False)  # the operator's own status write
+        paused = novelengine("tale", annotations={names.PAUSED_ANNOTATION: "true"})
+        controller.novelengine_seen(paused, deleted=False)
+        assert await reconciler.next() == ("ns", "tale")
+        controller.novelengine_seen(novelengine("tale", generation=2), deleted=False)
+        assert await reconciler.next() == ("ns", "tale")  # the status write came in between
+        assert reconciler.seen.empty()
+
+
+def test_the_child_index_holds_what_the_watches_reported_and_not_what_they_deleted() -> None:
+    index = ChildIndex()
+    index.seen(child(), deleted=False)
+    index.seen(child(namespace="other"), deleted=False)
+    index.seen(child(namespace="other"), deleted=True)
+    assert ("Deployment", "ns", "x") in index
+    assert ("Deployment", "other", "x") not in index
+    assert ("Service", "ns", "x") not in index

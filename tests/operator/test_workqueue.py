@@ -132,3 +132,39 @@ async def test_forgetting_a_key_cancels_its_retry() -> None:
         queue.add_after("end", 0.2)
         await recorder.until("end")
     assert recorder.handled == ["a", "end"]
+
+
+async def test_prompt_keys_go_before_the_others_and_a_waiting_key_can_move_up() -> None:
+    recorder = Recorder()
+    queue = WorkQueue(recorder, workers=1)
+    for key in ("new-1", "new-2", "new-3"):
+        queue.add(key)
+    queue.add("running-1", prompt=True)
+    queue.add("new-3", prompt=True)  # waiting already: moves up, still once
+    queue.add("running-2", prompt=True)
+    queue.add("running-1")  # waiting already, prompt: stays where it is
+    assert len(queue) == 5
+    async with running(queue):
+        queue.add("end")
+        await recorder.until("end")
+    assert recorder.handled == ["running-1", "new-3", "running-2", "new-1", "new-2", "end"]
+
+
+async def test_a_prompt_key_added_during_its_handling_runs_again_before_the_others() -> None:
+    release = asyncio.Event()
+
+    async def slow_first_run(key: str, run: int) -> None:
+        if key == "a" and run == 1:
+            await release.wait()
+        return None
+
+    recorder = Recorder(slow_first_run)
+    queue = WorkQueue(recorder, workers=1)
+    queue.add("a")
+    async with running(queue):
+        await recorder.until("a")
+        queue.add("b")
+        queue.add("a", prompt=True)
+        release.set()
+        await recorder.until("b")
+    assert recorder.handled == ["a", "a", "b"]
