@@ -35,9 +35,9 @@ from pathlib import Path
 from aiohttp import web
 
 CONNECTIONS = 64
-DURATION_SECONDS = 8
+DURATION_SECONDS = 4
 WARM_UP_SECONDS = 3
-ROUNDS = 5
+ROUNDS = 9
 GOAL_RATIO = 0.75
 AIM_RATIO = 0.85
 GOAL_P99_RATIO = 1.3
