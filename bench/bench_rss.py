@@ -6,16 +6,18 @@ Under load: wrk on cached character reads while another client posts uncached si
 the run, and VmHWM gives the peak. Worker processes of the process pool are separate processes
 and not counted (the default threshold keeps simulations in the serving process anyway).
 
-Goal: idle RSS <= 50 MB, that is 50e6 bytes = 47.7 MiB; the kernel reports KiB, so figures are
-printed in MiB and MB and the goal is compared in bytes. Two processes started the same way
-(same python, idle after a few requests) give the same-run baselines: a bare
-aiohttp hello app, and the same app after importing the libraries the engine is built on
-(pydantic with one model built, prometheus_client, aiosqlite, yaml) and no engine code.
+Two processes started the same way (same python, idle after a few requests) give the same-run
+baselines: a bare aiohttp hello app, and the same app after importing the libraries the engine
+is built on (pydantic with one model built, prometheus_client, aiosqlite, yaml) and no engine
+code: the libraries-only floor. Goal: the engine idles at most 3 MiB above that floor. The
+kernel reports KiB; figures are printed in MiB and MB.
 
 Run: `python -m bench.bench_rss` (needs wrk: `scripts/system-deps`).
 """
 
+import compileall
 import importlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -39,8 +41,8 @@ from bench.bench_http import (
     serve_hello,
 )
 
-GOAL_IDLE_BYTES = 50_000_000
 MIB = 1024 * 1024
+GOAL_OVER_FLOOR_BYTES = 3 * MIB
 LOAD_SECONDS = 15
 IDLE_SECONDS = 2
 ENGINE_LIBRARIES = ("pydantic", "prometheus_client", "aiosqlite", "yaml")
@@ -90,6 +92,17 @@ def libraries_app() -> Iterator[Server]:
         yield server
 
 
+def compile_engine() -> None:
+    """Write the engine's bytecode, as installing the package does (pip compiles at install).
+
+    An editable checkout run with PYTHONDONTWRITEBYTECODE (set in the image too) would compile
+    every engine module at each start, and that transient memory would count as idle RSS.
+    """
+    spec = importlib.util.find_spec("novel_engine")
+    if spec is not None and spec.submodule_search_locations:
+        compileall.compile_dir(spec.submodule_search_locations[0], quiet=1)
+
+
 def post_simulations(url: str, stop: threading.Event) -> int:
     posted = 0
     while not stop.is_set():
@@ -107,6 +120,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         print("bench_rss: wrk is not installed (scripts/system-deps installs it); skipped")
         return
+    compile_engine()
     with hello_app(cpu=None) as bare:
         bare_idle = idle_rss(bare, ["/"] * 4)
     with libraries_app() as libraries:
@@ -142,10 +156,10 @@ def main() -> None:
         peak = status_bytes(served.pid, "VmHWM")
         after = status_bytes(served.pid, "VmRSS")
 
-    verdict = "meets" if idle <= GOAL_IDLE_BYTES else "misses"
+    verdict = "meets" if idle - libraries_idle <= GOAL_OVER_FLOOR_BYTES else "misses"
     print(
-        f"bench_rss: resident memory (VmRSS); goal: engine idle <= {sizes(GOAL_IDLE_BYTES)}"
-        " (compared in bytes)"
+        "bench_rss: resident memory (VmRSS); goal: engine idle at most"
+        f" {GOAL_OVER_FLOOR_BYTES / MIB:.0f} MiB over the libraries-only floor"
     )
     print(f"  bare aiohttp hello app, idle        {sizes(bare_idle)}")
     print(

@@ -1,4 +1,4 @@
-"""The aiohttp application factory: middlewares, routes and one cleanup context per resource.
+"""The aiohttp application factory: routes inside request layers, a cleanup context per resource.
 
 ``create_app`` reads no environment; everything comes from the Settings it is given. Resources
 start in order (database, cache, content, jobs, scheduler, simulations, then taking over the jobs
@@ -8,6 +8,7 @@ the cache and the database close.
 """
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -36,9 +37,11 @@ from novel_engine.keys import (
     SIMULATIONS,
 )
 from novel_engine.metrics import EngineMetrics
-from novel_engine.middlewares.body_limit import setup_body_limit
-from novel_engine.middlewares.metrics import setup_metrics
-from novel_engine.middlewares.problems import setup_problems
+from novel_engine.middlewares import RequestLayer, layered
+from novel_engine.middlewares.body_limit import body_limit
+from novel_engine.middlewares.metrics import request_metrics
+from novel_engine.middlewares.problems import problems
+from novel_engine.middlewares.unmatched import setup_unmatched
 from novel_engine.openapi import build_openapi
 from novel_engine.routes import setup_routes
 from novel_engine.routes.content import library_operations
@@ -160,12 +163,20 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app[DRAIN] = DrainState(settings.drain_timeout)
 
     # Outermost first: metrics see the final status, problems see every error.
-    setup_metrics(app, metrics)
-    setup_problems(app)
-    setup_body_limit(app, settings.max_body_bytes)
-
+    layers: list[RequestLayer] = [
+        request_metrics(metrics),
+        problems,
+        body_limit(settings.max_body_bytes),
+    ]
     operations = [*ops_operations(registry), *library_operations(), *simulation_operations()]
-    setup_routes(app, operations)
+    setup_routes(
+        app,
+        [
+            replace(operation, handler=layered(operation.handler, operation.path, layers))
+            for operation in operations
+        ],
+    )
+    setup_unmatched(app, layers)
     app[OPENAPI] = canonical_json(build_openapi(operations))
     metrics.precreate_routes((operation.path, operation.method) for operation in operations)
 

@@ -313,12 +313,12 @@ class EngineMetrics:
             "HTTP requests being served, excluding /metrics and probes.",
             registry=registry,
         )
-        self.http_request_duration = Histogram(
+        self.http_request_duration = PlainHistogram(
             "novel_engine_http_request_duration_seconds",
             "HTTP request latency by route template, method and status class.",
             ["route", "method", "status_class"],
-            buckets=_HTTP_BUCKETS,
-            registry=registry,
+            _HTTP_BUCKETS,
+            registry,
         )
         self.db_pool_wait = Histogram(
             "novel_engine_db_pool_wait_seconds",

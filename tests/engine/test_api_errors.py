@@ -4,12 +4,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
-from novel_engine.app import create_app
-from novel_engine.config import Settings
-from novel_engine.keys import DB, SCHEDULER
+from novel_engine.content.store import AnyKind
+from novel_engine.keys import CONTENT, DB, SCHEDULER
 
 from .api import JSON, SIEGE, EngineClient, engine_client, fields, problem
 
@@ -158,16 +156,13 @@ async def test_wrong_method_is_405_with_allow(client: EngineClient) -> None:
 
 
 async def test_unexpected_errors_are_500_without_internals(
-    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    client: EngineClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = create_app(Settings(data_dir=tmp_path))
-
-    async def broken(request: web.Request) -> web.Response:
+    async def broken(kind: AnyKind, document_id: str) -> bytes:
         raise RuntimeError("secret internal detail")
 
-    app.router.add_get("/broken", broken)
-    client = await aiohttp_client(app)
-    body = await problem(await client.get("/broken"), 500)
+    monkeypatch.setattr(client.app[CONTENT], "document_json", broken)  # a fault, injected
+    body = await problem(await client.get("/v1/characters/ilse-varn"), 500)
     assert "secret" not in str(body)
     assert "secret internal detail" in caplog.text  # logged for operators
 

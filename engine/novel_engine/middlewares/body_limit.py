@@ -5,19 +5,19 @@ raises the same 413 when a handler reads past it.
 """
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
+
+from novel_engine.middlewares import RequestLayer
 
 
-def _body_limit_middleware(max_bytes: int) -> Middleware:
-    @web.middleware
-    async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        declared = request.content_length
-        if declared is not None and declared > max_bytes:
-            raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=declared)
-        return await handler(request)
+def body_limit(max_bytes: int) -> RequestLayer:
+    def limited(handler: Handler, route: str) -> Handler:
+        async def body_limit_layer(request: web.Request) -> web.StreamResponse:
+            declared = request.content_length
+            if declared is not None and declared > max_bytes:
+                raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=declared)
+            return await handler(request)
 
-    return body_limit_middleware
+        return body_limit_layer
 
-
-def setup_body_limit(app: web.Application, max_bytes: int) -> None:
-    app.middlewares.append(_body_limit_middleware(max_bytes))
+    return limited

@@ -1,57 +1,54 @@
 """Records request latency by route template and the number of requests in flight."""
 
 import time
+from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import Histogram
+from aiohttp.typedefs import Handler
 
-from novel_engine.metrics import UNMATCHED_ROUTE, EngineMetrics, method_label, status_class
+from novel_engine.metrics import EngineMetrics, method_label, status_class
+from novel_engine.middlewares import RequestLayer
 
 # Scrapes and probes are not load: they stay out of the in-flight gauge the autoscaler reads.
 NOT_IN_FLIGHT = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
-def route_template(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else UNMATCHED_ROUTE
-
-
-def _metrics_middleware(metrics: EngineMetrics) -> Middleware:
-    # Hot path: a plain counter read at scrape time and latency series bound once per label set
-    # (route templates, methods and statuses are all closed sets) instead of locks and lookups.
+def request_metrics(metrics: EngineMetrics) -> RequestLayer:
+    # Hot path: a plain counter read at scrape time, and the lock-free latency series' observe
+    # bound once per route, method and status (all closed sets).
     in_flight = 0
     metrics.http_in_flight.set_function(lambda: in_flight)
-    durations: dict[tuple[str, str, int], Histogram] = {}
+    clock = time.perf_counter
 
-    @web.middleware
-    async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal in_flight
-        route = route_template(request)
+    def measured(handler: Handler, route: str) -> Handler:
         counted = route not in NOT_IN_FLIGHT
-        if counted:
-            in_flight += 1
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as error:
-            status = error.status
-            raise
-        finally:
+        observers: dict[tuple[str, int], Callable[[float], None]] = {}
+
+        async def metrics_layer(request: web.Request) -> web.StreamResponse:
+            nonlocal in_flight
             if counted:
-                in_flight -= 1
-            method = method_label(request.method)
-            series = durations.get((route, method, status))
-            if series is None:
-                series = metrics.http_request_duration.labels(route, method, status_class(status))
-                durations[route, method, status] = series
-            series.observe(time.perf_counter() - started)
+                in_flight += 1
+            started = clock()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as error:
+                status = error.status
+                raise
+            finally:
+                if counted:
+                    in_flight -= 1
+                method = method_label(request.method)
+                observe = observers.get((method, status))
+                if observe is None:
+                    series = metrics.http_request_duration.labels(
+                        route, method, status_class(status)
+                    )
+                    observe = observers[method, status] = series.observe
+                observe(clock() - started)
 
-    return metrics_middleware
+        return metrics_layer
 
-
-def setup_metrics(app: web.Application, metrics: EngineMetrics) -> None:
-    app.middlewares.append(_metrics_middleware(metrics))
+    return measured

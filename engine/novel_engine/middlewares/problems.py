@@ -10,20 +10,18 @@ from novel_engine.problems import internal_error, problem_for
 log = logging.getLogger(__name__)
 
 
-@web.middleware
-async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Exception as error:
-        if isinstance(error, web.HTTPException) and error.status < 400:
-            raise  # redirects and the like are answers, not errors
-        response = problem_for(error)
-        if response is None:
-            # Logged with the traceback here; the client only learns that it happened.
-            log.exception("unexpected error serving %s %s", request.method, request.path)
-            return internal_error()
-        return response
+def problems(handler: Handler, route: str) -> Handler:
+    async def problems_layer(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as error:
+            if isinstance(error, web.HTTPException) and error.status < 400:
+                raise  # redirects and the like are answers, not errors
+            response = problem_for(error)
+            if response is None:
+                # Logged with the traceback here; the client only learns that it happened.
+                log.exception("unexpected error serving %s %s", request.method, request.path)
+                return internal_error()
+            return response
 
-
-def setup_problems(app: web.Application) -> None:
-    app.middlewares.append(problems_middleware)
+    return problems_layer
