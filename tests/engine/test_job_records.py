@@ -126,16 +126,18 @@ async def test_the_engine_prunes_its_job_records_by_age(
 
 @pytest.mark.redis
 async def test_shared_records_are_pruned_by_count_then_by_age(redis_server: RedisServer) -> None:
-    store = SharedJobStore(redis_server.url, retention_seconds=0.5, max_records=2)
+    # Retention long enough that the puts and the first prune never outlast it on a busy machine.
+    store = SharedJobStore(redis_server.url, retention_seconds=2, max_records=2)
     direct = Redis.from_url(redis_server.url)
     try:
         for simulation in INPUTS[:4]:
             await store.put(simulation, Priority.NORMAL, JobStatus.SUCCEEDED)
+            await asyncio.sleep(0.01)  # ages are kept in milliseconds: one apart from the next
         assert await store.prune() == 2
         assert [await store.get(s.simulation_id()) is not None for s in INPUTS[:4]] == [
             False, False, True, True,
         ]  # fmt: skip
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(2.1)
         assert await store.prune() == 2
         assert await direct.keys("novel-engine:*") == []
     finally:
@@ -147,14 +149,15 @@ async def test_shared_records_are_pruned_by_count_then_by_age(redis_server: Redi
 async def test_a_shared_lease_is_held_by_one_replica_until_it_lapses(
     redis_server: RedisServer,
 ) -> None:
-    first = SharedJobStore(redis_server.url, lease_seconds=0.3)
-    second = SharedJobStore(redis_server.url, lease_seconds=0.3)
+    # A lease long enough to outlast the first checks on a busy machine.
+    first = SharedJobStore(redis_server.url, lease_seconds=2)
+    second = SharedJobStore(redis_server.url, lease_seconds=2)
     try:
         simulation = INPUTS[0]
         assert await first.put(simulation, Priority.HIGH, JobStatus.QUEUED)
         assert not await second.put(simulation, Priority.HIGH, JobStatus.QUEUED)
         assert await second.claim_abandoned(10) == []
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(2.1)
         assert await second.claim_abandoned(10) == [(simulation, Priority.HIGH)]
         assert await first.claim_abandoned(10) == []  # the second one holds it now
         assert await first.renew([simulation.simulation_id()]) == 0
