@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 from novel_engine.cache import MIGRATIONS as CACHE_MIGRATIONS
 from novel_engine.cache import build_cache
 from novel_engine.config import Settings
-from novel_engine.content.canonical import canonical_json
 from novel_engine.content.library import ContentLibrary
 from novel_engine.content.store import MIGRATIONS as CONTENT_MIGRATIONS
 from novel_engine.content.store import ContentStore
@@ -42,7 +41,7 @@ from novel_engine.middlewares.body_limit import body_limit
 from novel_engine.middlewares.metrics import request_metrics
 from novel_engine.middlewares.problems import problems
 from novel_engine.middlewares.unmatched import setup_unmatched
-from novel_engine.openapi import build_openapi
+from novel_engine.openapi import OpenApiDocument
 from novel_engine.routes import setup_routes
 from novel_engine.routes.content import library_operations
 from novel_engine.routes.ops import ops_operations
@@ -177,7 +176,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         ],
     )
     setup_unmatched(app, layers)
-    app[OPENAPI] = canonical_json(build_openapi(operations))
+    app[OPENAPI] = OpenApiDocument(operations)
     metrics.precreate_routes((operation.path, operation.method) for operation in operations)
 
     app.cleanup_ctx.extend(

@@ -60,7 +60,9 @@ class Settings(BaseModel):
         "signal or SIGINT skips it. The pod's grace period must cover it plus drain_timeout.",
     )
     max_body_bytes: int = Field(1_048_576, ge=1, description="Largest accepted request body.")
-    db_pool_size: int = Field(4, ge=1, description="SQLite connections in the pool.")
+    db_pool_size: int = Field(
+        4, ge=1, description="Most SQLite connections open at once (more open as queries overlap)."
+    )
     db_acquire_timeout: float = Field(
         5.0, gt=0, description="Seconds to wait for a free database connection before a 503."
     )

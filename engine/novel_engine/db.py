@@ -43,24 +43,29 @@ class DatabaseOpenError(Exception):
 
 
 class Database:
-    """A fixed set of connections handed out one task at a time.
+    """Up to `size` connections handed out one task at a time, opened as they are needed.
 
-    Connections use Python's default transaction handling: a write opens a transaction that the
-    holder commits; anything left uncommitted is rolled back when the connection is returned.
+    One connection opens with the pool; the others only when every open one is busy, so an
+    engine that never has concurrent queries keeps one connection (an SQLite page cache and a
+    thread each). Connections use Python's default transaction handling: a write opens a
+    transaction that the holder commits; anything left uncommitted is rolled back when the
+    connection is returned.
     """
 
     def __init__(
         self,
         path: Path,
-        connections: list[aiosqlite.Connection],
+        first: aiosqlite.Connection,
+        size: int,
         acquire_timeout: float,
         metrics: EngineMetrics | None,
     ) -> None:
         self.path = path
-        self._connections = connections
+        self._connections = [first]
+        self._size = size
+        self._opening = 0  # connections being opened; they count against size
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        for connection in connections:
-            self._idle.put_nowait(connection)
+        self._idle.put_nowait(first)
         self._acquire_timeout = acquire_timeout
         self._metrics = metrics
         self._open = True
@@ -75,28 +80,27 @@ class Database:
         metrics: EngineMetrics | None,
         migrations: Sequence[Migration],
     ) -> "Database":
-        """Open `size` connections to `path` (created if missing) and apply new migrations."""
+        """Open `path` (created if missing), apply new migrations; up to `size` connections."""
         for name, _ in migrations:
             if not _MIGRATION_NAME.match(name):
                 raise ValueError(f"migration name must match {_MIGRATION_NAME.pattern}: {name!r}")
         if len({name for name, _ in migrations}) != len(migrations):
             raise ValueError("migration names must be unique")
-        connections: list[aiosqlite.Connection] = []
+        try:
+            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            connection = await _connect(path)
+        except (OSError, sqlite3.OperationalError) as error:
+            raise DatabaseOpenError(f"cannot open the database {path}: {error}") from error
         try:
             try:
-                await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-                connections.append(await _connect(path))
-                await _use_incremental_vacuum(connections[0], path)
-                for _ in range(size - 1):
-                    connections.append(await _connect(path))
+                await _use_incremental_vacuum(connection, path)
             except (OSError, sqlite3.OperationalError) as error:
                 raise DatabaseOpenError(f"cannot open the database {path}: {error}") from error
-            await _migrate(connections[0], migrations)
+            await _migrate(connection, migrations)
         except BaseException:
-            for connection in connections:
-                await connection.close()
+            await connection.close()
             raise
-        return cls(path, connections, acquire_timeout, metrics)
+        return cls(path, connection, size, acquire_timeout, metrics)
 
     @property
     def is_open(self) -> bool:
@@ -114,16 +118,10 @@ class Database:
         try:
             connection = self._idle.get_nowait()
         except asyncio.QueueEmpty:
-            try:
-                async with asyncio.timeout(self._acquire_timeout):
-                    connection = await self._idle.get()
-            except TimeoutError:
-                if self._metrics is not None:
-                    self._metrics.db_pool_wait.observe(time.perf_counter() - started)
-                    self._metrics.db_pool_timeouts.inc()
-                raise PoolTimeout(
-                    f"no database connection free within {self._acquire_timeout:g} s"
-                ) from None
+            if len(self._connections) + self._opening < self._size:
+                connection = await self._open_another()
+            else:
+                connection = await self._wait_for_idle(started)
         if self._metrics is not None:
             self._metrics.db_pool_wait.observe(time.perf_counter() - started)
         try:
@@ -134,6 +132,30 @@ class Database:
                     await connection.rollback()
             finally:
                 self._idle.put_nowait(connection)
+
+    async def _open_another(self) -> aiosqlite.Connection:
+        self._opening += 1
+        try:
+            connection = await _connect(self.path)
+        finally:
+            self._opening -= 1
+        if not self._open:  # closed while connecting
+            await connection.close()
+            raise PoolTimeout("the database is closed")
+        self._connections.append(connection)
+        return connection
+
+    async def _wait_for_idle(self, started: float) -> aiosqlite.Connection:
+        try:
+            async with asyncio.timeout(self._acquire_timeout):
+                return await self._idle.get()
+        except TimeoutError:
+            if self._metrics is not None:
+                self._metrics.db_pool_wait.observe(time.perf_counter() - started)
+                self._metrics.db_pool_timeouts.inc()
+            raise PoolTimeout(
+                f"no database connection free within {self._acquire_timeout:g} s"
+            ) from None
 
     async def bytes_on_disk(self) -> int:
         """What the database takes on its volume: the file (free pages included), its WAL and

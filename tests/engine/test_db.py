@@ -127,6 +127,27 @@ async def test_pool_timeout_when_every_connection_is_held(tmp_path: Path) -> Non
         await db.close()
 
 
+async def test_connections_open_only_when_every_open_one_is_held(tmp_path: Path) -> None:
+    db = await open_db(tmp_path / "engine.db", NOTES, size=3, acquire_timeout=0.05)
+    try:
+        one_at_a_time = set()
+        for _ in range(3):
+            async with db.acquire() as connection:
+                one_at_a_time.add(id(connection))
+        async with AsyncExitStack() as stack:
+            held = {id(await stack.enter_async_context(db.acquire())) for _ in range(3)}
+            with pytest.raises(PoolTimeout):
+                await stack.enter_async_context(db.acquire())
+        async with AsyncExitStack() as stack:
+            held_again = {id(await stack.enter_async_context(db.acquire())) for _ in range(3)}
+        assert len(one_at_a_time) == 1
+        assert len(held) == 3
+        assert one_at_a_time < held
+        assert held_again == held
+    finally:
+        await db.close()
+
+
 async def test_waiter_gets_the_connection_released_before_its_timeout(tmp_path: Path) -> None:
     db = await open_db(tmp_path / "engine.db", NOTES, size=1, acquire_timeout=5.0)
     try:

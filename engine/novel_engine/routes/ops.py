@@ -44,7 +44,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return json_bytes(request.app[OPENAPI])
+    return json_bytes(await request.app[OPENAPI].body())
 
 
 def ops_operations(registry: CollectorRegistry) -> list[Operation]:
