@@ -294,7 +294,12 @@ class EngineSettings(KubeModel):
     task_deadline_seconds: int = Field(
         30, ge=1, le=86_400, description="Seconds a task may take, queueing included."
     )
-    db_pool_size: int = Field(4, ge=1, le=64, description="SQLite connections per pod.")
+    db_pool_size: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Most SQLite connections open at once per pod (opened as needed).",
+    )
     db_acquire_timeout_seconds: int = Field(
         5, ge=1, le=600, description="Seconds to wait for a database connection before a 503."
     )
