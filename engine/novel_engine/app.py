@@ -89,10 +89,9 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
     if settings.redis_url is not None:
         from novel_engine.shared_jobs import SharedJobStore  # redis only when configured
 
-        password = settings.redis_password
         shared = SharedJobStore(
             settings.redis_url,
-            None if password is None else password.get_secret_value(),
+            settings.redis_secret(),
             lease_seconds=settings.job_lease_seconds,
             retention_seconds=settings.job_retention_seconds,
             max_records=settings.job_max_records,

@@ -136,6 +136,10 @@ class Settings(BaseModel):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    def redis_secret(self) -> str | None:
+        """The L2 Redis password in clear, for a Redis client only (never logged)."""
+        return None if self.redis_password is None else self.redis_password.get_secret_value()
+
 
 class ConfigError(Exception):
     """Invalid configuration; the message is one line naming the setting and its source."""

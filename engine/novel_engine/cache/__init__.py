@@ -77,10 +77,9 @@ async def build_cache(
     if settings.redis_url is not None:
         from novel_engine.cache.l2 import RedisTier  # redis is imported only when configured
 
-        password = settings.redis_password
         l2 = RedisTier(
             settings.redis_url,
-            None if password is None else password.get_secret_value(),
+            settings.redis_secret(),
             ttl_seconds=settings.l2_ttl_seconds,
         )
         await l2.check()  # so that /metrics says from the start whether L2 answers
