@@ -160,17 +160,22 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app[METRICS] = metrics
     app[DRAIN] = DrainState(settings.drain_timeout)
 
-    # Outermost first: metrics see the final status, problems see every error.
-    layers: list[RequestLayer] = [
-        request_metrics(metrics),
-        problems,
-        body_limit(settings.max_body_bytes),
-    ]
+    # Outermost first: metrics see the final status, problems see every error. Only the
+    # operations that read a body have its size checked.
+    layers: list[RequestLayer] = [request_metrics(metrics), problems]
+    body_layers = [*layers, body_limit(settings.max_body_bytes)]
     operations = [*ops_operations(registry), *library_operations(), *simulation_operations()]
     setup_routes(
         app,
         [
-            replace(operation, handler=layered(operation.handler, operation.path, layers))
+            replace(
+                operation,
+                handler=layered(
+                    operation.handler,
+                    operation.path,
+                    body_layers if operation.body is not None else layers,
+                ),
+            )
             for operation in operations
         ],
     )

@@ -15,6 +15,26 @@ def canonical_json(value: Any) -> bytes:
     ).encode()
 
 
+class TaggedJson(bytes):
+    """Canonical JSON bytes that carry their strong entity tag, computed once with the bytes:
+    a cached document answers every GET and conditional request without hashing again."""
+
+    etag: str
+
+
+def tagged_json(value: Any) -> TaggedJson:
+    """``value``'s canonical JSON, tagged."""
+    body = TaggedJson(canonical_json(value))
+    body.etag = entity_tag(body)
+    return body
+
+
+def entity_tag(body: bytes) -> str:
+    """The strong entity tag of a representation, quoted as the ETag header carries it: a hash
+    of its bytes, so the same bytes get the same tag in every replica."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
 def content_digest(value: Any) -> str:
     """The sha256 hex digest of ``value``'s canonical JSON."""
     return hashlib.sha256(canonical_json(value)).hexdigest()

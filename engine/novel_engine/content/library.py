@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from novel_engine.cache import L1Cache
-from novel_engine.content.canonical import canonical_json
+from novel_engine.content.canonical import TaggedJson, tagged_json
 from novel_engine.content.loader import directory_content, sample_content
 from novel_engine.content.models import (
     Campaign,
@@ -68,15 +68,16 @@ class ContentLibrary:
         changed += await self.store.load(_documents(files))
         return changed
 
-    async def document_json(self, kind: AnyKind, document_id: str) -> bytes:
-        """The stored document as canonical JSON; raises ContentNotFoundError."""
+    async def document_json(self, kind: AnyKind, document_id: str) -> TaggedJson:
+        """The stored document as canonical JSON with its entity tag; raises
+        ContentNotFoundError."""
         key = _cache_key(kind, document_id)
         cached = self._l1.get(key)
-        if cached is not None:
+        if isinstance(cached, TaggedJson):  # only this class caches under content keys
             return cached
         generation = self._generation
         document = await self.store.get(kind, document_id)
-        body = canonical_json(document.model_dump(mode="json"))
+        body = tagged_json(document.model_dump(mode="json"))
         if generation == self._generation:
             self._l1.set(key, body)
         return body

@@ -144,10 +144,16 @@ def json_bytes(
 
 
 def setup_routes(app: web.Application, operations: Sequence[Operation]) -> None:
-    """Every operation, and HEAD beside each GET (aiohttp sends the headers without the body)."""
+    """Every operation, and HEAD beside each GET (aiohttp sends the headers without the body).
+
+    The operations of one path share one resource, so the router tries one candidate per path
+    template, not one per method.
+    """
+    resources: dict[str, web.Resource] = {}
     for operation in operations:
-        app.router.add_route(
-            operation.method, operation.path, operation.handler, name=operation.operation_id
-        )
+        resource = resources.get(operation.path)
+        if resource is None:
+            resource = resources[operation.path] = app.router.add_resource(operation.path)
+        resource.add_route(operation.method, operation.handler)
         if operation.method == "GET":
-            app.router.add_route("HEAD", operation.path, operation.handler)
+            resource.add_route("HEAD", operation.handler)

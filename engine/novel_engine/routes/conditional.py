@@ -5,16 +5,9 @@ include their version, so the tag changes with every update, and a document dele
 again under the same id never reuses a stale tag.
 """
 
-import hashlib
-
 from aiohttp import web
 
 from novel_engine.problems import ProblemError
-
-
-def entity_tag(body: bytes) -> str:
-    """The strong entity tag of a representation, quoted as the ETag header carries it."""
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
 
 def _listed_tags(header: str) -> list[str]:

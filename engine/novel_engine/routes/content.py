@@ -6,7 +6,7 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from novel_engine.content.canonical import canonical_json
+from novel_engine.content.canonical import TaggedJson, canonical_json, tagged_json
 from novel_engine.content.models import (
     Archetype,
     Atmosphere,
@@ -18,7 +18,7 @@ from novel_engine.content.models import (
 from novel_engine.content.store import CAMPAIGNS, CHARACTERS, AnyKind
 from novel_engine.keys import CONTENT
 from novel_engine.routes import Operation, Reply, json_bytes, parse_body, parse_query
-from novel_engine.routes.conditional import check_if_match, entity_tag, none_match, not_modified
+from novel_engine.routes.conditional import check_if_match, none_match, not_modified
 
 ItemT = TypeVar("ItemT", bound=StoredFields)
 PAGING_FIELDS = {"limit", "cursor"}
@@ -53,8 +53,8 @@ class Page(BaseModel, Generic[ItemT]):
         return f"{params[0].__name__}Page"  # OpenAPI component names allow no brackets
 
 
-def _document_json(document: BaseModel) -> bytes:
-    return canonical_json(document.model_dump(mode="json"))
+def _document_json(document: BaseModel) -> TaggedJson:
+    return tagged_json(document.model_dump(mode="json"))
 
 
 def content_operations(
@@ -80,22 +80,21 @@ def content_operations(
         document = await parse_body(request, kind.input_model)
         created = await request.app[CONTENT].create(kind, document)
         body = _document_json(created)
-        headers = {"Location": f"{collection}/{created.id}", "ETag": entity_tag(body)}
+        headers = {"Location": f"{collection}/{created.id}", "ETag": body.etag}
         return json_bytes(body, status=201, headers=headers)
 
     async def get_document(request: web.Request) -> web.Response:
         body = await request.app[CONTENT].document_json(kind, request.match_info["id"])
-        tag = entity_tag(body)
-        if none_match(request, tag):
-            return not_modified(tag)
-        return json_bytes(body, headers={"ETag": tag})
+        if none_match(request, body.etag):
+            return not_modified(body.etag)
+        return json_bytes(body, headers={"ETag": body.etag})
 
     async def matched_version(request: web.Request) -> int | None:
         """The current version if If-Match names it (the write then requires it), else None."""
         if "If-Match" not in request.headers:
             return None
         current = await request.app[CONTENT].document_json(kind, request.match_info["id"])
-        if check_if_match(request, entity_tag(current)):
+        if check_if_match(request, current.etag):
             version: int = json.loads(current)["version"]
             return version
         return None
@@ -107,7 +106,7 @@ def content_operations(
             kind, request.match_info["id"], document, expected_version=expected_version
         )
         body = _document_json(replaced)
-        return json_bytes(body, headers={"ETag": entity_tag(body)})
+        return json_bytes(body, headers={"ETag": body.etag})
 
     async def delete_document(request: web.Request) -> web.Response:
         expected_version = await matched_version(request)
