@@ -773,6 +773,11 @@ class Testbed:
                 f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
                 f"--root-ca-file={self.ca_file}",
                 f"--horizontal-pod-autoscaler-sync-period={self.hpa_sync_period}",
+                # Each controller's client budget: the default 20 requests/s (burst 30) keeps
+                # the Deployment controller's status writes minutes behind a fleet of a
+                # thousand; large clusters raise it the same way.
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
                 "--profiling=false",
                 "--v=1",
             ],
