@@ -80,7 +80,9 @@ def require_unique(values: Sequence[Any], what: str) -> None:
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # No string cache: request bodies and content files are small and repeat few strings, and
+    # pydantic-core's cache is a fixed 256 KiB table held for the life of the process.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, cache_strings="none")
 
 
 class Archetype(StrEnum):
