@@ -23,6 +23,7 @@ from novel_engine.db import Database
 from novel_engine.drain import DrainState
 from novel_engine.jobs import CRASH_REASON, JobRunner, JobStore
 from novel_engine.jobs import MIGRATIONS as JOB_MIGRATIONS
+from novel_engine.jobs import SQUASHES as JOB_SQUASHES
 from novel_engine.keys import (
     CACHE,
     CONTENT,
@@ -50,6 +51,7 @@ from novel_engine.scheduler import Scheduler
 from novel_engine.simulation.service import INLINE_COST_LIMIT, SimulationService
 
 DATABASE_FILE = "engine.sqlite3"
+MIGRATIONS = (*CACHE_MIGRATIONS, *CONTENT_MIGRATIONS, *JOB_MIGRATIONS)
 
 
 async def database_context(app: web.Application) -> AsyncIterator[None]:
@@ -59,7 +61,8 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
         size=settings.db_pool_size,
         acquire_timeout=settings.db_acquire_timeout,
         metrics=app[METRICS],
-        migrations=(*CACHE_MIGRATIONS, *CONTENT_MIGRATIONS, *JOB_MIGRATIONS),
+        migrations=MIGRATIONS,
+        squashes=JOB_SQUASHES,
     )
     yield
     await app[DB].close()

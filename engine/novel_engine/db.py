@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
@@ -16,6 +17,21 @@ from novel_engine.metrics import EngineMetrics
 
 Migration = tuple[str, str]
 """(unique name, SQL script); each is applied once and recorded in schema_migrations."""
+
+
+@dataclass(frozen=True)
+class Squash:
+    """One script that creates what the migrations named in ``replaces`` create, run instead of
+    them on a database that has none of them yet (a fresh file), and recorded as all of them.
+
+    Replaying history there would only cost start-up work: a table rebuild (create, copy, drop,
+    rename) makes SQLite reparse its schema several times, and the few hundred KiB that takes
+    stay with the connection's thread for the life of the process.
+    """
+
+    replaces: tuple[str, ...]
+    script: str
+
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +95,19 @@ class Database:
         acquire_timeout: float,
         metrics: EngineMetrics | None,
         migrations: Sequence[Migration],
+        squashes: Sequence[Squash] = (),
     ) -> "Database":
-        """Open `path` (created if missing), apply new migrations; up to `size` connections."""
+        """Open `path` (created if missing), apply new migrations (a squash instead of the
+        migrations it replaces when none of them is applied); up to `size` connections."""
         for name, _ in migrations:
             if not _MIGRATION_NAME.match(name):
                 raise ValueError(f"migration name must match {_MIGRATION_NAME.pattern}: {name!r}")
-        if len({name for name, _ in migrations}) != len(migrations):
+        names = {name for name, _ in migrations}
+        if len(names) != len(migrations):
             raise ValueError("migration names must be unique")
+        for squash in squashes:
+            if not squash.replaces or not names.issuperset(squash.replaces):
+                raise ValueError(f"a squash must replace known migrations: {squash.replaces!r}")
         try:
             await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
             connection = await _connect(path)
@@ -96,7 +118,7 @@ class Database:
                 await _use_incremental_vacuum(connection, path)
             except (OSError, sqlite3.OperationalError) as error:
                 raise DatabaseOpenError(f"cannot open the database {path}: {error}") from error
-            await _migrate(connection, migrations)
+            await _migrate(connection, migrations, squashes)
         except BaseException:
             await connection.close()
             raise
@@ -204,7 +226,9 @@ def _files_size(paths: Iterable[Path]) -> int:
     return total
 
 
-async def _migrate(connection: aiosqlite.Connection, migrations: Sequence[Migration]) -> None:
+async def _migrate(
+    connection: aiosqlite.Connection, migrations: Sequence[Migration], squashes: Sequence[Squash]
+) -> None:
     await connection.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
@@ -212,21 +236,44 @@ async def _migrate(connection: aiosqlite.Connection, migrations: Sequence[Migrat
     await connection.commit()
     rows = await connection.execute_fetchall("SELECT name FROM schema_migrations")
     applied = {row[0] for row in rows}
+    for squash in squashes:
+        if not applied.isdisjoint(squash.replaces):
+            continue
+        try:
+            await _apply(connection, squash.replaces, squash.script)
+        except sqlite3.Error:
+            if not await _recorded(connection, squash.replaces):
+                raise
+            # Another process applied some of them meanwhile: the loop below goes on from there.
+        else:
+            applied.update(squash.replaces)
     for name, script in migrations:
         if name in applied:
             continue
-        # One transaction per migration, its record inserted first: if another process sharing
-        # the file applied it meanwhile, the insert fails and nothing of the script runs.
-        # (The name is a validated plain identifier, so formatting it into SQL is safe.)
         try:
-            await connection.executescript(
-                f"BEGIN IMMEDIATE;\nINSERT INTO schema_migrations (name) VALUES ('{name}');\n"
-                f"{script}\n;\nCOMMIT;"
-            )
+            await _apply(connection, (name,), script)
         except sqlite3.Error:
-            await connection.rollback()
-            rows = await connection.execute_fetchall(
-                "SELECT 1 FROM schema_migrations WHERE name = ?", (name,)
-            )
-            if not rows:
+            if not await _recorded(connection, (name,)):
                 raise
+
+
+async def _recorded(connection: aiosqlite.Connection, names: Sequence[str]) -> bool:
+    """Whether schema_migrations records any of ``names``."""
+    placeholders = ",".join("?" * len(names))
+    rows = await connection.execute_fetchall(
+        f"SELECT 1 FROM schema_migrations WHERE name IN ({placeholders})", tuple(names)
+    )
+    return bool(list(rows))
+
+
+async def _apply(connection: aiosqlite.Connection, names: Sequence[str], script: str) -> None:
+    """Run ``script`` and record ``names`` in one transaction, the records inserted first: if
+    another process sharing the file applied one of them meanwhile, the insert fails and nothing
+    of the script runs. (Names are validated plain identifiers, so formatting them into SQL is
+    safe.)"""
+    records = "".join(f"INSERT INTO schema_migrations (name) VALUES ('{n}');\n" for n in names)
+    try:
+        await connection.executescript(f"BEGIN IMMEDIATE;\n{records}{script}\n;\nCOMMIT;")
+    except sqlite3.Error:
+        await connection.rollback()
+        raise

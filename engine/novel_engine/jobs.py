@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from novel_engine.cache import TieredCache
-from novel_engine.db import Database, Migration
+from novel_engine.db import Database, Migration, Squash
 from novel_engine.scheduler import DeadlineExceeded, Priority, SchedulerStopped
 from novel_engine.simulation.request import SimulationInput
 from novel_engine.simulation.service import result_key
@@ -47,6 +47,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         " CASE WHEN status = 'failed' THEN NULL ELSE input END, updated_at FROM jobs;"
         "DROP TABLE jobs;"
         "ALTER TABLE jobs_new RENAME TO jobs;"
+        "CREATE INDEX jobs_updated_at ON jobs (updated_at);",
+    ),
+)
+# A fresh database gets the jobs table as the migrations above leave it, in one step.
+SQUASHES: tuple[Squash, ...] = (
+    Squash(
+        ("jobs_0001", "jobs_0002"),
+        "CREATE TABLE jobs ("
+        " id TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT,"
+        " input BLOB, updated_at REAL NOT NULL);"
         "CREATE INDEX jobs_updated_at ON jobs (updated_at);",
     ),
 )

@@ -10,7 +10,7 @@ import aiosqlite
 import pytest
 from prometheus_client import CollectorRegistry
 
-from novel_engine.db import Database, Migration, PoolTimeout
+from novel_engine.db import Database, Migration, PoolTimeout, Squash
 from novel_engine.metrics import EngineMetrics
 
 NOTES: list[Migration] = [
@@ -64,6 +64,60 @@ async def test_migrations_apply_once_and_new_ones_later(tmp_path: Path) -> None:
             names = await connection.execute_fetchall("SELECT name FROM schema_migrations")
             assert sorted(row["name"] for row in names) == ["notes_0001", "notes_0002"]
         await db.close()
+
+
+NOTES_SQUASH = Squash(
+    ("notes_0001", "notes_0002"),
+    "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL);"
+    "CREATE TABLE tags (note_id INTEGER NOT NULL REFERENCES notes(id), tag TEXT NOT NULL);",
+)
+
+
+async def migration_names(db: Database) -> list[str]:
+    async with db.acquire() as connection:
+        rows = await connection.execute_fetchall("SELECT name FROM schema_migrations")
+        return sorted(row["name"] for row in rows)
+
+
+async def test_a_squash_creates_a_fresh_database_in_one_step(tmp_path: Path) -> None:
+    # The replaced migrations would fail here: the squash must run instead of them.
+    broken = [(name, "SELECT no_such_column FROM notes;") for name, _ in NOTES]
+    db = await open_db(tmp_path / "engine.db", broken, squashes=[NOTES_SQUASH])
+    try:
+        assert await migration_names(db) == ["notes_0001", "notes_0002"]
+        async with db.acquire() as connection:
+            await connection.execute("INSERT INTO notes (text) VALUES ('new')")
+            await connection.execute("INSERT INTO tags VALUES (1, 'fresh')")
+            await connection.commit()
+    finally:
+        await db.close()
+
+
+async def test_a_database_with_part_of_a_squash_applied_replays_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    db = await open_db(path, NOTES[:1])
+    async with db.acquire() as connection:
+        await connection.execute("INSERT INTO notes (text) VALUES ('kept')")
+        await connection.commit()
+    await db.close()
+
+    # A squash that would clash with the existing table is not run.
+    db = await open_db(path, NOTES, squashes=[NOTES_SQUASH])
+    try:
+        assert await migration_names(db) == ["notes_0001", "notes_0002"]
+        async with db.acquire() as connection:
+            rows = await connection.execute_fetchall("SELECT text FROM notes")
+            assert [row["text"] for row in rows] == ["kept"]
+            await connection.execute("INSERT INTO tags VALUES (1, 'upgraded')")
+            await connection.commit()
+    finally:
+        await db.close()
+
+
+async def test_a_squash_must_replace_known_migrations(tmp_path: Path) -> None:
+    stray = Squash(("notes_0001", "notes_0003"), "")
+    with pytest.raises(ValueError, match="squash"):
+        await open_db(tmp_path / "engine.db", NOTES, squashes=[stray])
 
 
 async def test_foreign_keys_are_enforced(tmp_path: Path) -> None:

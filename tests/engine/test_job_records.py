@@ -10,8 +10,9 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
+from novel_engine.app import MIGRATIONS as ENGINE_MIGRATIONS
 from novel_engine.db import Database
-from novel_engine.jobs import MIGRATIONS, JobStatus, JobStore
+from novel_engine.jobs import MIGRATIONS, SQUASHES, JobStatus, JobStore
 from novel_engine.keys import DB
 from novel_engine.scheduler import Priority
 from novel_engine.shared_jobs import SharedJobStore
@@ -107,6 +108,49 @@ async def test_rows_written_before_compression_are_still_read(tmp_path: Path) ->
         assert job is not None
         assert job.input == INPUTS[0]
     finally:
+        await upgraded.close()
+
+
+async def schema(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    """Every table's columns and indexes, as SQLite describes them (not the CREATE text, which
+    a rename rewrites)."""
+    described: dict[str, list[tuple[object, ...]]] = {}
+    async with db.acquire() as connection:
+        tables = await connection.execute_fetchall(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name != 'schema_migrations'"
+        )
+        for (table,) in tables:
+            columns = await connection.execute_fetchall(f"PRAGMA table_info({table})")
+            indexes = await connection.execute_fetchall(f"PRAGMA index_list({table})")
+            described[table] = [tuple(row) for row in [*columns, *indexes]]
+            for index in indexes:
+                info = await connection.execute_fetchall(f"PRAGMA index_info({index['name']})")
+                described[table] += [tuple(row) for row in info]
+    return described
+
+
+async def test_a_fresh_database_has_the_schema_an_upgraded_one_has(tmp_path: Path) -> None:
+    older = [migration for migration in ENGINE_MIGRATIONS if migration[0] != "jobs_0002"]
+    upgraded = await Database.open(
+        tmp_path / "old.db", size=1, acquire_timeout=5, metrics=None, migrations=older
+    )
+    await upgraded.close()
+    upgraded = await Database.open(
+        tmp_path / "old.db", size=1, acquire_timeout=5, metrics=None, migrations=ENGINE_MIGRATIONS
+    )
+    fresh = await Database.open(
+        tmp_path / "new.db",
+        size=1,
+        acquire_timeout=5,
+        metrics=None,
+        migrations=ENGINE_MIGRATIONS,
+        squashes=SQUASHES,
+    )
+    try:
+        assert (await schema(fresh))["jobs"]
+        assert await schema(fresh) == await schema(upgraded)
+    finally:
+        await fresh.close()
         await upgraded.close()
 
 
