@@ -34,6 +34,7 @@ EXECUTOR_LABELS: Final = ("inline", "thread", "process")
 TASK_PHASES: Final = ("wait", "run")
 TASK_OUTCOMES: Final = ("ok", "error", "deadline", "cancelled", "stopped")
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
+PRECREATED_STATUS_CLASSES: Final = ("2xx", "5xx")
 HTTP_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE: Final = "none"
 HISTOGRAM_BATCH: Final = 128  # pending observations per series before they are bucketed
@@ -304,7 +305,8 @@ class PlainCounter(_PlainMetric[PlainCounterSeries, CounterMetricFamily]):
 
 
 class EngineMetrics:
-    """The engine's metrics on one registry; every known label set exists from the start at 0."""
+    """The engine's metrics on one registry; every known label set exists from the start at 0
+    (for request latency: each route's 2xx and 5xx, see precreate_routes)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -379,9 +381,15 @@ class EngineMetrics:
         self.registry.register(_L2Collector(health))
 
     def precreate_routes(self, routes: Iterable[tuple[str, str]]) -> None:
-        """Create the latency series of known (route template, method) pairs at 0."""
+        """Create the 2xx and 5xx latency series of known (route template, method) pairs at 0.
+
+        2xx lists every route from the start; 5xx lets an error-rate query see 0 rather than
+        nothing. Other classes appear with their first request: pre-creating 4xx as well made
+        the idle exposition 27% larger (152 kB rather than 120 kB; a series is 17 lines), and
+        every scrape pays for its size in time on the event loop and in memory.
+        """
         for route, method in routes:
-            for status in ("2xx", "4xx", "5xx"):
+            for status in PRECREATED_STATUS_CLASSES:
                 self.http_request_duration.labels(route, method_label(method), status)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -58,9 +58,15 @@ def test_cache_counters_are_read_at_scrape_time_and_summed_per_tier() -> None:
 def test_request_observation_uses_closed_label_sets() -> None:
     registry = CollectorRegistry()
     metrics = EngineMetrics(registry)
+    count = "novel_engine_http_request_duration_seconds_count"
     metrics.precreate_routes([("/v1/simulations/{id}", "GET")])
     labels = {"route": "/v1/simulations/{id}", "method": "GET", "status_class": "5xx"}
-    assert sample(registry, "novel_engine_http_request_duration_seconds_count", **labels) == 0
+    assert sample(registry, count, **labels) == 0
+    assert sample(registry, count, **{**labels, "status_class": "2xx"}) == 0
+    client_error = {**labels, "status_class": "4xx"}  # appears with the first one
+    assert sample(registry, count, **client_error) is None
+    metrics.observe_request("/v1/simulations/{id}", "GET", 404, 0.001)
+    assert sample(registry, count, **client_error) == 1
     metrics.observe_request("/v1/simulations/{id}", "GET", 503, 0.2)
     metrics.observe_request("none", "BREW", 404, 0.001)
     assert sample(registry, "novel_engine_http_request_duration_seconds_count", **labels) == 1
