@@ -134,7 +134,9 @@ async def test_samples_are_seeded_once_and_never_overwrite_user_edits(
     store: ContentStore, tmp_path: Path
 ) -> None:
     content = library(store)
+    assert not await store.seeded(SAMPLES_SEED)
     assert await content.load_files([]) == 15
+    assert await store.seeded(SAMPLES_SEED)
     await store.delete(CHARACTERS, "bram-holt")
     await store.replace(CHARACTERS, "ilse-varn", replacement("Ilse"))
     assert await content.load_files([]) == 0

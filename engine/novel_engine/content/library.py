@@ -62,8 +62,10 @@ class ContentLibrary:
         Directory files are authoritative: a document they define is updated to match them
         at every start. Returns how many documents were added or changed.
         """
-        samples = await asyncio.to_thread(sample_content)
-        changed = await self.store.load(_documents(samples), seed=SAMPLES_SEED)
+        changed = 0
+        if not await self.store.seeded(SAMPLES_SEED):  # a restart does not read them again
+            samples = await asyncio.to_thread(sample_content)
+            changed = await self.store.load(_documents(samples), seed=SAMPLES_SEED)
         files = await asyncio.to_thread(directory_content, content_dirs)
         changed += await self.store.load(_documents(files))
         return changed

@@ -232,6 +232,14 @@ class ContentStore:
                 )
             raise ContentNotFoundError(kind, existing_id)
 
+    async def seeded(self, seed: str) -> bool:
+        """Whether the named content set was loaded (see ``load``)."""
+        async with self._db.acquire() as connection:
+            rows = await connection.execute_fetchall(
+                "SELECT 1 FROM content_seeds WHERE name = ?", (seed,)
+            )
+        return bool(list(rows))
+
     async def load(
         self,
         documents: Iterable[tuple[AnyKind, InputFields]],
