@@ -48,24 +48,6 @@ async def test_every_connection_has_the_pragmas(tmp_path: Path) -> None:
         await db.close()
 
 
-async def test_migrations_apply_once_and_new_ones_later(tmp_path: Path) -> None:
-    path = tmp_path / "engine.db"
-    db = await open_db(path, NOTES[:1])
-    async with db.acquire() as connection:
-        await connection.execute("INSERT INTO notes (text) VALUES ('kept')")
-        await connection.commit()
-    await db.close()
-
-    for _ in range(2):  # reopening re-runs nothing that was applied
-        db = await open_db(path, NOTES)
-        async with db.acquire() as connection:
-            rows = await connection.execute_fetchall("SELECT text FROM notes")
-            assert [row["text"] for row in rows] == ["kept"]
-            names = await connection.execute_fetchall("SELECT name FROM schema_migrations")
-            assert sorted(row["name"] for row in names) == ["notes_0001", "notes_0002"]
-        await db.close()
-
-
 NOTES_SQUASH = Squash(
     ("notes_0001", "notes_0002"),
     "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL);"
@@ -73,10 +55,35 @@ NOTES_SQUASH = Squash(
 )
 
 
+async def older_database(path: Path) -> None:
+    """A file an older engine made: only the first migration applied, and a note kept."""
+    db = await open_db(path, NOTES[:1])
+    async with db.acquire() as connection:
+        await connection.execute("INSERT INTO notes (text) VALUES ('kept')")
+        await connection.commit()
+    await db.close()
+
+
 async def migration_names(db: Database) -> list[str]:
     async with db.acquire() as connection:
         rows = await connection.execute_fetchall("SELECT name FROM schema_migrations")
         return sorted(row["name"] for row in rows)
+
+
+async def notes(db: Database) -> list[str]:
+    async with db.acquire() as connection:
+        rows = await connection.execute_fetchall("SELECT text FROM notes")
+        return [row["text"] for row in rows]
+
+
+async def test_migrations_apply_once_and_new_ones_later(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    await older_database(path)
+    for _ in range(2):  # reopening re-runs nothing that was applied
+        db = await open_db(path, NOTES)
+        assert await notes(db) == ["kept"]
+        assert await migration_names(db) == ["notes_0001", "notes_0002"]
+        await db.close()
 
 
 async def test_a_squash_creates_a_fresh_database_in_one_step(tmp_path: Path) -> None:
@@ -95,19 +102,13 @@ async def test_a_squash_creates_a_fresh_database_in_one_step(tmp_path: Path) -> 
 
 async def test_a_database_with_part_of_a_squash_applied_replays_the_rest(tmp_path: Path) -> None:
     path = tmp_path / "engine.db"
-    db = await open_db(path, NOTES[:1])
-    async with db.acquire() as connection:
-        await connection.execute("INSERT INTO notes (text) VALUES ('kept')")
-        await connection.commit()
-    await db.close()
-
+    await older_database(path)
     # A squash that would clash with the existing table is not run.
     db = await open_db(path, NOTES, squashes=[NOTES_SQUASH])
     try:
         assert await migration_names(db) == ["notes_0001", "notes_0002"]
+        assert await notes(db) == ["kept"]
         async with db.acquire() as connection:
-            rows = await connection.execute_fetchall("SELECT text FROM notes")
-            assert [row["text"] for row in rows] == ["kept"]
             await connection.execute("INSERT INTO tags VALUES (1, 'upgraded')")
             await connection.commit()
     finally:
