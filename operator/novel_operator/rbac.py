@@ -128,8 +128,9 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
         ("novel_operator.kube.client:KubeClient.record_event",),
     ),
     # What holds up a rollout that does not finish: the engine pods (above), the StatefulSet's
-    # volume claims by the engine selector, and the volume controller's Events about a claim
-    # that does not bind (by field selector on the claim).
+    # volume claims by the engine selector, the volume controller's Events about a claim that
+    # does not bind (by field selector on the claim), and the StatefulSet controller's
+    # FailedCreate Events about the StatefulSet (by field selector on it and the reason).
     PolicyRule(
         ("",),
         ("persistentvolumeclaims", "events"),

@@ -49,8 +49,11 @@ from novel_operator.model import (
 )
 from novel_operator.scaling import Key, ScaleTarget, ScalingMemory, ScalingVerdict, clamp_replicas
 from novel_operator.status import (
+    FAILED_CREATE,
+    Rollout,
     claim_blockers,
     compute_status,
+    failed_create_blockers,
     pod_blockers,
     read_rollout,
     replicas_note,
@@ -267,11 +270,13 @@ class Reconciler:
             engine_key, spec, engine_scaled, previous
         )
         blockers: list[str] = []
-        rollout = read_rollout(workload) if workload is not None else None
-        if rollout is not None and not rollout.complete and not (paused or problems):
-            if self._rollout_waited(previous):
-                blockers = await self._blockers(namespace, name, rollout.kind)
-            retry_after = BLOCKER_CHECK_SECONDS
+        rollout: Rollout | None = None
+        if workload is not None:
+            rollout = read_rollout(workload)
+            if not rollout.complete and not (paused or problems):
+                if self._rollout_waited(previous):
+                    blockers = await self._blockers(namespace, name, workload, rollout)
+                retry_after = BLOCKER_CHECK_SECONDS
         ignored_replicas = (
             spec.replicas if spec is not None and spec.replicas_writer != "spec" else None
         )
@@ -345,13 +350,18 @@ class Reconciler:
             >= timedelta(seconds=BLOCKER_CHECK_SECONDS)
         )
 
-    async def _blockers(self, namespace: str, name: str, kind: str) -> list[str]:
+    async def _blockers(
+        self, namespace: str, name: str, workload: Manifest, rollout: Rollout
+    ) -> list[str]:
         """What holds up the engine rollout: its pods that cannot be placed or started, and
-        (StatefulSet) its volume claims that do not bind, with the volume controller's word."""
+        (StatefulSet) its volume claims that do not bind, with the volume controller's word,
+        and while it has fewer pods than it wants, its controller's latest failure to create
+        one (a Deployment's is in its ReplicaFailure condition)."""
         selector = names.selector_string(names.engine_selector(name))
         kube = self._kube
-        found = pod_blockers(await kube.list_pods(namespace, selector))
-        if kind == "StatefulSet":
+        pods = await kube.list_pods(namespace, selector)
+        found = pod_blockers(pods)
+        if rollout.kind == "StatefulSet":
             claims = await kube.list_objects(
                 "v1", "PersistentVolumeClaim", namespace, label_selector=selector
             )
@@ -373,6 +383,18 @@ class Reconciler:
                 )
             )
             found = claim_blockers(claims, [e for listed in events for e in listed]) + found
+            if rollout.replicas < rollout.desired:  # only a missing pod makes a failure news
+                meta = workload["metadata"]
+                failures = await kube.list_objects(
+                    "v1",
+                    "Event",
+                    namespace,
+                    # The uid leaves out the Events of an earlier StatefulSet of that name.
+                    field_selector=f"involvedObject.kind=StatefulSet,"
+                    f"involvedObject.name={meta['name']},involvedObject.uid={meta['uid']},"
+                    f"reason={FAILED_CREATE}",
+                )
+                found = failed_create_blockers(failures, pods) + found
         return found
 
     async def _read(

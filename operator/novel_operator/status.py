@@ -4,7 +4,7 @@ Conditions follow kstatus: `Reconciling` and `Stalled` are true only while somet
 `Ready` is true when every desired replica runs the current template and is ready (with
 `replicas: 0` too: a parked engine has converged). While a rollout has not finished, the Ready
 message names what holds it up (pods that cannot start, a claim that does not bind, pods the
-ReplicaSet cannot create), when the caller found out.
+ReplicaSet or the StatefulSet controller cannot create), when the caller found out.
 `ScalingActive` (engine targets only) says whether the autoscaler can read the engine metrics.
 `JobsShared` (only when more than one replica may run) says whether async jobs are shared through
 the L2 tier; without it each job is known only to the replica that accepted it.
@@ -27,6 +27,9 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 
 #: Container waiting reasons that are a normal step of starting, not a blocker.
 STARTING_REASONS: Final = frozenset({"ContainerCreating", "PodInitializing"})
+#: The reason of a workload controller's Event when it cannot create a pod (or, StatefulSet, a
+#: volume claim): a quota, an admission refusal.
+FAILED_CREATE: Final = "FailedCreate"
 #: Blockers named in a message at most; more are counted.
 MAX_BLOCKERS: Final = 3
 
@@ -136,6 +139,25 @@ def claim_blockers(claims: Sequence[dict[str, Any]], events: Sequence[dict[str, 
             line += f": {said.get('reason')}: {said.get('message', '')}"
         found.append(line)
     return found
+
+
+def failed_create_blockers(
+    events: Sequence[dict[str, Any]], pods: Sequence[dict[str, Any]]
+) -> list[str]:
+    """Why the StatefulSet controller cannot create the engine's pods or their volume claims:
+    a StatefulSet has no ReplicaFailure condition, its controller records `FailedCreate` Events
+    about it instead. The latest of `events` (about the StatefulSet) as `reason: message`, unless
+    one of its `pods` was created since: that failure has passed (an Event outlives it by an
+    hour). A pod created in the same second counts as since: a failure that goes on updates its
+    Event at the controller's next attempt."""
+    failures = [event for event in events if event.get("reason") == FAILED_CREATE]
+    if not failures:
+        return []
+    latest = max(failures, key=_event_time)
+    when = _event_time(latest)
+    if any(str(pod["metadata"].get("creationTimestamp") or "") >= when for pod in pods):
+        return []
+    return [f"{FAILED_CREATE}: {latest.get('message', '')}"]
 
 
 def _event_time(event: dict[str, Any]) -> str:

@@ -9,7 +9,12 @@ from novel_operator import names
 from novel_operator.cache_health import CacheVerdict
 from novel_operator.model import AutoscalingStatus, NovelEngineSpec, NovelEngineStatus
 from novel_operator.scaling import ScalingVerdict
-from novel_operator.status import claim_blockers, compute_status, pod_blockers
+from novel_operator.status import (
+    claim_blockers,
+    compute_status,
+    failed_create_blockers,
+    pod_blockers,
+)
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
 ENDPOINT = "demo.stories.svc:8080"
@@ -374,6 +379,54 @@ def test_an_unbound_claim_is_named_with_the_latest_reason_of_the_volume_controll
         "PersistentVolumeClaim/data-demo-0 is Pending: FailedBinding: no storage class is set",
         "PersistentVolumeClaim/data-demo-2 is Pending",
     ]
+
+
+QUOTA = (
+    'Create Pod demo-1 in StatefulSet demo failed error: pods "demo-1" is forbidden: '
+    "exceeded quota: no-pods, requested: pods=1, used: pods=1, limited: pods=1"
+)
+
+
+def statefulset_event(last: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "metadata": {"creationTimestamp": "2030-01-01T00:00:00Z"},
+        "involvedObject": {"kind": "StatefulSet", "name": "demo"},
+        "reason": reason,
+        "message": message,
+        "lastTimestamp": last,
+    }
+
+
+@pytest.mark.parametrize(
+    ("pods_created", "named"),
+    [
+        ([], True),  # none could be created
+        (["2030-01-01T00:00:05Z"], True),  # demo-0 was, before demo-1 failed
+        (["2030-01-01T00:00:05Z", "2030-01-01T00:00:09Z"], False),  # created since: passed
+        (["2030-01-01T00:01:00Z"], False),
+    ],
+    ids=["no-pod", "older-pod", "pod-in-that-second", "newer-pod"],
+)
+def test_the_statefulsets_latest_failed_create_is_named_until_a_pod_is_created(
+    pods_created: list[str], named: bool
+) -> None:
+    events = [
+        statefulset_event("2030-01-01T00:00:09Z", "FailedCreate", QUOTA),
+        statefulset_event("2030-01-01T00:00:02Z", "FailedCreate", "an earlier attempt"),
+        statefulset_event("2030-01-01T00:00:10Z", "SuccessfulDelete", "not a failure"),
+    ]
+    pods = [
+        {"metadata": {"name": f"demo-{i}", "creationTimestamp": when}}
+        for i, when in enumerate(pods_created)
+    ]
+
+    assert failed_create_blockers(events, pods) == ([f"FailedCreate: {QUOTA}"] if named else [])
+
+
+def test_a_statefulset_without_failed_create_events_has_no_such_blocker() -> None:
+    events = [statefulset_event("2030-01-01T00:00:09Z", "SuccessfulCreate", "create Pod demo-0")]
+
+    assert failed_create_blockers(events, []) == []
 
 
 def ready_message(result: NovelEngineStatus) -> str:

@@ -212,8 +212,21 @@ def test_the_ready_message_names_a_pending_claim_and_waiting_containers(
         assert reconciling["status"] == "True"
 
 
-def test_the_ready_message_names_pods_the_replicaset_cannot_create(
-    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ({"replicas": 1}, "Deployment"),  # its ReplicaSet's failure is a Deployment condition
+        # A volume claim per replica: a StatefulSet, whose controller reports in Events.
+        ({"replicas": 1, "cache": {"l3": {"persistence": "pvc"}}}, "StatefulSet"),
+    ],
+    ids=["deployment", "statefulset"],
+)
+def test_the_ready_message_names_pods_the_workload_controller_cannot_create(
+    cluster: Cluster,
+    start_operator: StartOperator,
+    testbed_namespace: str,
+    spec: dict[str, Any],
+    kind: str,
 ) -> None:
     ns, name = testbed_namespace, "quota"
     start_operator("--namespace", ns)
@@ -225,13 +238,23 @@ def test_the_ready_message_names_pods_the_replicaset_cannot_create(
             "spec": {"hard": {"pods": "0"}},
         }
     )
-    cluster.create_novelengine(ns, name, {"replicas": 1})
+    cluster.create_novelengine(ns, name, spec)
 
     quota = wait_condition_message(
         cluster, ns, name, names.CONDITION_READY, lambda m: "FailedCreate" in m
     )
     assert quota["reason"] == names.REASON_PROGRESSING
-    assert "forbidden" in quota["message"]
+    assert quota["message"].startswith(f"{kind}: 0/1 replicas ready")
+    assert "forbidden: exceeded quota: no-pods" in quota["message"]
+
+    # Lifted: the pod is created and the quota is no longer named, though its Events stay.
+    cluster.delete("v1", "ResourceQuota", ns, "no-pods")
+    lifted = wait_condition_message(
+        cluster, ns, name, names.CONDITION_READY, lambda m: "FailedCreate" not in m
+    )
+    assert lifted["message"].startswith(f"{kind}: ")
+    assert (cluster.novelengine(ns, name) or {})["status"]["replicas"] == 1
+    assert any(event["reason"] == "FailedCreate" for event in cluster.list("v1", "Event", ns))
 
 
 def test_the_managed_redis_runs_where_the_engine_may_and_pulls_with_its_secrets(
