@@ -367,9 +367,12 @@ class JobRunner:
             log.exception("simulation job %s failed", job_id)
             error = FAILURE_REASON
         status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
+        if result is not None:
+            # The result before the rows: a GET looks in the cache first, so once any replica
+            # reads "succeeded" the result is there to serve; the stored input recomputes it
+            # only after the cache let it go.
+            await self._cache.set(result_key(job_id), result)
         try:
-            # The rows first: once they say succeeded, a GET finds the result in the cache or
-            # recomputes it from the stored input; it never sees "queued" after the result.
             await self.store.finish(job_id, status, error)
         except Exception:
             # The row stays queued; the next start records it failed (CRASH_REASON).
@@ -379,8 +382,6 @@ class JobRunner:
         elif self.shared is not None and job_id in self._leased:
             # If this fails, its lease runs out and another replica runs it again.
             await self._best_effort(self.shared.finish(job_id, status, error))
-        if result is not None:
-            await self._cache.set(result_key(job_id), result)
 
     async def _hand_over(self, job_id: str) -> None:
         if self.shared is not None and job_id in self._leased:
@@ -438,11 +439,17 @@ class JobRunner:
 
 def _every(seconds: float, action: Callable[[], Awaitable[None]], what: str) -> asyncio.Task[None]:
     async def loop() -> None:
+        task = asyncio.current_task()
+        assert task is not None  # a loop is always a task
         while True:
             await asyncio.sleep(seconds)
             try:
                 await action()
             except Exception:
                 log.exception("could not %s", what)
+            if task.cancelling():
+                # Cancelled during the action, which turned the cancellation into an error
+                # (redis-py can, as a timeout): stop all the same, or close() waits forever.
+                raise asyncio.CancelledError
 
     return asyncio.create_task(loop(), name=what)

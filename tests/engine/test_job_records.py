@@ -11,11 +11,13 @@ from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from novel_engine.app import MIGRATIONS as ENGINE_MIGRATIONS
+from novel_engine.cache import L1Cache, TieredCache
 from novel_engine.db import Database
-from novel_engine.jobs import MIGRATIONS, SQUASHES, JobStatus, JobStore
+from novel_engine.jobs import MIGRATIONS, SQUASHES, JobRunner, JobStatus, JobStore
 from novel_engine.keys import DB
 from novel_engine.scheduler import Priority
 from novel_engine.shared_jobs import SharedJobStore
+from novel_engine.simulation.service import result_key
 
 from .api import FULL_CAST, SIEGE, engine_client, until
 from .conftest import RedisServer
@@ -85,6 +87,73 @@ async def test_a_succeeded_job_keeps_its_input_compressed(db: Database) -> None:
     async with db.acquire() as connection:
         rows = list(await connection.execute_fetchall("SELECT length(input) FROM jobs"))
     assert rows[0][0] < len(INPUTS[0].model_dump_json()) / 2
+
+
+class ResultCheckingStore(JobStore):
+    """Looks for the job's result, as a GET on any replica does first, at the moment its
+    record is about to say that the job ended."""
+
+    def __init__(self, db: Database, cache: TieredCache) -> None:
+        super().__init__(db)
+        self.cache = cache
+        self.results_seen: list[bytes | None] = []
+
+    async def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
+        self.results_seen.append(await self.cache.get(result_key(job_id)))
+        await super().finish(job_id, status, error)
+
+
+async def test_a_result_is_cached_before_any_record_says_the_job_succeeded(
+    db: Database,
+) -> None:
+    # Otherwise a poll landing in between finds "succeeded" and no result, and runs the
+    # simulation again to answer it.
+    cache = TieredCache(L1Cache(max_entries=10, max_bytes=100_000, ttl_seconds=60))
+    store = ResultCheckingStore(db, cache)
+    runner = JobRunner(store, cache)
+    computation: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    job_id = INPUTS[0].simulation_id()
+    assert (
+        await runner.start(INPUTS[0], Priority.NORMAL, lambda *_: computation) is JobStatus.QUEUED
+    )
+    computation.set_result(b'{"turns": []}')
+
+    async def succeeded() -> bool:
+        job = await store.get(job_id)
+        return job is not None and job.status is JobStatus.SUCCEEDED
+
+    await until(succeeded)
+    assert store.results_seen == [b'{"turns": []}']
+    await runner.close()
+
+
+class CancellationSwallowingStore(JobStore):
+    """Its pruning turns a cancellation into an error, as a client library may."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.pruning = asyncio.Event()
+
+    async def prune(self, retention_seconds: float, max_records: int) -> int:
+        self.pruning.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise TimeoutError("interrupted") from None
+        return 0
+
+
+async def test_closing_stops_housekeeping_even_when_a_call_swallows_the_cancellation(
+    db: Database,
+) -> None:
+    store = CancellationSwallowingStore(db)
+    cache = TieredCache(L1Cache(max_entries=10, max_bytes=100_000, ttl_seconds=60))
+    runner = JobRunner(store, cache, retention_seconds=0.04)  # prunes every 0.01 s
+    runner.begin_housekeeping()
+    await asyncio.wait_for(store.pruning.wait(), 10)
+    closing = asyncio.create_task(runner.close())
+    done, _ = await asyncio.wait({closing}, timeout=10)
+    assert closing in done, "close() did not return: the pruning loop went on after its cancel"
 
 
 async def test_rows_written_before_compression_are_still_read(tmp_path: Path) -> None:

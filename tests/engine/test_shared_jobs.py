@@ -15,6 +15,7 @@ from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from novel_engine.cache.l2 import RedisTier
+from novel_engine.metrics import QUEUE_DEPTH_METRIC
 from novel_engine.shared_jobs import DEFAULT_PREFIX
 from novel_engine.simulation.service import result_key
 from novel_operator.model import ManagedRedisSpec
@@ -130,7 +131,11 @@ async def test_a_stopping_replica_hands_its_queued_jobs_over(
     )  # fmt: skip
     other = engines.start("b", *shared)
     await asyncio.gather(stopping.ready(session), other.ready(session))
-    ids = await accept_jobs(session, stopping, 8)
+    # Sixteen jobs of about a fifth of a second behind one thread: accepting them competes
+    # with running them, so check that some still wait when the signal is sent.
+    ids = await accept_jobs(session, stopping, 16)
+    _, metrics = await get(session, stopping, "/metrics")
+    assert sum(metric_samples(metrics.decode(), QUEUE_DEPTH_METRIC).values()) > 0
 
     stopping.terminate()
     assert await stopping.exit_code() == 0
