@@ -4,8 +4,9 @@ A layer wraps one route's handler once, when the routes are set up, and is told 
 template then, so a request pays only for the layer's own job. They are not aiohttp
 middlewares on purpose: with a middleware installed, aiohttp builds the chain for every
 request and adds a bookkeeping layer of its own, which cost the cached GET path more than the
-three jobs themselves. Requests that no route serves go through the same layers by way of the
-catch-all route that ``setup_unmatched`` adds.
+three jobs themselves. Only the operations that read a body get the body-limit layer. Requests
+that no route serves go through the metrics and problem+json layers by way of the catch-all
+route that ``setup_unmatched`` adds.
 """
 
 from collections.abc import Callable, Sequence

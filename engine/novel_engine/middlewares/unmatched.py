@@ -1,7 +1,7 @@
 """Requests no route serves: 404, or 405 with Allow when the path has routes for other methods.
 
-A catch-all route answers them, so that they pass through the same layers as every other
-request (problem+json, metrics under the route ``none``). The router reaches it last: it
+A catch-all route answers them, so that they pass through the layers every request does
+(problem+json, metrics under the route ``none``). The router reaches it last: it
 tries the routes indexed under a request's longer path prefixes first, and this one sits
 under ``/``.
 """
