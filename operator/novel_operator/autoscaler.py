@@ -171,10 +171,11 @@ class Autoscaler:
                     task.add_done_callback(self._sync_done(key))
                 pause = min(self._due.values(), default=now + IDLE_TICK_SECONDS) - now
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancellation
+                # that lands as the wake-up comes, and the loop then outlives the operator's stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), timeout=min(max(pause, 0.0), IDLE_TICK_SECONDS)
-                    )
+                    async with asyncio.timeout(min(max(pause, 0.0), IDLE_TICK_SECONDS)):
+                        await self._wake.wait()
         finally:
             self._running = False
             syncs = list(self._syncs.values())

@@ -249,11 +249,17 @@ def test_the_ready_message_names_pods_the_workload_controller_cannot_create(
 
     # Lifted: the pod is created and the quota is no longer named, though its Events stay.
     cluster.delete("v1", "ResourceQuota", ns, "no-pods")
-    lifted = wait_condition_message(
-        cluster, ns, name, names.CONDITION_READY, lambda m: "FailedCreate" not in m
-    )
-    assert lifted["message"].startswith(f"{kind}: ")
-    assert (cluster.novelengine(ns, name) or {})["status"]["replicas"] == 1
+
+    def pod_created_and_quota_not_named() -> str | None:
+        obj = cluster.novelengine(ns, name) or {}
+        ready = condition(obj, names.CONDITION_READY) if obj else None
+        replicas = (obj.get("status") or {}).get("replicas")
+        if replicas == 1 and ready is not None and "FailedCreate" not in ready["message"]:
+            return None
+        return f"replicas {replicas}, Ready {ready}"
+
+    # (The workload's replica count and its failure condition may change in separate writes.)
+    cluster.wait(f"{ns}/{name} past the quota", pod_created_and_quota_not_named)
     assert any(event["reason"] == "FailedCreate" for event in cluster.list("v1", "Event", ns))
 
 
