@@ -89,6 +89,10 @@ async def test_a_succeeded_job_keeps_its_input_compressed(db: Database) -> None:
     assert rows[0][0] < len(INPUTS[0].model_dump_json()) / 2
 
 
+def in_process_cache() -> TieredCache:
+    return TieredCache(L1Cache(max_entries=10, max_bytes=100_000, ttl_seconds=60))
+
+
 class ResultCheckingStore(JobStore):
     """Looks for the job's result, as a GET on any replica does first, at the moment its
     record is about to say that the job ended."""
@@ -108,7 +112,7 @@ async def test_a_result_is_cached_before_any_record_says_the_job_succeeded(
 ) -> None:
     # Otherwise a poll landing in between finds "succeeded" and no result, and runs the
     # simulation again to answer it.
-    cache = TieredCache(L1Cache(max_entries=10, max_bytes=100_000, ttl_seconds=60))
+    cache = in_process_cache()
     store = ResultCheckingStore(db, cache)
     runner = JobRunner(store, cache)
     computation: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -147,7 +151,7 @@ async def test_closing_stops_housekeeping_even_when_a_call_swallows_the_cancella
     db: Database,
 ) -> None:
     store = CancellationSwallowingStore(db)
-    cache = TieredCache(L1Cache(max_entries=10, max_bytes=100_000, ttl_seconds=60))
+    cache = in_process_cache()
     runner = JobRunner(store, cache, retention_seconds=0.04)  # prunes every 0.01 s
     runner.begin_housekeeping()
     await asyncio.wait_for(store.pruning.wait(), 10)
