@@ -1,8 +1,12 @@
-"""Real engine processes: determinism across processes, restarts, SIGTERM drain, read-only root."""
+"""Real engine processes: determinism across processes, restarts, SIGTERM drain, SIGKILL, read-only
+root."""
 
 import asyncio
 import json
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +19,7 @@ from novel_engine.jobs import SHUTDOWN_REASON
 from novel_engine.metrics import IN_FLIGHT_METRIC
 
 from . import pool_faults
-from .api import FULL_CAST, SIEGE, metric_samples
+from .api import FULL_CAST, SIEGE, metric_samples, until
 from .conftest import RedisServer, free_port
 from .pool_faults import HALF_WRITTEN_MARKER
 from .processes import EngineProcess, EngineProcesses, get, post
@@ -292,3 +296,50 @@ async def test_sigterm_ends_the_process_when_a_pool_worker_died_writing_its_resu
     assert code == 0, engine.log()
     assert engine.log().rstrip().endswith("stopped"), engine.log()
     await asyncio.gather(request, return_exceptions=True)  # cut off by the drain deadline
+
+
+def running_processes() -> dict[int, int]:
+    """Each running process and its parent, from /proc (zombies left out: they have ended)."""
+    parents = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        fields = dict(re.findall(r"^(State|PPid):\s+(\S+)", text, re.MULTILINE))
+        if fields["State"] != "Z":
+            parents[int(status.parent.name)] = int(fields["PPid"])
+    return parents
+
+
+def descendants(pid: int) -> set[int]:
+    """The running processes `pid` started, and those they started."""
+    parents = running_processes()
+    found: set[int] = set()
+    while True:
+        new = {child for child, parent in parents.items() if parent in {pid, *found}} - found
+        if not new:
+            return found
+        found |= new
+
+
+async def test_a_killed_engine_leaves_no_pool_processes_behind(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("data", "--process-workers", "2", "--process-cost-threshold", "0")
+    await engine.ready(session)
+    status, raw = await post(session, engine, "/v1/simulations", SIEGE)  # starts the pool
+    assert status == 200, raw
+    started = descendants(engine.pid)
+    assert len(started) >= 4, started  # the resource tracker, the fork server, two workers
+
+    await engine.kill()  # as the OOM killer would: no chance to stop the pool
+
+    def all_ended() -> bool:
+        return not started & running_processes().keys()
+
+    try:
+        await until(all_ended, seconds=30)
+    finally:
+        for pid in started & running_processes().keys():
+            os.kill(pid, signal.SIGKILL)  # what the test started must not outlive it

@@ -107,10 +107,8 @@ async def test_the_jobs_of_a_killed_replica_are_taken_over_and_finished(
     engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
 ) -> None:
     shared = shared_engine_args(redis_server)
-    # One thread runs the jobs one after the other: most are still queued when it dies.
-    accepting = engines.start(
-        "a", *shared, "--thread-workers", "1", "--process-cost-threshold", "100000"
-    )
+    # One process runs the jobs one after the other: most are still queued when it dies.
+    accepting = engines.start("a", *shared, "--process-workers", "1")
     other = engines.start("b", *shared)
     await asyncio.gather(accepting.ready(session), other.ready(session))
     ids = await accept_jobs(session, accepting, 8)
@@ -125,14 +123,11 @@ async def test_a_stopping_replica_hands_its_queued_jobs_over(
     engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
 ) -> None:
     shared = shared_engine_args(redis_server)
-    stopping = engines.start(
-        "a", *shared, "--thread-workers", "1", "--process-cost-threshold", "100000",
-        "--drain-timeout", "0.5",
-    )  # fmt: skip
+    stopping = engines.start("a", *shared, "--process-workers", "1", "--drain-timeout", "0.5")
     other = engines.start("b", *shared)
     await asyncio.gather(stopping.ready(session), other.ready(session))
-    # Sixteen jobs of about a fifth of a second behind one thread: accepting them competes
-    # with running them, so check that some still wait when the signal is sent.
+    # Sixteen jobs of about a fifth of a second behind one pool process (a thread would hold
+    # the GIL and slow the accepting down until most had run): some still wait at the signal.
     ids = await accept_jobs(session, stopping, 16)
     _, metrics = await get(session, stopping, "/metrics")
     assert sum(metric_samples(metrics.decode(), QUEUE_DEPTH_METRIC).values()) > 0

@@ -141,7 +141,8 @@ class Scheduler:
     an inline run is cancelled; a thread or process run cannot be, so its slot stays busy
     until it returns and its result is dropped. The process pool uses the forkserver start
     method (the engine has threads, so fork is unsafe) and starts with the first process task;
-    the parent times every task, workers report nothing. Starting the pool (the fork server,
+    the parent times every task, workers report nothing, and they exit when the engine ends,
+    even by SIGKILL. Starting the pool (the fork server,
     its preload, a process per worker) takes a few hundred milliseconds, so it happens in a
     thread, once however many process tasks arrive meanwhile. Inline tasks that finish without
     suspending would let the workers keep the loop to themselves while the queue is full, so
@@ -570,7 +571,7 @@ def start_process_pool(workers: int, preload: Sequence[str]) -> "ProcessPoolExec
     context = multiprocessing.get_context("forkserver")
     if preload:
         context.set_forkserver_preload(list(preload))
-    pool = ProcessPoolExecutor(workers, context)
+    pool = ProcessPoolExecutor(workers, context, initializer=end_with_parent)
     # A pool not started by fork spawns a worker per submit while none is idle: submitting
     # one no-op per worker at once starts them all here, not on the loop at later submits.
     try:
@@ -580,3 +581,23 @@ def start_process_pool(workers: int, preload: Sequence[str]) -> "ProcessPoolExec
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     return pool
+
+
+def end_with_parent() -> None:
+    """Pool worker initializer: exit when the engine does, however it ends. A worker holds
+    copies of its task pipe's write end and of the fork server's liveness pipe, so neither it
+    nor the fork server would see the engine die (SIGKILL, OOM kill) and both would stay on."""
+    import multiprocessing
+    import os
+    import threading
+    from multiprocessing.connection import wait
+
+    engine = multiprocessing.parent_process()
+    if engine is None:
+        return
+
+    def exit_when_gone() -> None:
+        wait([engine.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=exit_when_gone, name="end-with-engine", daemon=True).start()
