@@ -2,9 +2,11 @@
 
 Conditions follow kstatus: `Reconciling` and `Stalled` are true only while something is abnormal,
 `Ready` is true when every desired replica runs the current template and is ready (with
-`replicas: 0` too: a parked engine has converged). While a rollout has not finished, the Ready
-message names what holds it up (pods that cannot start, a claim that does not bind, pods the
-ReplicaSet or the StatefulSet controller cannot create), when the caller found out.
+`replicas: 0` too: a parked engine has converged) and, with autoscaling, there are at least
+`minReplicas` of them (a new workload starts at 1 until the autoscaler raises it). While a
+rollout has not finished, the Ready message names what holds it up (pods that cannot start, a
+claim that does not bind, pods the ReplicaSet or the StatefulSet controller cannot create), when
+the caller found out.
 `ScalingActive` (engine targets only) says whether the autoscaler can read the engine metrics.
 `JobsShared` (only when more than one replica may run) says whether async jobs are shared through
 the L2 tier; without it each job is known only to the replica that accepted it.
@@ -204,6 +206,7 @@ def _conditions(
     stalled_reason: str,
     blockers: Sequence[str],
     note: str | None,
+    minimum: int,
 ) -> dict[str, _Verdict]:
     if problems:
         message = "; ".join(problems)
@@ -229,6 +232,9 @@ def _conditions(
     elif not rollout.complete:
         why = [*([rollout.failure] if rollout.failure else []), *blockers]
         ready = _Verdict("False", names.REASON_PROGRESSING, _with_blockers(rollout.describe(), why))
+    elif rollout.desired < minimum:
+        message = f"{rollout.describe()}; fewer than autoscaling.minReplicas ({minimum})"
+        ready = _Verdict("False", names.REASON_PROGRESSING, message)
     elif rollout.desired == 0:
         ready = _Verdict("True", names.REASON_SCALED_TO_ZERO, "replicas is 0: nothing serves")
     else:
@@ -326,15 +332,17 @@ def compute_status(
     `stalled_reason`), `paused` whether the pause annotation is set (the observed generation then
     stays where it was). `autoscaling` is status.autoscaling, `scaling_active` the
     ScalingActive condition and `cache_degraded` the CacheDegraded one; None leaves each out.
-    `spec` decides JobsShared; None (a spec the operator cannot read) keeps the condition as it
-    was. `blockers` say what holds up an unfinished rollout (`pod_blockers`, `claim_blockers`);
-    `ignored_spec_replicas` is spec.replicas while an autoscaler owns the replicas (None
-    otherwise). `endpoint` None: the engine Service is not this NovelEngine's.
+    `spec` decides JobsShared and, with autoscaling, the fewest replicas Ready needs; None (a
+    spec the operator cannot read) keeps JobsShared as it was. `blockers` say what holds up an
+    unfinished rollout (`pod_blockers`, `claim_blockers`); `ignored_spec_replicas` is
+    spec.replicas while an autoscaler owns the replicas (None otherwise). `endpoint` None: the
+    engine Service is not this NovelEngine's.
     """
     rollout = read_rollout(workload) if workload is not None else None
     note = replicas_note(ignored_spec_replicas, rollout)
+    minimum = spec.autoscaling.min_replicas if spec is not None and spec.autoscaling.enabled else 0
     verdicts: dict[str, _Verdict | ConditionVerdict] = {
-        **_conditions(rollout, problems, paused, stalled_reason, blockers, note)
+        **_conditions(rollout, problems, paused, stalled_reason, blockers, note, minimum)
     }
     if scaling_active is not None:
         verdicts[names.CONDITION_SCALING_ACTIVE] = scaling_active

@@ -503,3 +503,22 @@ def test_spec_replicas_ignored_by_an_autoscaler_are_said_to_be(
         "replicas (now 2) within autoscaling.minReplicas and maxReplicas"
     )
     assert (said in ready_message(result)) is note
+
+
+@pytest.mark.parametrize(
+    ("desired", "expected"),
+    [(1, ("False", "Progressing")), (2, READY), (3, READY)],
+)
+def test_an_autoscaled_engine_is_ready_only_with_its_minimum_replicas(
+    desired: int, expected: tuple[str, str]
+) -> None:
+    # A new workload starts at one replica until the autoscaler raises it to minReplicas.
+    spec = NovelEngineSpec.model_validate(
+        {"autoscaling": {"enabled": True, "minReplicas": 2, **CPU_TARGET}}
+    )
+    live = workload(desired=desired, replicas=desired, ready=desired, updated=desired)
+    result = status(live, spec=spec)
+
+    assert verdicts(result)["Ready"] == expected
+    if desired < 2:
+        assert "fewer than autoscaling.minReplicas (2)" in ready_message(result)
