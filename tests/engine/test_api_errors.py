@@ -147,6 +147,9 @@ async def test_unknown_routes_and_ids_are_404(client: EngineClient) -> None:
     await problem(await client.get("/v1/heroes"), 404)
     await problem(await client.get("/v1/characters/nobody"), 404)
     await problem(await client.get("/v1/simulations/not-an-id"), 404)
+    # An id with a newline after its 64 digits is no id either.
+    body = await problem(await client.get(f"/v1/simulations/{'a' * 64}%0A"), 404)
+    assert "64 lower-case hex digits" in body["detail"]
 
 
 async def test_wrong_method_is_405_with_allow(client: EngineClient) -> None:

@@ -40,6 +40,8 @@ def test_minimal_character_gets_ordinary_defaults() -> None:
         ('"name": ""', ("name", "string_too_short")),
         ('"name": 7', ("name", "string_type")),
         ('"id": "Not A Slug"', ("id", "string_pattern_mismatch")),
+        ('"id": "ada\\n"', ("id", "string_pattern_mismatch")),  # "$" ends the text, no newline
+        ('"name": " \\t\\n"', ("name", "string_pattern_mismatch")),  # blank text
         (
             '"equipment": [{"name": "axe", "kind": "weapon", "power": "9"}]',
             ("equipment.0.power", "int_type"),

@@ -64,7 +64,7 @@ async def create_simulation(request: web.Request) -> web.Response:
 
 async def get_simulation(request: web.Request) -> web.Response:
     simulation_id = request.match_info["id"]
-    if not _SIMULATION_ID.match(simulation_id):
+    if not _SIMULATION_ID.fullmatch(simulation_id):
         raise ProblemError(404, "a simulation id is 64 lower-case hex digits", kind="not-found")
     simulations = request.app[SIMULATIONS]
     result = await simulations.cached(simulation_id)
