@@ -4,7 +4,6 @@ root."""
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -298,26 +297,33 @@ async def test_sigterm_ends_the_process_when_a_pool_worker_died_writing_its_resu
     await asyncio.gather(request, return_exceptions=True)  # cut off by the drain deadline
 
 
-def running_processes() -> dict[int, int]:
-    """Each running process and its parent, from /proc (zombies left out: they have ended)."""
+#: A process as /proc names it: its pid and its start time (a reused pid starts later).
+Process = tuple[int, int]
+
+
+def running_processes() -> dict[Process, int]:
+    """Each running process and its parent's pid, from /proc/<pid>/stat (zombies left out:
+    they have ended)."""
     parents = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = status.read_text()
+            text = stat.read_text()
         except OSError:
             continue  # ended meanwhile
-        fields = dict(re.findall(r"^(State|PPid):\s+(\S+)", text, re.MULTILINE))
-        if fields["State"] != "Z":
-            parents[int(status.parent.name)] = int(fields["PPid"])
+        # After the command name in parentheses: state, ppid, ... starttime (the 20th field).
+        fields = text.rpartition(")")[2].split()
+        if fields[0] != "Z":
+            parents[int(stat.parent.name), int(fields[19])] = int(fields[1])
     return parents
 
 
-def descendants(pid: int) -> set[int]:
+def descendants(pid: int) -> set[Process]:
     """The running processes `pid` started, and those they started."""
     parents = running_processes()
-    found: set[int] = set()
+    found: set[Process] = set()
     while True:
-        new = {child for child, parent in parents.items() if parent in {pid, *found}} - found
+        pids = {pid, *(child for child, _ in found)}
+        new = {child for child, parent in parents.items() if parent in pids} - found
         if not new:
             return found
         found |= new
@@ -341,5 +347,5 @@ async def test_a_killed_engine_leaves_no_pool_processes_behind(
     try:
         await until(all_ended, seconds=30)
     finally:
-        for pid in started & running_processes().keys():
+        for pid, _ in started & running_processes().keys():
             os.kill(pid, signal.SIGKILL)  # what the test started must not outlive it

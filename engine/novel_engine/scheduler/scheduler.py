@@ -568,9 +568,10 @@ def start_process_pool(workers: int, preload: Sequence[str]) -> "ProcessPoolExec
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from novel_engine.pool_worker import end_with_parent
+
     context = multiprocessing.get_context("forkserver")
-    if preload:
-        context.set_forkserver_preload(list(preload))
+    context.set_forkserver_preload([*preload, end_with_parent.__module__])
     pool = ProcessPoolExecutor(workers, context, initializer=end_with_parent)
     # A pool not started by fork spawns a worker per submit while none is idle: submitting
     # one no-op per worker at once starts them all here, not on the loop at later submits.
@@ -581,23 +582,3 @@ def start_process_pool(workers: int, preload: Sequence[str]) -> "ProcessPoolExec
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     return pool
-
-
-def end_with_parent() -> None:
-    """Pool worker initializer: exit when the engine does, however it ends. A worker holds
-    copies of its task pipe's write end and of the fork server's liveness pipe, so neither it
-    nor the fork server would see the engine die (SIGKILL, OOM kill) and both would stay on."""
-    import multiprocessing
-    import os
-    import threading
-    from multiprocessing.connection import wait
-
-    engine = multiprocessing.parent_process()
-    if engine is None:
-        return
-
-    def exit_when_gone() -> None:
-        wait([engine.sentinel])
-        os._exit(1)
-
-    threading.Thread(target=exit_when_gone, name="end-with-engine", daemon=True).start()
