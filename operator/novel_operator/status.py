@@ -2,8 +2,8 @@
 
 Conditions follow kstatus: `Reconciling` and `Stalled` are true only while something is abnormal,
 `Ready` is true when every desired replica runs the current template and is ready (with
-`replicas: 0` too: a parked engine has converged) and, with autoscaling, there are at least
-`minReplicas` of them (a new workload starts at 1 until the autoscaler raises it). While a
+`replicas: 0` too: a parked engine has converged) and, with autoscaling applied, at least
+`minReplicas` of them run (a new workload starts at 1 until the autoscaler raises it). While a
 rollout has not finished, the Ready message names what holds it up (pods that cannot start, a
 claim that does not bind, pods the ReplicaSet or the StatefulSet controller cannot create), when
 the caller found out.
@@ -232,11 +232,11 @@ def _conditions(
     elif not rollout.complete:
         why = [*([rollout.failure] if rollout.failure else []), *blockers]
         ready = _Verdict("False", names.REASON_PROGRESSING, _with_blockers(rollout.describe(), why))
+    elif rollout.desired == 0:
+        ready = _Verdict("True", names.REASON_SCALED_TO_ZERO, "replicas is 0: nothing serves")
     elif rollout.desired < minimum:
         message = f"{rollout.describe()}; fewer than autoscaling.minReplicas ({minimum})"
         ready = _Verdict("False", names.REASON_PROGRESSING, message)
-    elif rollout.desired == 0:
-        ready = _Verdict("True", names.REASON_SCALED_TO_ZERO, "replicas is 0: nothing serves")
     else:
         ready = _Verdict("True", names.REASON_AVAILABLE, rollout.describe())
     if note is not None:
@@ -340,7 +340,9 @@ def compute_status(
     """
     rollout = read_rollout(workload) if workload is not None else None
     note = replicas_note(ignored_spec_replicas, rollout)
-    minimum = spec.autoscaling.min_replicas if spec is not None and spec.autoscaling.enabled else 0
+    minimum = 0
+    if spec is not None and spec.autoscaling.enabled and not paused:  # paused: not applied
+        minimum = spec.autoscaling.min_replicas
     verdicts: dict[str, _Verdict | ConditionVerdict] = {
         **_conditions(rollout, problems, paused, stalled_reason, blockers, note, minimum)
     }

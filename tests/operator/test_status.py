@@ -506,19 +506,25 @@ def test_spec_replicas_ignored_by_an_autoscaler_are_said_to_be(
 
 
 @pytest.mark.parametrize(
-    ("desired", "expected"),
-    [(1, ("False", "Progressing")), (2, READY), (3, READY)],
+    ("desired", "paused", "expected"),
+    [
+        (1, False, ("False", "Progressing")),
+        (2, False, READY),
+        (3, False, READY),
+        (0, False, ("True", "ScaledToZero")),  # scaled to 0 by hand: the HPA leaves it so
+        (1, True, READY),  # paused: the spec's autoscaling is not applied
+    ],
 )
 def test_an_autoscaled_engine_is_ready_only_with_its_minimum_replicas(
-    desired: int, expected: tuple[str, str]
+    desired: int, paused: bool, expected: tuple[str, str]
 ) -> None:
     # A new workload starts at one replica until the autoscaler raises it to minReplicas.
     spec = NovelEngineSpec.model_validate(
         {"autoscaling": {"enabled": True, "minReplicas": 2, **CPU_TARGET}}
     )
     live = workload(desired=desired, replicas=desired, ready=desired, updated=desired)
-    result = status(live, spec=spec)
+    result = status(live, spec=spec, paused=paused)
 
     assert verdicts(result)["Ready"] == expected
-    if desired < 2:
-        assert "fewer than autoscaling.minReplicas (2)" in ready_message(result)
+    said = "fewer than autoscaling.minReplicas (2)" in ready_message(result)
+    assert said is (expected[0] == "False")
