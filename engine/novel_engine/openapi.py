@@ -56,6 +56,11 @@ RETRY_AFTER_HEADER = {
 }
 
 
+def head_operation_id(operation_id: str) -> str:
+    """The id of the HEAD documented beside the GET ``operation_id``."""
+    return f"{operation_id}_head"
+
+
 def _precondition(operation: Operation) -> dict[str, Any] | None:
     """The conditional request header an operation honours, as a parameter."""
     if not operation.conditional or operation.method not in ("GET", "PUT", "DELETE"):
@@ -121,6 +126,12 @@ def _responses(operation: Operation, refs: Refs, *, head: bool = False) -> dict[
             response["content"] = {reply.content_type: {"schema": {"type": "string"}}}
         if operation.conditional:
             response["headers"] = ETAG_HEADER
+        if reply.links and not head:
+            response["links"] = {
+                linked: {"operationId": linked, "parameters": {"id": "$response.body#/id"}}
+                for target in reply.links
+                for linked in (target, head_operation_id(target))
+            }
         responses[str(status)] = response
     if operation.conditional and operation.method == "GET":
         responses["304"] = {"description": "Not Modified (If-None-Match)", "headers": ETAG_HEADER}
@@ -160,7 +171,7 @@ def build_openapi(operations: Sequence[Operation]) -> dict[str, Any]:
         if operation.method == "GET":
             path["head"] = {
                 **entry,
-                "operationId": f"{operation.operation_id}_head",
+                "operationId": head_operation_id(operation.operation_id),
                 "summary": f"{operation.summary} (headers only)",
                 "responses": _responses(operation, refs, head=True),
             }

@@ -155,3 +155,32 @@ async def test_openapi_references_resolve_and_schemas_come_from_the_models(
     assert "415" in post["responses"]
     listing = document["paths"]["/v1/characters"]["get"]
     assert {p["name"] for p in listing["parameters"]} == {"limit", "cursor", "faction", "archetype"}
+
+
+def operation_path(document: dict[str, Any], operation_id: str) -> tuple[str, str]:
+    """(path, method) of the operation with this id."""
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if operation["operationId"] == operation_id:
+                return path, method
+    raise AssertionError(f"no operation {operation_id}")
+
+
+@pytest.mark.parametrize(("mode", "status"), [("sync", "200"), ("async", "202")])
+async def test_the_documented_simulation_example_runs_and_its_links_lead_to_the_result(
+    client: EngineClient, mode: str, status: str
+) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    [example] = document["components"]["schemas"]["SimulationRequest"]["examples"]
+    post = document["paths"]["/v1/simulations"]["post"]
+    response = await client.post("/v1/simulations", json={**example, "mode": mode})
+    assert str(response.status) == status  # the example's content is in a new engine's library
+    body = await response.json()
+
+    links = post["responses"][status]["links"]
+    assert len(links) == 2  # the GET and the HEAD beside it
+    for link in links.values():
+        assert link["parameters"] == {"id": "$response.body#/id"}
+        path, method = operation_path(document, link["operationId"])
+        followed = await client.request(method.upper(), path.replace("{id}", body["id"]))
+        assert followed.status == 200

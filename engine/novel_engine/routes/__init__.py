@@ -30,6 +30,8 @@ class Reply:
     description: str
     models: tuple[type[BaseModel], ...] = ()  # several: the body is one of them
     content_type: str = JSON_CONTENT_TYPE
+    # Operations (by id) whose {id} path parameter is the `id` of this body: OpenAPI links.
+    links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

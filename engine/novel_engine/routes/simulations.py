@@ -15,6 +15,7 @@ from novel_engine.simulation.request import SIMULATION_ID_PATTERN, RunMode, Simu
 from novel_engine.simulation.result import SimulationResult
 
 SIMULATIONS_PATH = "/v1/simulations"
+GET_SIMULATION = "get_simulation"  # the operation id POST's replies link to
 _SIMULATION_ID = re.compile(SIMULATION_ID_PATTERN)
 # Without the shared L2 tier a result lives only in the replica that computed it.
 NOT_FOUND_DETAIL = (
@@ -89,8 +90,16 @@ def simulation_operations() -> list[Operation]:
             "Run a simulation (sync: the result; async: 202 and a status URL)",
             "simulations",
             {
-                200: Reply("The finished simulation (sync mode).", (SimulationResult,)),
-                202: Reply("Accepted (async mode); poll status_url.", (SimulationStatus,)),
+                200: Reply(
+                    "The finished simulation (sync mode).",
+                    (SimulationResult,),
+                    links=(GET_SIMULATION,),
+                ),
+                202: Reply(
+                    "Accepted (async mode); poll status_url.",
+                    (SimulationStatus,),
+                    links=(GET_SIMULATION,),
+                ),
             },
             body=SimulationRequest,
             problems=(400, 404, 413, 422, 429, 503, 504),
@@ -99,7 +108,7 @@ def simulation_operations() -> list[Operation]:
             "GET",
             f"{SIMULATIONS_PATH}/{{id}}",
             get_simulation,
-            "get_simulation",
+            GET_SIMULATION,
             "A simulation's result, or its job status while queued or after failing",
             "simulations",
             {200: Reply("The result or the job status.", (SimulationResult, SimulationStatus))},

@@ -8,7 +8,7 @@ process. The id depends only on the content, the turns, the seed and the model v
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from novel_engine.content.canonical import content_digest
 from novel_engine.content.models import (
@@ -42,6 +42,20 @@ class PriorityName(StrEnum):
 
 class SimulationRequest(StrictModel):
     """Body of POST /v1/simulations. ``priority`` and ``mode`` do not change the result or id."""
+
+    # Content of the sample library, which a new engine seeds.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "character_ids": ["ilse-varn", "seren-ashdown"],
+                    "campaign_id": "siege-of-emberfall",
+                    "turns": 20,
+                    "seed": 7,
+                }
+            ]
+        }
+    )
 
     character_ids: Annotated[
         list[Slug],
