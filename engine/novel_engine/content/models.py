@@ -100,8 +100,8 @@ def require_unique(values: Sequence[Any], what: str) -> None:
 class StrictModel(BaseModel):
     # No string cache: request bodies and content files are small and repeat few strings, and
     # pydantic-core's cache is a fixed 256 KiB table held for the life of the process. Patterns
-    # run on Python's re, loaded anyway: pydantic-core's own regex engine would add about 0.4 MiB
-    # of resident code and tables for the one search text fields need.
+    # run on Python's re, loaded anyway: pydantic-core's own regex engine cost about 0.5 MiB of
+    # idle RSS (its code and tables) for the one search that text fields need.
     model_config = ConfigDict(
         extra="forbid", strict=True, frozen=True, cache_strings="none", regex_engine="python-re"
     )

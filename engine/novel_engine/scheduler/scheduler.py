@@ -142,11 +142,11 @@ class Scheduler:
     until it returns and its result is dropped. The process pool uses the forkserver start
     method (the engine has threads, so fork is unsafe) and starts with the first process task;
     the parent times every task, workers report nothing, and they exit when the engine ends,
-    even by SIGKILL. Starting the pool (the fork server,
-    its preload, a process per worker) takes a few hundred milliseconds, so it happens in a
-    thread, once however many process tasks arrive meanwhile. Inline tasks that finish without
-    suspending would let the workers keep the loop to themselves while the queue is full, so
-    within one loop turn they start tasks for at most inline_slice seconds, then yield.
+    even by SIGKILL. Starting the pool (the fork server, its preload, a process per worker)
+    takes a few hundred milliseconds, so it happens in a thread, once however many process
+    tasks arrive meanwhile. Inline tasks that finish without suspending would let the workers
+    keep the loop to themselves while the queue is full, so within one loop turn they start
+    tasks for at most inline_slice seconds, then yield.
     """
 
     def __init__(
