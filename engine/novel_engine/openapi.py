@@ -47,7 +47,7 @@ def _schema(
 
 ETAG_HEADER = {
     "ETag": {
-        "description": "Entity tag of the representation (changes with every update).",
+        "description": "Entity tag of the representation: a hash of its bytes.",
         "schema": {"type": "string"},
     }
 }

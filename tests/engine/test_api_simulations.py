@@ -173,6 +173,41 @@ async def test_a_finished_job_is_recomputed_if_the_cache_let_it_go(
     assert await (await client.get(accepted["status_url"])).read() == result
 
 
+async def test_a_result_answers_if_none_match_with_304_on_any_replica(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path / "one")
+    created = await client.post("/v1/simulations", json=SIEGE)
+    url = f"/v1/simulations/{(await created.json())['id']}"
+    served = await client.get(url)
+    tag = served.headers["ETag"]
+    unchanged = await client.get(url, headers={"If-None-Match": tag})
+    assert (unchanged.status, unchanged.headers["ETag"], await unchanged.read()) == (304, tag, b"")
+    head = await client.head(url)
+    assert (head.status, head.headers["ETag"]) == (200, tag)
+
+    # Another replica computes the same bytes, so the tag a client holds stays good there.
+    other = await engine_client(aiohttp_client, tmp_path / "other")
+    assert (await other.post("/v1/simulations", json=SIEGE)).status == 200
+    assert (await other.get(url, headers={"If-None-Match": tag})).status == 304
+
+
+async def test_a_job_status_tag_goes_stale_when_the_result_arrives(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path)
+    accepted = await client.post("/v1/simulations", json=heavy(0, mode="async"))
+    url = (await accepted.json())["status_url"]
+    pending = await client.get(url)
+    assert (await pending.json())["status"] in ("queued", "running")
+    result = await wait_for_result(client, url)
+
+    answered = await client.get(url, headers={"If-None-Match": pending.headers["ETag"]})
+    assert answered.status == 200
+    assert await answered.read() == result
+    assert answered.headers["ETag"] != pending.headers["ETag"]
+
+
 async def test_queued_jobs_are_recorded_failed_at_shutdown(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:

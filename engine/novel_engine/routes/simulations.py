@@ -5,11 +5,12 @@ import re
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from novel_engine.content.canonical import canonical_json
+from novel_engine.content.canonical import canonical_json, entity_tag
 from novel_engine.jobs import JobStatus
 from novel_engine.keys import JOBS, SIMULATIONS
 from novel_engine.problems import ProblemError
 from novel_engine.routes import Operation, Reply, json_bytes, parse_body
+from novel_engine.routes.conditional import none_match, not_modified
 from novel_engine.scheduler import Priority
 from novel_engine.simulation.request import SIMULATION_ID_PATTERN, RunMode, SimulationRequest
 from novel_engine.simulation.result import SimulationResult
@@ -63,6 +64,15 @@ async def create_simulation(request: web.Request) -> web.Response:
     )
 
 
+def _tagged(request: web.Request, body: bytes) -> web.Response:
+    # A result is the same bytes on every replica and never changes; a job status changes
+    # as the job moves on. A tag of the bytes serves both.
+    tag = entity_tag(body)
+    if none_match(request, tag):
+        return not_modified(tag)
+    return json_bytes(body, headers={"ETag": tag})
+
+
 async def get_simulation(request: web.Request) -> web.Response:
     simulation_id = request.match_info["id"]
     if not _SIMULATION_ID.fullmatch(simulation_id):
@@ -70,14 +80,14 @@ async def get_simulation(request: web.Request) -> web.Response:
     simulations = request.app[SIMULATIONS]
     result = await simulations.cached(simulation_id)
     if result is not None:
-        return json_bytes(result)
+        return _tagged(request, result)
     job = await request.app[JOBS].lookup(simulation_id)
     if job is None:
         raise ProblemError(404, NOT_FOUND_DETAIL, kind="not-found")
     if job.status is JobStatus.SUCCEEDED and job.input is not None:
         # The cache let the result go; the job kept its input, and the model is deterministic.
-        return json_bytes(await simulations.run(job.input, Priority.NORMAL))
-    return json_bytes(_status(simulation_id, job.status, job.error))
+        return _tagged(request, await simulations.run(job.input, Priority.NORMAL))
+    return _tagged(request, _status(simulation_id, job.status, job.error))
 
 
 def simulation_operations() -> list[Operation]:
@@ -113,5 +123,6 @@ def simulation_operations() -> list[Operation]:
             "simulations",
             {200: Reply("The result or the job status.", (SimulationResult, SimulationStatus))},
             problems=(404, 429, 503, 504),
+            conditional=True,
         ),
     ]
