@@ -722,15 +722,17 @@ class Condition(StatusModel):
     """A kstatus-compatible condition."""
 
     type: str = Field(
-        description="`Ready`, `Reconciling`, `Stalled`, `ScalingActive` (with engine targets) or "
-        "`JobsShared` (when more than one replica may run)."
+        description="`Ready`, `Reconciling`, `Stalled`, `ScalingActive` (with engine targets), "
+        "`JobsShared` (when more than one replica may run) or `CacheDegraded` (with an L2 tier)."
     )
     status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
     reason: str = Field(description="CamelCase reason.")
     message: str = Field(description="Human-readable detail.")
     last_transition_time: datetime = Field(description="When status last changed.")
     observed_generation: int | None = Field(
-        None, description="The spec generation the condition was computed for."
+        None,
+        description="The spec generation the condition describes: while reconciliation is "
+        "paused, the last one applied.",
     )
 
 

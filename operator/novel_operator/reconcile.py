@@ -47,7 +47,14 @@ from novel_operator.model import (
     Owner,
     field_errors,
 )
-from novel_operator.scaling import Key, ScaleTarget, ScalingMemory, ScalingVerdict, clamp_replicas
+from novel_operator.scaling import (
+    Key,
+    ScaleDecision,
+    ScaleTarget,
+    ScalingMemory,
+    ScalingVerdict,
+    clamp_replicas,
+)
 from novel_operator.status import (
     FAILED_CREATE,
     Rollout,
@@ -260,7 +267,7 @@ class Reconciler:
             else:
                 try:
                     workload = await self._apply(obj, owner, spec, previous, live)
-                    if workload is not None and spec.replicas_writer == "operator":
+                    if workload is not None and spec.replicas_writer != "spec":
                         workload = await self._keep_within_bounds(obj, engine_key, spec, workload)
                 except _RefusedError as refused:
                     problems.append(str(refused))
@@ -292,8 +299,8 @@ class Reconciler:
                 None
                 if blocking  # nothing of its own serves; never name another's Service
                 else names.endpoint(name, namespace, spec.service.port)
-                if spec
-                else previous.endpoint
+                if spec is not None and not (paused or problems)
+                else previous.endpoint  # the Service as last applied
             ),
             stalled_reason=stalled_reason,
             autoscaling=autoscaling,
@@ -495,17 +502,26 @@ class Reconciler:
     async def _keep_within_bounds(
         self, obj: Manifest, key: Key, spec: NovelEngineSpec, workload: Manifest
     ) -> Manifest:
-        """While the operator owns the replicas (engine targets only), bring them within
-        [minReplicas, maxReplicas] through the workload's scale subresource at once (a new
-        workload starts at the API default of 1), rather than at the autoscaler's next sync.
-        A count within the bounds is the autoscaler's business. The workload as now asked for;
-        the change goes into the autoscaler's memory (its history, and status.autoscaling)."""
+        """Under autoscaling, bring the replicas within [minReplicas, maxReplicas] through the
+        workload's scale subresource at once (`clamp_replicas` says when): a new workload starts
+        at the API default of 1, and an HPA never scales one at 0. A count within the bounds is
+        the autoscaler's business. The workload as now asked for; with engine targets the
+        change goes into the operator's autoscaler memory (its history, and status.autoscaling)."""
         current = int(workload["spec"].get("replicas", 1))
         decision = clamp_replicas(current, spec)
-        report = self._memory.report(key) or AutoscalingStatus(recommended_replicas=current)
         if decision is not None:
             scale = await _refusable(self._kube.scale(workload, decision.target))
             workload = {**workload, "spec": {**workload["spec"], **scale["spec"]}}
+            self._metrics.scale_decisions.labels(ScaleTarget.REPLICAS, decision.reason).inc()
+            self._event(obj, "Scaled", f"Scaled {describe(workload)} {decision.describe()}")
+        if spec.replicas_writer == "operator":
+            self._remember_bound(key, current, decision)
+        return workload
+
+    def _remember_bound(self, key: Key, current: int, decision: ScaleDecision | None) -> None:
+        """The operator's autoscaler learns of a bound it applied: its history and report."""
+        report = self._memory.report(key) or AutoscalingStatus(recommended_replicas=current)
+        if decision is not None:
             now = self._clock()
             self._memory.history(key).record_change(now.timestamp(), current, decision.target)
             report = report.model_copy(
@@ -515,10 +531,7 @@ class Reconciler:
                     "last_scale_reason": decision.explain(),
                 }
             )
-            self._metrics.scale_decisions.labels(ScaleTarget.REPLICAS, decision.reason).inc()
-            self._event(obj, "Scaled", f"Scaled {describe(workload)} {decision.describe()}")
         self._memory.update(key, report, None)
-        return workload
 
     def _child_event(
         self, obj: Manifest, action: ChildAction, child: Manifest, detail: str, repair: bool

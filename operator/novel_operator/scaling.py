@@ -109,9 +109,12 @@ class ScaleDecision:
 
 
 def clamp_replicas(current: int, spec: NovelEngineSpec) -> ScaleDecision | None:
-    """The change that brings `current` replicas within the autoscaling bounds, or None when the
-    operator does not own replicas (`replicas_writer` is not `operator`) or they are within."""
-    if spec.replicas_writer != "operator":
+    """The change that brings `current` replicas within the autoscaling bounds, or None when
+    they are within or are not the operator's to bound. The operator's scaler bounds them
+    always; under an HPA only 0 is lifted, to minReplicas: the HPA turns its own scaling off
+    for a workload at 0 (for instance one handed over from `replicas: 0`), so it would stay
+    there, and it moves any other count into its bounds itself."""
+    if spec.replicas_writer == "spec" or (spec.replicas_writer == "hpa" and current != 0):
         return None
     bound = _bound(current, spec.autoscaling)
     return None if bound is None else ScaleDecision(current, bound[0], bound[1])

@@ -3,10 +3,11 @@
 Conditions follow kstatus: `Reconciling` and `Stalled` are true only while something is abnormal,
 `Ready` is true when every desired replica runs the current template and is ready (with
 `replicas: 0` too: a parked engine has converged) and, with autoscaling applied, at least
-`minReplicas` of them run (a new workload starts at 1 until the autoscaler raises it). While a
-rollout has not finished, the Ready message names what holds it up (pods that cannot start, a
-claim that does not bind, pods the ReplicaSet or the StatefulSet controller cannot create), when
-the caller found out.
+`minReplicas` of them run (a new workload starts at 1, and one at 0 is lifted, until then).
+While paused, `Reconciling` says so and every condition keeps the generation last applied.
+While a rollout has not finished, the Ready message names what holds it up (pods that cannot
+start, a claim that does not bind, pods the ReplicaSet or the StatefulSet controller cannot
+create), when the caller found out.
 `ScalingActive` (engine targets only) says whether the autoscaler can read the engine metrics.
 `JobsShared` (only when more than one replica may run) says whether async jobs are shared through
 the L2 tier; without it each job is known only to the replica that accepted it.
@@ -65,6 +66,7 @@ def read_rollout(workload: dict[str, Any]) -> Rollout:
     """Progress of a live Deployment/StatefulSet as returned by the API."""
     spec, status = workload.get("spec", {}), workload.get("status") or {}
     conditions = status.get("conditions") or []
+    observed = status.get("observedGeneration", 0) >= workload["metadata"].get("generation", 0)
     stuck = next(
         (
             condition.get("message") or condition["reason"]
@@ -89,8 +91,8 @@ def read_rollout(workload: dict[str, Any]) -> Rollout:
         replicas=status.get("replicas", 0),
         ready=status.get("readyReplicas", 0),
         updated=status.get("updatedReplicas", 0),
-        observed=status.get("observedGeneration", 0) >= workload["metadata"].get("generation", 0),
-        stuck=stuck,
+        observed=observed,
+        stuck=stuck if observed else None,  # a deadline an older spec missed says nothing now
         selector=spec.get("selector", {}).get("matchLabels", {}),
         failure=failure,
     )
@@ -208,56 +210,49 @@ def _conditions(
     note: str | None,
     minimum: int,
 ) -> dict[str, _Verdict]:
+    stalled: _Verdict | None = None
     if problems:
         message = "; ".join(problems)
         stalled = _Verdict("True", stalled_reason, message)
-        return {
-            names.CONDITION_READY: _Verdict("False", stalled_reason, message),
-            names.CONDITION_RECONCILING: _Verdict("False", stalled_reason, message),
-            names.CONDITION_STALLED: stalled,
-        }
-    if rollout is None:
+        ready = _Verdict("False", stalled_reason, message)
+    elif rollout is None:
         ready = _Verdict("False", names.REASON_PROGRESSING, "the workload does not exist yet")
     elif rollout.stuck is not None:
         why = [*([rollout.failure] if rollout.failure else []), *blockers]
-        stuck = _Verdict(
-            "True", names.REASON_PROGRESS_DEADLINE_EXCEEDED, _with_blockers(rollout.stuck, why)
-        )
-        message = _with_blockers(rollout.describe(), why)
-        return {
-            names.CONDITION_READY: _Verdict("False", stuck.reason, message),
-            names.CONDITION_RECONCILING: _Verdict("False", stuck.reason, message),
-            names.CONDITION_STALLED: stuck,
-        }
+        reason = names.REASON_PROGRESS_DEADLINE_EXCEEDED
+        stalled = _Verdict("True", reason, _with_blockers(rollout.stuck, why))
+        ready = _Verdict("False", reason, _with_blockers(rollout.describe(), why))
     elif not rollout.complete:
         why = [*([rollout.failure] if rollout.failure else []), *blockers]
         ready = _Verdict("False", names.REASON_PROGRESSING, _with_blockers(rollout.describe(), why))
-    elif rollout.desired == 0:
-        ready = _Verdict("True", names.REASON_SCALED_TO_ZERO, "replicas is 0: nothing serves")
     elif rollout.desired < minimum:
         message = f"{rollout.describe()}; fewer than autoscaling.minReplicas ({minimum})"
         ready = _Verdict("False", names.REASON_PROGRESSING, message)
+    elif rollout.desired == 0:
+        ready = _Verdict("True", names.REASON_SCALED_TO_ZERO, "replicas is 0: nothing serves")
     else:
         ready = _Verdict("True", names.REASON_AVAILABLE, rollout.describe())
-    if note is not None:
+    if note is not None and stalled is None:
         ready = _Verdict(ready.status, ready.reason, f"{ready.message}; {note}")
 
-    progressing = ready.reason == names.REASON_PROGRESSING
-    if paused:
+    if paused:  # said whatever else holds: nothing is applied until the annotation goes
         reconciling = _Verdict(
             "False",
             names.REASON_PAUSED,
             f"reconciliation is paused by the {names.PAUSED_ANNOTATION} annotation",
         )
-    elif progressing:
+    elif stalled is not None:
+        reconciling = _Verdict("False", stalled.reason, ready.message)
+    elif ready.reason == names.REASON_PROGRESSING:
         reconciling = _Verdict("True", names.REASON_PROGRESSING, ready.message)
     else:
         reconciling = _Verdict("False", names.REASON_RECONCILED, "children match the spec")
-    not_stalled = _Verdict("False", reconciling.reason, reconciling.message)
+    if stalled is None:
+        stalled = _Verdict("False", reconciling.reason, reconciling.message)
     return {
         names.CONDITION_READY: ready,
         names.CONDITION_RECONCILING: reconciling,
-        names.CONDITION_STALLED: not_stalled,
+        names.CONDITION_STALLED: stalled,
     }
 
 
@@ -285,7 +280,7 @@ def _condition(
     verdict: _Verdict | ConditionVerdict,
     previous: NovelEngineStatus | None,
     now: datetime,
-    generation: int,
+    generation: int | None,
 ) -> Condition:
     before = previous.condition(condition_type) if previous is not None else None
     since = (
@@ -329,11 +324,13 @@ def compute_status(
 
     `workload` is the live engine Deployment/StatefulSet (None if it does not exist), `problems`
     are human-readable reasons the spec cannot be realised (they make the resource Stalled with
-    `stalled_reason`), `paused` whether the pause annotation is set (the observed generation then
-    stays where it was). `autoscaling` is status.autoscaling, `scaling_active` the
-    ScalingActive condition and `cache_degraded` the CacheDegraded one; None leaves each out.
-    `spec` decides JobsShared and, with autoscaling, the fewest replicas Ready needs; None (a
-    spec the operator cannot read) keeps JobsShared as it was. `blockers` say what holds up an
+    `stalled_reason`), `paused` whether the pause annotation is set (the observed generation of
+    the status and of its conditions then stays where it was: they describe what was applied).
+    `autoscaling` is status.autoscaling, `scaling_active` the ScalingActive condition and
+    `cache_degraded` the CacheDegraded one; None leaves each out. `spec`, once applied (not
+    paused, no problems), decides JobsShared and, with autoscaling, the fewest replicas Ready
+    needs; a spec not applied or None (one the operator cannot read) keeps JobsShared as it
+    was and sets no minimum. `blockers` say what holds up an
     unfinished rollout (`pod_blockers`, `claim_blockers`); `ignored_spec_replicas` is
     spec.replicas while an autoscaler owns the replicas (None otherwise). `endpoint` None: the
     engine Service is not this NovelEngine's.
@@ -341,21 +338,23 @@ def compute_status(
     rollout = read_rollout(workload) if workload is not None else None
     note = replicas_note(ignored_spec_replicas, rollout)
     minimum = 0
-    if spec is not None and spec.autoscaling.enabled and not paused:  # paused: not applied
+    applied = spec is not None and not (paused or problems)
+    if applied and spec is not None and spec.autoscaling.enabled:
         minimum = spec.autoscaling.min_replicas
     verdicts: dict[str, _Verdict | ConditionVerdict] = {
         **_conditions(rollout, problems, paused, stalled_reason, blockers, note, minimum)
     }
     if scaling_active is not None:
         verdicts[names.CONDITION_SCALING_ACTIVE] = scaling_active
-    jobs_shared = _jobs_shared(spec) if spec is not None else _previous(previous)
+    jobs_shared = _jobs_shared(spec) if applied and spec is not None else _previous(previous)
     if jobs_shared is not None:
         verdicts[names.CONDITION_JOBS_SHARED] = jobs_shared
     if cache_degraded is not None:
         verdicts[names.CONDITION_CACHE_DEGRADED] = cache_degraded
     previous_generation = previous.observed_generation if previous is not None else None
+    observed_generation = previous_generation if paused else spec_generation
     return NovelEngineStatus(
-        observed_generation=previous_generation if paused else spec_generation,
+        observed_generation=observed_generation,
         replicas=rollout.replicas if rollout is not None else None,
         ready_replicas=rollout.ready if rollout is not None else None,
         desired_replicas=rollout.desired if rollout is not None else None,
@@ -366,7 +365,7 @@ def compute_status(
         ),
         endpoint=endpoint,
         conditions=[
-            _condition(condition_type, verdict, previous, now, spec_generation)
+            _condition(condition_type, verdict, previous, now, observed_generation)
             for condition_type, verdict in verdicts.items()
         ],
         autoscaling=autoscaling,

@@ -129,6 +129,15 @@ def test_no_bound_is_enforced_while_the_operator_does_not_own_replicas(
     assert clamp_replicas(1, spec_of(spec)) is None
 
 
+def test_under_an_hpa_only_zero_replicas_are_lifted_to_the_minimum() -> None:
+    # The HPA never scales a workload at 0: left there, autoscaling would never start it.
+    hpa = spec_of(
+        {"autoscaling": {"enabled": True, "minReplicas": 3, "targetCPUUtilizationPercentage": 70}}
+    )
+    assert clamp_replicas(0, hpa) == ScaleDecision(0, 3, ScaleReason.BELOW_MIN_REPLICAS)
+    assert clamp_replicas(0, spec_of({"replicas": 0})) is None
+
+
 def test_a_decision_says_why_in_words() -> None:
     assert (
         ScaleDecision(1, 3, ScaleReason.BELOW_MIN_REPLICAS).describe()

@@ -160,6 +160,13 @@ def test_a_stuck_rollout_is_stalled_with_the_controllers_message() -> None:
     assert verdicts(result)["Reconciling"][0] == "False"
 
 
+def test_a_deadline_the_previous_template_missed_does_not_stall_the_next() -> None:
+    # The apply's answer: a new generation the Deployment controller has not seen yet.
+    result = status(workload(ready=1, stale=True, conditions=[STUCK]))
+
+    assert verdicts(result) == PROGRESSING
+
+
 def test_a_missing_reference_stalls_naming_the_object_and_recovers() -> None:
     problem = 'ConfigMap "library" not found in namespace "stories"'
 
@@ -189,6 +196,32 @@ def test_pause_says_so_and_keeps_the_observed_generation() -> None:
     assert (reconciling.status, reconciling.reason) == ("False", "Paused")
     assert names.PAUSED_ANNOTATION in reconciling.message
     assert verdicts(paused)["Ready"] == READY
+    # kubectl wait reads a condition's own generation: none may claim the unapplied spec.
+    assert {condition.observed_generation for condition in paused.conditions} == {6}
+
+
+@pytest.mark.parametrize(
+    ("live", "problems", "stalled"),
+    [
+        (None, ['ConfigMap "library" not found in namespace "stories"'], "InvalidReference"),
+        (workload(ready=1, conditions=[STUCK]), [], "ProgressDeadlineExceeded"),
+    ],
+    ids=["invalid-reference", "past-deadline"],
+)
+def test_pause_is_said_even_when_the_engine_is_stalled(
+    live: dict[str, Any] | None, problems: list[str], stalled: str
+) -> None:
+    result = status(live, problems=problems, paused=True)
+
+    assert verdicts(result)["Reconciling"] == ("False", "Paused")
+    assert verdicts(result)["Stalled"] == ("True", stalled)
+
+
+def test_a_paused_spec_does_not_decide_jobs_shared() -> None:
+    applied = status(workload(), spec=NovelEngineSpec(replicas=1))
+    paused = status(workload(), spec=NovelEngineSpec(replicas=3), paused=True, previous=applied)
+
+    assert names.CONDITION_JOBS_SHARED not in verdicts(paused)
 
 
 def since(result: NovelEngineStatus, kind: str) -> datetime:
@@ -511,7 +544,7 @@ def test_spec_replicas_ignored_by_an_autoscaler_are_said_to_be(
         (1, False, ("False", "Progressing")),
         (2, False, READY),
         (3, False, READY),
-        (0, False, ("True", "ScaledToZero")),  # scaled to 0 by hand: the HPA leaves it so
+        (0, False, ("False", "Progressing")),  # at 0 the operator lifts it to the minimum
         (1, True, READY),  # paused: the spec's autoscaling is not applied
     ],
 )

@@ -10,6 +10,11 @@ already says novel-engine-operator; at most 63 characters. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* The metrics Service: a Service name is at most 63 characters, suffix included. */}}
+{{- define "neo.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "neo.fullname" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
 {{/* Selector labels. The name label is fixed: the NetworkPolicies the operator writes let in
 the operator's pods by it. */}}
 {{- define "neo.selectorLabels" -}}

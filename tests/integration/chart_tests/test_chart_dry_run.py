@@ -24,3 +24,14 @@ def test_rendered_manifests_are_accepted(
     manifests = helm.template(namespace=NAMESPACE, values=[values] if values else [])
     refused = [problem for m in manifests if (problem := dry_run_apply(testbed, m))]
     assert not refused
+
+
+def test_the_longest_release_name_gives_names_the_apiserver_accepts(
+    helm: Helm, testbed: Testbed, prometheus_crds: None
+) -> None:
+    create_namespace(testbed, NAMESPACE)
+    release = "production-stories-operator-eu-west-1-blue-green-abcd"  # Helm allows 53 characters
+    assert len(release) == 53
+    manifests = helm.template(namespace=NAMESPACE, release=release)
+    refused = [problem for m in manifests if (problem := dry_run_apply(testbed, m))]
+    assert not refused

@@ -347,7 +347,7 @@ def test_pause_stops_reconciliation_and_says_so(
         timeout=20,
     )
     cluster.delete("v1", "Service", ns, name)
-    cluster.patch_novelengine(ns, name, {"spec": {"replicas": 2}})
+    cluster.patch_novelengine(ns, name, {"spec": {"replicas": 2, "service": {"port": 9090}}})
     wait_reconciles(cluster, operator, 4, timeout=20)  # several resyncs while paused
     obj = cluster.novelengine(ns, name)
     deployment = cluster.get("apps/v1", "Deployment", ns, name)
@@ -356,6 +356,9 @@ def test_pause_stops_reconciliation_and_says_so(
     assert cluster.get("v1", "Service", ns, name) is None
     assert deployment["spec"]["replicas"] == 1
     assert obj["status"]["observedGeneration"] == 1  # generation 2 was not acted upon
+    # Nor do the conditions (kubectl wait reads theirs) or the endpoint claim it.
+    assert {c["observedGeneration"] for c in obj["status"]["conditions"]} == {1}
+    assert obj["status"]["endpoint"] == names.endpoint(name, ns, 8080)
 
     cluster.patch_novelengine(
         ns, name, {"metadata": {"annotations": {names.PAUSED_ANNOTATION: None}}}
@@ -363,6 +366,7 @@ def test_pause_stops_reconciliation_and_says_so(
     obj = cluster.wait_ready(ns, name)
     assert obj["status"]["readyReplicas"] == 2
     assert cluster.get("v1", "Service", ns, name) is not None
+    assert obj["status"]["endpoint"] == names.endpoint(name, ns, 9090)
 
 
 def test_operator_killed_midway_converges_after_restart_without_duplicates(

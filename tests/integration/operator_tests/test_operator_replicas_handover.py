@@ -129,3 +129,24 @@ def test_enabling_autoscaling_keeps_the_running_replicas(
     )
     owners = replicas_owners(workload(cluster, kind, ns, name))
     assert owners == {(names.FIELD_MANAGER, "Apply")}, owners
+
+
+def test_a_parked_engine_given_an_hpa_starts_its_minimum_replicas(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    # The HPA never scales a workload at 0, so the replicas handed over from `replicas: 0`
+    # would keep the engine parked under autoscaling for good.
+    ns, name = testbed_namespace, "parked"
+    start_operator("--namespace", ns, resync_seconds=0.5)
+    cluster.create_novelengine(ns, name, {"replicas": 0})
+    parked = cluster.wait_ready(ns, name)
+    assert parked["status"]["replicas"] == 0
+
+    autoscaling = {"enabled": True, "minReplicas": 2, "maxReplicas": 6, **CPU_TARGET}
+    cluster.patch_novelengine(ns, name, {"spec": {"autoscaling": autoscaling}})
+    started = cluster.wait_ready(ns, name)
+
+    assert started["status"]["readyReplicas"] == 2
+    assert workload(cluster, "Deployment", ns, name)["spec"]["replicas"] == 2
+    scaled = [event["message"] for event in cluster.events(ns, name) if event["reason"] == "Scaled"]
+    assert any("from 0 to 2 replicas: below minReplicas 2" in message for message in scaled)
