@@ -2,9 +2,10 @@
 
 ``create_app`` reads no environment; everything comes from the Settings it is given. Resources
 start in order (database, cache, content, jobs, scheduler, simulations, then taking over the jobs
-other replicas abandoned, which draining pauses) and stop in reverse: the scheduler stops first
-(running work gets what is left of the drain budget), then the jobs it failed are recorded, then
-the cache and the database close.
+other replicas abandoned, which draining pauses). At shutdown the drain comes first: in-flight
+requests get the drain budget, then the scheduler stops (running work gets what is left of it);
+then the resources stop in reverse: the jobs the scheduler failed are recorded, then the cache
+and the database close.
 """
 
 from collections.abc import AsyncIterator
@@ -127,7 +128,7 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
     await scheduler.start()
     app[SCHEDULER] = scheduler
     yield
-    # In-flight requests have had their share of the drain budget; running tasks get the rest.
+    # Stopped by the drain already, unless the app stops without having served.
     await scheduler.stop(app[DRAIN].remaining())
 
 
@@ -150,8 +151,16 @@ async def takeover_context(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def begin_drain(app: web.Application) -> None:
-    app[DRAIN].begin()
+async def drain(app: web.Application) -> None:
+    """The drain, run when the listener has closed and before aiohttp ends the connections:
+    in-flight requests get the drain budget while the scheduler keeps working; then the
+    scheduler stops, and the requests still waiting for it answer 503 at once rather than lose
+    their connection when aiohttp cancels them."""
+    state = app[DRAIN]
+    state.begin()
+    await state.requests_finished()
+    if SCHEDULER in app:  # a failed start may not have got that far
+        await app[SCHEDULER].stop(state.remaining())
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> web.Application:
@@ -165,7 +174,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     # Outermost first: metrics see the final status, problems see every error. Only the
     # operations that read a body have its size checked.
-    layers: list[RequestLayer] = [request_metrics(metrics), problems]
+    layers: list[RequestLayer] = [request_metrics(metrics, app[DRAIN]), problems]
     body_layers = [*layers, body_limit(settings.max_body_bytes)]
     operations = [*ops_operations(registry), *library_operations(), *simulation_operations()]
     setup_routes(
@@ -197,5 +206,5 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             takeover_context,
         ]
     )
-    app.on_shutdown.append(begin_drain)
+    app.on_shutdown.append(drain)
     return app

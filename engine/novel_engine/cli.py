@@ -22,6 +22,10 @@ from novel_engine.server import EngineRunner
 
 log = logging.getLogger("novel_engine")
 
+# After the drain (app.drain), what aiohttp gives the handlers still running (they are answering
+# 503 by then) before it cancels them, and again after: the budget itself is spent by the drain.
+HANDLER_GRACE_SECONDS = 2.0
+
 
 class ListenError(Exception):
     """The listening socket could not be opened (address in use, not permitted, ...)."""
@@ -32,7 +36,7 @@ async def serve(settings: Settings) -> None:
     serves for shutdown_delay more seconds; then in-flight requests get up to drain_timeout,
     running tasks what is left of it."""
     app = create_app(settings)
-    runner = EngineRunner(app, shutdown_timeout=settings.drain_timeout, access_log=None)
+    runner = EngineRunner(app, shutdown_timeout=HANDLER_GRACE_SECONDS, access_log=None)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -60,9 +64,8 @@ async def serve(settings: Settings) -> None:
         log.info("serving on http://%s:%d", settings.host, settings.port)
         await stopping.wait()
         log.info("draining")
-        app[DRAIN].begin()
     finally:
-        await runner.cleanup()
+        await runner.cleanup()  # closes the listener, then runs the drain (app.drain)
     log.info("stopped")
 
 

@@ -5,12 +5,19 @@ that load balancers take it out of rotation; then the drain begins: the listener
 in-flight requests and running work share the drain budget.
 """
 
+import asyncio
 import time
+
+# How often the drain looks whether the requests in flight have finished.
+_POLL_SECONDS = 0.02
 
 
 class DrainState:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
+        # Requests being served, probes and scrapes aside; the request metrics layer counts them
+        # (it reports the same number as a gauge), the drain waits for them.
+        self.in_flight = 0
         self._stopping = False
         self._started: float | None = None
 
@@ -34,3 +41,13 @@ class DrainState:
         if self._started is None:
             return self.timeout
         return max(0.0, self.timeout - (time.monotonic() - self._started))
+
+    async def requests_finished(self) -> bool:
+        """Wait, within what is left of the budget, until no request is in flight; whether
+        none is. Polled: the hot path only counts."""
+        while self.in_flight > 0:
+            left = self.remaining()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(_POLL_SECONDS, left))
+        return True

@@ -127,6 +127,41 @@ async def test_sigterm_drains_in_flight_requests_and_records_queued_jobs(
     assert "failed" in states
 
 
+async def test_requests_the_drain_budget_cannot_serve_answer_503_not_a_dropped_connection(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    # One pool worker and a 1 s budget: most of these long simulations cannot run in time.
+    engine = engines.start(
+        "data",
+        *("--shutdown-delay", "0", "--drain-timeout", "1"),
+        *("--queue-limit", "100", "--process-workers", "1"),
+    )
+    await engine.ready(session)
+    body = {"character_ids": FULL_CAST, "turns": 200}
+    requests = [
+        asyncio.ensure_future(post(session, engine, "/v1/simulations", {**body, "seed": seed}))
+        for seed in range(40)
+    ]
+    for _ in range(600):
+        if await in_flight(session, engine) == len(requests):
+            break
+        await asyncio.sleep(0.01)
+    assert not any(request.done() for request in requests), "requests finished before SIGTERM"
+
+    engine.terminate()
+    answers = await asyncio.gather(*requests, return_exceptions=True)
+    dropped = [answer for answer in answers if isinstance(answer, BaseException)]
+    assert not dropped, dropped
+    replies = [answer for answer in answers if not isinstance(answer, BaseException)]
+    statuses = {status for status, _ in replies}
+    assert 503 in statuses
+    assert statuses <= {200, 503}
+    for status, raw in replies:
+        if status == 503:
+            assert "shutting down" in json.loads(raw)["detail"]
+    assert await engine.exit_code() == 0
+
+
 def can_make_root_read_only() -> bool:
     if shutil.which("unshare") is None:
         return False

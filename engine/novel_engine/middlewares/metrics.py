@@ -6,6 +6,7 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from novel_engine.drain import DrainState
 from novel_engine.metrics import EngineMetrics, method_label, status_class
 from novel_engine.middlewares import RequestLayer
 
@@ -13,11 +14,10 @@ from novel_engine.middlewares import RequestLayer
 NOT_IN_FLIGHT = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
-def request_metrics(metrics: EngineMetrics) -> RequestLayer:
-    # Hot path: a plain counter read at scrape time, and the lock-free latency series' observe
-    # bound once per route, method and status (all closed sets).
-    in_flight = 0
-    metrics.http_in_flight.set_function(lambda: in_flight)
+def request_metrics(metrics: EngineMetrics, drain: DrainState) -> RequestLayer:
+    # Hot path: a plain counter (the drain's, which waits for it) read at scrape time, and the
+    # lock-free latency series' observe bound once per route, method and status (closed sets).
+    metrics.http_in_flight.set_function(lambda: drain.in_flight)
     clock = time.perf_counter
 
     def measured(handler: Handler, route: str) -> Handler:
@@ -25,9 +25,8 @@ def request_metrics(metrics: EngineMetrics) -> RequestLayer:
         observers: dict[tuple[str, int], Callable[[float], None]] = {}
 
         async def metrics_layer(request: web.Request) -> web.StreamResponse:
-            nonlocal in_flight
             if counted:
-                in_flight += 1
+                drain.in_flight += 1
             started = clock()
             status = 500
             try:
@@ -39,7 +38,7 @@ def request_metrics(metrics: EngineMetrics) -> RequestLayer:
                 raise
             finally:
                 if counted:
-                    in_flight -= 1
+                    drain.in_flight -= 1
                 method = method_label(request.method)
                 observe = observers.get((method, status))
                 if observe is None:
