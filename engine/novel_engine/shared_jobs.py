@@ -3,7 +3,7 @@
 A job is a hash `<prefix>job:<id>` with its status, error, compressed input and priority, and,
 while queued, the replica that runs it (`owner`) and the end of that replica's lease. Two sorted
 sets index them: `<prefix>jobs:leases` (queued jobs by lease end) and `<prefix>jobs:expiry`
-(every job by the end of its retention). Each change is one Lua script, so two replicas never
+(finished jobs by the end of their retention: a queued job is never pruned, whatever its age). Each change is one Lua script, so two replicas never
 both claim a job, and times come from Redis' clock, which every replica shares.
 
 These keys carry no Redis TTL: under a `volatile-*` maxmemory policy Redis evicts only keys with
@@ -56,10 +56,11 @@ if ARGV[2] == 'queued' then
   local lease_until = now + tonumber(ARGV[6])
   redis.call('HSET', KEYS[1], 'owner', ARGV[5], 'lease_until', lease_until)
   redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
 else
   redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[1])
 end
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[1])
 return 1
 """
 )
@@ -148,7 +149,8 @@ return claimed
 )
 
 # KEYS: expiry, leases. ARGV: max records, batch, job key prefix.
-# Deletes records past their retention, then the oldest beyond max records; returns how many.
+# Deletes finished records past their retention, then the oldest beyond max records; returns
+# how many.
 _PRUNE = (
     _NOW
     + """
@@ -246,7 +248,8 @@ class SharedJobStore:
         ]
 
     async def prune(self) -> int:
-        """Delete records past their retention, then the oldest beyond the limit."""
+        """Delete finished records past their retention, then the oldest beyond the limit;
+        queued ones stay (as in SQLite)."""
         arguments: list[EncodableT] = [self._max_records, PRUNE_BATCH, self._job_prefix]
         return int(await _call(lambda: self._prune([self._expiry, self._leases], arguments)))
 

@@ -263,6 +263,29 @@ async def test_shared_records_are_pruned_by_count_then_by_age(redis_server: Redi
 
 
 @pytest.mark.redis
+async def test_shared_queued_records_are_never_pruned(redis_server: RedisServer) -> None:
+    store = SharedJobStore(redis_server.url, retention_seconds=0.1, max_records=1)
+    try:
+        queued = [INPUTS[0], INPUTS[1]]
+        for simulation in queued:
+            await store.put(simulation, Priority.NORMAL, JobStatus.QUEUED)
+        for simulation in INPUTS[2:4]:
+            await store.put(simulation, Priority.NORMAL, JobStatus.SUCCEEDED)
+        assert await store.prune() == 1  # over the count: the older finished record
+        await asyncio.sleep(0.2)
+        assert await store.prune() == 1  # past the retention: the other one
+        for simulation in queued:
+            job = await store.get(simulation.simulation_id())
+            assert job is not None
+            assert job.status is JobStatus.QUEUED
+        await store.finish(queued[0].simulation_id(), JobStatus.SUCCEEDED)
+        await asyncio.sleep(0.2)
+        assert await store.prune() == 1  # finished, it is pruned like any other
+    finally:
+        await store.close()
+
+
+@pytest.mark.redis
 async def test_a_shared_lease_is_held_by_one_replica_until_it_lapses(
     redis_server: RedisServer,
 ) -> None:
