@@ -3,8 +3,9 @@
 A job is a hash `<prefix>job:<id>` with its status, error, compressed input and priority, and,
 while queued, the replica that runs it (`owner`) and the end of that replica's lease. Two sorted
 sets index them: `<prefix>jobs:leases` (queued jobs by lease end) and `<prefix>jobs:expiry`
-(finished jobs by the end of their retention: a queued job is never pruned, whatever its age). Each change is one Lua script, so two replicas never
-both claim a job, and times come from Redis' clock, which every replica shares.
+(finished jobs by the end of their retention: a queued job is never pruned, whatever its age).
+Each change is one Lua script, so two replicas never both claim a job, and times come from
+Redis' clock, which every replica shares.
 
 These keys carry no Redis TTL: under a `volatile-*` maxmemory policy Redis evicts only keys with
 a TTL (the cache entries), never a job record. The engines delete records themselves when their
