@@ -102,7 +102,13 @@ async def test_a_write_that_is_not_json_is_415(
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/json", "application/json; charset=utf-8", "application/x+json"]
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/json; charset=UTF-8",  # charset names are case-insensitive
+        "application/x+json",
+    ],
 )
 async def test_json_media_types_are_accepted(client: EngineClient, content_type: str) -> None:
     body = b'{"name": "Ada", "faction": "Guild", "archetype": "scholar"}'

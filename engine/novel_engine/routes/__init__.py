@@ -60,8 +60,8 @@ def is_json_media_type(media_type: str) -> bool:
 def _check_content_type(request: web.Request) -> None:
     # A JSON-only API: refusing other types also stops cross-site HTML form posts, which can
     # only send text/plain, form-urlencoded or multipart bodies without a CORS preflight.
-    charset = request.charset
-    if not is_json_media_type(request.content_type) or charset not in (None, "utf-8"):
+    charset = request.charset  # as sent: charset names are case-insensitive
+    if not is_json_media_type(request.content_type) or (charset or "utf-8").lower() != "utf-8":
         raise ProblemError(
             415,
             f"the body must be {JSON_CONTENT_TYPE} (UTF-8); "
