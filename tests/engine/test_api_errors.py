@@ -24,6 +24,24 @@ async def test_malformed_json_is_400(client: EngineClient, body: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/simulations", b'{"character_ids": ["ilse-varn", "bram-holt"], "turns": NaN}'),
+        (
+            "/v1/campaigns",
+            b'{"title": "T", "setting": "S", "events": '
+            b'[{"trigger_turn": 1, "probability": Infinity, "description": "D"}]}',
+        ),
+    ],
+)
+async def test_nan_and_infinity_are_malformed_json_not_invalid_fields(
+    client: EngineClient, path: str, body: bytes
+) -> None:
+    problem_body = await problem(await client.post(path, data=body, headers=JSON), 400)
+    assert "is not a JSON value" in problem_body["detail"]
+
+
+@pytest.mark.parametrize(
     ("change", "field"),
     [
         ({"turns": "20"}, "turns"),

@@ -94,6 +94,21 @@ def _duplicate_key(value: Any, path: str) -> str | None:
     return None
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _json_members(raw: bytes) -> Any:
+    """The body parsed again, strictly: objects as their members in order, duplicates kept.
+    NaN and Infinity, which pydantic reads as numbers, are refused as malformed JSON."""
+    try:
+        return json.loads(raw, object_pairs_hook=_JsonObject, parse_constant=_not_json)
+    except (ValueError, RecursionError) as error:
+        raise ProblemError(
+            400, f"the body is not valid JSON: {error}", kind="malformed-json"
+        ) from None
+
+
 async def parse_body(request: web.Request, model: type[ModelT]) -> ModelT:
     """The body validated as ``model``; malformed JSON and invalid fields become problems.
 
@@ -108,13 +123,17 @@ async def parse_body(request: web.Request, model: type[ModelT]) -> ModelT:
         raise ProblemError(
             400, "the request body ended before its declared length", kind="incomplete-body"
         ) from None
+    raw = raw or b"null"
     try:
-        parsed = model.model_validate_json(raw or b"null")
+        parsed = model.model_validate_json(raw)
     except ValidationError as error:
-        raise RequestValidationError(validation_errors(error), "body") from None
-    # Valid for the model, so well-formed and shallow: a second parse finds repeated names,
+        errors = validation_errors(error)
+        if not any(detail["type"] == "json_invalid" for detail in errors):
+            _json_members(raw)  # a NaN breaks a bound: say the JSON is malformed instead
+        raise RequestValidationError(errors, "body") from None
+    # Read by the model, so well-formed and shallow: a second parse finds repeated names,
     # which would otherwise silently keep the last value.
-    duplicate = _duplicate_key(json.loads(raw, object_pairs_hook=_JsonObject), "")
+    duplicate = _duplicate_key(_json_members(raw), "")
     if duplicate is not None:
         raise ProblemError(
             422,
