@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -126,9 +127,18 @@ class Settings(BaseModel):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        from redis.asyncio.connection import parse_url  # redis is imported only with an L2 tier
+
+        # redis-py reads the URL at the first connection; a bad one must stop the start instead.
+        parse_url(value)  # its ValueError names the fault (port, option, IPv6 host...)
+        database = urlsplit(value).path.strip("/")
+        if value.startswith(("redis://", "rediss://")) and database and not database.isdigit():
+            raise ValueError(f"the database in the path must be a number, not {database!r}")
         return value
 
     @field_validator("log_level", mode="before")

@@ -92,6 +92,23 @@ def test_empty_env_variable_counts_as_unset() -> None:
             "(from --redis-url)",
         ),
         (
+            ["--redis-url", "redis://127.0.0.1:99999"],
+            {},
+            "redis_url: Value error, Port out of range 0-65535 (from --redis-url)",
+        ),
+        (
+            ["--redis-url", "redis://cache/0?socket_timeout=soon"],
+            {},
+            "redis_url: Value error, Invalid value for 'socket_timeout' in connection URL. "
+            "(from --redis-url)",
+        ),
+        (
+            ["--redis-url", "redis://cache:6379/jobs"],
+            {},
+            "redis_url: Value error, the database in the path must be a number, not 'jobs' "
+            "(from --redis-url)",
+        ),
+        (
             ["--log-level", "chatty"],
             {},
             "log_level: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL' "
