@@ -80,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     try:
         asyncio.run(serve(settings))
+    except ConfigError as error:  # a setting only the start could find wrong
+        print(f"novel-engine: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ContentFileError as error:
         print(f"novel-engine: content: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -244,6 +244,21 @@ def test_invalid_settings_exit_2_with_a_one_line_message() -> None:
     )
 
 
+@pytest.mark.redis
+def test_a_redis_database_the_server_does_not_have_exits_2(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    missing_database = redis_server.url.rsplit("/", 1)[0] + "/99"  # Redis has 16 by default
+    finished = run_cli(
+        *("--port", str(free_port()), "--data-dir", str(tmp_path / "data")),
+        *("--redis-url", missing_database),
+    )
+    assert finished.returncode == 2
+    assert finished.stderr.strip() == (
+        "novel-engine: redis_url: Redis refuses the connection: DB index is out of range"
+    )
+
+
 def test_a_bad_content_file_exits_2_naming_file_and_field(tmp_path: Path) -> None:
     content = tmp_path / "content"
     content.mkdir()

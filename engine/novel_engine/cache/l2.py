@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from redis import exceptions as redis_errors
 
+from novel_engine.config import ConfigError
 from novel_engine.metrics import CacheStats, L2Health, L2State
 from novel_engine.redis_client import redis_client
 
@@ -73,9 +74,11 @@ class RedisTier:
         return self.health.state == "ok"
 
     async def check(self) -> None:
-        """PING once and record the answer (not counted as a lookup); a failure starts an
-        outage, and its probe."""
-        await self._attempt(self._client.ping)
+        """PING once at start and record the answer (not counted as a lookup); a failure
+        starts an outage, and its probe. Raises ConfigError when Redis answers but refuses
+        what the URL asks of every connection (a database it does not have): no wait cures
+        that, and every command would fail."""
+        await self._attempt(self._client.ping, refusal_is_fatal=True)
 
     async def get(self, key: str) -> bytes | None:
         value = await self._call(lambda: self._client.get(self._prefix + key))
@@ -112,7 +115,9 @@ class RedisTier:
             self.stats.errors += 1
         return outcome
 
-    async def _attempt(self, command: Callable[[], Awaitable[T]]) -> "T | _Failed":
+    async def _attempt(
+        self, command: Callable[[], Awaitable[T]], *, refusal_is_fatal: bool = False
+    ) -> "T | _Failed":
         """Run a command and move the state by its outcome."""
         try:
             result = await command()
@@ -123,6 +128,8 @@ class RedisTier:
             self._enter("unreachable", exc)
             return FAILED
         except redis_errors.RedisError as exc:  # answered, but refused this one command
+            if refusal_is_fatal:
+                raise ConfigError(f"redis_url: Redis refuses the connection: {exc}") from None
             _log.warning("L2 cache command failed: %s", exc)
             return FAILED
         self._enter("ok", None)
