@@ -325,12 +325,17 @@ class JobRunner:
             # lets it go before the client polls.
             await self.store.record(simulation, JobStatus.SUCCEEDED)
             return JobStatus.SUCCEEDED, None
+        future: asyncio.Future[bytes] | None = None
         try:
             future = submit(simulation, priority)
+            await self.store.record(simulation, JobStatus.QUEUED)
         except BaseException:
+            # Not accepted (a full queue's 429, a busy database's 503): nothing may run unseen,
+            # and no shared record may outlive this answer.
+            if future is not None:
+                future.cancel()
             await (self._hand_over(job_id) if claimed else self._withdraw(job_id))
             raise
-        await self.store.record(simulation, JobStatus.QUEUED)
         return JobStatus.QUEUED, future
 
     async def _share(

@@ -12,11 +12,12 @@ from redis.asyncio import Redis
 
 from novel_engine.app import MIGRATIONS as ENGINE_MIGRATIONS
 from novel_engine.cache import L1Cache, TieredCache
-from novel_engine.db import Database
+from novel_engine.db import Database, PoolTimeout
 from novel_engine.jobs import MIGRATIONS, SQUASHES, JobRunner, JobStatus, JobStore
 from novel_engine.keys import DB
 from novel_engine.scheduler import Priority
 from novel_engine.shared_jobs import SharedJobStore
+from novel_engine.simulation.request import SimulationInput
 from novel_engine.simulation.service import result_key
 
 from .api import FULL_CAST, SIEGE, engine_client, until
@@ -128,6 +129,27 @@ async def test_a_result_is_cached_before_any_record_says_the_job_succeeded(
 
     await until(succeeded)
     assert store.results_seen == [b'{"turns": []}']
+    await runner.close()
+
+
+class BusyStore(JobStore):
+    """A database that has no connection free for the job's record."""
+
+    async def record(self, simulation: SimulationInput, status: JobStatus) -> None:
+        raise PoolTimeout("no database connection free within 5 s")
+
+
+async def test_a_job_whose_record_fails_is_not_run(db: Database) -> None:
+    runner = JobRunner(BusyStore(db), in_process_cache())
+    submitted: list[asyncio.Future[bytes]] = []
+
+    def submit(simulation: SimulationInput, priority: Priority) -> asyncio.Future[bytes]:
+        submitted.append(asyncio.get_running_loop().create_future())
+        return submitted[-1]
+
+    with pytest.raises(PoolTimeout):  # the client gets a 503
+        await runner.start(INPUTS[0], Priority.NORMAL, submit)
+    assert [future.cancelled() for future in submitted] == [True]  # so nothing runs unseen
     await runner.close()
 
 
