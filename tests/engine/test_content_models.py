@@ -142,6 +142,29 @@ def test_bad_content_files_name_the_file_and_the_field(
     assert message in str(caught.value)
 
 
+def test_a_yaml_error_is_one_line(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", "characters:\n  - {name: Ada\n  - oops: [\n")
+    with pytest.raises(ContentFileError) as caught:
+        directory_content([tmp_path])
+    assert "\n" not in str(caught.value)
+
+
+def test_a_document_defined_twice_names_both_places(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "characters: [{name: Ada Quill, faction: Guild, archetype: scout}]")
+    write(
+        tmp_path,
+        "b.yaml",
+        "campaigns: [{id: ada-quill, title: T, setting: S}]\n"  # another kind: no clash
+        "characters: [{id: ada-quill, name: Ada, faction: Crown, archetype: healer}]\n",
+    )
+    with pytest.raises(ContentFileError) as caught:
+        directory_content([tmp_path])
+    assert str(caught.value) == (
+        f"{tmp_path / 'b.yaml'}: characters.0: id 'ada-quill' is also defined at "
+        f"{tmp_path / 'a.yaml'}: characters.0"
+    )
+
+
 def test_a_missing_content_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ContentFileError, match="not a directory"):
         directory_content([tmp_path / "absent"])

@@ -4,7 +4,7 @@ These functions do blocking file I/O: call them through ``asyncio.to_thread``.
 """
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from novel_engine.content.models import ContentFile
+from novel_engine.content.models import ContentFile, slugify
 
 CONTENT_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -31,7 +31,8 @@ def parse_content(text: str, source: str) -> ContentFile:
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ContentFileError(f"{source}: not valid YAML/JSON: {error}") from None
+        reason = " ".join(str(error).split())  # the parser's message spans lines
+        raise ContentFileError(f"{source}: not valid YAML/JSON: {reason}") from None
     try:
         # Through JSON so files follow exactly the rules API bodies follow.
         payload = json.dumps(data if data is not None else {})
@@ -64,9 +65,29 @@ def _content_paths(directory: Path) -> Iterator[Path]:
 
 
 def directory_content(directories: Iterable[Path]) -> list[ContentFile]:
-    """Every content file in the given directories, in a defined (sorted) order."""
-    return [
-        parse_content(path.read_text(encoding="utf-8"), str(path))
+    """Every content file in the given directories, in a defined (sorted) order; a document
+    defined twice (the same kind and id) is an error naming both places."""
+    loaded = [
+        (str(path), parse_content(path.read_text(encoding="utf-8"), str(path)))
         for directory in directories
         for path in _content_paths(directory)
     ]
+    _refuse_duplicates(loaded)
+    return [content for _, content in loaded]
+
+
+def _refuse_duplicates(loaded: Sequence[tuple[str, ContentFile]]) -> None:
+    # Otherwise the file read last would win, silently, by the accident of its name.
+    first_defined: dict[tuple[str, str], str] = {}
+    for source, content in loaded:
+        for kind, documents in (
+            ("characters", content.characters),
+            ("campaigns", content.campaigns),
+        ):
+            for index, document in enumerate(documents):
+                document_id = document.id or slugify(document.label())
+                where = f"{source}: {kind}.{index}"
+                first = first_defined.setdefault((kind, document_id), where)
+                if first != where:
+                    message = f"{where}: id {document_id!r} is also defined at {first}"
+                    raise ContentFileError(message)
