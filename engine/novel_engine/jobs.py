@@ -203,6 +203,10 @@ class JobRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         # Jobs running here under a lease in the shared store.
         self._leased: set[str] = set()
+        # Jobs accepted while the shared store was down, to record there once it is back.
+        self._unshared: dict[str, tuple[SimulationInput, Priority]] = {}
+        # Set by a failed shared call, cleared by a good one: requests then skip the shared
+        # store (no wait on a silent Redis per request); housekeeping keeps trying it.
         self._shared_failing = False
         self._housekeeping: list[asyncio.Task[None]] = []
 
@@ -213,6 +217,9 @@ class JobRunner:
         if self.shared is not None:
             renew_every = self.shared.lease_seconds / 3
             self._housekeeping.append(_every(renew_every, self._renew, "renew job leases"))
+            self._housekeeping.append(
+                _every(renew_every, self._share_unshared, "share jobs accepted in an outage")
+            )
 
     async def start(
         self, simulation: SimulationInput, priority: Priority, submit: Submit
@@ -229,10 +236,12 @@ class JobRunner:
 
     async def lookup(self, job_id: str) -> Job | None:
         """The job as the shared store knows it, else as this replica does. Raises
-        SharedJobsUnavailable when the shared store is down and this replica does not know it."""
+        SharedJobsUnavailable when the shared store is down (or was at the last try, until
+        housekeeping reaches it again) and this replica does not know the job."""
         if self.shared is not None:
+            shared = self.shared
             try:
-                job = await self.shared.get(job_id)
+                job = await self._shared_call(lambda: shared.get(job_id), skip_in_outage=True)
             except SharedJobsUnavailable:
                 job = await self.store.get(job_id)
                 if job is None:
@@ -255,7 +264,8 @@ class JobRunner:
         assert self.shared is not None
         if not accepting():
             return
-        claimed = await self._best_effort(self.shared.claim_abandoned(TAKEOVER_BATCH))
+        shared = self.shared
+        claimed = await self._best_effort(lambda: shared.claim_abandoned(TAKEOVER_BATCH))
         for simulation, priority in claimed or ():
             job_id = simulation.simulation_id()
             if job_id in self._accepted:
@@ -342,18 +352,25 @@ class JobRunner:
         self, simulation: SimulationInput, priority: Priority, *, cached: bool, claimed: bool
     ) -> bool:
         """Record the job in the shared store; whether this replica is to run it."""
-        assert self.shared is not None
+        shared = self.shared
+        assert shared is not None
         job_id = simulation.simulation_id()
         try:
             if claimed:
                 if cached:  # its replica computed it, then died before saying so
-                    await self._shared_call(self.shared.finish(job_id, JobStatus.SUCCEEDED))
+                    await self._shared_call(lambda: shared.finish(job_id, JobStatus.SUCCEEDED))
                 leased = True
             else:
                 status = JobStatus.SUCCEEDED if cached else JobStatus.QUEUED
-                leased = await self._shared_call(self.shared.put(simulation, priority, status))
+                leased = await self._shared_call(
+                    lambda: shared.put(simulation, priority, status), skip_in_outage=True
+                )
         except SharedJobsUnavailable:
-            return not cached  # run it here; other replicas answer 503 until L2 is back
+            # Run it here; other replicas answer 503 for it until L2 is back and it is shared.
+            self._unshared[job_id] = (simulation, priority)
+            while len(self._unshared) > self._max_records:
+                del self._unshared[next(iter(self._unshared))]  # the oldest, as pruning would
+            return not cached
         if cached or not leased:
             return False
         self._leased.add(job_id)
@@ -386,33 +403,78 @@ class JobRunner:
             await self._hand_over(job_id)  # another replica runs it; this one is stopping
         elif self.shared is not None and job_id in self._leased:
             # If this fails, its lease runs out and another replica runs it again.
-            await self._best_effort(self.shared.finish(job_id, status, error))
+            shared = self.shared
+            await self._best_effort(lambda: shared.finish(job_id, status, error))
 
     async def _hand_over(self, job_id: str) -> None:
         if self.shared is not None and job_id in self._leased:
-            await self._best_effort(self.shared.release(job_id))  # or its lease runs out
+            shared = self.shared
+            await self._best_effort(lambda: shared.release(job_id))  # or its lease runs out
 
     async def _withdraw(self, job_id: str) -> None:
         if self.shared is not None and job_id in self._leased:
             # If this fails, its lease runs out and the replica that claims it runs it.
-            await self._best_effort(self.shared.withdraw(job_id))
+            shared = self.shared
+            await self._best_effort(lambda: shared.withdraw(job_id))
 
     async def _prune(self) -> None:
         pruned = await self.store.prune(self._retention_seconds, self._max_records)
         if self.shared is not None:
-            pruned += await self._best_effort(self.shared.prune()) or 0
+            pruned += await self._best_effort(self.shared.prune) or 0
         if pruned:
             log.debug("pruned %d job records", pruned)
 
     async def _renew(self) -> None:
         if self._leased:
-            assert self.shared is not None
-            await self._best_effort(self.shared.renew(sorted(self._leased)))
+            shared = self.shared
+            assert shared is not None
+            leased = sorted(self._leased)
+            await self._best_effort(lambda: shared.renew(leased))
 
-    async def _shared_call(self, call: Awaitable[T]) -> T:
-        """Await a shared-store call, logging once when it starts or stops failing."""
+    async def _share_unshared(self) -> None:
+        """Record the jobs accepted during an outage in the shared store, now that it answers:
+        any replica then answers for them (for a finished one, from its input, by computing
+        the result again)."""
+        for job_id, (simulation, priority) in list(self._unshared.items()):
+            try:
+                await self._share_later(job_id, simulation, priority)
+            except SharedJobsUnavailable:
+                return  # still away: the next round tries again
+            self._unshared.pop(job_id, None)
+
+    async def _share_later(
+        self, job_id: str, simulation: SimulationInput, priority: Priority
+    ) -> None:
+        """One job accepted in an outage, as it stands now; one that still runs here is leased
+        to this replica, which records its end."""
+        shared = self.shared
+        assert shared is not None
+        job = await self.store.get(job_id)
+        if job is None:  # pruned meanwhile
+            return
+        if job.status is JobStatus.SUCCEEDED:
+            await self._shared_call(lambda: shared.put(simulation, priority, JobStatus.SUCCEEDED))
+            return
+        # Queued, or failed: the lease first, then how it ended.
+        if not await self._shared_call(lambda: shared.put(simulation, priority, JobStatus.QUEUED)):
+            return  # another replica runs it
+        if job_id in self._accepted:
+            self._leased.add(job_id)
+            return
+        ended = await self.store.get(job_id)  # it ended, maybe while the put was under way
+        if ended is not None and ended.status is not JobStatus.QUEUED:
+            await self._shared_call(lambda: shared.finish(job_id, ended.status, ended.error))
+
+    async def _shared_call(
+        self, call: Callable[[], Awaitable[T]], *, skip_in_outage: bool = False
+    ) -> T:
+        """Run a shared-store call, logging once when it starts or stops failing.
+        ``skip_in_outage``: while the last call failed, raise SharedJobsUnavailable at once
+        (for requests; housekeeping calls find out when the store answers again)."""
+        if skip_in_outage and self._shared_failing:
+            raise SharedJobsUnavailable("unavailable at the last try")
         try:
-            result = await call
+            result = await call()
         except SharedJobsUnavailable as error:
             if not self._shared_failing:
                 log.warning("shared job records unavailable, jobs stay on this replica: %s", error)
@@ -423,7 +485,7 @@ class JobRunner:
             self._shared_failing = False
         return result
 
-    async def _best_effort(self, call: Awaitable[T]) -> T | None:
+    async def _best_effort(self, call: Callable[[], Awaitable[T]]) -> T | None:
         """A shared-store call whose failure is only logged (None)."""
         try:
             return await self._shared_call(call)

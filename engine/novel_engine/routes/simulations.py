@@ -24,6 +24,11 @@ NOT_FOUND_DETAIL = (
     "live only in the replica that computed them. Submitting the same request again recomputes "
     "it under the same id"
 )
+SHARED_NOT_FOUND_DETAIL = (
+    "no simulation with this id is known to this engine or to the shared job records (a record "
+    "is kept for the job retention time). Submitting the same request again recomputes it "
+    "under the same id"
+)
 
 
 class SimulationStatus(BaseModel):
@@ -81,9 +86,11 @@ async def get_simulation(request: web.Request) -> web.Response:
     result = await simulations.cached(simulation_id)
     if result is not None:
         return _tagged(request, result)
-    job = await request.app[JOBS].lookup(simulation_id)
+    jobs = request.app[JOBS]
+    job = await jobs.lookup(simulation_id)
     if job is None:
-        raise ProblemError(404, NOT_FOUND_DETAIL, kind="not-found")
+        detail = NOT_FOUND_DETAIL if jobs.shared is None else SHARED_NOT_FOUND_DETAIL
+        raise ProblemError(404, detail, kind="not-found")
     if job.status is JobStatus.SUCCEEDED and job.input is not None:
         # The cache let the result go; the job kept its input, and the model is deterministic.
         return _tagged(request, await simulations.run(job.input, Priority.NORMAL))
