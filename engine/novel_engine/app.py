@@ -159,8 +159,7 @@ async def drain(app: web.Application) -> None:
     state = app[DRAIN]
     state.begin()
     await state.requests_finished()
-    if SCHEDULER in app:  # a failed start may not have got that far
-        await app[SCHEDULER].stop(state.remaining())
+    await app[SCHEDULER].stop(state.remaining())
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> web.Application:

@@ -58,7 +58,8 @@ class Settings(BaseModel):
         ge=0,
         description="Seconds between SIGTERM and the drain, during which readiness answers 503 "
         "and requests are still served (so load balancers stop routing here first); a second "
-        "signal or SIGINT skips it. The pod's grace period must cover it plus drain_timeout.",
+        "signal or SIGINT skips it. The pod's grace period must cover it plus drain_timeout, "
+        "plus 4 s in which the last requests answer or are cancelled.",
     )
     max_body_bytes: int = Field(1_048_576, ge=1, description="Largest accepted request body.")
     db_pool_size: int = Field(

@@ -42,12 +42,11 @@ class DrainState:
             return self.timeout
         return max(0.0, self.timeout - (time.monotonic() - self._started))
 
-    async def requests_finished(self) -> bool:
-        """Wait, within what is left of the budget, until no request is in flight; whether
-        none is. Polled: the hot path only counts."""
+    async def requests_finished(self) -> None:
+        """Wait until no request is in flight, or the budget is spent. Polled: the hot path
+        only counts."""
         while self.in_flight > 0:
             left = self.remaining()
             if left <= 0:
-                return False
+                return
             await asyncio.sleep(min(_POLL_SECONDS, left))
-        return True

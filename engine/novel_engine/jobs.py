@@ -218,7 +218,7 @@ class JobRunner:
             renew_every = self.shared.lease_seconds / 3
             self._housekeeping.append(_every(renew_every, self._renew, "renew job leases"))
             self._housekeeping.append(
-                _every(renew_every, self._share_unshared, "share jobs accepted in an outage")
+                _every(renew_every, self._recover_shared, "recover from a shared store outage")
             )
 
     async def start(
@@ -367,6 +367,7 @@ class JobRunner:
                 )
         except SharedJobsUnavailable:
             # Run it here; other replicas answer 503 for it until L2 is back and it is shared.
+            self._unshared.pop(job_id, None)  # accepted again: the newest now
             self._unshared[job_id] = (simulation, priority)
             while len(self._unshared) > self._max_records:
                 del self._unshared[next(iter(self._unshared))]  # the oldest, as pruning would
@@ -431,10 +432,14 @@ class JobRunner:
             leased = sorted(self._leased)
             await self._best_effort(lambda: shared.renew(leased))
 
-    async def _share_unshared(self) -> None:
-        """Record the jobs accepted during an outage in the shared store, now that it answers:
-        any replica then answers for them (for a finished one, from its input, by computing
-        the result again)."""
+    async def _recover_shared(self) -> None:
+        """After a failed shared call: look whether the store answers again (requests skip it
+        until then). Then record the jobs accepted during the outage there: any replica then
+        answers for them (for a finished one, from its input, by computing the result again)."""
+        shared = self.shared
+        assert shared is not None
+        if self._shared_failing and not await self._best_effort(shared.ping):
+            return
         for job_id, (simulation, priority) in list(self._unshared.items()):
             try:
                 await self._share_later(job_id, simulation, priority)
@@ -445,19 +450,24 @@ class JobRunner:
     async def _share_later(
         self, job_id: str, simulation: SimulationInput, priority: Priority
     ) -> None:
-        """One job accepted in an outage, as it stands now; one that still runs here is leased
-        to this replica, which records its end."""
+        """One job accepted in an outage, as it stands now, unless a replica has recorded it
+        since: one that still runs here is leased to this replica, which records its end."""
         shared = self.shared
         assert shared is not None
         job = await self.store.get(job_id)
         if job is None:  # pruned meanwhile
             return
         if job.status is JobStatus.SUCCEEDED:
-            await self._shared_call(lambda: shared.put(simulation, priority, JobStatus.SUCCEEDED))
+            await self._shared_call(
+                lambda: shared.put(simulation, priority, JobStatus.SUCCEEDED, only_if_absent=True)
+            )
             return
         # Queued, or failed: the lease first, then how it ended.
-        if not await self._shared_call(lambda: shared.put(simulation, priority, JobStatus.QUEUED)):
-            return  # another replica runs it
+        leased = await self._shared_call(
+            lambda: shared.put(simulation, priority, JobStatus.QUEUED, only_if_absent=True)
+        )
+        if not leased:
+            return  # recorded by another replica since
         if job_id in self._accepted:
             self._leased.add(job_id)
             return

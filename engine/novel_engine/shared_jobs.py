@@ -3,9 +3,9 @@
 A job is a hash `<prefix>job:<id>` with its status, error, compressed input and priority, and,
 while queued, the replica that runs it (`owner`) and the end of that replica's lease. Two sorted
 sets index them: `<prefix>jobs:leases` (queued jobs by lease end) and `<prefix>jobs:expiry`
-(finished jobs by the end of their retention: a queued job is never pruned, whatever its age).
-Each change is one Lua script, so two replicas never both claim a job, and times come from
-Redis' clock, which every replica shares.
+(every job by the end of its retention, counted from when it was accepted or ended). Each
+change is one Lua script, so two replicas never both claim a job, and times come from Redis'
+clock, which every replica shares.
 
 These keys carry no Redis TTL: under a `volatile-*` maxmemory policy Redis evicts only keys with
 a TTL (the cache entries), never a job record. The engines delete records themselves when their
@@ -41,12 +41,15 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
-# KEYS: job, leases, expiry. ARGV: id, status, input, priority, owner, lease ms, retention ms.
-# A queued job whose lease is still running is left alone (returns 0: another replica runs it);
-# anything else is replaced. Returns 1 when the record is now this replica's to run.
+# KEYS: job, leases, expiry.
+# ARGV: id, status, input, priority, owner, lease ms, retention ms, only if absent (1 or 0).
+# A queued job whose lease is still running is left alone (returns 0: another replica runs it),
+# and so is any record when asked only if absent; anything else is replaced. Returns 1 when
+# the record is now this replica's to run.
 _PUT = (
     _NOW
     + """
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[2] == 'queued' and redis.call('HGET', KEYS[1], 'status') == 'queued'
     and tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0') > now then
   return 0
@@ -57,11 +60,10 @@ if ARGV[2] == 'queued' then
   local lease_until = now + tonumber(ARGV[6])
   redis.call('HSET', KEYS[1], 'owner', ARGV[5], 'lease_until', lease_until)
   redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
 else
   redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[1])
 end
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[1])
 return 1
 """
 )
@@ -150,26 +152,40 @@ return claimed
 )
 
 # KEYS: expiry, leases. ARGV: max records, batch, job key prefix.
-# Deletes finished records past their retention, then the oldest beyond max records; returns
-# how many.
+# Deletes the records past their retention, a queued one too (no job waits that long: one
+# queued that long has no replica left to run it, or ends every replica that tries), then the
+# oldest finished records beyond max records (queued ones do not count and stay: the leases
+# index holds exactly those); returns how many.
 _PRUNE = (
     _NOW
     + """
 local batch = tonumber(ARGV[2])
-local doomed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, batch)
-local surplus = redis.call('ZCARD', KEYS[1]) - #doomed - tonumber(ARGV[1])
-if surplus > 0 then
-  local count = math.min(surplus, batch)
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], #doomed, #doomed + count - 1)) do
-    table.insert(doomed, id)
-  end
-end
-for _, id in ipairs(doomed) do
+local function delete(id)
   redis.call('DEL', ARGV[3] .. id)
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
 end
-return #doomed
+local deleted = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, batch)) do
+  delete(id)
+  deleted = deleted + 1
+end
+local surplus = redis.call('ZCARD', KEYS[1]) - redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[1])
+local skipped = 0
+while surplus > 0 and deleted < batch do
+  local ids = redis.call('ZRANGE', KEYS[1], skipped, skipped + math.min(surplus, batch) - 1)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    if redis.call('HGET', ARGV[3] .. id, 'status') == 'queued' then
+      skipped = skipped + 1
+    else
+      delete(id)
+      deleted = deleted + 1
+      surplus = surplus - 1
+    end
+  end
+end
+return deleted
 """
 )
 
@@ -211,12 +227,20 @@ class SharedJobStore:
     def _job_keys(self, job_id: str) -> list[str]:
         return [self._job_prefix + job_id, self._leases, self._expiry]
 
-    async def put(self, simulation: SimulationInput, priority: Priority, status: JobStatus) -> bool:
+    async def put(
+        self,
+        simulation: SimulationInput,
+        priority: Priority,
+        status: JobStatus,
+        *,
+        only_if_absent: bool = False,
+    ) -> bool:
         """Record an accepted job. Queued: True when this replica now holds its lease, False
-        when another replica runs it already. Succeeded: the record says so (always True)."""
+        when another replica runs it already. Succeeded: the record says so (True).
+        ``only_if_absent``: leave any record there is alone (False)."""
         job_id = simulation.simulation_id()
         arguments: list[EncodableT] = [job_id, status, encode_input(simulation), priority.label]
-        arguments += [self.owner, self._lease_ms, self._retention_ms]
+        arguments += [self.owner, self._lease_ms, self._retention_ms, int(only_if_absent)]
         return bool(await _call(lambda: self._put(self._job_keys(job_id), arguments)))
 
     async def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
@@ -249,10 +273,14 @@ class SharedJobStore:
         ]
 
     async def prune(self) -> int:
-        """Delete finished records past their retention, then the oldest beyond the limit;
-        queued ones stay (as in SQLite)."""
+        """Delete records past their retention, then the oldest finished ones beyond the
+        limit."""
         arguments: list[EncodableT] = [self._max_records, PRUNE_BATCH, self._job_prefix]
         return int(await _call(lambda: self._prune([self._expiry, self._leases], arguments)))
+
+    async def ping(self) -> bool:
+        """Whether Redis answers (raises SharedJobsUnavailable when it does not)."""
+        return bool(await _call(self._client.ping))
 
     async def get(self, job_id: str) -> Job | None:
         fields = await _call(

@@ -273,8 +273,11 @@ class Reconciler:
                     problems.append(str(refused))
                     stalled_reason = names.REASON_APPLY_FAILED
                     retry_after = REFUSED_RETRY_SECONDS
+        # Paused or stalled, nothing of the spec was applied: what the status says of the
+        # children (autoscaling, cache health, ignored replicas) stays as it was.
+        applied = spec if not (paused or problems) else None
         autoscaling, scaling_verdict = self._autoscaling_report(
-            engine_key, spec, engine_scaled, previous
+            engine_key, applied, engine_scaled, previous
         )
         blockers: list[str] = []
         rollout: Rollout | None = None
@@ -285,7 +288,7 @@ class Reconciler:
                     blockers = await self._blockers(namespace, name, workload, rollout)
                 retry_after = BLOCKER_CHECK_SECONDS
         ignored_replicas = (
-            spec.replicas if spec is not None and spec.replicas_writer != "spec" else None
+            applied.replicas if applied is not None and applied.replicas_writer != "spec" else None
         )
 
         status = compute_status(
@@ -308,7 +311,7 @@ class Reconciler:
             spec=spec,
             cache_degraded=(
                 self._cache_memory.verdict(engine_key)
-                if spec is not None
+                if applied is not None
                 else CacheVerdict.of(previous.condition(names.CONDITION_CACHE_DEGRADED))
             ),
             blockers=blockers,
@@ -335,8 +338,8 @@ class Reconciler:
         previous: NovelEngineStatus,
     ) -> tuple[AutoscalingStatus | None, ScalingVerdict | None]:
         """status.autoscaling and ScalingActive: the autoscaler's report with engine targets,
-        nothing without (turning autoscaling off clears them), as they were for a spec the
-        operator cannot read."""
+        nothing without (turning autoscaling off clears them), as they were for a spec not
+        applied (`spec` None: paused, stalled, or one the operator cannot read)."""
         if spec is None:
             return previous.autoscaling, ScalingVerdict.of(
                 previous.condition(names.CONDITION_SCALING_ACTIVE)

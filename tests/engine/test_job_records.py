@@ -285,24 +285,40 @@ async def test_shared_records_are_pruned_by_count_then_by_age(redis_server: Redi
 
 
 @pytest.mark.redis
-async def test_shared_queued_records_are_never_pruned(redis_server: RedisServer) -> None:
-    store = SharedJobStore(redis_server.url, retention_seconds=0.1, max_records=1)
+async def test_shared_queued_records_are_not_pruned_by_count(redis_server: RedisServer) -> None:
+    # Retention long enough that the puts and the first prune never outlast it on a busy machine.
+    store = SharedJobStore(redis_server.url, retention_seconds=2, max_records=1)
     try:
-        queued = [INPUTS[0], INPUTS[1]]
-        for simulation in queued:
-            await store.put(simulation, Priority.NORMAL, JobStatus.QUEUED)
-        for simulation in INPUTS[2:4]:
-            await store.put(simulation, Priority.NORMAL, JobStatus.SUCCEEDED)
-        assert await store.prune() == 1  # over the count: the older finished record
-        await asyncio.sleep(0.2)
-        assert await store.prune() == 1  # past the retention: the other one
-        for simulation in queued:
-            job = await store.get(simulation.simulation_id())
-            assert job is not None
-            assert job.status is JobStatus.QUEUED
-        await store.finish(queued[0].simulation_id(), JobStatus.SUCCEEDED)
-        await asyncio.sleep(0.2)
-        assert await store.prune() == 1  # finished, it is pruned like any other
+        queued = INPUTS[:2]
+        for simulation in [*queued, *INPUTS[2:4]]:
+            status = JobStatus.QUEUED if simulation in queued else JobStatus.SUCCEEDED
+            await store.put(simulation, Priority.NORMAL, status)
+            await asyncio.sleep(0.01)  # ages are kept in milliseconds: one apart from the next
+        assert await store.prune() == 1  # one finished record too many: the older one
+        assert [await store.get(s.simulation_id()) is not None for s in INPUTS[:4]] == [
+            True, True, False, True,
+        ]  # fmt: skip
+        await asyncio.sleep(2.1)  # past the retention, a queued job has nobody to run it
+        assert await store.prune() == 3
+    finally:
+        await store.close()
+
+
+@pytest.mark.redis
+async def test_a_shared_record_written_only_if_absent_leaves_another_alone(
+    redis_server: RedisServer,
+) -> None:
+    store = SharedJobStore(redis_server.url)
+    try:
+        job_id = INPUTS[0].simulation_id()
+        await store.put(INPUTS[0], Priority.NORMAL, JobStatus.SUCCEEDED)
+        assert not await store.put(
+            INPUTS[0], Priority.NORMAL, JobStatus.QUEUED, only_if_absent=True
+        )
+        job = await store.get(job_id)
+        assert job is not None
+        assert job.status is JobStatus.SUCCEEDED
+        assert await store.put(INPUTS[1], Priority.NORMAL, JobStatus.QUEUED, only_if_absent=True)
     finally:
         await store.close()
 

@@ -142,10 +142,11 @@ async def test_requests_the_drain_budget_cannot_serve_answer_503_not_a_dropped_c
         asyncio.ensure_future(post(session, engine, "/v1/simulations", {**body, "seed": seed}))
         for seed in range(40)
     ]
-    for _ in range(600):
-        if await in_flight(session, engine) == len(requests):
-            break
-        await asyncio.sleep(0.01)
+
+    async def all_in_flight() -> bool:
+        return await in_flight(session, engine) == len(requests)
+
+    await until(all_in_flight)
     assert not any(request.done() for request in requests), "requests finished before SIGTERM"
 
     engine.terminate()

@@ -18,6 +18,8 @@ T = TypeVar("T")
 _AUTH_ERRORS = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
 # Redis is unreachable or unhealthy (refused, reset, timed out, still loading its data).
 _OUTAGE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+# Redis's answer to the SELECT of a database it does not have, sent on every new connection.
+_NO_SUCH_DATABASE = "DB index is out of range"
 _DESCRIPTIONS: dict[L2State, str] = {
     "unreachable": "Redis does not answer",
     "auth_failed": "Redis refuses the configured credentials",
@@ -75,10 +77,14 @@ class RedisTier:
 
     async def check(self) -> None:
         """PING once at start and record the answer (not counted as a lookup); a failure
-        starts an outage, and its probe. Raises ConfigError when Redis answers but refuses
-        what the URL asks of every connection (a database it does not have): no wait cures
-        that, and every command would fail."""
-        await self._attempt(self._client.ping, refusal_is_fatal=True)
+        starts an outage, and its probe. Raises ConfigError (the client closed) when Redis
+        answers that it has no such database as the URL names: no wait cures that, and every
+        command would fail."""
+        try:
+            await self._attempt(self._client.ping, no_database_is_fatal=True)
+        except ConfigError:
+            await self.close()
+            raise
 
     async def get(self, key: str) -> bytes | None:
         value = await self._call(lambda: self._client.get(self._prefix + key))
@@ -116,7 +122,7 @@ class RedisTier:
         return outcome
 
     async def _attempt(
-        self, command: Callable[[], Awaitable[T]], *, refusal_is_fatal: bool = False
+        self, command: Callable[[], Awaitable[T]], *, no_database_is_fatal: bool = False
     ) -> "T | _Failed":
         """Run a command and move the state by its outcome."""
         try:
@@ -128,7 +134,7 @@ class RedisTier:
             self._enter("unreachable", exc)
             return FAILED
         except redis_errors.RedisError as exc:  # answered, but refused this one command
-            if refusal_is_fatal:
+            if no_database_is_fatal and _NO_SUCH_DATABASE in str(exc):
                 raise ConfigError(f"redis_url: Redis refuses the connection: {exc}") from None
             _log.warning("L2 cache command failed: %s", exc)
             return FAILED

@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from novel_engine.content.models import ContentFile, slugify
+from novel_engine.content.models import ContentFile
+from novel_engine.content.store import document_id
 
 CONTENT_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -85,9 +86,9 @@ def _refuse_duplicates(loaded: Sequence[tuple[str, ContentFile]]) -> None:
             ("campaigns", content.campaigns),
         ):
             for index, document in enumerate(documents):
-                document_id = document.id or slugify(document.label())
                 where = f"{source}: {kind}.{index}"
-                first = first_defined.setdefault((kind, document_id), where)
+                defined = document_id(document)
+                first = first_defined.setdefault((kind, defined), where)
                 if first != where:
-                    message = f"{where}: id {document_id!r} is also defined at {first}"
+                    message = f"{where}: id {defined!r} is also defined at {first}"
                     raise ContentFileError(message)
