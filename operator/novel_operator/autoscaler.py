@@ -164,7 +164,9 @@ class Autoscaler:
                 if due:
                     await self._scraper.refresh()
                 for key in due:
-                    target = self._targets[key]
+                    target = self._targets.get(key)
+                    if target is None:  # forgotten while the refresh awaited
+                        continue
                     self._due[key] = now + self._period(target)
                     task = asyncio.create_task(self._guarded_sync(key, target, on_change))
                     self._syncs[key] = task

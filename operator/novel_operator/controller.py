@@ -64,9 +64,12 @@ class Controller:
         resync_seconds: float,
         children: ChildIndex,
         autoscaler: Autoscaler | None = None,
+        forget: Callable[[Key], None] | None = None,
     ) -> None:
-        """`children`: the index child events keep up to date (the reconcile reads it)."""
+        """`children`: the index child events keep up to date (the reconcile reads it);
+        `forget(key)`: drop what the reconcile remembers of a NovelEngine that is gone."""
         self._reconcile = reconcile
+        self._forget = forget
         self._children = children
         self._autoscaler = autoscaler
         self._metrics = metrics
@@ -86,17 +89,25 @@ class Controller:
         meta = novelengine["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
         if deleted:
-            self._known.pop(key, None)
-            self._set_references(key, frozenset())
-            self._queue.forget(key)
-            if self._autoscaler is not None:
-                self._autoscaler.forget(key)
+            self._gone(key)
         else:
             inputs = reconcile_inputs(novelengine)
             before = self._known.get(key)
             if before != inputs:
                 self._known[key] = inputs
                 self._queue.add(key, prompt=before is not None)
+        self._metrics.known_resources.set(len(self._known))
+
+    def _gone(self, key: Key) -> None:
+        """Forget a NovelEngine that is gone, and all that is remembered of it (a new one of
+        the same name starts afresh)."""
+        self._known.pop(key, None)
+        self._set_references(key, frozenset())
+        self._queue.forget(key)
+        if self._autoscaler is not None:
+            self._autoscaler.forget(key)
+        if self._forget is not None:
+            self._forget(key)
         self._metrics.known_resources.set(len(self._known))
 
     def child_seen(self, child: Mapping[str, Any], *, deleted: bool) -> None:
@@ -141,6 +152,7 @@ class Controller:
 
     async def _handle(self, key: Key) -> float | None:
         started = time.perf_counter()
+        inputs = self._known.get(key)
         try:
             outcome = await self._reconcile(*key)
         except Exception:
@@ -149,8 +161,13 @@ class Controller:
             raise
         finally:
             self._metrics.reconcile_duration.observe(time.perf_counter() - started)
-        if outcome.result is not Result.GONE:
-            self._metrics.reconciles.labels(outcome.result.value).inc()
+        if outcome.result is Result.GONE:
+            # Also when its DELETED event never came (a watch that resumed by listing again
+            # reports only what exists), unless a new one of the same name was seen meanwhile.
+            if self._known.get(key) == inputs:
+                self._gone(key)
+            return outcome.retry_after
+        self._metrics.reconciles.labels(outcome.result.value).inc()
         known = key in self._known
         self._set_references(key, outcome.references if known else frozenset())
         if self._autoscaler is not None:

@@ -6,7 +6,7 @@ operator is down goes away at once (its children follow by garbage collection).
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import kopf
@@ -24,6 +24,20 @@ EventHandler = Callable[..., Awaitable[None]]
 KOPF_PREFIX = names.GROUP
 
 
+class RetryForever:
+    """kopf's delays between retries of a failed API request: 1 s, doubling up to 30 s, with no
+    end. kopf gives up once its delays run out (its default ones add up to under a minute), and
+    a watch that gives up ends the operator: an apiserver answering 5xx for a few minutes would
+    put it in a crash loop instead of letting it carry on once the apiserver heals. kopf logs
+    every failed attempt. Iterated afresh for every request."""
+
+    def __iter__(self) -> Iterator[float]:
+        delay = 1.0
+        while True:
+            yield delay
+            delay = min(delay * 2, 30.0)
+
+
 def operator_settings(*, watch_timeout: int) -> kopf.OperatorSettings:
     """kopf settings: bounded watches, no peering, no scanning, bookkeeping under our prefix."""
     settings = kopf.OperatorSettings()
@@ -35,6 +49,7 @@ def operator_settings(*, watch_timeout: int) -> kopf.OperatorSettings:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
+    settings.networking.error_backoffs = RetryForever()
     # The CRD is installed before the operator (chart, tests): no CRD/namespace observation,
     # which would need cluster-wide list/watch on both.
     settings.scanning.disabled = True

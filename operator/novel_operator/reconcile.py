@@ -204,6 +204,12 @@ class Reconciler:
         self._cache_memory = cache_memory
         self._clock = clock or (lambda: datetime.now(UTC))
 
+    def forget(self, key: Key) -> None:
+        """Drop what is remembered of a NovelEngine that is gone (its autoscaler's history and
+        report, its cache verdict)."""
+        self._memory.forget(key)
+        self._cache_memory.forget(key)
+
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         try:
             return await self._reconcile(namespace, name)

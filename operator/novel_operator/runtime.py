@@ -90,6 +90,7 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
         autoscaler=Autoscaler(
             kube, scraper, memory, cache_memory, metrics, cache_period=options.cache_check_seconds
         ),
+        forget=reconciler.forget,
     )
     async with scraper:
         reconciling = asyncio.create_task(controller.run(), name="controller")

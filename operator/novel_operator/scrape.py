@@ -10,6 +10,7 @@ on 127.0.0.1; a pod the file does not name is not scraped at all and counts as f
 import asyncio
 import json
 import logging
+import math
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -123,7 +124,8 @@ def parse_engine_metrics(text: str) -> dict[EngineMetric, float]:
     """The engine metrics in a /metrics body: in-flight requests, and the queue depth summed
     over priorities. Only the lines of those two families are parsed (should a server ignore
     the `name[]` filter, the rest is histograms the scaler does not read). ValueError if either
-    is absent or malformed."""
+    is absent or malformed, or is not a finite count of zero or more (a NaN would stop every
+    average it joins, a negative count would pull one down)."""
     wanted = tuple(METRIC_NAMES.values())
     lines = [
         line
@@ -139,6 +141,8 @@ def parse_engine_metrics(text: str) -> dict[EngineMetric, float]:
     for metric, name in METRIC_NAMES.items():
         if name not in found:
             raise ValueError(f"{name} is missing")
+        if not math.isfinite(found[name]) or found[name] < 0:
+            raise ValueError(f"{name} is {found[name]}, not a count")
         values[metric] = found[name]
     return values
 

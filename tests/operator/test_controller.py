@@ -46,11 +46,18 @@ class RecordingReconciler:
     def __init__(self, references: dict[tuple[str, str], frozenset[Reference]]) -> None:
         self.references = references
         self.seen: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.gone: set[tuple[str, str]] = set()  # what the apiserver no longer has
+        self.forgotten: list[tuple[str, str]] = []
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         self.seen.put_nowait((namespace, name))
+        if (namespace, name) in self.gone:
+            return Outcome(Result.GONE)
         refs = self.references.get((namespace, name), frozenset())
         return Outcome(Result.READY, refs)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self.forgotten.append(key)
 
     async def next(self) -> tuple[str, str]:
         return await asyncio.wait_for(self.seen.get(), 5)
@@ -62,7 +69,12 @@ async def running(
 ) -> AsyncIterator[Controller]:
     """A controller with one worker and no resync, running on `reconciler`."""
     controller = Controller(
-        reconciler.reconcile, metrics, workers=1, resync_seconds=3600, children=ChildIndex()
+        reconciler.reconcile,
+        metrics,
+        workers=1,
+        resync_seconds=3600,
+        children=ChildIndex(),
+        forget=reconciler.forget,
     )
     task = asyncio.create_task(controller.run())
     try:
@@ -103,6 +115,37 @@ async def test_events_reach_the_novelengine_they_concern() -> None:
         controller.novelengine_seen(novelengine("saga", generation=3), deleted=False)
         assert await reconciler.next() == ("ns", "saga")  # the deleted one is not reconciled
         assert metrics.registry.get_sample_value("novel_operator_novelengines") == 1
+
+
+async def test_a_novelengine_gone_without_its_deleted_event_is_forgotten_all_the_same() -> None:
+    # A watch that resumes by listing again reports what exists, never what went meanwhile.
+    reconciler = RecordingReconciler({})
+    metrics = OperatorMetrics(CollectorRegistry())
+    async with running(reconciler, metrics) as controller:
+        controller.novelengine_seen(novelengine("tale"), deleted=False)
+        controller.novelengine_seen(novelengine("saga"), deleted=False)
+        await reconciler.next()
+        await reconciler.next()
+        reconciler.gone.add(("ns", "tale"))
+        controller.child_seen(child(ownerReferences=[owner_ref()]), deleted=False)
+        assert await reconciler.next() == ("ns", "tale")  # and the apiserver says it is gone
+        controller.novelengine_seen(novelengine("saga", generation=2), deleted=False)
+        assert await reconciler.next() == ("ns", "saga")
+
+        assert reconciler.forgotten == [("ns", "tale")]
+        assert metrics.registry.get_sample_value("novel_operator_novelengines") == 1
+        controller.child_seen(child(ownerReferences=[owner_ref()]), deleted=False)
+        controller.novelengine_seen(novelengine("saga", generation=3), deleted=False)
+        assert await reconciler.next() == ("ns", "saga")  # the gone one is not reconciled
+
+
+async def test_a_deleted_novelengine_is_forgotten() -> None:
+    reconciler = RecordingReconciler({})
+    async with running(reconciler, OperatorMetrics(CollectorRegistry())) as controller:
+        controller.novelengine_seen(novelengine("tale"), deleted=False)
+        await reconciler.next()
+        controller.novelengine_seen(novelengine("tale"), deleted=True)
+        assert reconciler.forgotten == [("ns", "tale")]
 
 
 async def test_a_novelengine_event_that_changes_only_its_status_starts_no_reconcile() -> None:

@@ -1,5 +1,6 @@
 """`novel-engine-operator`: scope flags, listen address, and the printed CRD and RBAC."""
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import yaml
 
 from novel_operator import names
 from novel_operator.cli import build_parser, main
+from novel_operator.handlers import operator_settings
 from novel_operator.kube import auth
 from novel_operator.rbac import RBAC_RULES
 
@@ -79,3 +81,14 @@ def test_in_a_pod_the_operator_namespace_is_the_service_account_namespace(
     namespace_file.write_text("novel-engine-system")  # the kubelet writes no newline
 
     assert auth.pod_namespace() == "novel-engine-system"
+
+
+def test_failed_api_requests_are_retried_without_end_at_most_30_s_apart() -> None:
+    # kopf re-raises once its delays run out, and the operator then exits.
+    backoffs = operator_settings(watch_timeout=300).networking.error_backoffs
+    assert not isinstance(backoffs, (int, float))
+    first = list(itertools.islice(backoffs, 1000))
+    assert first[:7] == [1, 2, 4, 8, 16, 30, 30]
+    assert len(first) == 1000
+    assert max(first) == 30
+    assert list(itertools.islice(backoffs, 3)) == [1, 2, 4]  # every request starts afresh

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -80,6 +81,18 @@ def test_queue_depth_is_the_sum_of_the_priorities() -> None:
         EngineMetric.IN_FLIGHT: 3.0,
         EngineMetric.QUEUE_DEPTH: 7.0,
     }
+
+
+@pytest.mark.parametrize("value", ["NaN", "+Inf", "-1.0"])
+def test_a_value_that_is_not_a_count_makes_the_scrape_invalid(value: str) -> None:
+    text = (
+        "# TYPE novel_engine_http_requests_in_flight gauge\n"
+        f"novel_engine_http_requests_in_flight {value}\n"
+        "# TYPE novel_engine_scheduler_queue_depth gauge\n"
+        'novel_engine_scheduler_queue_depth{priority="normal"} 4.0\n'
+    )
+    with pytest.raises(ValueError, match="not a count"):
+        parse_engine_metrics(text)
 
 
 async def test_the_l2_state_comes_with_the_scrape_when_the_engine_has_l2(
