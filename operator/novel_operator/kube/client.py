@@ -101,6 +101,16 @@ def _message(error: DynamicApiError) -> str:
         return f"{error.status} {error.reason}"
 
 
+class _TimedDynamicClient(DynamicClient):
+    """A DynamicClient whose every request is bounded by REQUEST_TIMEOUT unless it says its
+    own: its discovery requests say none, and a silent apiserver would then hold the discovery
+    lock, and every reconcile behind it, for good."""
+
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        params.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        return super().request(method, path, body, **params)
+
+
 class KubeClient:
     """Async facade over the kubernetes DynamicClient, for one field manager."""
 
@@ -153,7 +163,9 @@ class KubeClient:
             # written concurrently by other clients of the same apiserver.
             self._discovery_cache = tempfile.TemporaryDirectory(prefix="novel-operator-")
             cache = str(Path(self._discovery_cache.name) / "discovery.json")
-            self._dynamic = DynamicClient(k8s.ApiClient(self._configuration), cache_file=cache)  # type: ignore[no-untyped-call]
+            self._dynamic = _TimedDynamicClient(  # type: ignore[no-untyped-call]
+                k8s.ApiClient(self._configuration), cache_file=cache
+            )
         resource: Resource = self._dynamic.resources.get(api_version=api_version, kind=kind)
         return resource
 
