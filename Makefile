@@ -23,6 +23,8 @@ help:  ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 $(BIN)/.installed: pyproject.toml
+	@# Debian's python3 makes virtualenvs only with python3-venv installed.
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || scripts/system-deps python3-venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,operator]'
@@ -69,6 +71,7 @@ demo-down:  ## stop what `make demo` started (operator and test bed)
 	scripts/k8s-testbed down
 
 e2e: venv  ## the end-to-end suite on a kind cluster it creates (Docker, kind, kubectl, helm; see e2e/README.md)
+	PATH="$$PATH:$$(scripts/k8s-assets --print-dir)" \
 	$(BIN)/pytest e2e --provider kind --kind-node-image '$(KIND_NODE_IMAGE)' \
 		--metrics-server-version '$(METRICS_SERVER_VERSION)' $(E2E_ARGS)
 
