@@ -169,13 +169,18 @@ class Scraper:
         connections: int = DEFAULT_CONNECTIONS,
     ) -> None:
         self._resolver = resolver
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._connections = connections
+        # A scrape waits for one of the connections first, and only then is timed: under load,
+        # with many pods to scrape, a slow queue must not count as slow pods.
+        self._slots = asyncio.Semaphore(connections)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "Scraper":
         connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=0)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+        )
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -195,15 +200,16 @@ class Scraper:
         if address is None:
             return self._done(name, ScrapeResult.UNRESOLVED, {}, 0.0)
         assert self._session is not None, "Scraper used outside `async with`"
-        started = time.perf_counter()
-        try:
-            async with self._session.get(f"http://{address}/metrics?{METRICS_QUERY}") as response:
-                if response.status != 200:
-                    return self._done(name, ScrapeResult.ERROR, {}, started)
-                text = await response.text(errors="replace")
-        except TimeoutError:
-            return self._done(name, ScrapeResult.TIMEOUT, {}, started)
-        except (aiohttp.ClientError, OSError):
+        async with self._slots:
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    text = await self._get_metrics(address)
+            except TimeoutError:
+                return self._done(name, ScrapeResult.TIMEOUT, {}, started)
+            except (aiohttp.ClientError, OSError):
+                return self._done(name, ScrapeResult.ERROR, {}, started)
+        if text is None:
             return self._done(name, ScrapeResult.ERROR, {}, started)
         try:
             values = parse_engine_metrics(text)
@@ -211,6 +217,14 @@ class Scraper:
         except ValueError:
             return self._done(name, ScrapeResult.INVALID, {}, started)
         return self._done(name, ScrapeResult.OK, values, started, l2_state)
+
+    async def _get_metrics(self, address: str) -> str | None:
+        """The pod's /metrics text, None for a status other than 200."""
+        assert self._session is not None
+        async with self._session.get(f"http://{address}/metrics?{METRICS_QUERY}") as response:
+            if response.status != 200:
+                return None
+            return await response.text(errors="replace")
 
     @staticmethod
     def _done(

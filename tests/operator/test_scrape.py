@@ -122,6 +122,30 @@ def test_the_l2_state_is_the_series_at_one() -> None:
     assert parse_l2_state("novel_engine_http_requests_in_flight 0.0\n") is None
 
 
+async def test_the_timeout_counts_from_the_request_not_from_the_wait_for_a_connection(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    # One connection for five pods that each answer in 0.5 s: the last one waits 2 s for its
+    # turn, as long as the timeout, yet none of them is slow.
+    async def metrics(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.5)
+        return web.Response(
+            text="novel_engine_http_requests_in_flight 1.0\n"
+            'novel_engine_scheduler_queue_depth{priority="normal"} 0.0\n'
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    server = await aiohttp_server(app)
+    names = [f"engine-{index}" for index in range(5)]
+    resolver = await address_map(
+        tmp_path / "map.json", {f"stories/{name}": f"127.0.0.1:{server.port}" for name in names}
+    )
+    async with Scraper(resolver, timeout=2.0, connections=1) as scraper:
+        results = await scraper.scrape([pod(name) for name in names])
+    assert [result.result for result in results] == [ScrapeResult.OK] * 5
+
+
 async def test_every_failure_has_its_result_and_an_unmapped_pod_is_never_contacted(
     aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:
