@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -67,6 +68,18 @@ async def in_flight(session: aiohttp.ClientSession, engine: EngineProcess) -> fl
     return metric_samples(text.decode(), IN_FLIGHT_METRIC)[""]
 
 
+async def wait_all_in_flight(
+    session: aiohttp.ClientSession, engine: EngineProcess, requests: list[asyncio.Future[Any]]
+) -> None:
+    """Wait until the engine serves every one of `requests`, none of them answered yet."""
+
+    async def all_in_flight() -> bool:
+        return await in_flight(session, engine) == len(requests)
+
+    await until(all_in_flight)
+    assert not any(request.done() for request in requests), "requests finished before SIGTERM"
+
+
 async def test_sigterm_drains_in_flight_requests_and_records_queued_jobs(
     engines: EngineProcesses, session: aiohttp.ClientSession
 ) -> None:
@@ -101,11 +114,7 @@ async def test_sigterm_drains_in_flight_requests_and_records_queued_jobs(
         )
         for seed in range(4)
     ]
-    for _ in range(600):
-        if await in_flight(session, engine) == len(requests):
-            break
-        await asyncio.sleep(0.01)
-    assert not any(request.done() for request in requests), "requests finished before SIGTERM"
+    await wait_all_in_flight(session, engine, requests)
 
     engine.terminate()
     answers = await asyncio.gather(*requests)
@@ -142,12 +151,7 @@ async def test_requests_the_drain_budget_cannot_serve_answer_503_not_a_dropped_c
         asyncio.ensure_future(post(session, engine, "/v1/simulations", {**body, "seed": seed}))
         for seed in range(40)
     ]
-
-    async def all_in_flight() -> bool:
-        return await in_flight(session, engine) == len(requests)
-
-    await until(all_in_flight)
-    assert not any(request.done() for request in requests), "requests finished before SIGTERM"
+    await wait_all_in_flight(session, engine, requests)
 
     engine.terminate()
     answers = await asyncio.gather(*requests, return_exceptions=True)
