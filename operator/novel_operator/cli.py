@@ -3,6 +3,8 @@
 import argparse
 import asyncio
 import logging
+import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -196,4 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Connections of failed requests go back to the pool late; room for them avoids
     # discarding (and re-handshaking) warm ones.
     configuration = load_configuration(args.kubeconfig, pool_size=2 * options.api_concurrency)
+    # kopf names itself after POD_ID, else after the login user: a lookup that fails for a user
+    # id the image has no account for (any other runAsUser, or a platform's random one).
+    os.environ.setdefault("POD_ID", socket.gethostname())
     asyncio.run(run_operator(options, configuration))

@@ -1,6 +1,6 @@
-"""The operator image against the real control plane: run as the image's own non-root user on a
-read-only root filesystem (a tmpfs on /tmp), with no capabilities, it reconciles a NovelEngine
-and stops cleanly on SIGTERM."""
+"""The operator image against the real control plane: run as a user id the image has no account
+for (a chart's runAsUser, or a platform's random id) on a read-only root filesystem (a tmpfs on
+/tmp), with no capabilities, it reconciles a NovelEngine and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ __all__ = ["ci_bases", "docker_engine", "project_images"]
 
 KUBECONFIG_IN_CONTAINER = "/etc/novel-engine-operator/kubeconfig"
 MAP_IN_CONTAINER = "/etc/novel-engine-operator/addresses.json"
+# Not the image's own user (10002): no passwd entry names this one.
+UNLISTED_USER = "23456:23456"
 
 
 def test_the_operator_image_reconciles_a_novelengine(
@@ -34,7 +36,7 @@ def test_the_operator_image_reconciles_a_novelengine(
     testbed_namespace: str,
     tmp_path: Path,
 ) -> None:
-    # The image's user (10002) reads the kubeconfig: a copy it may read, mounted read-only.
+    # The container's user reads the kubeconfig: a copy anyone may read, mounted read-only.
     kubeconfig = tmp_path / "kubeconfig"
     shutil.copyfile(operator_kubeconfig, kubeconfig)
     kubeconfig.chmod(0o644)
@@ -48,6 +50,7 @@ def test_the_operator_image_reconciles_a_novelengine(
     docker_engine.docker(
         "run", "--detach", "--name", name,
         "--network", "host",  # the apiserver listens on the host's loopback
+        "--user", UNLISTED_USER,
         "--read-only", "--tmpfs", "/tmp",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "--mount", f"type=bind,source={kubeconfig},target={KUBECONFIG_IN_CONTAINER},readonly",
