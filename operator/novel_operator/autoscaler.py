@@ -171,7 +171,10 @@ class Autoscaler:
                     task = asyncio.create_task(self._guarded_sync(key, target, on_change))
                     self._syncs[key] = task
                     task.add_done_callback(self._sync_done(key))
-                pause = min(self._due.values(), default=now + IDLE_TICK_SECONDS) - now
+                # A key still syncing waits for its sync, whose end wakes the loop: counting its
+                # past due time here would make the loop spin until then.
+                waiting = (at for key, at in self._due.items() if key not in self._syncs)
+                pause = min(waiting, default=now + IDLE_TICK_SECONDS) - now
                 self._wake.clear()
                 # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancellation
                 # that lands as the wake-up comes, and the loop then outlives the operator's stop.
@@ -194,6 +197,7 @@ class Autoscaler:
         def done(task: asyncio.Task[None]) -> None:
             if self._syncs.get(key) is task:
                 del self._syncs[key]
+                self._wake.set()  # it may be due again already
 
         return done
 

@@ -122,6 +122,11 @@ class Controller:
         for key in self._referrers.get((namespace, Reference(kind, name)), ()):
             self._queue.add(key, prompt=True)
 
+    def _scaling_changed(self, key: Key) -> None:
+        """The autoscaler decided (a new HPA floor, a condition to write): reconcile `key`
+        ahead of creations and resyncs, like any change that needs acting on."""
+        self._queue.add(key, prompt=True)
+
     # ------------------------------------------------------------------ running
 
     def healthy(self) -> bool:
@@ -139,7 +144,9 @@ class Controller:
                 group.create_task(self._queue.run(), name="reconcile-workers")
                 group.create_task(self._resync(), name="resync")
                 if self._autoscaler is not None:
-                    group.create_task(self._autoscaler.run(self._queue.add), name="autoscaler")
+                    group.create_task(
+                        self._autoscaler.run(self._scaling_changed), name="autoscaler"
+                    )
         finally:
             self._running = False
 

@@ -1,7 +1,7 @@
 """Which NovelEngine a watch event concerns, and what gets reconciled because of it."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -172,3 +172,63 @@ def test_the_child_index_holds_what_the_watches_reported_and_not_what_they_delet
     assert ("Deployment", "ns", "x") in index
     assert ("Deployment", "other", "x") not in index
     assert ("Service", "ns", "x") not in index
+
+
+class DecidingAutoscaler:
+    """Stands in for the autoscaler (the subject is the queue order): hands out its
+    `on_change` so the test can report a decision."""
+
+    def __init__(self) -> None:
+        self.on_change: asyncio.Future[Callable[[tuple[str, str]], None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    async def run(self, on_change: Callable[[tuple[str, str]], None]) -> None:
+        self.on_change.set_result(on_change)
+        await asyncio.Event().wait()
+
+    def set_target(self, key: tuple[str, str], target: object) -> None:
+        pass
+
+    def forget(self, key: tuple[str, str]) -> None:
+        pass
+
+    def healthy(self) -> bool:
+        return True
+
+
+async def test_an_autoscaler_decision_is_reconciled_before_a_burst_of_new_novelengines() -> None:
+    # In HPA mode the reconcile that follows a decision is what writes the new floor.
+    gate = asyncio.Event()
+
+    class GatedReconciler(RecordingReconciler):
+        async def reconcile(self, namespace: str, name: str) -> Outcome:
+            await gate.wait()
+            return await super().reconcile(namespace, name)
+
+    reconciler = GatedReconciler({})
+    autoscaler = DecidingAutoscaler()
+    controller = Controller(
+        reconciler.reconcile,
+        OperatorMetrics(CollectorRegistry()),
+        workers=1,
+        resync_seconds=3600,
+        children=ChildIndex(),
+        autoscaler=autoscaler,  # type: ignore[arg-type]  # its run, and nothing it scrapes
+    )
+    task = asyncio.create_task(controller.run())
+    try:
+        controller.novelengine_seen(novelengine("scaled"), deleted=False)
+        gate.set()
+        assert await reconciler.next() == ("ns", "scaled")
+        gate.clear()
+        for index in range(5):  # created while the one worker is busy with the first
+            controller.novelengine_seen(novelengine(f"new-{index}"), deleted=False)
+        (await autoscaler.on_change)(("ns", "scaled"))
+        gate.set()
+        order = [await reconciler.next() for _ in range(6)]
+        # (the worker may have taken the first new one already)
+        assert order.index(("ns", "scaled")) < order.index(("ns", "new-1"))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
