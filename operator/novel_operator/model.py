@@ -511,7 +511,7 @@ class ScalingRules(KubeModel):
         description="`Max` (default): the policy allowing the largest change wins; `Min`: the "
         "smallest; `Disabled`: no change in this direction.",
     )
-    policies: Annotated[list[ScalingPolicy], Field(max_length=10)] | None = Field(
+    policies: Annotated[list[ScalingPolicy], Field(min_length=1, max_length=10)] | None = Field(
         None,
         description="Rate limits on the change, counted over the changes made within each "
         "policy's period (HPA defaults: up, 4 pods or 100% per 15 s; down, 100% per 15 s).",

@@ -113,4 +113,11 @@ INVALID_SPECS: list[InvalidSpec] = [
         },
         "spec.autoscaling.behavior.scaleUp.policies[0].value",
     ),
+    # No policy would allow no change at all (`selectPolicy: Disabled` says that), and the
+    # HPA refuses an empty list.
+    InvalidSpec(
+        "no-scaling-policy",
+        {"autoscaling": {"behavior": {"scaleDown": {"policies": []}}}},
+        "spec.autoscaling.behavior.scaleDown.policies",
+    ),
 ]
