@@ -89,6 +89,7 @@ REASON_APPLY_FAILED: Final = "ApplyFailed"  # the apiserver refused a child, or 
 REASON_METRICS_READ: Final = "MetricsRead"  # ScalingActive: some ready pod gave its metrics
 REASON_NO_METRICS: Final = "NoMetrics"  # ScalingActive False: no ready engine pod to scrape
 REASON_SCRAPE_FAILED: Final = "ScrapeFailed"  # ScalingActive False: no ready pod answered
+REASON_STALLED: Final = "Stalled"  # ScalingActive False: nothing scaled while stalled
 REASON_SHARED_CACHE: Final = "SharedCache"  # JobsShared: through the L2 Redis tier
 REASON_NO_SHARED_CACHE: Final = "NoSharedCache"  # JobsShared False: several replicas, no L2
 REASON_L2_AVAILABLE: Final = "L2Available"  # CacheDegraded False: the pods reach their L2 tier

@@ -79,6 +79,13 @@ REFUSED_RETRY_SECONDS = 60.0
 #: up (pods, volume claims), and how often it looks again while it does not finish: a pod
 #: that cannot pull its image changes nothing the operator watches.
 BLOCKER_CHECK_SECONDS = 10.0
+#: ScalingActive while the NovelEngine is stalled: the autoscaler leaves it alone until the
+#: spec applies (it would scale a workload the spec no longer describes).
+STALLED_SCALING = ScalingVerdict(
+    "False",
+    names.REASON_STALLED,
+    "nothing is scaled while the NovelEngine is stalled (see the Stalled condition)",
+)
 #: The kinds a NovelEngine may reference. Each reconcile reads the referenced objects; those
 #: labelled `novelengine.io/watch: "enabled"` are also watched, so a change reaches it at once.
 CONFIG_MAP = "ConfigMap"
@@ -264,13 +271,7 @@ class Reconciler:
             stalled_reason = names.REASON_APPLY_FAILED
             retry_after = REFUSED_RETRY_SECONDS
         if spec is not None:
-            if paused or problems:
-                workload = live[workload_kind(spec), names.engine_name(name)]
-                if workload is not None and not is_controlled_by(
-                    workload, owner.uid, names.FIELD_MANAGER
-                ):
-                    workload = None  # another's: its replicas are not this one's
-            else:
+            if not (paused or problems):
                 try:
                     workload = await self._apply(obj, owner, spec, previous, live)
                     if workload is not None and spec.replicas_writer != "spec":
@@ -279,11 +280,17 @@ class Reconciler:
                     problems.append(str(refused))
                     stalled_reason = names.REASON_APPLY_FAILED
                     retry_after = REFUSED_RETRY_SECONDS
+            if paused or problems:  # the status still counts the replicas that run
+                workload = live[workload_kind(spec), names.engine_name(name)]
+                if workload is not None and not is_controlled_by(
+                    workload, owner.uid, names.FIELD_MANAGER
+                ):
+                    workload = None  # another's: its replicas are not this one's
         # Paused or stalled, nothing of the spec was applied: what the status says of the
         # children (autoscaling, cache health, ignored replicas) stays as it was.
         applied = spec if not (paused or problems) else None
         autoscaling, scaling_verdict = self._autoscaling_report(
-            engine_key, applied, engine_scaled, previous
+            engine_key, applied, engine_scaled, previous, stalled=bool(problems) and not paused
         )
         blockers: list[str] = []
         rollout: Rollout | None = None
@@ -342,14 +349,18 @@ class Reconciler:
         spec: NovelEngineSpec | None,
         engine_scaled: bool,
         previous: NovelEngineStatus,
+        *,
+        stalled: bool,
     ) -> tuple[AutoscalingStatus | None, ScalingVerdict | None]:
         """status.autoscaling and ScalingActive: the autoscaler's report with engine targets,
         nothing without (turning autoscaling off clears them), as they were for a spec not
-        applied (`spec` None: paused, stalled, or one the operator cannot read)."""
+        applied (`spec` None: paused, stalled, or one the operator cannot read); while stalled,
+        nothing is scaled, and ScalingActive says so."""
         if spec is None:
-            return previous.autoscaling, ScalingVerdict.of(
-                previous.condition(names.CONDITION_SCALING_ACTIVE)
-            )
+            before = previous.condition(names.CONDITION_SCALING_ACTIVE)
+            if stalled and (engine_scaled or before is not None):
+                return previous.autoscaling, STALLED_SCALING
+            return previous.autoscaling, ScalingVerdict.of(before)
         if not engine_scaled:
             return None, None
         return self._memory.report(key), self._memory.verdict(key)

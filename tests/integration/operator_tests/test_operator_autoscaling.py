@@ -316,3 +316,47 @@ def test_a_hanging_or_garbage_scrape_target_stops_scaling_and_never_scales_down(
     assert deployment is not None
     assert deployment["spec"]["replicas"] == 2  # an idle engine would have gone to 1
     assert "inFlightPerPod" not in autoscaling_status(cluster, ns, name)
+
+
+def test_a_stalled_novelengine_keeps_its_replica_counts_and_says_nothing_is_scaled(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "stuck"
+    start_operator("--namespace", ns)
+    cluster.create_novelengine(ns, name, {"autoscaling": AUTOSCALING})
+    cluster.wait_ready(ns, name)
+    wait_condition(cluster, ns, name, names.CONDITION_SCALING_ACTIVE)  # (no pod is scraped)
+    # A quota allowing no more Services refuses the managed Redis's: the new spec cannot apply.
+    services = len(cluster.list("v1", "Service", ns))
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-more-services", "namespace": ns},
+            "spec": {"hard": {"services": str(services)}},
+        }
+    )
+    cluster.wait(
+        "quota counted",
+        lambda: (
+            None
+            if (cluster.get("v1", "ResourceQuota", ns, "no-more-services") or {})
+            .get("status", {})
+            .get("used")
+            else "quota usage not counted yet"
+        ),
+        timeout=30,
+    )
+    cluster.patch_novelengine(ns, name, {"spec": {"cache": {"l2": {"mode": "managed"}}}})
+
+    stalled = wait_condition(cluster, ns, name, names.CONDITION_STALLED, "True")
+    assert stalled["reason"] == names.REASON_APPLY_FAILED
+    assert "exceeded quota" in stalled["message"]
+    novelengine = cluster.novelengine(ns, name)
+    assert novelengine is not None
+    # The engine still runs its one pod, and the status and the scale subresource say so.
+    status = novelengine["status"]
+    assert (status["replicas"], status["readyReplicas"], status["desiredReplicas"]) == (1, 1, 1)
+    scaling = condition(novelengine, names.CONDITION_SCALING_ACTIVE)
+    assert scaling is not None
+    assert (scaling["status"], scaling["reason"]) == ("False", names.REASON_STALLED)
