@@ -47,10 +47,14 @@ images:  ## build the engine and operator images (vars ENGINE_IMAGE OPERATOR_IMA
 system-deps:  ## install system packages the tests need (Debian; root or sudo)
 	scripts/system-deps
 
+# Python scripts without a .py suffix, which ruff and mypy find only when named.
+PY_SCRIPTS := scripts/docker-engine scripts/k8s-assets scripts/k8s-testbed tools/sync-modules
+
 lint: venv  ## ruff + mypy --strict
-	$(BIN)/ruff check engine operator tests bench scripts e2e
-	$(BIN)/ruff format --check engine operator tests bench scripts e2e
+	$(BIN)/ruff check engine operator tests bench e2e $(PY_SCRIPTS)
+	$(BIN)/ruff format --check engine operator tests bench e2e $(PY_SCRIPTS)
 	$(BIN)/mypy engine/novel_engine operator/novel_operator e2e
+	for script in $(PY_SCRIPTS); do $(BIN)/mypy $$script || exit 1; done
 
 test: venv system-deps lint k8s-assets  ## install everything the tests need, then lint and run the whole suite
 	$(BIN)/pytest $(PYTEST_ARGS)
