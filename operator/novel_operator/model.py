@@ -110,6 +110,16 @@ class CrossFieldRule:
 
 
 @dataclass(frozen=True)
+class TransitionRule:
+    """A rule on how a stored object may change, in CEL over `self` and `oldSelf`: the CRD
+    carries it for the apiserver alone, as only the apiserver sees the object being replaced."""
+
+    cel: str
+    message: str
+    field_path: str  # as for CrossFieldRule
+
+
+@dataclass(frozen=True)
 class FieldError:
     """One invalid field, in Kubernetes' field-path notation (`spec.cache.l2.external`)."""
 
@@ -122,7 +132,10 @@ class FieldError:
 
 def _rules_into_schema(schema: dict[str, Any], cls: type[Any]) -> None:
     schema.pop("title", None)
-    rules: tuple[CrossFieldRule, ...] = getattr(cls, "cross_field_rules", ())
+    rules: tuple[CrossFieldRule | TransitionRule, ...] = (
+        *getattr(cls, "cross_field_rules", ()),
+        *getattr(cls, "transition_rules", ()),
+    )
     if rules:
         schema["x-kubernetes-validations"] = [
             {"rule": rule.cel, "message": rule.message}
@@ -142,6 +155,7 @@ class KubeModel(BaseModel):
         json_schema_extra=_rules_into_schema,
     )
     cross_field_rules: ClassVar[tuple[CrossFieldRule, ...]] = ()
+    transition_rules: ClassVar[tuple[TransitionRule, ...]] = ()
 
     @model_validator(mode="after")
     def _check_cross_field_rules(self) -> Self:
@@ -427,17 +441,21 @@ class L3CacheSpec(KubeModel):
     persistence: Literal["emptyDir", "pvc"] = Field(
         "emptyDir",
         description="`emptyDir`: the data directory lives as long as the pod (Deployment); "
-        "`pvc`: one PersistentVolumeClaim per replica survives restarts (StatefulSet).",
+        "`pvc`: one PersistentVolumeClaim per replica survives restarts (StatefulSet), deleted "
+        "with it. A change replaces the workload: the old one serves until every replica of "
+        "the new one is ready.",
     )
     size: Quantity = Field(
         "1Gi",
         description="Size of each replica's data volume: the emptyDir's `sizeLimit`, or the "
-        "volume claim's storage request (`pvc`). With `enabled`, the engine keeps its SQLite "
-        "database (file, free pages and WAL) within three quarters of it by evicting the oldest "
-        "entries.",
+        "volume claim's storage request (`pvc`, fixed while it stays `pvc`). With `enabled`, "
+        "the engine keeps its SQLite database (file, free pages and WAL) within three quarters "
+        "of it by evicting the oldest entries.",
     )
     storage_class_name: ObjectName | None = Field(
-        None, description="StorageClass of the volume claims (`pvc`); unset: the default class."
+        None,
+        description="StorageClass of the volume claims (`pvc`, fixed while it stays `pvc`); "
+        "unset: the default class.",
     )
 
     cross_field_rules = (
@@ -450,6 +468,21 @@ class L3CacheSpec(KubeModel):
             "self.enabled || self.persistence == 'emptyDir'",
             "persistence: pvc needs enabled: true",
             ".persistence",
+        ),
+    )
+    # A StatefulSet's volume claim templates cannot change: the apiserver would refuse the
+    # workload, and every child after it, until the spec went back.
+    transition_rules = (
+        TransitionRule(
+            "self.persistence != 'pvc' || oldSelf.persistence != 'pvc' || ("
+            "(!isQuantity(string(self.size)) || !isQuantity(string(oldSelf.size))"
+            " || quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) == 0)"
+            " && (has(self.storageClassName) ? has(oldSelf.storageClassName)"
+            " && self.storageClassName == oldSelf.storageClassName"
+            " : !has(oldSelf.storageClassName)))",
+            "size and storageClassName are fixed while persistence stays pvc (volume claims "
+            "cannot change); switch persistence to emptyDir and back to recreate the claims, empty",
+            ".size",
         ),
     )
 

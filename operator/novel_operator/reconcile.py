@@ -179,6 +179,12 @@ def is_repair(previous: NovelEngineStatus, generation: int) -> bool:
     )
 
 
+def _serves(workload: Manifest | None) -> bool:
+    """Whether the engine workload (as served) runs its current template on every replica it
+    wants, all ready."""
+    return workload is not None and read_rollout(workload).complete
+
+
 def _result_of(status: NovelEngineStatus, paused: bool) -> Result:
     if paused:
         return Result.PAUSED
@@ -502,6 +508,7 @@ class Reconciler:
             ),
         )
         workload = (workload_kind(spec), names.engine_name(owner.name))
+        engine_workloads = {(kind, workload[1]) for kind in ("Deployment", "StatefulSet")}
         live_workload: Manifest | None = None
         for manifest in desired.apply:
             key = (manifest["kind"], manifest["metadata"]["name"])
@@ -514,6 +521,10 @@ class Reconciler:
             if key == workload:
                 live_workload = result.live
         for ref in desired.absent:
+            if (ref.kind, ref.name) in engine_workloads and not _serves(live_workload):
+                # The engine changes kind (L3 persistence): the old workload keeps serving
+                # until the new one does; a change of its status reconciles again.
+                continue
             if await _refusable(kube.delete_owned(live[ref.kind, ref.name], owner.uid)):
                 message = f"Deleted {ref.kind}/{ref.name}: no longer wanted"
                 self._event(obj, "Deleted", message)

@@ -96,7 +96,7 @@ def test_every_field_has_explain_text() -> None:
             assert "\n" not in node["description"], path
 
 
-def test_every_cross_field_rule_is_in_the_crd_with_a_field_path() -> None:
+def test_every_cross_field_and_transition_rule_is_in_the_crd_with_a_field_path() -> None:
     in_crd = {
         (rule["rule"], rule["message"], rule["fieldPath"])
         for _, node in nodes(root_schema())
@@ -105,7 +105,7 @@ def test_every_cross_field_rule_is_in_the_crd_with_a_field_path() -> None:
     in_model = {
         (rule.cel, rule.message, rule.field_path)
         for model in all_models()
-        for rule in model.cross_field_rules
+        for rule in (*model.cross_field_rules, *model.transition_rules)
     }
 
     assert in_model

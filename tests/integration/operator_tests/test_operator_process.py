@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from harness import OPERATOR_USER, Cluster, StartOperator, wait_condition, wait_reconciles
@@ -157,3 +158,29 @@ def test_apiserver_refuses_an_invalid_novelengine_naming_the_field(
         causes = json.loads(refused.value.body)["details"]["causes"]
         assert [cause["field"] for cause in causes] == [field_path]
         assert causes[0]["message"].endswith(f": {rule_message}"), causes
+
+
+def test_apiserver_keeps_the_volume_claims_fixed_while_persistence_stays_pvc(
+    cluster: Cluster, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "claims"
+
+    def l3(**fields: Any) -> dict[str, Any]:
+        return {"spec": {"cache": {"l3": fields}}}
+
+    cluster.create_novelengine(ns, name, l3(persistence="pvc", size="1Gi")["spec"])
+    for change in (l3(size="2Gi"), l3(storageClassName="fast")):
+        with pytest.raises(DynamicApiError) as refused:
+            cluster.patch_novelengine(ns, name, change)
+        assert refused.value.status == 422
+        causes = json.loads(refused.value.body)["details"]["causes"]
+        assert [cause["field"] for cause in causes] == ["spec.cache.l3.size"]
+        assert "fixed while persistence stays pvc" in causes[0]["message"]
+    cluster.patch_novelengine(ns, name, l3(size="1024Mi"))  # the same amount
+    # Leaving pvc, or on emptyDir, the size may change.
+    cluster.patch_novelengine(ns, name, l3(persistence="emptyDir", size="2Gi"))
+    cluster.patch_novelengine(ns, name, l3(size="3Gi"))
+    cluster.patch_novelengine(ns, name, l3(persistence="pvc", size="4Gi"))
+    stored = cluster.novelengine(ns, name)
+    assert stored is not None
+    assert stored["spec"]["cache"]["l3"]["size"] == "4Gi"

@@ -212,6 +212,34 @@ def test_the_ready_message_names_a_pending_claim_and_waiting_containers(
         assert reconciling["status"] == "True"
 
 
+def test_a_new_kind_of_workload_takes_over_only_once_it_serves(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "switch"
+    start_operator("--namespace", ns)
+    cluster.create_novelengine(ns, name, {"replicas": 2})
+    cluster.wait_ready(ns, name)
+
+    # To pvc, a StatefulSet: its pods wait for volume claims nothing here binds.
+    cluster.patch_novelengine(ns, name, {"spec": {"cache": {"l3": {"persistence": "pvc"}}}})
+    waiting = wait_condition_message(
+        cluster, ns, name, names.CONDITION_READY, lambda m: "PersistentVolumeClaim/" in m
+    )
+    assert waiting["status"] == "False"
+    deployment = cluster.get(*DEPLOYMENT, ns, name)
+    assert deployment is not None, "the serving Deployment went before its successor served"
+    assert deployment["status"]["readyReplicas"] == 2
+
+    # Back to emptyDir: the Deployment serves already, so the StatefulSet goes.
+    cluster.patch_novelengine(ns, name, {"spec": {"cache": {"l3": {"persistence": "emptyDir"}}}})
+    cluster.wait_ready(ns, name)
+    cluster.wait(
+        "the StatefulSet deleted",
+        lambda: None if cluster.get("apps/v1", "StatefulSet", ns, name) is None else "still there",
+        timeout=30,
+    )
+
+
 @pytest.mark.parametrize(
     ("spec", "kind"),
     [
