@@ -81,12 +81,13 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
         (*_READ_CHILDREN, "novel_operator.kube.watch:LabelSelectorWatch.run", _APPLY),
     ),
     # The managed Redis password Secret is created once (never applied: the password must not
-    # change) and deleted with the managed Redis. Referenced Secrets (external Redis) are read
-    # by the reconcile and, when labelled, watched.
+    # change), patched only to put back a password a hand edit removed, and deleted with the
+    # managed Redis. Referenced Secrets (external Redis) are read by the reconcile and, when
+    # labelled, watched.
     PolicyRule(
         ("",),
         ("secrets",),
-        (*_GET_LIST_WATCH, "create", "delete"),
+        (*_GET_LIST_WATCH, "create", "patch", "delete"),
         (
             *_READ_CHILDREN,
             "novel_operator.kube.watch:LabelSelectorWatch.run",

@@ -487,7 +487,7 @@ class Reconciler:
             ensured = await _refusable(
                 kube.ensure_password_secret(secret, names.REDIS_PASSWORD_KEY, live[SECRET, name])
             )
-            self._child_event(obj, ensured.action, secret, "", repair)
+            self._child_event(obj, ensured.action, secret, ensured.detail, repair)
             live[SECRET, name] = ensured.live
         report = self._memory.report((owner.namespace, owner.name))
         floor = report.floor if report is not None else None

@@ -72,9 +72,8 @@ def test_the_custom_resource_is_only_read_and_its_status_only_patched() -> None:
     assert allowed(names.GROUP, f"{names.PLURAL}/status") == {"patch"}
 
 
-def test_configmaps_are_never_deleted_and_secrets_never_patched() -> None:
+def test_configmaps_are_never_deleted() -> None:
     assert "delete" not in allowed("", "configmaps")
-    assert "patch" not in allowed("", "secrets")
 
 
 def test_the_scaler_and_the_metric_scrapes() -> None:

@@ -294,12 +294,24 @@ class KubeClient:
         self, secret: Mapping[str, Any], key: str, live: Manifest | None
     ) -> ChildResult:
         """Create the Secret `secret` (built without data) holding a fresh random password under
-        `key` unless it exists (`live`, as served); the password never changes afterwards. The
+        `key` unless it exists (`live`, as served); the password never changes afterwards, unless
+        a hand edit took it away (a new one is written: no pod could start without it). The
         result carries the Secret as served (None only if it vanished after a lost race)."""
-        if live is not None:
-            return ChildResult(ChildAction.UNCHANGED, live)
         resource = await self._resource("v1", "Secret")
         meta = secret["metadata"]
+        if live is not None:
+            if (live.get("data") or {}).get(key):
+                return ChildResult(ChildAction.UNCHANGED, live)
+            self._count_write("patch", resource)
+            patched = await self._call(
+                resource.patch,
+                body={"stringData": {key: secrets.token_urlsafe(32)}},
+                name=meta["name"],
+                namespace=meta["namespace"],
+                content_type="application/merge-patch+json",
+                field_manager=self._field_manager,
+            )
+            return ChildResult(ChildAction.UPDATED, patched, f"a new password under {key}")
         body = {**secret, "stringData": {key: secrets.token_urlsafe(32)}}
         self._count_write("create", resource)
         try:

@@ -149,6 +149,16 @@ def test_every_granted_permission_is_used_none_is_refused_and_children_are_selec
 
     cluster.wait("Service recreated", service_recreated)
 
+    # A password removed from its Secret by hand is written anew.
+    secret, key = names.redis_secret_name("full"), names.REDIS_PASSWORD_KEY
+    cluster.patch("v1", "Secret", ns, secret, {"data": {key: None}})
+
+    def password_back() -> str | None:
+        found = cluster.get("v1", "Secret", ns, secret) or {}
+        return None if (found.get("data") or {}).get(key) else "no password"
+
+    cluster.wait("the password written anew", password_back)
+
     # Every optional child dropped; the operator scales the Deployment itself.
     cluster.patch_novelengine(
         ns,

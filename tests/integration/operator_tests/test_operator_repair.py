@@ -212,8 +212,9 @@ def exposed_text(cluster: Cluster, operator: OperatorProcess, namespace: str, na
     return json.dumps(objects, default=str) + operator.log_path.read_text(errors="replace")
 
 
-def test_a_deleted_redis_password_secret_comes_back_new_and_rolls_redis_and_the_engine(
-    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+@pytest.mark.parametrize("hand_edit", ["deleted", "emptied"])
+def test_a_redis_password_removed_by_hand_comes_back_new_and_rolls_redis_and_the_engine(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str, hand_edit: str
 ) -> None:
     ns, name = testbed_namespace, "vault"
     operator = start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
@@ -228,15 +229,18 @@ def test_a_deleted_redis_password_secret_comes_back_new_and_rolls_redis_and_the_
     assert versions[name] is not None
     assert versions[name] == versions[redis]
 
-    cluster.delete("v1", "Secret", ns, secret_name)
+    key = names.REDIS_PASSWORD_KEY
+    if hand_edit == "deleted":
+        cluster.delete("v1", "Secret", ns, secret_name)
+    else:  # the Secret stays, without its password: no pod reading it could start
+        cluster.patch("v1", "Secret", ns, secret_name, {"data": {key: None}})
 
-    def recreated() -> str | None:
+    def renewed() -> str | None:
         found = cluster.get("v1", "Secret", ns, secret_name)
-        if found is None or found["metadata"]["uid"] == old_secret["metadata"]["uid"]:
-            return "Secret not recreated"
-        return None
+        password = ((found or {}).get("data") or {}).get(key)
+        return None if password and password != old_secret["data"][key] else "no new password"
 
-    cluster.wait("password Secret recreated", recreated, timeout=20)
+    cluster.wait("a new password in the Secret", renewed, timeout=20)
     selectors = {name: names.engine_selector(name), redis: names.redis_selector(name)}
     wait_rolled(cluster, ns, selectors, versions)
     cluster.wait_ready(ns, name)
@@ -249,13 +253,17 @@ def test_a_deleted_redis_password_secret_comes_back_new_and_rolls_redis_and_the_
         found = cluster.list("apps/v1", "ReplicaSet", ns, names.selector_string(selector))
         assert len(found) == 2  # the old template's, scaled down, and the new one's
     passwords = [
-        base64.b64decode(secret["data"][names.REDIS_PASSWORD_KEY]).decode()
-        for secret in (old_secret, new_secret)
+        base64.b64decode(secret["data"][key]).decode() for secret in (old_secret, new_secret)
     ]
     exposed = exposed_text(cluster, operator, ns, name)
     assert not [password for password in passwords if password in exposed]
     repairs = [e["message"] for e in cluster.events(ns, name) if e["reason"] == "Repaired"]
-    assert f"Recreated Secret/{secret_name}" in repairs
+    expected = (
+        f"Recreated Secret/{secret_name}"
+        if hand_edit == "deleted"
+        else f"Repaired Secret/{secret_name}: a new password under {key}"
+    )
+    assert expected in repairs
 
 
 def test_rotating_the_external_redis_secret_rolls_the_engine(
