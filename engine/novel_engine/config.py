@@ -9,8 +9,17 @@ from typing import Annotated, Any, Literal, NoReturn, get_origin
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 ENV_PREFIX = "NOVEL_ENGINE_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -27,9 +36,14 @@ class Flag:
 class Settings(BaseModel):
     """Everything the engine process can be told; immutable once loaded."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Infinity and NaN are no durations: infinite delays never end, TTLs overflow.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    host: str = Field("127.0.0.1", description="Address to listen on.")
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,  # an empty host would listen on every interface
+        description="Address to listen on.",
+    )
     port: int = Field(8080, ge=1, le=65535, description="TCP port for the API, probes and metrics.")
     data_dir: Path = Field(
         Path(".data"), description="Directory for the SQLite database (content and L3 cache)."
@@ -142,6 +156,17 @@ class Settings(BaseModel):
             raise ValueError(f"the database in the path must be a number, not {database!r}")
         return value
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_other_types(cls, value: object, info: ValidationInfo) -> object:
+        # YAML reads `true` as a boolean, which pydantic would take for the number 1.
+        if (
+            isinstance(value, bool)
+            and cls.model_fields[str(info.field_name)].annotation is not bool
+        ):
+            raise PydanticCustomError("bool_type", "a boolean is not a valid value here")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
@@ -214,7 +239,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     # Called once before the event loop starts, so a plain read is fine here.
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         reason = " ".join(str(exc).split())
         raise ConfigError(f"config: cannot read {path}: {reason}") from exc
     if loaded is None:

@@ -114,6 +114,19 @@ def test_empty_env_variable_counts_as_unset() -> None:
             "log_level: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL' "
             "(from --log-level)",
         ),
+        # An infinite delay never ends; an infinite TTL overflows the Redis expiry.
+        (
+            ["--shutdown-delay", "inf"],
+            {},
+            "shutdown_delay: Input should be a finite number (from --shutdown-delay)",
+        ),
+        (
+            [],
+            {"NOVEL_ENGINE_L2_TTL_SECONDS": "NaN"},
+            "l2_ttl_seconds: Input should be a finite number (from NOVEL_ENGINE_L2_TTL_SECONDS)",
+        ),
+        # An empty host would listen on every interface.
+        (["--host", ""], {}, "host: String should have at least 1 character (from --host)"),
     ],
 )
 def test_bad_values_name_the_setting_and_source(
@@ -122,6 +135,14 @@ def test_bad_values_name_the_setting_and_source(
     with pytest.raises(ConfigError) as caught:
         load_settings(argv, environ)
     assert str(caught.value) == message
+
+
+def test_a_boolean_is_no_number_in_the_file(tmp_path: Path) -> None:
+    # YAML reads `true` as a boolean, which would otherwise become port 1.
+    config = write_config(tmp_path, "port: true\nread_only_content: true\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(["--config", str(config)], {})
+    assert str(caught.value) == f"port: a boolean is not a valid value here (from {config})"
 
 
 def test_unknown_file_key_is_named(tmp_path: Path) -> None:
@@ -146,6 +167,13 @@ def test_unreadable_file_is_one_line(tmp_path: Path, text: str) -> None:
         load_settings(["--config", str(config)], {})
     assert str(caught.value).startswith("config: ")
     assert "\n" not in str(caught.value)
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "engine.yaml"
+    config.write_bytes(b"port: 8081\nhost: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"^config: cannot read .*engine.yaml: 'utf-8' codec"):
+        load_settings(["--config", str(config)], {})
 
 
 def test_missing_file_is_reported(tmp_path: Path) -> None:

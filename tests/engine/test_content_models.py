@@ -131,6 +131,12 @@ def test_directory_content_reads_yaml_and_json_in_name_order(tmp_path: Path) -> 
         ),
         ("people: []", "people"),
         ("characters: [unclosed", "not valid YAML/JSON"),
+        # A body with a key given twice is refused by the API: so is a file.
+        (
+            '{"characters": [{"name": "A", "name": "B", "faction": "F", "archetype": "scout"}]}',
+            "duplicate key 'name'",
+        ),
+        ("characters: []\ncharacters: []\n", "duplicate key 'characters'"),
     ],
 )
 def test_bad_content_files_name_the_file_and_the_field(
@@ -140,6 +146,12 @@ def test_bad_content_files_name_the_file_and_the_field(
     with pytest.raises(ContentFileError, match=r"bad\.yaml") as caught:
         directory_content([tmp_path])
     assert message in str(caught.value)
+
+
+def test_a_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "latin1.yaml").write_bytes("characters: [{name: Zo\u00eb}]".encode("latin-1"))
+    with pytest.raises(ContentFileError, match=r"latin1\.yaml: not UTF-8 text"):
+        directory_content([tmp_path])
 
 
 def test_a_yaml_error_is_one_line(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ These functions do blocking file I/O: call them through ``asyncio.to_thread``.
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,28 @@ def field_path(loc: Iterable[int | str]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (as the API refuses it in a
+    body) instead of keeping the last value."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
 def parse_content(text: str, source: str) -> ContentFile:
     """Validate one file's text; YAML is a superset of JSON, so one parser reads both."""
     try:
-        data: Any = yaml.safe_load(text)
+        data: Any = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as error:
         reason = " ".join(str(error).split())  # the parser's message spans lines
         raise ContentFileError(f"{source}: not valid YAML/JSON: {reason}") from None
@@ -51,10 +70,17 @@ def sample_content() -> list[ContentFile]:
     """The sample library packaged with the engine."""
     samples = resources.files("novel_engine.content").joinpath("samples")
     return [
-        parse_content(entry.read_text(encoding="utf-8"), f"samples/{entry.name}")
+        parse_content(_read(entry, f"samples/{entry.name}"), f"samples/{entry.name}")
         for entry in sorted(samples.iterdir(), key=lambda entry: entry.name)
         if entry.name.endswith(CONTENT_SUFFIXES)
     ]
+
+
+def _read(path: Path | Traversable, source: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ContentFileError(f"{source}: not UTF-8 text: {error}") from None
 
 
 def _content_paths(directory: Path) -> Iterator[Path]:
@@ -69,7 +95,7 @@ def directory_content(directories: Iterable[Path]) -> list[ContentFile]:
     """Every content file in the given directories, in a defined (sorted) order; a document
     defined twice (the same kind and id) is an error naming both places."""
     loaded = [
-        (str(path), parse_content(path.read_text(encoding="utf-8"), str(path)))
+        (str(path), parse_content(_read(path, str(path)), str(path)))
         for directory in directories
         for path in _content_paths(directory)
     ]
