@@ -1,10 +1,15 @@
-"""The HTTP server under the app: requests aiohttp's parser refuses also answer problem+json.
+"""The HTTP server under the app: requests aiohttp's parser refuses also answer problem+json,
+and a request still uploading its body when the engine stops gets to finish.
 
 aiohttp answers a request it cannot parse (a line over 8,190 bytes, too many header fields, an
 unknown method, a malformed URL) before any route or middleware runs, with a text/plain body
 that quotes the input, and logs an ERROR traceback each time. Here such a request gets a
 problem+json 400 that quotes nothing, logged at DEBUG only: malformed input is the client's
 error, and must not be a way to flood the log.
+
+At shutdown aiohttp closes every connection before the drain, and a closed connection drops the
+bytes that still arrive: a request whose body was on its way never got an answer. Here only
+idle connections close then; one with a request in progress closes after its response.
 """
 
 import logging
@@ -43,18 +48,26 @@ class ProblemRequestHandler(web.RequestHandler):
         return response
 
 
-class _ProblemServer(web.Server):
+class _EngineServer(web.Server):
     def __call__(self) -> web.RequestHandler:
         # What web.Server.__call__ does, with our handler class.
         return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
 
+    def pre_shutdown(self) -> None:
+        for connection in self.connections:
+            if connection._request_in_progress:  # (no public flag) its body may be arriving
+                connection.keep_alive(False)
+            else:
+                connection.close()
+
 
 class EngineRunner(web.AppRunner):
-    """web.AppRunner whose server answers malformed requests with problem+json."""
+    """web.AppRunner whose server answers malformed requests with problem+json and lets a
+    request in progress at shutdown finish."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # starts the app and applies the runner's options
-        return _ProblemServer(
+        return _EngineServer(
             server.request_handler,
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,

@@ -68,15 +68,16 @@ async def in_flight(session: aiohttp.ClientSession, engine: EngineProcess) -> fl
     return metric_samples(text.decode(), IN_FLIGHT_METRIC)[""]
 
 
+async def in_flight_is(session: aiohttp.ClientSession, engine: EngineProcess, count: int) -> bool:
+    return await in_flight(session, engine) == count
+
+
 async def wait_all_in_flight(
     session: aiohttp.ClientSession, engine: EngineProcess, requests: list[asyncio.Future[Any]]
 ) -> None:
     """Wait until the engine serves every one of `requests`, none of them answered yet."""
 
-    async def all_in_flight() -> bool:
-        return await in_flight(session, engine) == len(requests)
-
-    await until(all_in_flight)
+    await until(lambda: in_flight_is(session, engine, len(requests)))
     assert not any(request.done() for request in requests), "requests finished before SIGTERM"
 
 
@@ -164,6 +165,32 @@ async def test_requests_the_drain_budget_cannot_serve_answer_503_not_a_dropped_c
     for status, raw in replies:
         if status == 503:
             assert "shutting down" in json.loads(raw)["detail"]
+    assert await engine.exit_code() == 0
+
+
+async def test_a_body_still_uploading_when_the_drain_begins_is_read_and_answered(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("data", *("--shutdown-delay", "0", "--drain-timeout", "20"))
+    await engine.ready(session)
+    body = json.dumps({"name": "Slow Upload", "faction": "Couriers", "archetype": "scout"})
+    reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+    head = (
+        "POST /v1/characters HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    writer.write(head.encode() + body[:10].encode())
+    await writer.drain()
+    await until(lambda: in_flight_is(session, engine, 1))  # its handler awaits the rest
+
+    engine.terminate()
+    await until(lambda: "draining" in engine.log())
+    await asyncio.sleep(0.2)  # the drain has begun closing connections
+    writer.write(body[10:].encode())
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 30)
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.1 201"), status_line
     assert await engine.exit_code() == 0
 
 
