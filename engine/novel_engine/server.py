@@ -13,6 +13,7 @@ idle connections close then; one with a request in progress closes after its res
 """
 
 import logging
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidURLError, LineTooLong
@@ -46,6 +47,14 @@ class ProblemRequestHandler(web.RequestHandler):
         response = problem_response(status, detail, kind="malformed-request")
         response.force_close()  # the parser's state is lost: this connection cannot go on
         return response
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        # After the response aiohttp reads what is left of an unread body, which raises here if
+        # that body cannot be decoded or ends early: the client's error, already answered.
+        if isinstance(kwargs.get("exc_info"), web.RequestPayloadError):
+            log.debug("unreadable rest of a request body: %s", kwargs["exc_info"])
+            return
+        super().log_exception(*args, **kwargs)
 
 
 class _EngineServer(web.Server):

@@ -63,6 +63,28 @@ async def test_an_aborted_upload_is_a_client_error_without_a_traceback(
     assert " ERROR " not in engine.log()
 
 
+async def test_a_body_its_content_encoding_cannot_decode_is_a_problem_without_a_traceback(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("encoding")
+    await engine.ready(session)
+    corrupt_gzip = b"\x1f\x8b\x08\x00garbagegarbage"
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    async with session.post(
+        engine.url + "/v1/characters", data=corrupt_gzip, headers=headers
+    ) as response:
+        assert response.status == 400
+        problem = await response.json(content_type="application/problem+json")
+    assert problem["detail"] == "the request body is not valid gzip data"
+    # A route that reads no body: aiohttp reads (and fails on) the rest after the answer.
+    async with session.get(engine.url + "/healthz", data=corrupt_gzip, headers=headers) as response:
+        assert response.status == 200
+    async with session.get(engine.url + "/healthz") as response:
+        assert response.status == 200  # and the server goes on serving
+    assert "Traceback" not in engine.log()
+    assert " ERROR " not in engine.log()
+
+
 MARKER = "zq" * 4600  # 9,200 bytes: over aiohttp's 8,190-byte line limit
 MALFORMED = {
     "long URL": f"GET /v1/characters?{MARKER} HTTP/1.1\r\nHost: engine\r\n\r\n",

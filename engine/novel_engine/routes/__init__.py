@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
@@ -119,7 +120,12 @@ async def parse_body(request: web.Request, model: type[ModelT]) -> ModelT:
     try:
         raw = await request.read()  # raises 413 past the app's client_max_size
     except (ConnectionError, web.RequestPayloadError) as error:
-        log.debug("incomplete request body for %s %s: %s", request.method, request.path, error)
+        log.debug("unreadable request body for %s %s: %s", request.method, request.path, error)
+        if isinstance(error.__cause__, ContentEncodingError):
+            encoding = request.headers.get(hdrs.CONTENT_ENCODING, "")
+            raise ProblemError(
+                400, f"the request body is not valid {encoding} data", kind="undecodable-body"
+            ) from None
         raise ProblemError(
             400, "the request body ended before its declared length", kind="incomplete-body"
         ) from None
