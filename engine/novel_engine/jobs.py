@@ -237,14 +237,17 @@ class JobRunner:
     async def lookup(self, job_id: str) -> Job | None:
         """The job as the shared store knows it, else as this replica does. Raises
         SharedJobsUnavailable when the shared store is down (or was at the last try, until
-        housekeeping reaches it again) and this replica does not know the job."""
+        housekeeping reaches it again) and this replica does not know the job, or knows only
+        that it gave the job up when it stopped."""
         if self.shared is not None:
             shared = self.shared
             try:
                 job = await self._shared_call(lambda: shared.get(job_id), skip_in_outage=True)
             except SharedJobsUnavailable:
                 job = await self.store.get(job_id)
-                if job is None:
+                # A job this replica gave up as it stopped or died lives on in another one
+                # (handed or taken over): only the shared record says how it ended.
+                if job is None or job.error in (CRASH_REASON, SHUTDOWN_REASON):
                     raise
                 return job
             if job is not None:

@@ -1,7 +1,9 @@
 """Engine test fixtures: a real redis-server on a free loopback port, stoppable mid-test;
 engine processes and an HTTP session to talk to them."""
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -94,6 +96,15 @@ class RedisServer:
         process, self._process = self._process, None
         if process is not None:
             stop_process(process)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its connections and data but answers nothing."""
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGCONT)
 
 
 @pytest.fixture

@@ -114,9 +114,24 @@ async def test_the_jobs_of_a_killed_replica_are_taken_over_and_finished(
     ids = await accept_jobs(session, accepting, 8)
 
     await accepting.kill()
-    for job_id in ids:
-        await poll(session, other, job_id)
+    results = [(await poll(session, other, job_id))[1] for job_id in ids]
     assert "taking over simulation job" in other.log()
+
+    # Restarted on its data while Redis answers nothing, the killed replica does not make up
+    # an ending for the jobs it gave up (its rows say "failed"): another replica finished them.
+    redis_server.pause()
+    try:
+        restarted = engines.start("a", *shared)
+        await restarted.ready(session)
+        status, raw = await get(session, restarted, f"/v1/simulations/{ids[-1]}")
+        assert status == 503, raw
+    finally:
+        redis_server.resume()
+
+    async def finished() -> bool:  # once the replica sees Redis answer again
+        return await get(session, restarted, f"/v1/simulations/{ids[-1]}") == (200, results[-1])
+
+    await until(finished)
 
 
 async def test_a_stopping_replica_hands_its_queued_jobs_over(
