@@ -56,26 +56,48 @@ RETRY_AFTER_HEADER = {
 }
 
 
+LOCATION_HEADER = {
+    "Location": {
+        "description": "Where the created document, or the accepted job's status, is read.",
+        "schema": {"type": "string"},
+    }
+}
+
+
 def head_operation_id(operation_id: str) -> str:
     """The id of the HEAD documented beside the GET ``operation_id``."""
     return f"{operation_id}_head"
 
 
-def _precondition(operation: Operation) -> dict[str, Any] | None:
-    """The conditional request header an operation honours, as a parameter."""
-    if not operation.conditional or operation.method not in ("GET", "PUT", "DELETE"):
-        return None
-    if operation.method == "GET":
-        name, description = "If-None-Match", "ETags the client holds: 304 if one is current."
-    else:
-        name, description = "If-Match", "The ETag the change applies to: 412 if it is not current."
-    return {
-        "name": name,
-        "in": "header",
-        "required": False,
-        "description": description,
-        "schema": {"type": "string"},
-    }
+#: The methods that honour conditional headers, on operations marked conditional.
+_CONDITIONAL_METHODS = ("GET", "PUT", "DELETE")
+_PRECONDITIONS = {
+    "GET": {
+        "If-Match": "ETags (or `*`): 412 unless one is current.",
+        "If-None-Match": "ETags the client holds (or `*`): 304 if one is current.",
+    },
+    "PUT": {
+        "If-Match": "The ETag the change applies to (or `*`): 412 if it is not current.",
+        "If-None-Match": "ETags (or `*`): 412 if one is current (`*`: if the document exists).",
+    },
+}
+
+
+def _preconditions(operation: Operation) -> list[dict[str, Any]]:
+    """The conditional request headers an operation honours, as parameters."""
+    if not operation.conditional or operation.method not in _CONDITIONAL_METHODS:
+        return []
+    headers = _PRECONDITIONS["GET" if operation.method == "GET" else "PUT"]
+    return [
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "description": description,
+            "schema": {"type": "string"},
+        }
+        for name, description in headers.items()
+    ]
 
 
 def _parameters(
@@ -85,9 +107,7 @@ def _parameters(
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in _PATH_PARAMETER.findall(operation.path)
     ]
-    precondition = _precondition(operation)
-    if precondition is not None:
-        parameters.append(precondition)
+    parameters += _preconditions(operation)
     if operation.query is not None:
         query_name = refs[operation.query, "validation"]["$ref"].rsplit("/", 1)[-1]
         query_schema = definitions[query_name]
@@ -109,7 +129,7 @@ def _problem_statuses(operation: Operation) -> list[int]:
     statuses = [*operation.problems]
     if operation.body is not None:
         statuses.append(415)  # parse_body refuses a body that is not JSON
-    if operation.conditional and operation.method in ("PUT", "DELETE"):
+    if operation.conditional and operation.method in _CONDITIONAL_METHODS:
         statuses.append(412)
     return sorted({*statuses, 500})
 
@@ -124,8 +144,12 @@ def _responses(operation: Operation, refs: Refs, *, head: bool = False) -> dict[
             response["content"] = {reply.content_type: {"schema": schema}}
         elif reply.content_type and not head:
             response["content"] = {reply.content_type: {"schema": {"type": "string"}}}
-        if operation.conditional:
-            response["headers"] = ETAG_HEADER
+        headers = {
+            **(ETAG_HEADER if operation.conditional else {}),
+            **(LOCATION_HEADER if status in (201, 202) else {}),
+        }
+        if headers:
+            response["headers"] = headers
         if reply.links and not head:
             response["links"] = {
                 linked: {"operationId": linked, "parameters": {"id": "$response.body#/id"}}

@@ -1,5 +1,6 @@
 """Content library over HTTP: CRUD, pagination, filters, versions and read-only mode."""
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,47 @@ async def test_if_match_guards_replace_and_delete(client: EngineClient) -> None:
     await problem(again, 412)  # the tag went stale with the first update
     current = {"If-Match": updated.headers["ETag"]}
     assert (await client.delete("/v1/characters/bram-holt", headers=current)).status == 204
+
+
+async def test_every_conditional_header_is_honoured_on_reads_and_writes(
+    client: EngineClient,
+) -> None:
+    fetched = await client.get("/v1/characters/bram-holt")
+    tag = fetched.headers["ETag"]
+    document = await fetched.json()
+    del document["id"]
+    # A read that requires another tag fails; one that names the current tag reads.
+    await problem(await client.get("/v1/characters/bram-holt", headers={"If-Match": '"x"'}), 412)
+    assert (await client.get("/v1/characters/bram-holt", headers={"If-Match": tag})).status == 200
+    # A write only if the document does not exist, or has not got this tag, fails: it has.
+    for none_match in ("*", tag):
+        headers = {"If-None-Match": none_match}
+        put = await client.put("/v1/characters/bram-holt", json=document, headers=headers)
+        assert (await problem(put, 412))["type"].endswith("/precondition-failed")
+        await problem(await client.delete("/v1/characters/bram-holt", headers=headers), 412)
+    headers = {"If-None-Match": '"another"'}
+    assert (
+        await client.put("/v1/characters/bram-holt", json=document, headers=headers)
+    ).status == 200
+
+
+async def test_of_concurrent_writes_with_one_if_match_tag_the_losers_get_412(
+    client: EngineClient,
+) -> None:
+    fetched = await client.get("/v1/characters/dagny-kross")
+    tag = fetched.headers["ETag"]
+    document = await fetched.json()
+    del document["id"]
+    writes = [
+        client.put(
+            "/v1/characters/dagny-kross",
+            json={**document, "description": f"version {n}"},
+            headers={"If-Match": tag},
+        )
+        for n in range(10)
+    ]
+    statuses = sorted(response.status for response in await asyncio.gather(*writes))
+    assert statuses == [200] + [412] * 9  # never a 409: the tag is what no longer holds
 
 
 async def test_head_answers_the_get_headers_without_a_body(client: EngineClient) -> None:

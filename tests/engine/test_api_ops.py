@@ -148,10 +148,13 @@ async def test_openapi_references_resolve_and_schemas_come_from_the_models(
     item = document["paths"]["/v1/characters/{id}"]
     assert "ETag" in item["get"]["responses"]["200"]["headers"]
     assert "304" in item["get"]["responses"]
-    assert {"If-None-Match"} <= {p["name"] for p in item["get"]["parameters"]}
-    for write in ("put", "delete"):
-        assert {"If-Match"} <= {p["name"] for p in item[write]["parameters"]}
-        assert "412" in item[write]["responses"]
+    for method in ("get", "put", "delete"):
+        names = {p["name"] for p in item[method]["parameters"]}
+        assert {"If-Match", "If-None-Match"} <= names
+        assert "412" in item[method]["responses"]
+    created = document["paths"]["/v1/characters"]["post"]["responses"]["201"]
+    assert {"ETag", "Location"} <= set(created["headers"])
+    assert "Location" in post["responses"]["202"]["headers"]
     assert "415" in post["responses"]
     listing = document["paths"]["/v1/characters"]["get"]
     assert {p["name"] for p in listing["parameters"]} == {"limit", "cursor", "faction", "archetype"}

@@ -47,7 +47,8 @@ class Operation:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     problems: Sequence[int] = field(default_factory=tuple)  # problem+json statuses it may answer
-    # Responses carry an ETag; a GET honours If-None-Match (304), a PUT/DELETE If-Match (412).
+    # Responses carry an ETag; a GET, PUT or DELETE honours If-Match and If-None-Match (RFC 9110:
+    # 304 Not Modified for a GET, else 412).
     conditional: bool = False
 
 

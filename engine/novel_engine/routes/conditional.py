@@ -9,39 +9,41 @@ from aiohttp import web
 
 from novel_engine.problems import ProblemError
 
+_READS = frozenset({"GET", "HEAD"})
+
 
 def _listed_tags(header: str) -> list[str]:
     return [tag.strip() for tag in header.split(",") if tag.strip()]
 
 
-def none_match(request: web.Request, tag: str) -> bool:
-    """Whether If-None-Match names ``tag`` (weak comparison: a ``W/`` prefix is ignored)."""
-    header = request.headers.get("If-None-Match")
-    if header is None:
+def _precondition_failed(tag: str, detail: str) -> ProblemError:
+    return ProblemError(412, detail, kind="precondition-failed", headers={"ETag": tag})
+
+
+def preconditions(request: web.Request, tag: str) -> bool:
+    """Evaluate If-Match, then If-None-Match, against the current tag ``tag`` (RFC 9110,
+    section 13.2.2). True when a GET or HEAD is to answer 304 Not Modified; a 412 problem when
+    If-Match names no current tag (strong comparison), or If-None-Match names it (weak
+    comparison, or ``*``) on a write."""
+    if_match = request.headers.get("If-Match")
+    if if_match is not None:
+        tags = _listed_tags(if_match)
+        if "*" not in tags and tag not in tags:
+            raise _precondition_failed(
+                tag,
+                "the resource has changed since the If-Match entity tag was issued; "
+                "fetch it again and reapply the change",
+            )
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is None:
         return False
-    tags = _listed_tags(header)
-    return "*" in tags or tag in (listed.removeprefix("W/") for listed in tags)
+    tags = _listed_tags(if_none_match)
+    if "*" not in tags and tag not in (listed.removeprefix("W/") for listed in tags):
+        return False
+    if request.method in _READS:
+        return True
+    raise _precondition_failed(tag, "the resource exists with an entity tag If-None-Match names")
 
 
 def not_modified(tag: str) -> web.Response:
     return web.Response(status=304, headers={"ETag": tag})
-
-
-def check_if_match(request: web.Request, tag: str) -> bool:
-    """False without If-Match; True when it names ``tag`` (strong comparison) or ``*``.
-
-    Raises a 412 problem when If-Match names other tags only.
-    """
-    header = request.headers.get("If-Match")
-    if header is None:
-        return False
-    tags = _listed_tags(header)
-    if "*" in tags or tag in tags:
-        return True
-    raise ProblemError(
-        412,
-        "the document has changed since the If-Match entity tag was issued; "
-        "fetch it again and reapply the change",
-        kind="precondition-failed",
-        headers={"ETag": tag},
-    )

@@ -1,7 +1,7 @@
 """CRUD routes of the content library: /v1/characters and /v1/campaigns."""
 
 import json
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,10 +15,10 @@ from novel_engine.content.models import (
     Slug,
     StoredFields,
 )
-from novel_engine.content.store import CAMPAIGNS, CHARACTERS, AnyKind
+from novel_engine.content.store import CAMPAIGNS, CHARACTERS, AnyKind, ContentConflictError
 from novel_engine.keys import CONTENT
 from novel_engine.routes import Operation, Reply, json_bytes, parse_body, parse_query
-from novel_engine.routes.conditional import check_if_match, none_match, not_modified
+from novel_engine.routes.conditional import not_modified, preconditions
 
 ItemT = TypeVar("ItemT", bound=StoredFields)
 PAGING_FIELDS = {"limit", "cursor"}
@@ -85,34 +85,54 @@ def content_operations(
 
     async def get_document(request: web.Request) -> web.Response:
         body = await request.app[CONTENT].document_json(kind, request.match_info["id"])
-        if none_match(request, body.etag):
+        if preconditions(request, body.etag):
             return not_modified(body.etag)
         return json_bytes(body, headers={"ETag": body.etag})
 
     async def matched_version(request: web.Request) -> int | None:
-        """The current version if If-Match names it (the write then requires it), else None."""
-        if "If-Match" not in request.headers:
+        """A 412 unless the conditional headers hold; with If-Match, the current version,
+        which the write then requires. None without If-Match."""
+        if "If-Match" not in request.headers and "If-None-Match" not in request.headers:
             return None
         current = await request.app[CONTENT].document_json(kind, request.match_info["id"])
-        if check_if_match(request, current.etag):
-            version: int = json.loads(current)["version"]
-            return version
-        return None
+        preconditions(request, current.etag)
+        if "If-Match" not in request.headers:
+            return None
+        version: int = json.loads(current)["version"]
+        return version
+
+    async def lost_race(request: web.Request, conflict: ContentConflictError) -> NoReturn:
+        """A conditional write whose version moved on after its preconditions held: judged
+        again on the document now, 412 as if it had come after the other write; a conflict
+        with the body's own `version` stays a 409."""
+        current = await request.app[CONTENT].document_json(kind, request.match_info["id"])
+        preconditions(request, current.etag)
+        raise conflict
 
     async def replace_document(request: web.Request) -> web.Response:
         document = await parse_body(request, kind.replacement_model)
         expected_version = await matched_version(request)
-        replaced = await request.app[CONTENT].replace(
-            kind, request.match_info["id"], document, expected_version=expected_version
-        )
+        try:
+            replaced = await request.app[CONTENT].replace(
+                kind, request.match_info["id"], document, expected_version=expected_version
+            )
+        except ContentConflictError as conflict:
+            if expected_version is None:
+                raise
+            await lost_race(request, conflict)
         body = _document_json(replaced)
         return json_bytes(body, headers={"ETag": body.etag})
 
     async def delete_document(request: web.Request) -> web.Response:
         expected_version = await matched_version(request)
-        await request.app[CONTENT].delete(
-            kind, request.match_info["id"], expected_version=expected_version
-        )
+        try:
+            await request.app[CONTENT].delete(
+                kind, request.match_info["id"], expected_version=expected_version
+            )
+        except ContentConflictError as conflict:
+            if expected_version is None:
+                raise
+            await lost_race(request, conflict)
         return web.Response(status=204)
 
     item = Reply(f"The {kind.singular}.", (kind.item_model,))
