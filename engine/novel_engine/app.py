@@ -39,7 +39,7 @@ from novel_engine.keys import (
 )
 from novel_engine.metrics import EngineMetrics
 from novel_engine.middlewares import RequestLayer, layered
-from novel_engine.middlewares.body_limit import body_limit
+from novel_engine.middlewares.body_limit import body_limit, expect_continue
 from novel_engine.middlewares.metrics import request_metrics
 from novel_engine.middlewares.problems import problems
 from novel_engine.middlewares.unmatched import setup_unmatched
@@ -175,6 +175,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     # operations that read a body have its size checked.
     layers: list[RequestLayer] = [request_metrics(metrics, app[DRAIN]), problems]
     body_layers = [*layers, body_limit(settings.max_body_bytes)]
+    expect = expect_continue(settings.max_body_bytes)
     operations = [*ops_operations(registry), *library_operations(), *simulation_operations()]
     setup_routes(
         app,
@@ -189,8 +190,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             )
             for operation in operations
         ],
+        expect,
     )
-    setup_unmatched(app, layers)
+    setup_unmatched(app, layers, expect)
     app[OPENAPI] = OpenApiDocument(operations)
     metrics.precreate_routes((operation.path, operation.method) for operation in operations)
 

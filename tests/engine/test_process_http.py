@@ -85,6 +85,30 @@ async def test_a_body_its_content_encoding_cannot_decode_is_a_problem_without_a_
     assert " ERROR " not in engine.log()
 
 
+async def test_expectations_are_answered_as_problems_and_a_too_large_body_before_it_is_sent(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("expect")
+    await engine.ready(session)
+    unknown = await raw_exchange(
+        engine,
+        b"GET /healthz HTTP/1.1\r\nHost: engine\r\nExpect: a-miracle\r\nConnection: close\r\n\r\n",
+    )
+    head, _, body = unknown.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 417 ")
+    assert b"\r\ncontent-type: application/problem+json" in head.lower()
+    assert json.loads(body)["status"] == 417
+    # The client waits for 100 Continue before sending 2 MB: it learns at once it need not.
+    too_large = await raw_exchange(
+        engine,
+        b"POST /v1/characters HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n",
+    )
+    assert too_large.startswith(b"HTTP/1.1 413 "), too_large[:40]  # no 100 Continue first
+    assert b"application/problem+json" in too_large
+    assert " ERROR " not in engine.log()
+
+
 MARKER = "zq" * 4600  # 9,200 bytes: over aiohttp's 8,190-byte line limit
 MALFORMED = {
     "long URL": f"GET /v1/characters?{MARKER} HTTP/1.1\r\nHost: engine\r\n\r\n",

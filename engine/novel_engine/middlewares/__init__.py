@@ -9,12 +9,15 @@ that no route serves go through the metrics and problem+json layers by way of th
 route that ``setup_unmatched`` adds.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+from aiohttp import web
 from aiohttp.typedefs import Handler
 
 # (the route's handler, its template) -> the handler with the layer's job around it
 RequestLayer = Callable[[Handler, str], Handler]
+# A route's answer to an Expect header: None to go on to the handler, else the response.
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 
 
 def layered(handler: Handler, route: str, layers: Sequence[RequestLayer]) -> Handler:

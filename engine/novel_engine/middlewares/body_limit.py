@@ -1,13 +1,16 @@
 """Refuses a request whose declared body is over the limit before any of it is read.
 
 Bodies without a Content-Length (chunked) are bounded by the app's ``client_max_size``, which
-raises the same 413 when a handler reads past it.
+raises the same 413 when a handler reads past it. A client that asks first (``Expect:
+100-continue``) gets the 413 before it sends the body.
 """
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 
-from novel_engine.middlewares import RequestLayer
+from novel_engine.middlewares import ExpectHandler, RequestLayer
+from novel_engine.problems import problem_for, problem_response
 
 
 def body_limit(max_bytes: int) -> RequestLayer:
@@ -21,3 +24,24 @@ def body_limit(max_bytes: int) -> RequestLayer:
         return body_limit_layer
 
     return limited
+
+
+def expect_continue(max_bytes: int) -> ExpectHandler:
+    """The routes' ``Expect`` handler: 100 Continue only for a body the engine would take; a
+    declared body over the limit gets its 413 at once, any expectation but 100-continue a 417,
+    both problem+json (aiohttp's own answers are plain text)."""
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        if request.version != HttpVersion11:
+            return None  # HTTP/1.0 has no Expect: the body follows anyway
+        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+            return problem_response(417, "the only expectation this server meets is 100-continue")
+        declared = request.content_length
+        if declared is not None and declared > max_bytes:
+            too_large = web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=declared)
+            return problem_for(too_large)
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not the response's size
+        return None
+
+    return expect

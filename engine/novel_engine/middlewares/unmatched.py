@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from novel_engine.metrics import UNMATCHED_ROUTE
-from novel_engine.middlewares import RequestLayer, layered
+from novel_engine.middlewares import ExpectHandler, RequestLayer, layered
 
 CATCH_ALL_PATH = "/{path:.*}"
 
@@ -28,6 +28,9 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
-def setup_unmatched(app: web.Application, layers: Sequence[RequestLayer]) -> None:
+def setup_unmatched(
+    app: web.Application, layers: Sequence[RequestLayer], expect_handler: ExpectHandler
+) -> None:
     """Add the catch-all route; call it after every other route is added."""
-    app.router.add_route("*", CATCH_ALL_PATH, layered(unmatched, UNMATCHED_ROUTE, layers))
+    handler = layered(unmatched, UNMATCHED_ROUTE, layers)
+    app.router.add_route("*", CATCH_ALL_PATH, handler, expect_handler=expect_handler)

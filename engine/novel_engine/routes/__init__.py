@@ -11,6 +11,7 @@ from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
+from novel_engine.middlewares import ExpectHandler
 from novel_engine.problems import (
     FieldError,
     ProblemError,
@@ -171,8 +172,11 @@ def json_bytes(
     )
 
 
-def setup_routes(app: web.Application, operations: Sequence[Operation]) -> None:
-    """Every operation, and HEAD beside each GET (aiohttp sends the headers without the body).
+def setup_routes(
+    app: web.Application, operations: Sequence[Operation], expect_handler: ExpectHandler
+) -> None:
+    """Every operation, and HEAD beside each GET (aiohttp sends the headers without the body);
+    ``expect_handler`` answers their ``Expect`` headers.
 
     The operations of one path share one resource, so the router tries one candidate per path
     template, not one per method.
@@ -182,6 +186,6 @@ def setup_routes(app: web.Application, operations: Sequence[Operation]) -> None:
         resource = resources.get(operation.path)
         if resource is None:
             resource = resources[operation.path] = app.router.add_resource(operation.path)
-        resource.add_route(operation.method, operation.handler)
+        resource.add_route(operation.method, operation.handler, expect_handler=expect_handler)
         if operation.method == "GET":
-            resource.add_route("HEAD", operation.handler)
+            resource.add_route("HEAD", operation.handler, expect_handler=expect_handler)
