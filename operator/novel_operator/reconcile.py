@@ -335,6 +335,7 @@ class Reconciler:
             ),
             blockers=blockers,
             ignored_spec_replicas=ignored_replicas,
+            managed_redis=live.get(("Deployment", names.redis_name(name))),
         )
         if await kube.apply_status(obj, status.to_k8s()):
             self._report_stall(obj, previous, status)

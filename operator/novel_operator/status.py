@@ -209,6 +209,7 @@ def _conditions(
     blockers: Sequence[str],
     note: str | None,
     minimum: int,
+    redis_waiting: str | None = None,
 ) -> dict[str, _Verdict]:
     stalled: _Verdict | None = None
     if problems:
@@ -230,6 +231,9 @@ def _conditions(
         ready = _Verdict("False", names.REASON_PROGRESSING, message)
     elif rollout.desired == 0:
         ready = _Verdict("True", names.REASON_SCALED_TO_ZERO, "replicas is 0: nothing serves")
+    elif redis_waiting is not None:
+        message = f"{rollout.describe()}; {redis_waiting}"
+        ready = _Verdict("False", names.REASON_PROGRESSING, message)
     else:
         ready = _Verdict("True", names.REASON_AVAILABLE, rollout.describe())
     if note is not None and stalled is None:
@@ -254,6 +258,17 @@ def _conditions(
         names.CONDITION_RECONCILING: reconciling,
         names.CONDITION_STALLED: stalled,
     }
+
+
+def _redis_waiting(deployment: dict[str, Any] | None) -> str | None:
+    """Why the managed Redis does not serve yet (its Deployment as served), or None."""
+    if deployment is None:
+        return "the managed Redis Deployment does not exist yet"
+    redis = read_rollout(deployment)
+    if redis.complete:
+        return None
+    name = deployment["metadata"]["name"]
+    return f"the managed Redis, Deployment/{name}: {redis.ready}/{redis.desired} replicas ready"
 
 
 def _jobs_shared(spec: NovelEngineSpec) -> _Verdict | None:
@@ -319,6 +334,7 @@ def compute_status(
     cache_degraded: CacheVerdict | None = None,
     blockers: Sequence[str] = (),
     ignored_spec_replicas: int | None = None,
+    managed_redis: dict[str, Any] | None = None,
 ) -> NovelEngineStatus:
     """The status for this reconcile.
 
@@ -333,7 +349,8 @@ def compute_status(
     was and sets no minimum. `blockers` say what holds up an
     unfinished rollout (`pod_blockers`, `claim_blockers`); `ignored_spec_replicas` is
     spec.replicas while an autoscaler owns the replicas (None otherwise). `endpoint` None: the
-    engine Service is not this NovelEngine's.
+    engine Service is not this NovelEngine's. `managed_redis` is the live Redis Deployment of
+    a spec with `cache.l2.mode: managed` (None if it does not exist): Ready waits for it too.
     """
     rollout = read_rollout(workload) if workload is not None else None
     note = replicas_note(ignored_spec_replicas, rollout)
@@ -341,8 +358,13 @@ def compute_status(
     applied = spec is not None and not (paused or problems)
     if applied and spec is not None and spec.autoscaling.enabled:
         minimum = spec.autoscaling.min_replicas
+    redis_waiting = None
+    if applied and spec is not None and spec.cache.l2.mode == "managed":
+        redis_waiting = _redis_waiting(managed_redis)
     verdicts: dict[str, _Verdict | ConditionVerdict] = {
-        **_conditions(rollout, problems, paused, stalled_reason, blockers, note, minimum)
+        **_conditions(
+            rollout, problems, paused, stalled_reason, blockers, note, minimum, redis_waiting
+        )
     }
     if scaling_active is not None:
         verdicts[names.CONDITION_SCALING_ACTIVE] = scaling_active

@@ -561,3 +561,27 @@ def test_an_autoscaled_engine_is_ready_only_with_its_minimum_replicas(
     assert verdicts(result)["Ready"] == expected
     said = "fewer than autoscaling.minReplicas (2)" in ready_message(result)
     assert said is (expected[0] == "False")
+
+
+def test_with_a_managed_redis_ready_waits_for_it_too() -> None:
+    spec = NovelEngineSpec.model_validate({"cache": {"l2": {"mode": "managed"}}})
+    engine = workload()
+
+    def with_redis(redis: dict[str, Any] | None) -> NovelEngineStatus:
+        return compute_status(
+            7, engine, [], False, None, T0, ENDPOINT, spec=spec, managed_redis=redis
+        )
+
+    starting = workload(desired=1, replicas=1, ready=0, updated=1)
+    starting["metadata"]["name"] = "demo-redis"
+    for redis, waiting in (
+        (None, "the managed Redis Deployment does not exist yet"),
+        (starting, "the managed Redis, Deployment/demo-redis: 0/1 replicas ready"),
+    ):
+        result = with_redis(redis)
+        assert verdicts(result) == PROGRESSING
+        ready = next(c for c in result.conditions if c.type == names.CONDITION_READY)
+        assert ready.message.endswith(waiting)
+        assert (result.replicas, result.ready_replicas) == (2, 2)  # the engine's own
+    serving = workload(desired=1, replicas=1, ready=1, updated=1)
+    assert verdicts(with_redis(serving))["Ready"] == READY

@@ -212,6 +212,29 @@ def test_the_ready_message_names_a_pending_claim_and_waiting_containers(
         assert reconciling["status"] == "True"
 
 
+def test_with_a_managed_redis_that_cannot_start_the_novelengine_is_not_ready(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "unshared"
+    start_operator("--namespace", ns)
+    # More memory than any of the bed's nodes has: the Redis pod is never scheduled.
+    redis = {"mode": "managed", "managed": {"memory": "4Ti"}}
+    cluster.create_novelengine(ns, name, {"replicas": 1, "cache": {"l2": redis}})
+    waiting = wait_condition_message(
+        cluster, ns, name, names.CONDITION_READY, lambda m: "the managed Redis" in m
+    )
+    assert (waiting["status"], waiting["reason"]) == ("False", names.REASON_PROGRESSING)
+    assert f"Deployment/{names.redis_name(name)}: 0/1 replicas ready" in waiting["message"]
+    engine = cluster.get(*DEPLOYMENT, ns, name)
+    assert engine is not None
+    assert engine["status"].get("readyReplicas") == 1  # the engine itself serves
+
+    cluster.patch_novelengine(
+        ns, name, {"spec": {"cache": {"l2": {"managed": {"memory": "256Mi"}}}}}
+    )
+    cluster.wait_ready(ns, name)
+
+
 def test_a_new_kind_of_workload_takes_over_only_once_it_serves(
     cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
 ) -> None:
