@@ -148,6 +148,21 @@ def test_bad_content_files_name_the_file_and_the_field(
     assert message in str(caught.value)
 
 
+def test_yaml_merge_keys_may_override_what_they_merge(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "merged.yaml",
+        "characters:\n"
+        "  - &scout {name: Ada Quill, faction: Guild, archetype: scout}\n"
+        "  - {<<: *scout, name: Bram Holt}\n"
+        "  - &named {<<: *scout, name: Cora Vell}\n"
+        "  - {<<: *named, name: Dov Ash}\n",
+    )
+    [loaded] = directory_content([tmp_path])
+    assert [c.name for c in loaded.characters] == ["Ada Quill", "Bram Holt", "Cora Vell", "Dov Ash"]
+    assert {c.faction for c in loaded.characters} == {"Guild"}
+
+
 def test_a_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "latin1.yaml").write_bytes("characters: [{name: Zo\u00eb}]".encode("latin-1"))
     with pytest.raises(ContentFileError, match=r"latin1\.yaml: not UTF-8 text"):

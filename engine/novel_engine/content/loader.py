@@ -28,22 +28,25 @@ def field_path(loc: Iterable[int | str]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+_STRING_TAG = "tag:yaml.org,2002:str"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """The safe loader, refusing a key given twice in one mapping (as the API refuses it in a
-    body) instead of keeping the last value."""
+    body) instead of keeping the last value. Checked on the composed nodes, before merge keys
+    (`<<`) are resolved: a merged mapping may override what it merges."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:  # (the anchor's name)
+        node = super().compose_mapping_node(anchor)
         seen: set[str] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str):
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _STRING_TAG:
+                if key_node.value in seen:
+                    raise yaml.composer.ComposerError(
+                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
                     )
-                seen.add(key)
-        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
-        return mapping
+                seen.add(key_node.value)
+        return node
 
 
 def parse_content(text: str, source: str) -> ContentFile:
