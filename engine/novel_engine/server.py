@@ -31,7 +31,17 @@ _MALFORMED = (
 
 
 class ProblemRequestHandler(web.RequestHandler):
-    """aiohttp's per-connection handler, with parse errors answered as problems."""
+    """aiohttp's per-connection handler, with parse errors answered as problems, that can be
+    told to close once its request in progress is answered."""
+
+    closing = False  # set at shutdown on a connection whose request is in progress
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        if self.closing:
+            resp.force_close()  # says Connection: close, and aiohttp closes after it
+        return await super().finish_response(request, resp, start_time)
 
     def handle_error(
         self,
@@ -64,8 +74,9 @@ class _EngineServer(web.Server):
 
     def pre_shutdown(self) -> None:
         for connection in self.connections:
-            if connection._request_in_progress:  # (no public flag) its body may be arriving
-                connection.keep_alive(False)
+            # (no public flag) a request in progress, whose body may still be arriving
+            if isinstance(connection, ProblemRequestHandler) and connection._request_in_progress:
+                connection.closing = True
             else:
                 connection.close()
 
