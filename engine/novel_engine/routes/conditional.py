@@ -12,7 +12,8 @@ from novel_engine.problems import ProblemError
 _READS = frozenset({"GET", "HEAD"})
 
 
-def _listed_tags(header: str) -> list[str]:
+def listed_tags(header: str) -> list[str]:
+    """The entity tags (or `*`) a conditional header lists."""
     return [tag.strip() for tag in header.split(",") if tag.strip()]
 
 
@@ -27,7 +28,7 @@ def preconditions(request: web.Request, tag: str) -> bool:
     comparison, or ``*``) on a write."""
     if_match = request.headers.get("If-Match")
     if if_match is not None:
-        tags = _listed_tags(if_match)
+        tags = listed_tags(if_match)
         if "*" not in tags and tag not in tags:
             raise _precondition_failed(
                 tag,
@@ -37,7 +38,7 @@ def preconditions(request: web.Request, tag: str) -> bool:
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is None:
         return False
-    tags = _listed_tags(if_none_match)
+    tags = listed_tags(if_none_match)
     if "*" not in tags and tag not in (listed.removeprefix("W/") for listed in tags):
         return False
     if request.method in _READS:

@@ -18,7 +18,7 @@ from novel_engine.content.models import (
 from novel_engine.content.store import CAMPAIGNS, CHARACTERS, AnyKind, ContentConflictError
 from novel_engine.keys import CONTENT
 from novel_engine.routes import Operation, Reply, json_bytes, parse_body, parse_query
-from novel_engine.routes.conditional import not_modified, preconditions
+from novel_engine.routes.conditional import listed_tags, not_modified, preconditions
 
 ItemT = TypeVar("ItemT", bound=StoredFields)
 PAGING_FIELDS = {"limit", "cursor"}
@@ -90,13 +90,14 @@ def content_operations(
         return json_bytes(body, headers={"ETag": body.etag})
 
     async def matched_version(request: web.Request) -> int | None:
-        """A 412 unless the conditional headers hold; with If-Match, the current version,
-        which the write then requires. None without If-Match."""
+        """A 412 unless the conditional headers hold; with If-Match naming tags, the current
+        version, which the write then requires. None otherwise (`If-Match: *` asks only that
+        the document exists)."""
         if "If-Match" not in request.headers and "If-None-Match" not in request.headers:
             return None
         current = await request.app[CONTENT].document_json(kind, request.match_info["id"])
         preconditions(request, current.etag)
-        if "If-Match" not in request.headers:
+        if "*" in listed_tags(request.headers.get("If-Match", "*")):
             return None
         version: int = json.loads(current)["version"]
         return version
