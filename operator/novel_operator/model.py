@@ -481,7 +481,8 @@ class L3CacheSpec(KubeModel):
             " && self.storageClassName == oldSelf.storageClassName"
             " : !has(oldSelf.storageClassName)))",
             "size and storageClassName are fixed while persistence stays pvc (volume claims "
-            "cannot change); switch persistence to emptyDir and back to recreate the claims, empty",
+            "cannot change); to recreate the claims, empty, switch persistence to emptyDir, wait "
+            "until the NovelEngine is Ready, then back to pvc",
             ".size",
         ),
     )

@@ -84,7 +84,8 @@ BLOCKER_CHECK_SECONDS = 10.0
 STALLED_SCALING = ScalingVerdict(
     "False",
     names.REASON_STALLED,
-    "nothing is scaled while the NovelEngine is stalled (see the Stalled condition)",
+    "the operator scales nothing while the NovelEngine is stalled (see the Stalled condition); "
+    "an HPA keeps scaling within the bounds it has",
 )
 #: The kinds a NovelEngine may reference. Each reconcile reads the referenced objects; those
 #: labelled `novelengine.io/watch: "enabled"` are also watched, so a change reaches it at once.
@@ -281,6 +282,7 @@ class Reconciler:
                 try:
                     workload = await self._apply(obj, owner, spec, previous, live)
                     if workload is not None and spec.replicas_writer != "spec":
+                        workload = await self._take_over_replicas(obj, spec, workload, live)
                         workload = await self._keep_within_bounds(obj, engine_key, spec, workload)
                 except _RefusedError as refused:
                     problems.append(str(refused))
@@ -519,6 +521,7 @@ class Reconciler:
             if not (floor_moved and manifest["kind"] == "HorizontalPodAutoscaler"):
                 # (a new floor in the HPA was announced by the autoscaler's Scaled Event)
                 self._child_event(obj, result.action, manifest, result.detail, repair)
+            live[key] = result.live  # as applied: the status reads the managed Redis from here
             if key == workload:
                 live_workload = result.live
         for ref in desired.absent:
@@ -530,6 +533,29 @@ class Reconciler:
                 message = f"Deleted {ref.kind}/{ref.name}: no longer wanted"
                 self._event(obj, "Deleted", message)
         return live_workload
+
+    async def _take_over_replicas(
+        self, obj: Manifest, spec: NovelEngineSpec, workload: Manifest, live: Live
+    ) -> Manifest:
+        """Under autoscaling, a new engine workload of the other kind (L3 persistence changed)
+        takes the replicas of the one it replaces (within maxReplicas), which goes once it
+        serves: starting at the API default of 1, it would leave the engine short."""
+        name = workload["metadata"]["name"]
+        other = "StatefulSet" if workload["kind"] == "Deployment" else "Deployment"
+        predecessor = live.get((other, name))
+        if predecessor is None:
+            return workload
+        wanted = min(int(predecessor["spec"].get("replicas", 1)), spec.autoscaling.max_replicas)
+        current = int(workload["spec"].get("replicas", 1))
+        if current >= wanted:
+            return workload
+        scale = await _refusable(self._kube.scale(workload, wanted))
+        message = (
+            f"Scaled {describe(workload)} from {current} to {wanted} replicas: "
+            f"those of {describe(predecessor)}, which it replaces"
+        )
+        self._event(obj, "Scaled", message)
+        return {**workload, "spec": {**workload["spec"], **scale["spec"]}}
 
     async def _keep_within_bounds(
         self, obj: Manifest, key: Key, spec: NovelEngineSpec, workload: Manifest

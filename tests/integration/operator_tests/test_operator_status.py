@@ -263,6 +263,32 @@ def test_a_new_kind_of_workload_takes_over_only_once_it_serves(
     )
 
 
+def test_an_autoscaled_engine_changing_kind_starts_the_new_workload_at_the_old_ones_replicas(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns, name = testbed_namespace, "grown"
+    start_operator("--namespace", ns)
+    autoscaling = {"enabled": True, "minReplicas": 1, "maxReplicas": 5}
+    cluster.create_novelengine(
+        ns, name, {"autoscaling": {**autoscaling, "engine": {"inFlightPerPod": 8}}}
+    )
+    cluster.wait_ready(ns, name)
+    cluster.scale(*DEPLOYMENT, ns, name, 3)  # as the autoscaler would under load
+    wait_replicas(cluster, ns, name, 3)
+
+    cluster.patch_novelengine(ns, name, {"spec": {"cache": {"l3": {"persistence": "pvc"}}}})
+
+    def statefulset_replicas() -> str | None:
+        found = cluster.get("apps/v1", "StatefulSet", ns, name)
+        replicas = found["spec"]["replicas"] if found else None
+        return None if replicas == 3 else f"StatefulSet replicas {replicas}"
+
+    cluster.wait("the StatefulSet at the Deployment's 3 replicas", statefulset_replicas)
+    deployment = cluster.get(*DEPLOYMENT, ns, name)
+    assert deployment is not None  # serving until the StatefulSet does (its claims never bind)
+    assert deployment["spec"]["replicas"] == 3
+
+
 @pytest.mark.parametrize(
     ("spec", "kind"),
     [
