@@ -282,7 +282,6 @@ class Reconciler:
                 try:
                     workload = await self._apply(obj, owner, spec, previous, live)
                     if workload is not None and spec.replicas_writer != "spec":
-                        workload = await self._take_over_replicas(obj, spec, workload, live)
                         workload = await self._keep_within_bounds(obj, engine_key, spec, workload)
                 except _RefusedError as refused:
                     problems.append(str(refused))
@@ -524,26 +523,34 @@ class Reconciler:
             live[key] = result.live  # as applied: the status reads the managed Redis from here
             if key == workload:
                 live_workload = result.live
+        if live_workload is not None and spec.replicas_writer != "spec":
+            live_workload = await self._take_over_replicas(obj, owner, spec, live_workload, live)
         for ref in desired.absent:
             if (ref.kind, ref.name) in engine_workloads and not _serves(live_workload):
                 # The engine changes kind (L3 persistence): the old workload keeps serving
                 # until the new one does; a change of its status reconciles again.
                 continue
             if await _refusable(kube.delete_owned(live[ref.kind, ref.name], owner.uid)):
+                live[ref.kind, ref.name] = None
                 message = f"Deleted {ref.kind}/{ref.name}: no longer wanted"
                 self._event(obj, "Deleted", message)
         return live_workload
 
     async def _take_over_replicas(
-        self, obj: Manifest, spec: NovelEngineSpec, workload: Manifest, live: Live
+        self, obj: Manifest, owner: Owner, spec: NovelEngineSpec, workload: Manifest, live: Live
     ) -> Manifest:
         """Under autoscaling, a new engine workload of the other kind (L3 persistence changed)
-        takes the replicas of the one it replaces (within maxReplicas), which goes once it
-        serves: starting at the API default of 1, it would leave the engine short."""
+        takes the replicas of the one it replaces, once, while it is as created (generation
+        1): starting at the API default of 1, it would leave the engine short when the old one
+        goes. The workload as now asked for."""
         name = workload["metadata"]["name"]
         other = "StatefulSet" if workload["kind"] == "Deployment" else "Deployment"
         predecessor = live.get((other, name))
-        if predecessor is None:
+        if (
+            predecessor is None
+            or not is_controlled_by(predecessor, owner.uid, names.FIELD_MANAGER)
+            or workload["metadata"].get("generation", 1) != 1
+        ):
             return workload
         wanted = min(int(predecessor["spec"].get("replicas", 1)), spec.autoscaling.max_replicas)
         current = int(workload["spec"].get("replicas", 1))
@@ -555,6 +562,9 @@ class Reconciler:
             f"those of {describe(predecessor)}, which it replaces"
         )
         self._event(obj, "Scaled", message)
+        if spec.replicas_writer == "operator":  # a change the scaler's rate policies count
+            now = self._clock().timestamp()
+            self._memory.history((owner.namespace, owner.name)).record_change(now, current, wanted)
         return {**workload, "spec": {**workload["spec"], **scale["spec"]}}
 
     async def _keep_within_bounds(
