@@ -146,12 +146,18 @@ class Database:
                 connection = await self._wait_for_idle(started)
         if self._metrics is not None:
             self._metrics.db_pool_wait.observe(time.perf_counter() - started)
+        failed = False
         try:
             yield connection
+        except BaseException:
+            failed = True
+            raise
         finally:
             try:
-                if connection.in_transaction:
-                    await connection.rollback()
+                # After an error, a statement may still be queued on the connection's thread
+                # (a cancelled BEGIN waiting for the write lock): the rollback runs after it.
+                if failed or connection.in_transaction:
+                    await asyncio.shield(connection.rollback())
             finally:
                 self._idle.put_nowait(connection)
 

@@ -164,6 +164,38 @@ async def test_uncommitted_work_is_rolled_back_on_release(tmp_path: Path) -> Non
         await db.close()
 
 
+async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_no_transaction(
+    tmp_path: Path,
+) -> None:
+    db = await open_db(tmp_path / "engine.db", NOTES, size=2)
+    try:
+        async with db.acquire(), db.acquire():
+            pass  # both connections open (opening one waits on a held write lock too)
+        async with db.acquire() as holder:
+            await holder.execute("BEGIN IMMEDIATE")  # the write lock, for now
+            waiting = asyncio.create_task(write_note(db, "late"))
+            await asyncio.sleep(0.3)  # its BEGIN waits on the lock (the busy timeout)
+            waiting.cancel()
+            await holder.commit()  # the BEGIN queued on the other connection gets the lock
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await asyncio.sleep(0.3)  # SQLite's busy handler retries the BEGIN within that
+        async with db.acquire() as first, db.acquire() as second:
+            assert not first.in_transaction
+            assert not second.in_transaction
+            await second.execute("INSERT INTO notes (text) VALUES ('next')")  # not locked out
+            await second.commit()
+    finally:
+        await db.close()
+
+
+async def write_note(db: Database, text: str) -> None:
+    async with db.acquire() as connection:
+        await connection.execute("BEGIN IMMEDIATE")
+        await connection.execute("INSERT INTO notes (text) VALUES (?)", (text,))
+        await connection.commit()
+
+
 async def test_pool_timeout_when_every_connection_is_held(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     db = await open_db(
