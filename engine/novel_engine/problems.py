@@ -6,6 +6,7 @@ nothing about the internals.
 """
 
 import math
+import sqlite3
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Literal
@@ -135,6 +136,14 @@ def _http_problem(error: web.HTTPException) -> web.Response:
     return problem_response(error.status, detail, headers=headers)
 
 
+def _database_locked(error: Exception) -> bool:
+    """SQLite gave up waiting for another connection's lock (its busy timeout)."""
+    return isinstance(error, sqlite3.OperationalError) and error.sqlite_errorcode in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    )
+
+
 def problem_for(error: Exception) -> web.Response | None:
     """The problem response for a known error, or None for an unexpected one (a bug: 500)."""
     if isinstance(error, ProblemError):
@@ -167,7 +176,7 @@ def problem_for(error: Exception) -> web.Response | None:
             kind="overloaded",
             headers={"Retry-After": str(retry_after)},
         )
-    if isinstance(error, PoolTimeout):
+    if isinstance(error, PoolTimeout) or _database_locked(error):
         return problem_response(
             503, "the database is busy; retry shortly", kind="busy", headers={"Retry-After": "1"}
         )

@@ -41,7 +41,10 @@ class ProblemRequestHandler(web.RequestHandler):
     ) -> tuple[web.StreamResponse, bool]:
         if self.closing:
             resp.force_close()  # says Connection: close, and aiohttp closes after it
-        return await super().finish_response(request, resp, start_time)
+        finished = await super().finish_response(request, resp, start_time)
+        if self.closing:  # (the shutdown came while the response was being written)
+            resp.force_close()
+        return finished
 
     def handle_error(
         self,
