@@ -209,7 +209,7 @@ def _conditions(
     blockers: Sequence[str],
     note: str | None,
     minimum: int,
-    redis_waiting: str | None = None,
+    redis_waiting: _Verdict | None = None,
 ) -> dict[str, _Verdict]:
     stalled: _Verdict | None = None
     if problems:
@@ -232,8 +232,10 @@ def _conditions(
     elif rollout.desired == 0:
         ready = _Verdict("True", names.REASON_SCALED_TO_ZERO, "replicas is 0: nothing serves")
     elif redis_waiting is not None:
-        message = f"{rollout.describe()}; {redis_waiting}"
-        ready = _Verdict("False", names.REASON_PROGRESSING, message)
+        message = f"{rollout.describe()}; {redis_waiting.message}"
+        ready = _Verdict("False", redis_waiting.reason, message)
+        if redis_waiting.reason == names.REASON_PROGRESS_DEADLINE_EXCEEDED:
+            stalled = _Verdict("True", redis_waiting.reason, redis_waiting.message)
     else:
         ready = _Verdict("True", names.REASON_AVAILABLE, rollout.describe())
     if note is not None and stalled is None:
@@ -260,15 +262,22 @@ def _conditions(
     }
 
 
-def _redis_waiting(deployment: dict[str, Any] | None) -> str | None:
-    """Why the managed Redis does not serve yet (its Deployment as served), or None."""
+def _redis_waiting(deployment: dict[str, Any] | None) -> _Verdict | None:
+    """Why the managed Redis does not serve (its Deployment as served): Progressing, or past
+    its progress deadline; None when it serves."""
     if deployment is None:
-        return "the managed Redis Deployment does not exist yet"
+        message = "the managed Redis Deployment does not exist yet"
+        return _Verdict("False", names.REASON_PROGRESSING, message)
     redis = read_rollout(deployment)
     if redis.complete:
         return None
     name = deployment["metadata"]["name"]
-    return f"the managed Redis, Deployment/{name}: {redis.ready}/{redis.desired} replicas ready"
+    message = f"the managed Redis, Deployment/{name}: {redis.ready}/{redis.desired} replicas ready"
+    if redis.stuck is not None:
+        return _Verdict(
+            "False", names.REASON_PROGRESS_DEADLINE_EXCEEDED, f"{message}; {redis.stuck}"
+        )
+    return _Verdict("False", names.REASON_PROGRESSING, message)
 
 
 def _jobs_shared(spec: NovelEngineSpec) -> _Verdict | None:

@@ -585,3 +585,18 @@ def test_with_a_managed_redis_ready_waits_for_it_too() -> None:
         assert (result.replicas, result.ready_replicas) == (2, 2)  # the engine's own
     serving = workload(desired=1, replicas=1, ready=1, updated=1)
     assert verdicts(with_redis(serving))["Ready"] == READY
+
+    deadline = {
+        "type": "Progressing",
+        "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+        "message": 'ReplicaSet "demo-redis-5d4" has timed out progressing.',
+    }
+    stuck = workload(desired=1, replicas=1, ready=0, updated=1, conditions=[deadline])
+    stuck["metadata"]["name"] = "demo-redis"
+    result = with_redis(stuck)
+    assert verdicts(result)["Stalled"] == ("True", "ProgressDeadlineExceeded")
+    assert verdicts(result)["Ready"] == ("False", "ProgressDeadlineExceeded")
+    stalled = next(c for c in result.conditions if c.type == names.CONDITION_STALLED)
+    assert "Deployment/demo-redis" in stalled.message
+    assert "has timed out progressing" in stalled.message
