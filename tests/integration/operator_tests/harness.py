@@ -239,6 +239,24 @@ class Cluster:
         result: Obj = created.to_dict()
         return result
 
+    def create_quota(self, namespace: str, name: str, hard: Mapping[str, str]) -> None:
+        """A ResourceQuota, once the quota controller counts it (until then the apiserver
+        admits what it would refuse)."""
+        self.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ResourceQuota",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"hard": dict(hard)},
+            }
+        )
+
+        def counted() -> str | None:
+            found = self.get("v1", "ResourceQuota", namespace, name) or {}
+            return None if (found.get("status") or {}).get("used") else "not counted yet"
+
+        self.wait(f"ResourceQuota {namespace}/{name} counted", counted, timeout=30)
+
     def patch(
         self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> Obj:

@@ -328,25 +328,7 @@ def test_a_stalled_novelengine_keeps_its_replica_counts_and_says_nothing_is_scal
     wait_condition(cluster, ns, name, names.CONDITION_SCALING_ACTIVE)  # (no pod is scraped)
     # A quota allowing no more Services refuses the managed Redis's: the new spec cannot apply.
     services = len(cluster.list("v1", "Service", ns))
-    cluster.create(
-        {
-            "apiVersion": "v1",
-            "kind": "ResourceQuota",
-            "metadata": {"name": "no-more-services", "namespace": ns},
-            "spec": {"hard": {"services": str(services)}},
-        }
-    )
-    cluster.wait(
-        "quota counted",
-        lambda: (
-            None
-            if (cluster.get("v1", "ResourceQuota", ns, "no-more-services") or {})
-            .get("status", {})
-            .get("used")
-            else "quota usage not counted yet"
-        ),
-        timeout=30,
-    )
+    cluster.create_quota(ns, "no-more-services", {"services": str(services)})
     cluster.patch_novelengine(ns, name, {"spec": {"cache": {"l2": {"mode": "managed"}}}})
 
     stalled = wait_condition(cluster, ns, name, names.CONDITION_STALLED, "True")

@@ -383,24 +383,7 @@ def test_operator_killed_midway_converges_after_restart_without_duplicates(
     ns, name = testbed_namespace, "phoenix"
     # A quota allowing no Services stops the first operator after the Secret, ConfigMap and
     # Deployment and before the Services: a reconcile cut off in the middle.
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "no-services", "namespace": ns},
-        "spec": {"hard": {"services": "0"}},
-    }
-    cluster.create(quota)
-    cluster.wait(
-        "quota counted",
-        lambda: (
-            None
-            if (cluster.get("v1", "ResourceQuota", ns, "no-services") or {})
-            .get("status", {})
-            .get("hard")
-            else "quota status not set yet"
-        ),
-        timeout=30,
-    )
+    cluster.create_quota(ns, "no-services", {"services": "0"})
     first = start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
     cluster.create_novelengine(ns, name, {"replicas": 1, "cache": {"l2": {"mode": "managed"}}})
     wait_stalled(cluster, ns, name, names.REASON_APPLY_FAILED, "exceeded quota")

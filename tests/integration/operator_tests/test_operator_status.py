@@ -307,14 +307,7 @@ def test_the_ready_message_names_pods_the_workload_controller_cannot_create(
 ) -> None:
     ns, name = testbed_namespace, "quota"
     start_operator("--namespace", ns)
-    cluster.create(
-        {
-            "apiVersion": "v1",
-            "kind": "ResourceQuota",
-            "metadata": {"name": "no-pods", "namespace": ns},
-            "spec": {"hard": {"pods": "0"}},
-        }
-    )
+    cluster.create_quota(ns, "no-pods", {"pods": "0"})
     cluster.create_novelengine(ns, name, spec)
 
     quota = wait_condition_message(
