@@ -21,6 +21,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from novel_engine.content.loader import UniqueKeyLoader
+
 ENV_PREFIX = "NOVEL_ENGINE_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
@@ -238,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _read_file(path: Path) -> dict[str, Any]:
     # Called once before the event loop starts, so a plain read is fine here.
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         reason = " ".join(str(exc).split())
         raise ConfigError(f"config: cannot read {path}: {reason}") from exc

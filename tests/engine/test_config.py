@@ -159,7 +159,9 @@ def test_bad_file_value_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["port: [unclosed\n", "- a list\n- not a mapping\n"], ids=["syntax", "not-mapping"]
+    "text",
+    ["port: [unclosed\n", "- a list\n- not a mapping\n", "port: 8081\nport: 8082\n"],
+    ids=["syntax", "not-mapping", "key-twice"],
 )
 def test_unreadable_file_is_one_line(tmp_path: Path, text: str) -> None:
     config = write_config(tmp_path, text)

@@ -31,10 +31,11 @@ def field_path(loc: Iterable[int | str]) -> str:
 _STRING_TAG = "tag:yaml.org,2002:str"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
     """The safe loader, refusing a key given twice in one mapping (as the API refuses it in a
-    body) instead of keeping the last value. Checked on the composed nodes, before merge keys
-    (`<<`) are resolved: a merged mapping may override what it merges."""
+    body) instead of keeping the last value; for content and settings files. Checked on the
+    composed nodes, before merge keys (`<<`) are resolved: a merged mapping may override what
+    it merges."""
 
     def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:  # (the anchor's name)
         node = super().compose_mapping_node(anchor)
@@ -52,7 +53,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def parse_content(text: str, source: str) -> ContentFile:
     """Validate one file's text; YAML is a superset of JSON, so one parser reads both."""
     try:
-        data: Any = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+        data: Any = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as error:
         reason = " ".join(str(error).split())  # the parser's message spans lines
         raise ContentFileError(f"{source}: not valid YAML/JSON: {reason}") from None
