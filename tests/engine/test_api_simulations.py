@@ -9,8 +9,8 @@ import pytest
 from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
 
-from novel_engine.jobs import SHUTDOWN_REASON
-from novel_engine.keys import CACHE
+from novel_engine.jobs import SHUTDOWN_REASON, JobStatus
+from novel_engine.keys import CACHE, JOBS
 from novel_engine.simulation import run_simulation
 from novel_engine.simulation.result import SimulationResult
 from novel_engine.simulation.service import INLINE_COST_LIMIT, result_key
@@ -169,6 +169,12 @@ async def test_a_finished_job_is_recomputed_if_the_cache_let_it_go(
     client = await engine_client(aiohttp_client, tmp_path)
     accepted = await (await client.post("/v1/simulations", json={**SIEGE, "mode": "async"})).json()
     result = await wait_for_result(client, accepted["status_url"])
+
+    async def recorded() -> bool:  # the result is cached before the record says succeeded
+        job = await client.app[JOBS].store.get(accepted["id"])
+        return job is not None and job.status is JobStatus.SUCCEEDED
+
+    await until(recorded)
     await client.app[CACHE].delete(result_key(accepted["id"]))
     assert await (await client.get(accepted["status_url"])).read() == result
 
