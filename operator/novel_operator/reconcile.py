@@ -556,7 +556,7 @@ class Reconciler:
         current = int(workload["spec"].get("replicas", 1))
         if current >= wanted:
             return workload
-        scale = await _refusable(self._kube.scale(workload, wanted))
+        scaled = await self._scale(workload, wanted)
         message = (
             f"Scaled {describe(workload)} from {current} to {wanted} replicas: "
             f"those of {describe(predecessor)}, which it replaces"
@@ -565,6 +565,12 @@ class Reconciler:
         if spec.replicas_writer == "operator":  # a change the scaler's rate policies count
             now = self._clock().timestamp()
             self._memory.history((owner.namespace, owner.name)).record_change(now, current, wanted)
+        return scaled
+
+    async def _scale(self, workload: Manifest, replicas: int) -> Manifest:
+        """Set the workload's replicas through its scale subresource; the workload as now
+        asked for."""
+        scale = await _refusable(self._kube.scale(workload, replicas))
         return {**workload, "spec": {**workload["spec"], **scale["spec"]}}
 
     async def _keep_within_bounds(
@@ -578,8 +584,7 @@ class Reconciler:
         current = int(workload["spec"].get("replicas", 1))
         decision = clamp_replicas(current, spec)
         if decision is not None:
-            scale = await _refusable(self._kube.scale(workload, decision.target))
-            workload = {**workload, "spec": {**workload["spec"], **scale["spec"]}}
+            workload = await self._scale(workload, decision.target)
             self._metrics.scale_decisions.labels(ScaleTarget.REPLICAS, decision.reason).inc()
             self._event(obj, "Scaled", f"Scaled {describe(workload)} {decision.describe()}")
         if spec.replicas_writer == "operator":
