@@ -5,7 +5,10 @@ aiohttp answers a request it cannot parse (a line over 8,190 bytes, too many hea
 unknown method, a malformed URL) before any route or middleware runs, with a text/plain body
 that quotes the input, and logs an ERROR traceback each time. Here such a request gets a
 problem+json 400 that quotes nothing, logged at DEBUG only: malformed input is the client's
-error, and must not be a way to flood the log.
+error, and must not be a way to flood the log. A request whose target is not a path (`OPTIONS
+*`, CONNECT's `host:port`) reaches no route, not even the catch-all, so aiohttp's text/plain
+404 would answer it; here it is a problem+json 404 too (outside the request metrics, as no
+route ran).
 
 At shutdown aiohttp closes every connection before the drain, and a closed connection drops the
 bytes that still arrive: a request whose body was on its way never got an answer. Here only
@@ -18,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidURLError, LineTooLong
 
-from novel_engine.problems import problem_response
+from novel_engine.problems import problem_for, problem_response
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class ProblemRequestHandler(web.RequestHandler):
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            resp = problem_for(resp) or resp  # raised where no route's layers could catch it
         if self.closing:
             resp.force_close()  # says Connection: close, and aiohttp closes after it
         finished = await super().finish_response(request, resp, start_time)

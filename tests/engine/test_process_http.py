@@ -161,3 +161,19 @@ async def test_after_sigterm_the_engine_is_unready_but_serving_until_the_delay_e
         assert "draining" in (await response.json(content_type=None))["detail"]
     engine.terminate()  # a second signal ends the delay
     assert await engine.exit_code() == 0
+
+
+async def test_a_request_target_that_is_not_a_path_is_a_problem(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("target")
+    await engine.ready(session)
+    for request in (
+        b"OPTIONS * HTTP/1.1\r\nHost: engine\r\nConnection: close\r\n\r\n",
+        b"CONNECT engine:443 HTTP/1.1\r\nHost: engine:443\r\nConnection: close\r\n\r\n",
+    ):
+        head, _, body = (await raw_exchange(engine, request)).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 404 "), (request, head)
+        assert b"\r\ncontent-type: application/problem+json" in head.lower(), (request, head)
+        assert json.loads(body)["status"] == 404
+    assert_no_error_logged(engine)

@@ -5,7 +5,7 @@ template then, so a request pays only for the layer's own job. They are not aioh
 middlewares on purpose: with a middleware installed, aiohttp builds the chain for every
 request and adds a bookkeeping layer of its own, which cost the cached GET path more than the
 three jobs themselves. Only the operations that read a body get the body-limit layer. Requests
-that no route serves go through the metrics and problem+json layers by way of the catch-all
+for a path no route serves go through the metrics and problem+json layers by way of the catch-all
 route that ``setup_unmatched`` adds.
 """
 
