@@ -102,16 +102,26 @@ def running(command: Sequence[str], probe_path: str, port: int) -> Iterator[Serv
 
 
 @contextmanager
+def engine_on(data_dir: str, *args: str, cpu: str | None = SERVER_CPU) -> Iterator[Server]:
+    """The engine on ``data_dir`` (the sample library is loaded into a new one) on a free
+    port."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "novel_engine", "--port", str(port),
+        "--data-dir", data_dir, "--log-level", "WARNING", *args,
+    ]  # fmt: skip
+    with running(pinned(command, cpu) if cpu else command, "/readyz", port) as server:
+        yield server
+
+
+@contextmanager
 def engine(*args: str, cpu: str | None = SERVER_CPU) -> Iterator[Server]:
     """The engine with a fresh data directory (the sample library) on a free port."""
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="novel-engine-bench-") as data_dir:
-        command = [
-            sys.executable, "-m", "novel_engine", "--port", str(port),
-            "--data-dir", data_dir, "--log-level", "WARNING", *args,
-        ]  # fmt: skip
-        with running(pinned(command, cpu) if cpu else command, "/readyz", port) as server:
-            yield server
+    with (
+        tempfile.TemporaryDirectory(prefix="novel-engine-bench-") as data_dir,
+        engine_on(data_dir, *args, cpu=cpu) as server,
+    ):
+        yield server
 
 
 @contextmanager
