@@ -163,7 +163,8 @@ async def drain(app: web.Application) -> None:
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> web.Application:
-    """The engine application; ``registry`` defaults to a fresh one (one per app, not global)."""
+    """The engine application; ``registry`` defaults to a fresh one (one per app, not global).
+    Serve it with ``novel_engine.server.SERVER_OPTIONS``, as EngineRunner does."""
     registry = CollectorRegistry() if registry is None else registry
     metrics = EngineMetrics(registry)
     app = web.Application(client_max_size=settings.max_body_bytes)

@@ -128,7 +128,7 @@ def _parameters(
 def _problem_statuses(operation: Operation) -> list[int]:
     statuses = [*operation.problems]
     if operation.body is not None:
-        statuses.append(415)  # parse_body refuses a body that is not JSON
+        statuses.append(415)  # parse_body refuses a body not JSON, or in a coding it cannot undo
     if operation.conditional and operation.method in _CONDITIONAL_METHODS:
         statuses.append(412)
     return sorted({*statuses, 500})

@@ -16,7 +16,8 @@ idle connections close then; one with a request in progress closes after its res
 """
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidURLError, LineTooLong
@@ -68,7 +69,7 @@ class ProblemRequestHandler(web.RequestHandler):
 
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
         # After the response aiohttp reads what is left of an unread body, which raises here if
-        # that body cannot be decoded or ends early: the client's error, already answered.
+        # that body ends early: the client's error, already answered.
         if isinstance(kwargs.get("exc_info"), web.RequestPayloadError):
             log.debug("unreadable rest of a request body: %s", kwargs["exc_info"])
             return
@@ -89,9 +90,17 @@ class _EngineServer(web.Server):
                 connection.close()
 
 
+# What the engine app needs of any server that runs it: request bodies reach it as sent, to be
+# decoded by the app (novel_engine.routes.body), which aiohttp's decoding would do laxly.
+SERVER_OPTIONS: Final[Mapping[str, Any]] = {"auto_decompress": False}
+
+
 class EngineRunner(web.AppRunner):
-    """web.AppRunner whose server answers malformed requests with problem+json and lets a
-    request in progress at shutdown finish."""
+    """web.AppRunner with SERVER_OPTIONS, whose server answers malformed requests with
+    problem+json and lets a request in progress at shutdown finish."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        super().__init__(app, **SERVER_OPTIONS, **kwargs)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # starts the app and applies the runner's options

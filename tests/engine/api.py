@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
 from novel_engine.app import create_app
 from novel_engine.config import Settings
+from novel_engine.server import SERVER_OPTIONS
 
 EngineClient = TestClient[Any, Any]
 JSON = {"Content-Type": "application/json"}
@@ -33,7 +34,9 @@ async def engine_client(
     aiohttp_client: AiohttpClient, data_dir: Path, **settings: Any
 ) -> EngineClient:
     """An engine app on a test server, with its data in ``data_dir``."""
-    client: EngineClient = await aiohttp_client(create_app(Settings(data_dir=data_dir, **settings)))
+    server = TestServer(create_app(Settings(data_dir=data_dir, **settings)))
+    await server.start_server(**SERVER_OPTIONS)  # (TestServer drops options given to it)
+    client: EngineClient = await aiohttp_client(server)
     return client
 
 

@@ -1,7 +1,10 @@
 """Bad input and failures always answer problem+json with the right status, never a trace."""
 
+import gzip
+import json
 import sqlite3
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -223,3 +226,80 @@ async def test_a_write_the_database_lock_holds_up_too_long_is_503(
         other.close()
     assert response.headers["Retry-After"] == "1"
     assert "busy" in body["detail"]
+
+
+def _character(name: str) -> bytes:
+    return json.dumps({"name": name, "faction": "Wire", "archetype": "scout"}).encode()
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", _raw_deflate),  # without zlib's header, as some clients send it
+        ("identity", bytes),
+        ("gzip, identity", gzip.compress),
+    ],
+)
+async def test_a_body_in_gzip_or_deflate_is_decoded(
+    client: EngineClient, coding: str, encode: Callable[[bytes], bytes]
+) -> None:
+    headers = {**JSON, "Content-Encoding": coding}
+    created = await client.post("/v1/characters", data=encode(_character("Coded")), headers=headers)
+    assert created.status == 201, await created.text()
+    assert (await created.json())["faction"] == "Wire"
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd", "compress", "gzip, br", "chunked", "gzip, gzip"])
+async def test_a_body_in_another_coding_is_415_naming_those_accepted(
+    client: EngineClient, coding: str
+) -> None:
+    headers = {**JSON, "Content-Encoding": coding}
+    answer = await client.post("/v1/characters", data=_character("Coded"), headers=headers)
+    body = await problem(answer, 415)
+    assert body["type"].endswith("/unsupported-content-coding")
+    assert answer.headers["Accept-Encoding"] == "gzip, deflate"
+    assert (await client.get("/v1/characters/coded")).status == 404  # nothing was stored
+
+
+GZIPPED = gzip.compress(_character("Coded"))
+
+
+@pytest.mark.parametrize(
+    ("coding", "data", "detail"),
+    [
+        ("gzip", GZIPPED[:-4], "ends before its gzip data does"),  # the trailer's length cut
+        ("gzip", GZIPPED[:20], "ends before its gzip data does"),
+        ("gzip", b"", "ends before its gzip data does"),
+        ("gzip", GZIPPED + b"junk", "goes on after its gzip data ends"),
+        ("gzip", b"\x1f\x8b\x08\x00garbagegarbage", "is not valid gzip data"),
+        ("deflate", zlib.compress(_character("Coded"))[:-2], "ends before its deflate data does"),
+        ("deflate", zlib.compress(_character("Coded")) + b"x", "goes on after its deflate data"),
+        ("gzip", _character("Coded"), "is not valid gzip data"),  # says gzip, is not
+    ],
+)
+async def test_a_body_its_coding_cannot_undo_whole_is_400(
+    client: EngineClient, coding: str, data: bytes, detail: str
+) -> None:
+    headers = {**JSON, "Content-Encoding": coding}
+    body = await problem(await client.post("/v1/characters", data=data, headers=headers), 400)
+    assert body["type"].endswith("/undecodable-body")
+    assert detail in body["detail"]
+
+
+async def test_a_body_over_the_limit_once_decoded_is_413(client: EngineClient) -> None:
+    padded = json.dumps(
+        {"name": "Bomb", "faction": "Wire", "archetype": "scout", "description": " " * 10_000}
+    ).encode()
+    bomb = gzip.compress(padded)
+    assert len(bomb) < 4096 < len(padded)  # the client's fixture allows 4096 bytes
+    headers = {**JSON, "Content-Encoding": "gzip"}
+    body = await problem(await client.post("/v1/characters", data=bomb, headers=headers), 413)
+    assert "decoded" in body["detail"]

@@ -1,6 +1,7 @@
 """The HTTP edge of a real engine process: what clients that misbehave on the wire get back."""
 
 import asyncio
+import gzip
 import json
 
 import aiohttp
@@ -75,14 +76,19 @@ async def test_a_body_its_content_encoding_cannot_decode_is_a_problem_without_a_
     engine = engines.start("encoding")
     await engine.ready(session)
     corrupt_gzip = b"\x1f\x8b\x08\x00garbagegarbage"
+    # aiohttp's own decoding, which the engine's server turns off, took a cut one for a whole.
+    cut_gzip = gzip.compress(b'{"name": "Cut", "faction": "Wire", "archetype": "scout"}')[:-4]
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
-    async with session.post(
-        engine.url + "/v1/characters", data=corrupt_gzip, headers=headers
-    ) as response:
-        assert response.status == 400
-        problem = await response.json(content_type="application/problem+json")
-    assert problem["detail"] == "the request body is not valid gzip data"
-    # A route that reads no body: aiohttp reads (and fails on) the rest after the answer.
+    for data, detail in (
+        (corrupt_gzip, "the request body is not valid gzip data"),
+        (cut_gzip, "the request body ends before its gzip data does"),
+    ):
+        async with session.post(
+            engine.url + "/v1/characters", data=data, headers=headers
+        ) as answer:
+            assert answer.status == 400
+            assert (await answer.json(content_type="application/problem+json"))["detail"] == detail
+    # A route that reads no body: aiohttp reads the rest, as sent, after the answer.
     async with session.get(engine.url + "/healthz", data=corrupt_gzip, headers=headers) as response:
         assert response.status == 200
     async with session.get(engine.url + "/healthz") as response:

@@ -17,7 +17,8 @@ from novel_engine.content.models import (
 )
 from novel_engine.content.store import CAMPAIGNS, CHARACTERS, AnyKind, ContentConflictError
 from novel_engine.keys import CONTENT
-from novel_engine.routes import Operation, Reply, json_bytes, parse_body, parse_query
+from novel_engine.routes import Operation, Reply, json_bytes, parse_query
+from novel_engine.routes.body import parse_body
 from novel_engine.routes.conditional import listed_tags, not_modified, preconditions
 
 ItemT = TypeVar("ItemT", bound=StoredFields)

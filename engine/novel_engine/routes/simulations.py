@@ -9,7 +9,8 @@ from novel_engine.content.canonical import canonical_json, entity_tag
 from novel_engine.jobs import JobStatus
 from novel_engine.keys import JOBS, SIMULATIONS
 from novel_engine.problems import ProblemError
-from novel_engine.routes import Operation, Reply, json_bytes, parse_body
+from novel_engine.routes import Operation, Reply, json_bytes
+from novel_engine.routes.body import parse_body
 from novel_engine.routes.conditional import not_modified, preconditions
 from novel_engine.scheduler import Priority
 from novel_engine.simulation.request import SIMULATION_ID_PATTERN, RunMode, SimulationRequest
