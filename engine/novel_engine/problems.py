@@ -132,6 +132,8 @@ def _http_problem(error: web.HTTPException) -> web.Response:
     detail = {
         404: "no such route",
         405: f"method not allowed; allowed: {headers.get('Allow', 'none')}",
+        # aiohttp's own Expect handler (for a target no route serves) quotes the header
+        417: "the only expectation this server meets is 100-continue",
     }.get(error.status, error.text if error.text and error.text != error.reason else None)
     return problem_response(error.status, detail, headers=headers)
 

@@ -7,8 +7,8 @@ that quotes the input, and logs an ERROR traceback each time. Here such a reques
 problem+json 400 that quotes nothing, logged at DEBUG only: malformed input is the client's
 error, and must not be a way to flood the log. A request whose target is not a path (`OPTIONS
 *`, CONNECT's `host:port`) reaches no route, not even the catch-all, so aiohttp's text/plain
-404 would answer it; here it is a problem+json 404 too (outside the request metrics, as no
-route ran).
+404 (or 417, quoting an Expect header) would answer it; here it is a problem+json that quotes
+nothing (outside the request metrics, as no route ran).
 
 At shutdown aiohttp closes every connection before the drain, and a closed connection drops the
 bytes that still arrive: a request whose body was on its way never got an answer. Here only

@@ -232,6 +232,10 @@ def _character(name: str) -> bytes:
     return json.dumps({"name": name, "faction": "Wire", "archetype": "scout"}).encode()
 
 
+def _two_gzip_members(data: bytes) -> bytes:
+    return gzip.compress(data[:9]) + gzip.compress(data[9:])
+
+
 def _raw_deflate(data: bytes) -> bytes:
     compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     return compressor.compress(data) + compressor.flush()
@@ -242,6 +246,7 @@ def _raw_deflate(data: bytes) -> bytes:
     [
         ("gzip", gzip.compress),
         ("x-gzip", gzip.compress),
+        ("gzip", _two_gzip_members),  # one gzip body may hold several members
         ("deflate", zlib.compress),
         ("deflate", _raw_deflate),  # without zlib's header, as some clients send it
         ("identity", bytes),
@@ -278,7 +283,7 @@ GZIPPED = gzip.compress(_character("Coded"))
         ("gzip", GZIPPED[:-4], "ends before its gzip data does"),  # the trailer's length cut
         ("gzip", GZIPPED[:20], "ends before its gzip data does"),
         ("gzip", b"", "ends before its gzip data does"),
-        ("gzip", GZIPPED + b"junk", "goes on after its gzip data ends"),
+        ("gzip", GZIPPED + b"junk", "is not valid gzip data"),  # not a second member
         ("gzip", b"\x1f\x8b\x08\x00garbagegarbage", "is not valid gzip data"),
         ("deflate", zlib.compress(_character("Coded"))[:-2], "ends before its deflate data does"),
         ("deflate", zlib.compress(_character("Coded")) + b"x", "goes on after its deflate data"),

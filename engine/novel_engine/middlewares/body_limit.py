@@ -10,7 +10,7 @@ from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 
 from novel_engine.middlewares import ExpectHandler, RequestLayer
-from novel_engine.problems import problem_for, problem_response
+from novel_engine.problems import problem_for
 
 
 def body_limit(max_bytes: int) -> RequestLayer:
@@ -35,7 +35,7 @@ def expect_continue(max_bytes: int) -> ExpectHandler:
         if request.version != HttpVersion11:
             return None  # HTTP/1.0 has no Expect: the body follows anyway
         if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
-            return problem_response(417, "the only expectation this server meets is 100-continue")
+            return problem_for(web.HTTPExpectationFailed())
         declared = request.content_length
         if declared is not None and declared > max_bytes:
             too_large = web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=declared)

@@ -5,7 +5,7 @@ off (``novel_engine.server``). aiohttp's takes a gzip body that ends early for a
 passes a coding it does not know through as if there were none, and refuses one it cannot
 decode as malformed HTTP. Here a body may use gzip or deflate (``identity`` changes nothing);
 any other coding, or more than one, is a 415 that lists the ones accepted, and a body its coding
-cannot decode, or that ends before its coded data does, a 400.
+cannot decode, that ends before its coded data does or goes on after it, a 400.
 """
 
 import json
@@ -55,18 +55,28 @@ def _decode(raw: bytes, coding: str, max_bytes: int) -> bytes:
     wbits = _CODING_WBITS[coding]
     if coding == "deflate" and raw[:1] and raw[0] & 0x0F != 8:
         wbits = -zlib.MAX_WBITS  # deflate data without zlib's header: some clients send that
-    decompressor = zlib.decompressobj(wbits)
-    try:
-        decoded = decompressor.decompress(raw, max_bytes + 1)
-    except zlib.error:
-        raise _undecodable(f"the request body is not valid {coding} data") from None
-    if len(decoded) > max_bytes:  # decoding stops there: a small bomb goes no further
-        raise ProblemError(413, f"the body, decoded, is larger than the limit of {max_bytes} bytes")
-    if not decompressor.eof:
-        raise _undecodable(f"the request body ends before its {coding} data does")
-    if decompressor.unused_data:  # (a second gzip member too: no client sends one)
-        raise _undecodable(f"the request body goes on after its {coding} data ends")
-    return decoded
+    parts: list[bytes] = []
+    size = 0
+    rest = raw
+    while True:  # a gzip body may hold several members, one after another (RFC 1952)
+        decompressor = zlib.decompressobj(wbits)
+        try:
+            part = decompressor.decompress(rest, max_bytes + 1 - size)
+        except zlib.error:
+            raise _undecodable(f"the request body is not valid {coding} data") from None
+        parts.append(part)
+        size += len(part)
+        if size > max_bytes:  # decoding stops there: a small bomb goes no further
+            raise ProblemError(
+                413, f"the body, decoded, is larger than the limit of {max_bytes} bytes"
+            )
+        if not decompressor.eof:
+            raise _undecodable(f"the request body ends before its {coding} data does")
+        rest = decompressor.unused_data
+        if not rest:
+            return b"".join(parts)
+        if wbits != _GZIP_WBITS:
+            raise _undecodable(f"the request body goes on after its {coding} data ends")
 
 
 def _undecodable(detail: str) -> ProblemError:
