@@ -408,6 +408,24 @@ def wait_replicas(cluster: Cluster, namespace: str, name: str, replicas: int) ->
     cluster.wait(f"Deployment {namespace}/{name} at {replicas} ready replicas", check, 60)
 
 
+def wait_events(
+    cluster: Cluster, namespace: str, name: str, reason: str, messages: set[str]
+) -> None:
+    """Wait until each of ``messages`` is the message of an Event of ``reason`` about the
+    NovelEngine, or its part before a colon: the operator posts its Events in the background,
+    after the change they report."""
+
+    def check() -> str | None:
+        found = set()
+        for event in cluster.events(namespace, name):
+            if event["reason"] == reason:
+                found |= {event["message"], event["message"].split(":")[0]}
+        missing = messages - found
+        return f"no {reason} Event for {sorted(missing)}" if missing else None
+
+    cluster.wait(f"{reason} Events about {namespace}/{name}", check, 10)
+
+
 def scaled_messages(cluster: Cluster, namespace: str, name: str) -> list[str]:
     return [
         str(event["message"])

@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import OPERATOR_SA_NAMESPACE, OPERATOR_USER, Cluster, StartOperator, condition_status
+from harness import (
+    OPERATOR_SA_NAMESPACE,
+    OPERATOR_USER,
+    Cluster,
+    StartOperator,
+    condition_status,
+    wait_events,
+)
 from testbed import Testbed
 
 from novel_operator import names
@@ -160,8 +167,8 @@ def test_switching_l2_from_managed_to_none_removes_the_redis_objects(
     )
     assert not redis & cluster.children(ns, name)
     assert "NOVEL_ENGINE_REDIS_PASSWORD" not in engine_env(cluster, ns, name)
-    deleted = {e["message"] for e in cluster.events(ns, name) if e["reason"] == "Deleted"}
-    assert {f"Deleted {kind}/{child}: no longer wanted" for kind, child in redis} <= deleted
+    wanted = {f"Deleted {kind}/{child}: no longer wanted" for kind, child in redis}
+    wait_events(cluster, ns, name, "Deleted", wanted)
 
 
 def test_deleting_a_novelengine_garbage_collects_every_child(

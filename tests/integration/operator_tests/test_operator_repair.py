@@ -15,6 +15,7 @@ from harness import (
     StartOperator,
     condition,
     condition_status,
+    wait_events,
     wait_reconciles,
 )
 from testbed import Testbed
@@ -77,13 +78,11 @@ def test_deleted_and_hand_edited_children_are_repaired_from_watch_events(
 
     cluster.wait("children repaired", repaired, timeout=20)
     repairs = {
-        e["message"].split(":")[0] for e in cluster.events(ns, name) if e["reason"] == "Repaired"
-    }
-    assert repairs >= {
         f"Recreated Service/{name}",
         f"Repaired Deployment/{name}",
         f"Repaired ConfigMap/{names.config_name(name)}",
     }
+    wait_events(cluster, ns, name, "Repaired", repairs)
     cluster.wait_ready(ns, name)
 
 
