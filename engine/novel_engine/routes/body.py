@@ -51,7 +51,7 @@ def _coding(request: web.Request) -> str | None:
 
 def _decode(raw: bytes, coding: str, max_bytes: int) -> bytes:
     """``raw`` with ``coding`` undone; a 413 once it decodes to more than ``max_bytes``, a 400
-    if it is not that coding's data or ends before that data does."""
+    if it is not that coding's data, ends before that data does or goes on after it."""
     wbits = _CODING_WBITS[coding]
     if coding == "deflate" and raw[:1] and raw[0] & 0x0F != 8:
         wbits = -zlib.MAX_WBITS  # deflate data without zlib's header: some clients send that
