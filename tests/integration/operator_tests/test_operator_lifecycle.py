@@ -81,8 +81,8 @@ def test_sample_becomes_ready_with_every_child_and_pods_on_kwok_nodes(
     assert status["endpoint"] == f"{name}.{ns}.svc:8080"
     for condition_type in (names.CONDITION_RECONCILING, names.CONDITION_STALLED):
         assert condition_status(ne, condition_type) == "False", ne["status"]
-    created = {e["message"] for e in cluster.events(ns, name) if e["reason"] == "Created"}
-    assert {f"Created {kind}/{child}" for kind, child in expected_children(ne)} <= created
+    created = {f"Created {kind}/{child}" for kind, child in expected_children(ne)}
+    wait_events(cluster, ns, name, "Created", created)
     # Disk: the CRD defaults the sizes, the pods' emptyDirs are bounded and requested.
     assert ne["spec"]["cache"]["l3"]["size"] == "1Gi"
     assert ne["spec"]["pod"]["tmpSizeLimit"] == "64Mi"
@@ -131,10 +131,7 @@ def test_spec_change_rolls_the_deployment_and_touches_nothing_else(
         ("deployments", None, name),
         ("novelengines", "status", name),
     }
-    updated = [e["message"] for e in cluster.events(ns, name) if e["reason"] == "Updated"]
-    assert any(
-        message.startswith(f"Updated ConfigMap/{names.config_name(name)}") for message in updated
-    )
+    wait_events(cluster, ns, name, "Updated", {f"Updated ConfigMap/{names.config_name(name)}"})
 
 
 def test_switching_l2_from_managed_to_none_removes_the_redis_objects(

@@ -256,13 +256,12 @@ def test_a_redis_password_removed_by_hand_comes_back_new_and_rolls_redis_and_the
     ]
     exposed = exposed_text(cluster, operator, ns, name)
     assert not [password for password in passwords if password in exposed]
-    repairs = [e["message"] for e in cluster.events(ns, name) if e["reason"] == "Repaired"]
     expected = (
         f"Recreated Secret/{secret_name}"
         if hand_edit == "deleted"
         else f"Repaired Secret/{secret_name}: a new password under {key}"
     )
-    assert expected in repairs
+    wait_events(cluster, ns, name, "Repaired", {expected})
 
 
 def test_rotating_the_external_redis_secret_rolls_the_engine(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness import OPERATOR_USER, Cluster, StartOperator, wait_reconciles
+from harness import OPERATOR_USER, Cluster, StartOperator, wait_events, wait_reconciles
 from testbed import Testbed
 
 from novel_operator import names
@@ -148,5 +148,5 @@ def test_a_parked_engine_given_an_hpa_starts_its_minimum_replicas(
 
     assert started["status"]["readyReplicas"] == 2
     assert workload(cluster, "Deployment", ns, name)["spec"]["replicas"] == 2
-    scaled = [event["message"] for event in cluster.events(ns, name) if event["reason"] == "Scaled"]
-    assert any("from 0 to 2 replicas: below minReplicas 2" in message for message in scaled)
+    scaled = f"Scaled Deployment/{name} from 0 to 2 replicas: below minReplicas 2"
+    wait_events(cluster, ns, name, "Scaled", {scaled})
