@@ -1,13 +1,14 @@
-"""The label-selected watch of referenced objects, against a fake apiserver that injects the one
-fault the real control plane cannot be made to give on demand: a watch whose resourceVersion
-has expired (410 Gone). Everything else about the watch is proven on the real control plane
-(tests/integration/operator_tests/)."""
+"""The label-selected watch of referenced objects, against a fake apiserver that injects the
+faults the real control plane cannot be made to give on demand: a watch whose resourceVersion
+has expired (410 Gone), and watches that something on the way ends at once. Everything else
+about the watch is proven on the real control plane (tests/integration/operator_tests/)."""
 
 import asyncio
 import json
 import threading
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from kubernetes import client as k8s
@@ -130,3 +131,42 @@ async def test_a_stop_ends_a_list_being_read_and_its_thread(aiohttp_server: Any)
         if thread.name.startswith("watch ConfigMap"):
             await asyncio.to_thread(thread.join, 10)
     assert [t.name for t in threading.enumerate() if t.name.startswith("watch ConfigMap")] == []
+
+
+@pytest.mark.parametrize("ending", ["empty", "expired"])
+async def test_watches_that_end_at_once_are_retried_with_back_off(
+    aiohttp_server: Any, ending: str
+) -> None:
+    """A proxy that closes every watch with nothing in it, or an apiserver whose watch expires
+    right after every list: the operator waits between attempts (1 s, then 2 s, ...) instead
+    of sending requests as fast as the apiserver answers them."""
+    queries: list[dict[str, str]] = []
+
+    async def configmaps(request: web.Request) -> web.StreamResponse:
+        queries.append(dict(request.query))
+        if request.query.get("watch") != "true":
+            listed = {"kind": "ConfigMapList", "metadata": {"resourceVersion": "10"}, "items": []}
+            return web.json_response(listed)
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if ending == "expired":
+            await response.write(json.dumps({"type": "ERROR", "object": GONE}).encode() + b"\n")
+        return response
+
+    app = web.Application()
+    app.router.add_get(PATH, configmaps)
+    server: TestServer = await aiohttp_server(app)
+    configuration = k8s.Configuration(host=str(server.make_url("")).rstrip("/"))
+    watch = LabelSelectorWatch(
+        configuration, "ConfigMap", "stories", "team=story", lambda *_: None, timeout_seconds=60
+    )
+    task = asyncio.create_task(watch.run())
+    await asyncio.sleep(3.5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    watches = [query for query in queries if query.get("watch") == "true"]
+    lists = len(queries) - len(watches)
+    # Attempts at about 0, 1 and 3 s; without the back-off there were hundreds.
+    assert 2 <= len(watches) <= 4
+    assert lists == (len(watches) if ending == "expired" else 1)

@@ -12,6 +12,10 @@ names of changed objects to the event loop. It sends its requests with the clien
 20 MiB of resident memory. It lists, then watches from the list's
 resourceVersion with bookmarks; each watch request ends server-side after `timeout_seconds` and
 is resumed from the last resourceVersion seen; when that is too old (410 Gone) it lists again.
+A watch that ends within a second with no event counts as a failure and is retried after the
+back-off, as in client-go's reflector: something between the operator and the apiserver ends it,
+and reopening it at once would flood the apiserver. So does an expiry before any watch since the
+last list has had an event or run its course.
 """
 
 import asyncio
@@ -19,6 +23,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +45,8 @@ _RESOURCES = {"ConfigMap": "configmaps", "Secret": "secrets"}
 #: Seconds between attempts after a failed request, doubling up to the maximum.
 _BACKOFF_BASE, _BACKOFF_MAX = 1.0, 30.0
 _CONNECT_TIMEOUT = 10.0
+#: A watch that ends sooner than this with no event was ended by something other than its timeout.
+_SHORTEST_WATCH = 1.0
 #: Read timeout of the list (the watch's is its server-side timeout plus this margin).
 _READ_TIMEOUT = 30.0
 
@@ -107,6 +114,9 @@ class LabelSelectorWatch:
         known: set[Key] = set()
         resource_version: str | None = None
         failures = 0
+        # Whether a watch has had an event or run its course since the last list: an expiry
+        # after that lists again at once, one before it waits like a failure.
+        progressed = True
         while not self._stopping.is_set():
             try:
                 if resource_version is None:
@@ -115,22 +125,32 @@ class LabelSelectorWatch:
                     for key in known | listed:
                         self._report(loop, key)
                     known = listed
-                resource_version = self._watch(loop, resource_version, known)
-                failures = 0
+                    progressed = False
+                started = time.monotonic()
+                resource_version, had_events = self._watch(loop, resource_version, known)
+                if self._stopping.is_set():
+                    return
+                if had_events or time.monotonic() - started >= _SHORTEST_WATCH:
+                    progressed = True
+                    failures = 0
+                    continue
+                failures += 1
+                log.warning("watch of %s ended at once with no events", self._description)
             except ApiException as error:
                 if error.status == _GONE:
                     log.info("watch of %s expired; listing again", self._description)
                     resource_version = None
-                    continue
+                    if progressed:
+                        continue
+                else:
+                    log.warning("watch of %s failed: %s", self._description, _message(error))
                 failures += 1
-                log.warning("watch of %s failed: %s", self._description, _message(error))
             except Exception as error:  # network trouble, or a stop mid-read
                 if self._stopping.is_set():
                     return
                 failures += 1
                 log.warning("watch of %s failed: %r", self._description, error)
-            if failures:
-                self._stopping.wait(min(_BACKOFF_BASE * 2 ** (failures - 1), _BACKOFF_MAX))
+            self._stopping.wait(min(_BACKOFF_BASE * 2 ** (failures - 1), _BACKOFF_MAX))
 
     def _get(self, query: dict[str, str], read_timeout: float) -> Any:
         """GET the collection with `query` (and the label selector); the urllib3 response,
@@ -163,9 +183,10 @@ class LabelSelectorWatch:
 
     def _watch(
         self, loop: asyncio.AbstractEventLoop, resource_version: str, known: set[Key]
-    ) -> str:
+    ) -> tuple[str, bool]:
         """One watch request from `resource_version`, until the server ends it; the last
-        resourceVersion seen. Events are reported and `known` is kept up to date."""
+        resourceVersion seen, and whether any event (a bookmark too) came. Events are reported
+        and `known` is kept up to date."""
         query = {
             "watch": "true",
             "allowWatchBookmarks": "true",
@@ -174,12 +195,14 @@ class LabelSelectorWatch:
         }
         response = self._get(query, self._timeout_seconds + _READ_TIMEOUT)
         self._response = response
+        had_events = False
         try:
             if self._stopping.is_set():
-                return resource_version
+                return resource_version, had_events
             for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
                 if not line:
                     continue
+                had_events = True
                 event = json.loads(line)
                 obj = event["object"]
                 if event["type"] == "ERROR":
@@ -197,7 +220,7 @@ class LabelSelectorWatch:
             self._response = None
             response.close()
             response.release_conn()
-        return resource_version
+        return resource_version, had_events
 
     def _report(self, loop: asyncio.AbstractEventLoop, key: Key) -> None:
         loop.call_soon_threadsafe(self._on_change, *key)
