@@ -3,7 +3,8 @@ and one operator-wide periodic resync (instead of per-object timers, which need 
 Each reconcile tells the autoscaler whether to scale its NovelEngine; a deletion stops it.
 
 Only events that can change a reconcile's outcome start one: a NovelEngine event whose
-spec, annotations and deletion are as before (the operator's own status write) does not. Events
+spec, annotations and deletion are as before (the operator's own status write) does not, nor
+does a status write to a child whose status the reconcile does not read (`ChildIndex`). Events
 about NovelEngines already known (their children, references and edits) are handled before the
 first reconcile of new ones and before resyncs, so that a burst of new NovelEngines does not hold
 up the status of those whose pods just turned ready. Child events also keep the `ChildIndex` the
@@ -111,7 +112,8 @@ class Controller:
         self._metrics.known_resources.set(len(self._known))
 
     def child_seen(self, child: Mapping[str, Any], *, deleted: bool) -> None:
-        self._children.seen(child, deleted=deleted)
+        if not self._children.seen(child, deleted=deleted):
+            return
         owner = owner_of(child)
         namespace = (child.get("metadata") or {}).get("namespace")
         if owner and namespace and (namespace, owner) in self._known:

@@ -164,6 +164,65 @@ async def test_a_novelengine_event_that_changes_only_its_status_starts_no_reconc
         assert reconciler.seen.empty()
 
 
+def hpa(resource_version: str, current: int, written: str, **labels: str) -> dict[str, Any]:
+    """The engine HPA as its watch reports it: applied by the operator, its status written by
+    the HPA controller at `written`."""
+    managed_fields = [
+        {"manager": "novel-engine-operator", "operation": "Apply", "time": "2026-01-01T00:00:00Z"},
+        {
+            "manager": "kube-controller-manager",
+            "operation": "Update",
+            "subresource": "status",
+            "time": written,
+        },
+    ]
+    meta = {
+        "resourceVersion": resource_version,
+        "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY, **labels},
+        "managedFields": managed_fields,
+        "ownerReferences": [owner_ref()],
+    }
+    return {
+        **child(**meta),
+        "kind": "HorizontalPodAutoscaler",
+        "spec": {"minReplicas": 1, "maxReplicas": 4},
+        "status": {"currentReplicas": current, "desiredReplicas": current},
+    }
+
+
+async def test_a_status_write_to_a_child_starts_a_reconcile_only_if_the_reconcile_reads_it() -> (
+    None
+):
+    """The HPA controller rewrites an HPA's status every time its metrics move; the reconcile
+    reads only the status of workloads."""
+    reconciler = RecordingReconciler({})
+    async with running(reconciler, OperatorMetrics(CollectorRegistry())) as controller:
+        controller.novelengine_seen(novelengine("tale"), deleted=False)
+        controller.novelengine_seen(novelengine("saga"), deleted=False)
+        assert {await reconciler.next(), await reconciler.next()} == {
+            ("ns", "tale"),
+            ("ns", "saga"),
+        }
+
+        controller.child_seen(hpa("2", 1, "2026-01-01T00:00:01Z"), deleted=False)
+        assert await reconciler.next() == ("ns", "tale")  # first seen
+        controller.child_seen(hpa("3", 2, "2026-01-01T00:00:16Z"), deleted=False)
+        controller.novelengine_seen(novelengine("saga", generation=2), deleted=False)
+        assert await reconciler.next() == ("ns", "saga")  # the HPA's status write started none
+
+        edited = hpa("4", 2, "2026-01-01T00:00:16Z", team="story")  # a label added by hand
+        controller.child_seen(edited, deleted=False)
+        assert await reconciler.next() == ("ns", "tale")
+        controller.child_seen(edited, deleted=True)
+        assert await reconciler.next() == ("ns", "tale")
+
+        rolling = child(ownerReferences=[owner_ref()], resourceVersion="5")
+        controller.child_seen({**rolling, "status": {"readyReplicas": 1}}, deleted=False)
+        assert await reconciler.next() == ("ns", "tale")
+        controller.child_seen({**rolling, "status": {"readyReplicas": 2}}, deleted=False)
+        assert await reconciler.next() == ("ns", "tale")  # a Deployment's status decides Ready
+
+
 def test_the_child_index_holds_what_the_watches_reported_and_not_what_they_deleted() -> None:
     index = ChildIndex()
     index.seen(child(), deleted=False)
