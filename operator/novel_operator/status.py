@@ -322,6 +322,11 @@ def _condition(
     )
 
 
+def _observed_at(previous: NovelEngineStatus | None, condition_type: str) -> int | None:
+    before = previous.condition(condition_type) if previous is not None else None
+    return before.observed_generation if before is not None else None
+
+
 def _previous(previous: NovelEngineStatus | None) -> _Verdict | None:
     before = previous.condition(names.CONDITION_JOBS_SHARED) if previous is not None else None
     return None if before is None else _Verdict(before.status, before.reason, before.message)
@@ -352,10 +357,11 @@ def compute_status(
     `stalled_reason`), `paused` whether the pause annotation is set (the observed generation of
     the status and of its conditions then stays where it was: they describe what was applied).
     `autoscaling` is status.autoscaling, `scaling_active` the ScalingActive condition and
-    `cache_degraded` the CacheDegraded one; None leaves each out. `spec`, once applied (not
-    paused, no problems), decides JobsShared and, with autoscaling, the fewest replicas Ready
-    needs; a spec not applied or None (one the operator cannot read) keeps JobsShared as it
-    was and sets no minimum. `blockers` say what holds up an
+    `cache_degraded` the CacheDegraded one (for a spec not applied, the last status's); None
+    leaves each out. `spec`, once applied (not paused, no problems), decides JobsShared and,
+    with autoscaling, the fewest replicas Ready needs; a spec not applied or None (one the
+    operator cannot read) keeps JobsShared as it was and sets no minimum. JobsShared and
+    CacheDegraded, kept, keep the generation they were observed at. `blockers` say what holds up an
     unfinished rollout (`pod_blockers`, `claim_blockers`); `ignored_spec_replicas` is
     spec.replicas while an autoscaler owns the replicas (None otherwise). `endpoint` None: the
     engine Service is not this NovelEngine's. `managed_redis` is the live Redis Deployment of
@@ -384,6 +390,9 @@ def compute_status(
         verdicts[names.CONDITION_CACHE_DEGRADED] = cache_degraded
     previous_generation = previous.observed_generation if previous is not None else None
     observed_generation = previous_generation if paused else spec_generation
+    # Conditions about what was applied: a spec not applied keeps them, and the generation
+    # they were observed at, from the last status.
+    carried = () if applied else (names.CONDITION_JOBS_SHARED, names.CONDITION_CACHE_DEGRADED)
     return NovelEngineStatus(
         observed_generation=observed_generation,
         replicas=rollout.replicas if rollout is not None else None,
@@ -396,7 +405,15 @@ def compute_status(
         ),
         endpoint=endpoint,
         conditions=[
-            _condition(condition_type, verdict, previous, now, observed_generation)
+            _condition(
+                condition_type,
+                verdict,
+                previous,
+                now,
+                _observed_at(previous, condition_type)
+                if condition_type in carried
+                else observed_generation,
+            )
             for condition_type, verdict in verdicts.items()
         ],
         autoscaling=autoscaling,

@@ -347,6 +347,32 @@ def test_cache_degraded_is_abnormal_true_and_leaves_readiness_alone() -> None:
     assert status(workload(), previous=fixed).condition(names.CONDITION_CACHE_DEGRADED) is None
 
 
+def test_a_stalled_spec_keeps_the_conditions_about_what_was_applied_at_their_generation() -> None:
+    """JobsShared and CacheDegraded describe the spec last applied; a newer one that cannot be
+    applied must not make them look observed at its generation."""
+    refused = CacheVerdict("True", names.REASON_L2_AUTH_FAILED, "1 of 2 engine pods ...")
+    applied = status(
+        workload(), spec=NovelEngineSpec(replicas=2), cache_degraded=refused, generation=7
+    )
+    stalled = status(
+        workload(),
+        problems=['services "demo-redis" is forbidden: exceeded quota'],
+        previous=applied,
+        now=T0 + timedelta(minutes=1),
+        spec=NovelEngineSpec(replicas=3),
+        cache_degraded=refused,
+        generation=8,
+    )
+    observed = {c.type: c.observed_generation for c in stalled.conditions}
+    assert stalled.observed_generation == 8
+    assert observed[names.CONDITION_STALLED] == 8
+    assert observed[names.CONDITION_JOBS_SHARED] == 7
+    assert observed[names.CONDITION_CACHE_DEGRADED] == 7
+    assert stalled.condition(names.CONDITION_JOBS_SHARED) == applied.condition(
+        names.CONDITION_JOBS_SHARED
+    )
+
+
 def test_the_status_serialises_as_kubernetes_json() -> None:
     dumped = status(workload()).to_k8s()
 
