@@ -20,6 +20,7 @@ from typing import Any
 from novel_operator import names
 from novel_operator.autoscaler import Autoscaler
 from novel_operator.child_index import ChildIndex
+from novel_operator.kube.client import REQUEST_ERRORS
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.reconcile import Outcome, Reference, Result
 from novel_operator.workqueue import WorkQueue
@@ -76,7 +77,10 @@ class Controller:
         self._metrics = metrics
         self._resync_seconds = resync_seconds
         self._queue: WorkQueue[Key] = WorkQueue(
-            self._handle, workers=workers, on_depth=metrics.queue_depth.set
+            self._handle,
+            workers=workers,
+            on_depth=metrics.queue_depth.set,
+            expected=REQUEST_ERRORS,
         )
         self._known: dict[Key, int] = {}  # with their reconcile_inputs
         self._references: dict[Key, frozenset[Reference]] = {}

@@ -217,27 +217,43 @@ class Reconciler:
         self._memory = memory
         self._cache_memory = cache_memory
         self._clock = clock or (lambda: datetime.now(UTC))
+        # The apiserver's message for each NovelEngine whose reconciles fail and are retried.
+        self._failing: dict[Key, str] = {}
 
     def forget(self, key: Key) -> None:
         """Drop what is remembered of a NovelEngine that is gone (its autoscaler's history and
-        report, its cache verdict)."""
+        report, its cache verdict, its failure)."""
         self._memory.forget(key)
         self._cache_memory.forget(key)
+        self._failing.pop(key, None)
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
+        """Reconcile one NovelEngine. An apiserver error the reconcile cannot turn into status
+        (a webhook answering 500, throttling) is raised, for the caller to retry; the first one
+        of a run of failures, and each new message, is a ReconcileFailed Warning Event."""
+        key = (namespace, name)
+        obj = None
         try:
-            return await self._reconcile(namespace, name)
+            obj = await self._kube.get(names.API_VERSION, names.KIND, namespace, name)
+            if obj is None or obj["metadata"].get("deletionTimestamp"):
+                return Outcome(Result.GONE)
+            outcome = await self._reconcile(obj)
         except ApiError as error:
             if error.not_found:  # deleted meanwhile; its children go with it
                 return Outcome(Result.GONE)
+            if obj is not None and self._failing.get(key) != str(error):
+                # (the log has every failure: the controller logs what it retries)
+                self._failing[key] = str(error)
+                message = f"the apiserver answered {error.status}, retrying with backoff: {error}"
+                self._kube.record_event(obj, "Warning", "ReconcileFailed", message)
             raise
+        self._failing.pop(key, None)
+        return outcome
 
-    async def _reconcile(self, namespace: str, name: str) -> Outcome:
+    async def _reconcile(self, obj: Manifest) -> Outcome:
         kube = self._kube
-        obj = await kube.get(names.API_VERSION, names.KIND, namespace, name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
-            return Outcome(Result.GONE)
         meta = obj["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
         owner = Owner.from_metadata(meta)
         previous = NovelEngineStatus.model_validate(obj.get("status") or {})
         paused = (meta.get("annotations") or {}).get(names.PAUSED_ANNOTATION) == "true"

@@ -2,7 +2,9 @@
 
 - A key waits in the queue at most once, however many events name it meanwhile.
 - One worker handles a key at a time; a key added while it is handled runs once more after.
-- A failed key comes back after an exponential backoff; a success resets its backoff.
+- A failed key comes back after an exponential backoff; a success resets its backoff. The
+  failure is logged as an error with its traceback, or, for the `expected` kinds of failure
+  (a refused or failed API request: its message says what went wrong), as a one-line warning.
 - A handler may ask for its key to come back after a delay (e.g. to re-check later).
 - A key added `prompt` goes before every key that is not: the status of objects already running
   follows their changes while a burst of new ones waits (a waiting key added again `prompt`
@@ -33,8 +35,10 @@ class WorkQueue(Generic[K]):
         backoff_base: float = 0.5,
         backoff_max: float = 60.0,
         on_depth: Callable[[int], None] = lambda depth: None,
+        expected: tuple[type[Exception], ...] = (),
     ) -> None:
         self._handler = handler
+        self._expected = expected
         self._workers = workers
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -111,11 +115,15 @@ class WorkQueue(Generic[K]):
             self._on_depth(len(self._waiting))
             try:
                 again = await self._handler(key)
-            except Exception:
+            except Exception as error:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(self._backoff_base * 2 ** (failures - 1), self._backoff_max)
-                log.exception("%s failed (attempt %d), retry in %.1fs", key, failures, delay)
+                failed = "%s failed (attempt %d), retry in %.1fs"
+                if isinstance(error, self._expected):
+                    log.warning(failed + ": %s", key, failures, delay, error)
+                else:
+                    log.exception(failed, key, failures, delay)
                 self.add_after(key, delay)
             else:
                 self._failures.pop(key, None)

@@ -5,8 +5,11 @@ before it has been handled: no test waits on the clock for something not to happ
 """
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+
+import pytest
 
 from novel_operator.workqueue import WorkQueue
 
@@ -99,6 +102,35 @@ async def test_a_failing_key_is_retried_until_it_succeeds() -> None:
         queue.add("end")
         await recorder.until("end")
     assert recorder.handled == ["a", "a", "a", "end"]
+
+
+async def test_an_expected_failure_is_a_warning_and_any_other_an_error_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    passed: set[str] = set()
+    both_passed = asyncio.Event()
+
+    async def fail_once(key: str, run: int) -> None:
+        if run == 1:
+            raise (ConnectionRefusedError if key == "a" else KeyError)(f"{key} failed")
+        passed.add(key)
+        if passed == {"a", "b"}:
+            both_passed.set()
+        return None
+
+    recorder = Recorder(fail_once)
+    queue = WorkQueue(recorder, workers=1, backoff_base=0.01, expected=(OSError,))
+    queue.add("a")
+    queue.add("b")
+    with caplog.at_level(logging.WARNING, logger="novel_operator.workqueue"):
+        async with running(queue):
+            await asyncio.wait_for(both_passed.wait(), 5)
+    expected, unexpected = caplog.records
+    assert (expected.levelno, expected.exc_info) == (logging.WARNING, None)
+    assert expected.getMessage() == "a failed (attempt 1), retry in 0.0s: a failed"
+    assert unexpected.levelno == logging.ERROR
+    assert unexpected.exc_info is not None
+    assert unexpected.exc_info[0] is KeyError
 
 
 async def test_a_handler_can_ask_to_see_its_key_again_later() -> None:

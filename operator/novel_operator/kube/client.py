@@ -57,6 +57,11 @@ class ApiError(Exception):
         return self.status == 404
 
 
+#: What a failed API request raises: the apiserver's answer, or the connection's failure (a
+#: refused connection, a timeout).
+REQUEST_ERRORS = (ApiError, OSError, urllib3.exceptions.HTTPError)
+
+
 class ChildAction(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
@@ -397,7 +402,7 @@ class KubeClient:
         try:
             resource = await self._resource("v1", "Event")
             await self._call(resource.create, body=event, namespace=event["metadata"]["namespace"])
-        except (ApiError, OSError, urllib3.exceptions.HTTPError) as error:
+        except REQUEST_ERRORS as error:
             involved = event["involvedObject"]
             log.warning(
                 "could not record event %s on %s/%s: %s",

@@ -77,7 +77,7 @@ def cluster(testbed: Testbed, crd: None) -> Cluster:
 
 @pytest.fixture
 def start_operator(crd: None, operator_kubeconfig: Path, tmp_path: Path) -> Iterator[StartOperator]:
-    started: list[OperatorProcess] = []
+    started: list[tuple[OperatorProcess, Sequence[str]]] = []
 
     def start(
         *scope: str,
@@ -85,7 +85,9 @@ def start_operator(crd: None, operator_kubeconfig: Path, tmp_path: Path) -> Iter
         kubeconfig: Path | None = None,
         operator_namespace: str = OPERATOR_SA_NAMESPACE,
         options: Sequence[str] = (),
+        expected_failures: Sequence[str] = (),
     ) -> OperatorProcess:
+        """`expected_failures`: words of the failed reconciles the test brings about."""
         port = free_port()
         log_path = tmp_path / f"operator-{len(started)}.log"
         addresses = AddressMap(tmp_path / f"operator-{len(started)}-addresses.json")
@@ -98,13 +100,14 @@ def start_operator(crd: None, operator_kubeconfig: Path, tmp_path: Path) -> Iter
             operator_namespace,
         ) + list(options)
         process = OperatorProcess(argv, operator_env(), log_path, port, addresses)
-        started.append(process)
+        started.append((process, expected_failures))
         process.wait_healthy()
         return process
 
     yield start
-    for process in started:
+    for process, expected_failures in started:
         code = process.stop()
         assert code in (0, -9), f"operator exited with {code}:\n{process.log_tail()}"
-        problems = [record for record in process.log_records() if is_problem(record)]
+        records = process.log_records()
+        problems = [record for record in records if is_problem(record, expected_failures)]
         assert not problems, f"operator logged problems ({process.log_path}): {problems[:3]}"

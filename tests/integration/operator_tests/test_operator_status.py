@@ -361,3 +361,69 @@ def test_the_managed_redis_runs_where_the_engine_may_and_pulls_with_its_secrets(
     assert pod["spec"]["nodeName"] == node
     assert pod["spec"]["imagePullSecrets"] == [{"name": "registry"}]
     assert [t for t in pod["spec"]["tolerations"] if t.get("key") == "dedicated"] == [toleration]
+
+
+def test_an_apiserver_error_that_retrying_may_cure_is_a_warning_event_until_it_passes(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    """A validating webhook that cannot be reached (failurePolicy Fail) makes the apiserver
+    answer 500 to every Deployment write in the namespace: no status can say so before the
+    first apply, so a Warning Event does, once for the run of failures."""
+    ns, name = testbed_namespace, "guarded"
+    webhook = f"unreachable-{ns}"
+    cluster.create(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": webhook},
+            "webhooks": [
+                {
+                    "name": "deployments.unreachable.test.novelengine.io",
+                    # Nothing listens on port 1 of the loopback: every call fails at once.
+                    "clientConfig": {"url": "https://127.0.0.1:1/validate"},
+                    "rules": [
+                        {
+                            "apiGroups": ["apps"],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["deployments"],
+                        }
+                    ],
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                    "failurePolicy": "Fail",
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                    "timeoutSeconds": 2,
+                }
+            ],
+        }
+    )
+    try:
+        operator = start_operator("--namespace", ns, expected_failures=["failed calling webhook"])
+        cluster.create_novelengine(ns, name, {"replicas": 1})
+
+        def failures() -> list[str]:
+            return [
+                str(event["message"])
+                for event in cluster.events(ns, name)
+                if event["reason"] == "ReconcileFailed" and event["type"] == "Warning"
+            ]
+
+        cluster.wait("a ReconcileFailed Event", lambda: None if failures() else "no such Event", 30)
+        [message] = failures()
+        assert message.startswith("the apiserver answered 500, retrying with backoff: ")
+        assert "failed calling webhook" in message
+        assert cluster.get(*DEPLOYMENT, ns, name) is None
+    finally:
+        cluster.delete(
+            "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "", webhook
+        )
+    cluster.wait_ready(ns, name)  # the next retry passes
+    assert len(failures()) == 1  # one Event for the run of failures, not one per retry
+    # In the log, each failure is one line with the apiserver's words, not a traceback.
+    logged = [r for r in operator.log_records() if "failed (attempt" in str(r.get("message"))]
+    assert logged
+    for record in logged:
+        assert record["severity"] == "warn"
+        assert "failed calling webhook" in record["message"]
+        assert "exc_info" not in record
