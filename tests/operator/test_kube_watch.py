@@ -6,6 +6,8 @@ about the watch is proven on the real control plane (tests/integration/operator_
 import asyncio
 import json
 import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from kubernetes import client as k8s
 
-from novel_operator.kube.watch import LabelSelectorWatch
+from novel_operator.kube.watch import LabelSelectorWatch, OnChange
 
 PATH = "/api/v1/namespaces/stories/configmaps"
 GONE = {
@@ -61,14 +63,34 @@ class FakeApiserver:
         return response
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def watching(
+    aiohttp_server: Any, handler: Handler, on_change: OnChange = lambda *_: None
+) -> AsyncIterator[None]:
+    """The watch of ConfigMaps labelled team=story in `stories`, against a fake apiserver whose
+    collection `handler` serves; cancelled at the end."""
+    app = web.Application()
+    app.router.add_get(PATH, handler)
+    server: TestServer = await aiohttp_server(app)
+    configuration = k8s.Configuration(host=str(server.make_url("")).rstrip("/"))
+    watch = LabelSelectorWatch(
+        configuration, "ConfigMap", "stories", "team=story", on_change, timeout_seconds=60
+    )
+    task = asyncio.create_task(watch.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_an_expired_watch_lists_again_and_reports_what_came_and_went(
     aiohttp_server: Any,
 ) -> None:
     fake = FakeApiserver()
-    app = web.Application()
-    app.router.add_get(PATH, fake.configmaps)
-    server: TestServer = await aiohttp_server(app)
-    configuration = k8s.Configuration(host=str(server.make_url("")).rstrip("/"))
     seen: list[str] = []
     watching_again = asyncio.Event()
 
@@ -78,15 +100,8 @@ async def test_an_expired_watch_lists_again_and_reports_what_came_and_went(
         if name == "c":
             watching_again.set()
 
-    watch = LabelSelectorWatch(
-        configuration, "ConfigMap", "stories", "team=story", on_change, timeout_seconds=60
-    )
-    task = asyncio.create_task(watch.run())
-    try:
+    async with watching(aiohttp_server, fake.configmaps, on_change):
         await asyncio.wait_for(watching_again.wait(), 10)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
     assert seen[0] == "a"  # the first list
     assert sorted(seen[1:3]) == ["a", "b"]  # the second: `a` went, `b` came meanwhile
@@ -113,17 +128,8 @@ async def test_a_stop_ends_a_list_being_read_and_its_thread(aiohttp_server: Any)
         await asyncio.sleep(3600)
         return response
 
-    app = web.Application()
-    app.router.add_get(PATH, stalled_list)
-    server: TestServer = await aiohttp_server(app)
-    configuration = k8s.Configuration(host=str(server.make_url("")).rstrip("/"))
-    watch = LabelSelectorWatch(
-        configuration, "ConfigMap", "stories", "team=story", lambda *_: None, timeout_seconds=60
-    )
-    task = asyncio.create_task(watch.run())
-    await asyncio.wait_for(listing.wait(), 10)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with watching(aiohttp_server, stalled_list):
+        await asyncio.wait_for(listing.wait(), 10)
 
     # The thread resolves the watch just before it returns: give it that moment, far less than
     # the 60 s it would wait on a read that nothing shut down.
@@ -153,17 +159,8 @@ async def test_watches_that_end_at_once_are_retried_with_back_off(
             await response.write(json.dumps({"type": "ERROR", "object": GONE}).encode() + b"\n")
         return response
 
-    app = web.Application()
-    app.router.add_get(PATH, configmaps)
-    server: TestServer = await aiohttp_server(app)
-    configuration = k8s.Configuration(host=str(server.make_url("")).rstrip("/"))
-    watch = LabelSelectorWatch(
-        configuration, "ConfigMap", "stories", "team=story", lambda *_: None, timeout_seconds=60
-    )
-    task = asyncio.create_task(watch.run())
-    await asyncio.sleep(3.5)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with watching(aiohttp_server, configmaps):
+        await asyncio.sleep(3.5)
 
     watches = [query for query in queries if query.get("watch") == "true"]
     lists = len(queries) - len(watches)
