@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
+
 from novel_operator import names
 from novel_operator.cache_health import CacheMemory, cache_verdict
-from novel_operator.kube.client import REQUEST_ERRORS, KubeClient, Manifest, describe
+from novel_operator.kube.client import ApiError, KubeClient, Manifest, describe
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.model import AutoscalingStatus, NovelEngineSpec
 from novel_operator.scaling import (
@@ -206,7 +208,7 @@ class Autoscaler:
             started = time.perf_counter()
             try:
                 result = await self._sync(key, target, on_change)
-            except REQUEST_ERRORS as error:
+            except (ApiError, OSError, urllib3.exceptions.HTTPError) as error:
                 log.warning("autoscaler sync of %s/%s failed: %s", *key, error)
                 result = SyncResult.ERROR
             except Exception:  # a bug: say so, and keep scaling the others

@@ -766,8 +766,8 @@ class Condition(StatusModel):
     observed_generation: int | None = Field(
         None,
         description="The spec generation the condition describes: while reconciliation is "
-        "paused, the last one applied; while stalled, JobsShared and CacheDegraded keep the one "
-        "they were observed at.",
+        "paused, the last one applied; while the spec is not applied (stalled or paused), "
+        "JobsShared and CacheDegraded keep the one they were observed at.",
     )
 
 

@@ -230,7 +230,8 @@ class Reconciler:
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         """Reconcile one NovelEngine. An apiserver error the reconcile cannot turn into status
         (a webhook answering 500, throttling) is raised, for the caller to retry; the first one
-        of a run of failures, and each new message, is a ReconcileFailed Warning Event."""
+        of a run of failures, and each new message, is a ReconcileFailed Warning Event. A
+        conflict is not: it is a race with another writer that the next reconcile resolves."""
         key = (namespace, name)
         obj = None
         try:
@@ -241,14 +242,25 @@ class Reconciler:
         except ApiError as error:
             if error.not_found:  # deleted meanwhile; its children go with it
                 return Outcome(Result.GONE)
-            if obj is not None and self._failing.get(key) != str(error):
-                # (the log has every failure: the controller logs what it retries)
-                self._failing[key] = str(error)
-                message = f"the apiserver answered {error.status}, retrying with backoff: {error}"
-                self._kube.record_event(obj, "Warning", "ReconcileFailed", message)
+            if obj is not None and not error.conflict and self._failing.get(key) != str(error):
+                # (the log has every failure: the work queue logs what it retries)
+                self._report_failure(key, obj, error)
             raise
         self._failing.pop(key, None)
         return outcome
+
+    def _report_failure(self, key: Key, obj: Manifest, error: ApiError) -> None:
+        """A ReconcileFailed Warning Event; if it cannot be recorded (the apiserver may be
+        throttling Events too), the next failure tries again."""
+        self._failing[key] = failure = str(error)
+        message = f"the apiserver answered {error.status}, retrying with backoff: {error}"
+        posted = self._kube.record_event(obj, "Warning", "ReconcileFailed", message)
+
+        def forget_unposted(task: asyncio.Task[bool]) -> None:
+            if (task.cancelled() or not task.result()) and self._failing.get(key) == failure:
+                del self._failing[key]
+
+        posted.add_done_callback(forget_unposted)
 
     async def _reconcile(self, obj: Manifest) -> Outcome:
         kube = self._kube

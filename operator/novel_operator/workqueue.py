@@ -121,7 +121,9 @@ class WorkQueue(Generic[K]):
                 delay = min(self._backoff_base * 2 ** (failures - 1), self._backoff_max)
                 failed = "%s failed (attempt %d), retry in %.1fs"
                 if isinstance(error, self._expected):
-                    log.warning(failed + ": %s", key, failures, delay, error)
+                    log.warning(
+                        failed + ": %s: %s", key, failures, delay, type(error).__name__, error
+                    )
                 else:
                     log.exception(failed, key, failures, delay)
                 self.add_after(key, delay)

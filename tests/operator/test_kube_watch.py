@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from kubernetes import client as k8s
 
+from novel_operator.kube import watch as watch_module
 from novel_operator.kube.watch import LabelSelectorWatch, OnChange
 
 PATH = "/api/v1/namespaces/stories/configmaps"
@@ -113,6 +114,39 @@ async def test_an_expired_watch_lists_again_and_reports_what_came_and_went(
         assert query["watch"] == "true"
         assert query["allowWatchBookmarks"] == "true"
         assert query["timeoutSeconds"] == "60"
+
+
+async def test_a_watch_that_expires_after_its_events_lists_again_at_once(
+    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Expiring after it made progress is a watch's normal end: no back-off (here an hour, so
+    a back-off would fail the test) before the next list."""
+    monkeypatch.setattr(watch_module, "_BACKOFF_BASE", 3600.0)
+    lists = iter(["10", "20"])
+
+    async def configmaps(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "true":
+            listed = {"kind": "ConfigMapList", "metadata": {"resourceVersion": next(lists)}}
+            return web.json_response({**listed, "items": []})
+        response = web.StreamResponse()
+        await response.prepare(request)
+        after_list = int(request.query["resourceVersion"])
+        added = {"type": "ADDED", "object": config_map(f"x{after_list}", str(after_list + 1))}
+        await response.write(json.dumps(added).encode() + b"\n")
+        if after_list == 10:
+            await response.write(json.dumps({"type": "ERROR", "object": GONE}).encode() + b"\n")
+            return response
+        await asyncio.sleep(3600)
+        return response
+
+    second_watch = asyncio.Event()
+
+    def on_change(namespace: str, name: str) -> None:
+        if name == "x20":
+            second_watch.set()
+
+    async with watching(aiohttp_server, configmaps, on_change):
+        await asyncio.wait_for(second_watch.wait(), 10)
 
 
 async def test_a_stop_ends_a_list_being_read_and_its_thread(aiohttp_server: Any) -> None:

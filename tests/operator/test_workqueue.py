@@ -127,7 +127,9 @@ async def test_an_expected_failure_is_a_warning_and_any_other_an_error_with_its_
             await asyncio.wait_for(both_passed.wait(), 5)
     expected, unexpected = caplog.records
     assert (expected.levelno, expected.exc_info) == (logging.WARNING, None)
-    assert expected.getMessage() == "a failed (attempt 1), retry in 0.0s: a failed"
+    assert expected.getMessage() == (
+        "a failed (attempt 1), retry in 0.0s: ConnectionRefusedError: a failed"
+    )
     assert unexpected.levelno == logging.ERROR
     assert unexpected.exc_info is not None
     assert unexpected.exc_info[0] is KeyError

@@ -56,10 +56,15 @@ class ApiError(Exception):
     def not_found(self) -> bool:
         return self.status == 404
 
+    @property
+    def conflict(self) -> bool:
+        """Another writer got there first (an unforced apply); the next attempt re-reads."""
+        return self.status == 409
+
 
 #: What a failed API request raises: the apiserver's answer, or the connection's failure (a
-#: refused connection, a timeout).
-REQUEST_ERRORS = (ApiError, OSError, urllib3.exceptions.HTTPError)
+#: refused connection, a timeout: urllib3 wraps the socket's errors).
+REQUEST_ERRORS = (ApiError, urllib3.exceptions.HTTPError)
 
 
 class ChildAction(StrEnum):
@@ -135,7 +140,7 @@ class KubeClient:
         self._dynamic: DynamicClient | None = None
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovery_lock = asyncio.Lock()
-        self._event_tasks: set[asyncio.Task[None]] = set()
+        self._event_tasks: set[asyncio.Task[bool]] = set()
         self._reporting_instance = socket.gethostname()
 
     async def close(self) -> None:
@@ -327,7 +332,7 @@ class KubeClient:
                 field_manager=self._field_manager,
             )
         except ApiError as error:
-            if error.status != 409:
+            if not error.conflict:
                 raise
             # Created meanwhile (e.g. by an operator that just stopped): that one stands.
             found = await self.get("v1", "Secret", meta["namespace"], meta["name"])
@@ -368,9 +373,10 @@ class KubeClient:
 
     def record_event(
         self, obj: Mapping[str, Any], event_type: str, reason: str, message: str
-    ) -> None:
+    ) -> asyncio.Task[bool]:
         """Record a Kubernetes Event about `obj` in the background (a reconcile does not wait
-        for it). Best effort: failures are only logged."""
+        for it). Best effort: failures are only logged; the task's result says whether the
+        Event was recorded."""
         meta = obj["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
@@ -397,12 +403,13 @@ class KubeClient:
         task = asyncio.create_task(self._post_event(event))
         self._event_tasks.add(task)
         task.add_done_callback(self._event_tasks.discard)
+        return task
 
-    async def _post_event(self, event: Manifest) -> None:
+    async def _post_event(self, event: Manifest) -> bool:
         try:
             resource = await self._resource("v1", "Event")
             await self._call(resource.create, body=event, namespace=event["metadata"]["namespace"])
-        except REQUEST_ERRORS as error:
+        except (ApiError, OSError, urllib3.exceptions.HTTPError) as error:
             involved = event["involvedObject"]
             log.warning(
                 "could not record event %s on %s/%s: %s",
@@ -411,5 +418,6 @@ class KubeClient:
                 involved["name"],
                 error,
             )
-            return
+            return False
         self._metrics.events.labels(event["type"]).inc()
+        return True

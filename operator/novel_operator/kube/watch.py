@@ -12,10 +12,10 @@ names of changed objects to the event loop. It sends its requests with the clien
 20 MiB of resident memory. It lists, then watches from the list's
 resourceVersion with bookmarks; each watch request ends server-side after `timeout_seconds` and
 is resumed from the last resourceVersion seen; when that is too old (410 Gone) it lists again.
-A watch that ends within a second with no event counts as a failure and is retried after the
-back-off, as in client-go's reflector: something between the operator and the apiserver ends it,
-and reopening it at once would flood the apiserver. So does an expiry before any watch since the
-last list has had an event or run its course.
+A watch that ends within a second of its answer with no event counts as a failure and is retried
+after the back-off, as in client-go's reflector: something between the operator and the
+apiserver ends it, and reopening it at once would flood the apiserver. So does an expiry before
+any watch since the last list has had an event or run its course.
 """
 
 import asyncio
@@ -75,6 +75,7 @@ class LabelSelectorWatch:
         self._timeout_seconds = timeout_seconds
         self._stopping = threading.Event()
         self._response: Any = None  # the watch response being read, shut down to stop
+        self._events = 0  # watch events read (on the thread)
 
     async def run(self) -> None:
         """Watch until cancelled."""
@@ -114,10 +115,11 @@ class LabelSelectorWatch:
         known: set[Key] = set()
         resource_version: str | None = None
         failures = 0
-        # Whether a watch has had an event or run its course since the last list: an expiry
+        # Whether, since the last list, a watch has had an event or run its course: an expiry
         # after that lists again at once, one before it waits like a failure.
-        progressed = True
+        progressed = False
         while not self._stopping.is_set():
+            events = self._events
             try:
                 if resource_version is None:
                     resource_version, listed = self._list_all()
@@ -126,17 +128,17 @@ class LabelSelectorWatch:
                         self._report(loop, key)
                     known = listed
                     progressed = False
-                started = time.monotonic()
-                resource_version, had_events = self._watch(loop, resource_version, known)
+                resource_version, lasted = self._watch(loop, resource_version, known)
                 if self._stopping.is_set():
                     return
-                if had_events or time.monotonic() - started >= _SHORTEST_WATCH:
+                if self._events > events or lasted >= _SHORTEST_WATCH:
                     progressed = True
                     failures = 0
                     continue
                 failures += 1
                 log.warning("watch of %s ended at once with no events", self._description)
             except ApiException as error:
+                progressed = progressed or self._events > events  # events, then the error
                 if error.status == _GONE:
                     log.info("watch of %s expired; listing again", self._description)
                     resource_version = None
@@ -183,10 +185,10 @@ class LabelSelectorWatch:
 
     def _watch(
         self, loop: asyncio.AbstractEventLoop, resource_version: str, known: set[Key]
-    ) -> tuple[str, bool]:
+    ) -> tuple[str, float]:
         """One watch request from `resource_version`, until the server ends it; the last
-        resourceVersion seen, and whether any event (a bookmark too) came. Events are reported
-        and `known` is kept up to date."""
+        resourceVersion seen, and the seconds the watch was open once answered. Events are
+        counted (bookmarks too, errors not) and reported, and `known` is kept up to date."""
         query = {
             "watch": "true",
             "allowWatchBookmarks": "true",
@@ -194,19 +196,19 @@ class LabelSelectorWatch:
             "timeoutSeconds": str(self._timeout_seconds),
         }
         response = self._get(query, self._timeout_seconds + _READ_TIMEOUT)
+        answered = time.monotonic()
         self._response = response
-        had_events = False
         try:
             if self._stopping.is_set():
-                return resource_version, had_events
+                return resource_version, 0.0
             for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
                 if not line:
                     continue
-                had_events = True
                 event = json.loads(line)
                 obj = event["object"]
                 if event["type"] == "ERROR":
                     raise ApiException(status=obj.get("code"), reason=obj.get("message"))
+                self._events += 1
                 resource_version = str(obj["metadata"]["resourceVersion"])
                 if event["type"] == "BOOKMARK":
                     continue
@@ -220,7 +222,7 @@ class LabelSelectorWatch:
             self._response = None
             response.close()
             response.release_conn()
-        return resource_version, had_events
+        return resource_version, time.monotonic() - answered
 
     def _report(self, loop: asyncio.AbstractEventLoop, key: Key) -> None:
         loop.call_soon_threadsafe(self._on_change, *key)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from harness import DEPLOYMENT, Cluster, StartOperator, condition, wait_replicas
+from kubernetes.client.exceptions import ApiException
 from testbed import Testbed
 
 from novel_operator import names
@@ -399,6 +400,31 @@ def test_an_apiserver_error_that_retrying_may_cure_is_a_warning_event_until_it_p
         }
     )
     try:
+        # The apiserver loads a new webhook configuration a moment after it is created: until a
+        # dry-run Deployment meets the webhook, the operator's first apply could pass.
+        probe = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "probe", "namespace": ns},
+            "spec": {
+                "selector": {"matchLabels": {"app": "probe"}},
+                "template": {
+                    "metadata": {"labels": {"app": "probe"}},
+                    "spec": {"containers": [{"name": "probe", "image": "probe"}]},
+                },
+            },
+        }
+
+        def webhook_called() -> str | None:
+            try:
+                cluster.dynamic.resources.get(api_version="apps/v1", kind="Deployment").create(
+                    body=probe, namespace=ns, dry_run="All"
+                )
+            except ApiException as error:
+                return None if "failed calling webhook" in str(error.body) else str(error)
+            return "admitted"
+
+        cluster.wait("the webhook to be called", webhook_called, 30)
         operator = start_operator("--namespace", ns, expected_failures=["failed calling webhook"])
         cluster.create_novelengine(ns, name, {"replicas": 1})
 
