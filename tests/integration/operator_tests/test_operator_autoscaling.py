@@ -121,6 +121,15 @@ def test_engine_metrics_scale_the_workload_up_under_load_and_down_a_pod_at_a_tim
         assert load.answered > 0
         # What the scale-up decided is in its Event and in lastScaleReason; the averages and the
         # recommendation in the status move with every sync (the two new pods serve nothing).
+        cluster.wait(
+            "the scale-up Events",
+            lambda: (
+                None
+                if any(step[1] == 3 for step in replica_steps(scaled_messages(cluster, ns, name)))
+                else str(scaled_messages(cluster, ns, name))
+            ),
+            timeout=10,
+        )
         steps = replica_steps(scaled_messages(cluster, ns, name))
         ups = [step for step in steps if step[1] > step[0]]
         assert ups[0][0] == 1

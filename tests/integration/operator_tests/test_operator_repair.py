@@ -98,8 +98,12 @@ def test_missing_references_stall_with_the_object_named_and_recover_when_a_watch
     assert obj is not None
     assert condition_status(obj, names.CONDITION_READY) == "False"
     assert cluster.get("apps/v1", "Deployment", ns, name) is None
-    warnings = [e for e in cluster.events(ns, name) if e["type"] == "Warning"]
-    assert any('ConfigMap "stories"' in e["message"] for e in warnings)
+
+    def stall_warned() -> str | None:  # (the operator posts its Events in the background)
+        warnings = [e["message"] for e in cluster.events(ns, name) if e["type"] == "Warning"]
+        return None if any('ConfigMap "stories"' in m for m in warnings) else str(warnings)
+
+    cluster.wait("a Warning Event naming the ConfigMap", stall_warned, timeout=10)
 
     cluster.create(
         {
