@@ -361,8 +361,8 @@ def compute_status(
     leaves each out. `spec`, once applied (not paused, no problems), decides JobsShared and,
     with autoscaling, the fewest replicas Ready needs; a spec not applied or None (one the
     operator cannot read) keeps JobsShared as it was and sets no minimum. JobsShared and
-    CacheDegraded, kept, keep the generation they were observed at. `blockers` say what holds up an
-    unfinished rollout (`pod_blockers`, `claim_blockers`); `ignored_spec_replicas` is
+    CacheDegraded, kept, keep the generation they were observed at. `blockers` say what holds
+    up an unfinished rollout (`pod_blockers`, `claim_blockers`); `ignored_spec_replicas` is
     spec.replicas while an autoscaler owns the replicas (None otherwise). `endpoint` None: the
     engine Service is not this NovelEngine's. `managed_redis` is the live Redis Deployment of
     a spec with `cache.l2.mode: managed` (None if it does not exist): Ready waits for it too.
