@@ -200,6 +200,9 @@ class JobRunner:
         self._max_records = max_records
         # Per job in this process: how it was accepted (queued or succeeded), or why not.
         self._accepted: dict[str, asyncio.Future[JobStatus]] = {}
+        # Jobs run here whose result is cached while their rows are still being written: a
+        # request for one is told it succeeded, as a GET of it already finds the result.
+        self._computed: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         # Jobs running here under a lease in the shared store.
         self._leased: set[str] = set()
@@ -227,12 +230,15 @@ class JobRunner:
         """Accept the simulation as a job: succeeded at once if its result is cached, else
         queued and handed to ``submit`` (unless another replica runs it already). A request
         for a job already here joins it; all of them get the same answer, or the same error
-        (QueueFull: the job was not accepted)."""
-        accepted = self._accepted.get(simulation.simulation_id())
+        (QueueFull: the job was not accepted), except that a job whose result is cached
+        meanwhile is said to have succeeded."""
+        job_id = simulation.simulation_id()
+        accepted = self._accepted.get(job_id)
         if accepted is None:
             accepted = self._launch(simulation, priority, submit, claimed=False)
         # Shielded: one request going away must not cancel the job the others joined.
-        return await asyncio.shield(accepted)
+        status = await asyncio.shield(accepted)
+        return JobStatus.SUCCEEDED if job_id in self._computed else status
 
     async def lookup(self, job_id: str) -> Job | None:
         """The job as the shared store knows it, else as this replica does. Raises
@@ -315,6 +321,7 @@ class JobRunner:
                 await self._watch(job_id, future)
         finally:
             self._leased.discard(job_id)
+            self._computed.discard(job_id)
             if not accepted.done():
                 accepted.cancel()
             # A later job under the same id has its own entry; leave that one alone.
@@ -398,6 +405,7 @@ class JobRunner:
             # reads "succeeded" the result is there to serve; the stored input recomputes it
             # only after the cache let it go.
             await self._cache.set(result_key(job_id), result)
+            self._computed.add(job_id)
         try:
             await self.store.finish(job_id, status, error)
         except Exception:

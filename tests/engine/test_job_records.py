@@ -132,6 +132,42 @@ async def test_a_result_is_cached_before_any_record_says_the_job_succeeded(
     await runner.close()
 
 
+class HeldFinishStore(JobStore):
+    """A database slow to write how a job ended: its finish waits for `release`."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.release = asyncio.Event()
+
+    async def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
+        await self.release.wait()
+        await super().finish(job_id, status, error)
+
+
+async def test_a_request_for_a_job_whose_result_is_cached_is_told_it_succeeded(
+    db: Database,
+) -> None:
+    # A client that polled the result, then sent the same request again, was told "queued".
+    cache = in_process_cache()
+    store = HeldFinishStore(db)
+    runner = JobRunner(store, cache)
+    computation: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    job_id = INPUTS[0].simulation_id()
+    assert (
+        await runner.start(INPUTS[0], Priority.NORMAL, lambda *_: computation) is JobStatus.QUEUED
+    )
+    computation.set_result(b'{"turns": []}')
+
+    async def cached() -> bool:
+        return await cache.get(result_key(job_id)) is not None
+
+    await until(cached)
+    again = await runner.start(INPUTS[0], Priority.NORMAL, lambda *_: computation)
+    assert again is JobStatus.SUCCEEDED  # while the record is still being written
+    store.release.set()
+    await runner.close()
+
+
 class BusyStore(JobStore):
     """A database that has no connection free for the job's record."""
 
