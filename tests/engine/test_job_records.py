@@ -108,6 +108,19 @@ class ResultCheckingStore(JobStore):
         await super().finish(job_id, status, error)
 
 
+RESULT = b'{"turns": []}'
+
+
+async def run_first_input(runner: JobRunner) -> str:
+    """Accept INPUTS[0] as a job (queued) and let its computation end with RESULT; its id."""
+    computation: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    assert (
+        await runner.start(INPUTS[0], Priority.NORMAL, lambda *_: computation) is JobStatus.QUEUED
+    )
+    computation.set_result(RESULT)
+    return INPUTS[0].simulation_id()
+
+
 async def test_a_result_is_cached_before_any_record_says_the_job_succeeded(
     db: Database,
 ) -> None:
@@ -116,19 +129,14 @@ async def test_a_result_is_cached_before_any_record_says_the_job_succeeded(
     cache = in_process_cache()
     store = ResultCheckingStore(db, cache)
     runner = JobRunner(store, cache)
-    computation: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-    job_id = INPUTS[0].simulation_id()
-    assert (
-        await runner.start(INPUTS[0], Priority.NORMAL, lambda *_: computation) is JobStatus.QUEUED
-    )
-    computation.set_result(b'{"turns": []}')
+    job_id = await run_first_input(runner)
 
     async def succeeded() -> bool:
         job = await store.get(job_id)
         return job is not None and job.status is JobStatus.SUCCEEDED
 
     await until(succeeded)
-    assert store.results_seen == [b'{"turns": []}']
+    assert store.results_seen == [RESULT]
     await runner.close()
 
 
@@ -151,18 +159,14 @@ async def test_a_request_for_a_job_whose_result_is_cached_is_told_it_succeeded(
     cache = in_process_cache()
     store = HeldFinishStore(db)
     runner = JobRunner(store, cache)
-    computation: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-    job_id = INPUTS[0].simulation_id()
-    assert (
-        await runner.start(INPUTS[0], Priority.NORMAL, lambda *_: computation) is JobStatus.QUEUED
-    )
-    computation.set_result(b'{"turns": []}')
+    job_id = await run_first_input(runner)
 
     async def cached() -> bool:
-        return await cache.get(result_key(job_id)) is not None
+        return await cache.get(result_key(job_id)) == RESULT
 
     await until(cached)
-    again = await runner.start(INPUTS[0], Priority.NORMAL, lambda *_: computation)
+    unused: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    again = await runner.start(INPUTS[0], Priority.NORMAL, lambda *_: unused)
     assert again is JobStatus.SUCCEEDED  # while the record is still being written
     store.release.set()
     await runner.close()
