@@ -305,8 +305,12 @@ def _condition(
     previous: NovelEngineStatus | None,
     now: datetime,
     generation: int | None,
+    carried: bool = False,
 ) -> Condition:
+    """`carried`: the verdict is the last status's, and so is the generation it describes."""
     before = previous.condition(condition_type) if previous is not None else None
+    if carried and before is not None:
+        generation = before.observed_generation
     since = (
         before.last_transition_time
         if before is not None and before.status == verdict.status
@@ -320,11 +324,6 @@ def _condition(
         last_transition_time=since,
         observed_generation=generation,
     )
-
-
-def _observed_at(previous: NovelEngineStatus | None, condition_type: str) -> int | None:
-    before = previous.condition(condition_type) if previous is not None else None
-    return before.observed_generation if before is not None else None
 
 
 def _previous(previous: NovelEngineStatus | None) -> _Verdict | None:
@@ -410,9 +409,8 @@ def compute_status(
                 verdict,
                 previous,
                 now,
-                _observed_at(previous, condition_type)
-                if condition_type in carried
-                else observed_generation,
+                observed_generation,
+                carried=condition_type in carried,
             )
             for condition_type, verdict in verdicts.items()
         ],
