@@ -79,6 +79,10 @@ REFUSED_RETRY_SECONDS = 60.0
 #: up (pods, volume claims), and how often it looks again while it does not finish: a pod
 #: that cannot pull its image changes nothing the operator watches.
 BLOCKER_CHECK_SECONDS = 10.0
+#: How often a run of failures that goes on with the same message is posted again as a
+#: ReconcileFailed Event: half the apiserver's default Event TTL (--event-ttl, 1 h), so that one
+#: is always there to be seen while the failures last.
+FAILURE_EVENT_REPEAT = timedelta(minutes=30)
 #: ScalingActive while the NovelEngine is stalled: the autoscaler leaves it alone until the
 #: spec applies (it would scale a workload the spec no longer describes).
 STALLED_SCALING = ScalingVerdict(
@@ -217,8 +221,9 @@ class Reconciler:
         self._memory = memory
         self._cache_memory = cache_memory
         self._clock = clock or (lambda: datetime.now(UTC))
-        # The apiserver's message for each NovelEngine whose reconciles fail and are retried.
-        self._failing: dict[Key, str] = {}
+        # For each NovelEngine whose reconciles fail and are retried: the apiserver's message
+        # and when it was last posted as an Event.
+        self._failing: dict[Key, tuple[str, datetime]] = {}
 
     def forget(self, key: Key) -> None:
         """Drop what is remembered of a NovelEngine that is gone (its autoscaler's history and
@@ -230,8 +235,9 @@ class Reconciler:
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         """Reconcile one NovelEngine. An apiserver error the reconcile cannot turn into status
         (a webhook answering 500, throttling) is raised, for the caller to retry; the first one
-        of a run of failures, and each new message, is a ReconcileFailed Warning Event. A
-        conflict is not: it is a race with another writer that the next reconcile resolves."""
+        of a run of failures, each new message, and the same message every
+        FAILURE_EVENT_REPEAT is a ReconcileFailed Warning Event. A conflict is not: it is a race
+        with another writer that the next reconcile resolves."""
         key = (namespace, name)
         obj = None
         try:
@@ -242,17 +248,27 @@ class Reconciler:
         except ApiError as error:
             if error.not_found:  # deleted meanwhile; its children go with it
                 return Outcome(Result.GONE)
-            if obj is not None and not error.conflict and self._failing.get(key) != str(error):
+            if obj is not None and not error.conflict and self._newsworthy(key, str(error)):
                 # (the log has every failure: the work queue logs what it retries)
                 self._report_failure(key, obj, error)
             raise
         self._failing.pop(key, None)
         return outcome
 
+    def _newsworthy(self, key: Key, failure: str) -> bool:
+        """Whether a failure is to be posted: not if the same one was, less than
+        FAILURE_EVENT_REPEAT ago."""
+        posted = self._failing.get(key)
+        return (
+            posted is None
+            or posted[0] != failure
+            or self._clock() - posted[1] >= FAILURE_EVENT_REPEAT
+        )
+
     def _report_failure(self, key: Key, obj: Manifest, error: ApiError) -> None:
         """A ReconcileFailed Warning Event; if it cannot be recorded (the apiserver may be
         throttling Events too), the next failure tries again."""
-        self._failing[key] = failure = str(error)
+        self._failing[key] = failure = (str(error), self._clock())
         message = f"the apiserver answered {error.status}, retrying with backoff: {error}"
         posted = self._kube.record_event(obj, "Warning", "ReconcileFailed", message)
 

@@ -4,6 +4,7 @@ does not record. (A webhook answering 500 is the integration test's, on the real
 test_operator_status.py.)"""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -49,7 +50,7 @@ class FailingApi:
         return done
 
 
-def reconciler_on(api: FailingApi) -> Reconciler:
+def reconciler_on(api: FailingApi, clock: Any = None) -> Reconciler:
     return Reconciler(
         cast(KubeClient, api),
         OperatorMetrics(CollectorRegistry()),
@@ -57,6 +58,7 @@ def reconciler_on(api: FailingApi) -> Reconciler:
         CacheMemory(),
         operator_namespace="novel-engine-system",
         children=ChildIndex(),
+        clock=clock,
     )
 
 
@@ -93,3 +95,21 @@ async def test_an_event_the_apiserver_did_not_record_is_posted_at_the_next_failu
     api.recording = True
     await fail(reconciler)
     assert api.events == ["the apiserver answered 500, retrying with backoff: webhook down"]
+
+
+async def test_a_run_of_failures_that_lasts_is_posted_again_before_its_event_expires() -> None:
+    # The apiserver deletes an Event an hour after its last write (--event-ttl): a user who
+    # looks later must still find why the NovelEngine is not reconciled.
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    api = FailingApi()
+    reconciler = reconciler_on(api, clock=lambda: now)
+    await fail(reconciler)
+    now += timedelta(minutes=29)
+    await fail(reconciler)
+    assert len(api.events) == 1
+    now += timedelta(minutes=1)
+    await fail(reconciler)
+    assert len(api.events) == 2
+    now += timedelta(minutes=29)
+    await fail(reconciler)
+    assert len(api.events) == 2
