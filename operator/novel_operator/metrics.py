@@ -52,7 +52,8 @@ class OperatorMetrics:
         )
         self.reconcile_errors = Counter(
             "novel_operator_reconcile_errors",
-            "Reconciles that failed with an unexpected error and were retried with backoff.",
+            "Reconciles that failed (an API request or an unexpected error) and were retried "
+            "with backoff.",
             registry=registry,
         )
         self.api_writes = Counter(

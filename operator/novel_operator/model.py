@@ -293,7 +293,8 @@ class ResourcesSpec(KubeModel):
 
 
 class EngineSettings(KubeModel):
-    """Settings written into the engine's config file (a change rolls the pods)."""
+    """Settings of the engine process: written into its config file, except the drain timeout,
+    which goes on its command line (a change of any of them rolls the pods)."""
 
     queue_limit: int = Field(
         256, ge=1, le=1_000_000, description="Queued tasks per pod before new work gets 429."
@@ -779,12 +780,13 @@ class AutoscalingStatus(StatusModel):
     in_flight_per_pod: float | None = Field(
         None,
         description="Average in-flight requests per ready pod that answered the last scrapes; "
-        "unset when none did.",
+        "set only when autoscaling.engine.inFlightPerPod is a target, unset when no pod answered.",
     )
     queue_depth_per_pod: float | None = Field(
         None,
         description="Average scheduler queue depth (all priorities) per ready pod that answered "
-        "the last scrapes; unset when none did.",
+        "the last scrapes; set only when autoscaling.engine.queueDepthPerPod is a target, unset "
+        "when no pod answered.",
     )
     recommended_replicas: int | None = Field(
         None,

@@ -7,8 +7,8 @@ apiserver's audit log that each verb of each rule was used, and that nothing was
 
 Every resource here is namespaced, so the same rules work as a ClusterRole (all namespaces) or
 as a Role in each watched namespace. No `update` verbs (server-side apply is a `patch`; creating
-an object through it needs `create` as well), no access to CRDs or Namespaces; Pods,
-PersistentVolumeClaims and Events are only listed.
+an object through it needs `create` as well), no access to CRDs or Namespaces; Pods and
+PersistentVolumeClaims are only listed, Events listed and created.
 """
 
 from dataclasses import dataclass
