@@ -204,8 +204,8 @@ class JobRunner:
         # request for one is told it succeeded, as a GET of it already finds the result.
         self._computed: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        # Jobs running here under a lease in the shared store.
-        self._leased: set[str] = set()
+        # Jobs running here under a lease in the shared store, with what records them again.
+        self._leased: dict[str, tuple[SimulationInput, Priority]] = {}
         # Jobs accepted while the shared store was down, to record there once it is back.
         self._unshared: dict[str, tuple[SimulationInput, Priority]] = {}
         # Set by a failed shared call, cleared by a good one: requests then skip the shared
@@ -278,7 +278,8 @@ class JobRunner:
         for simulation, priority in claimed or ():
             job_id = simulation.simulation_id()
             if job_id in self._accepted:
-                self._leased.add(job_id)  # running here already; its lease lapsed while L2 was away
+                # Running here already; its lease lapsed while L2 was away.
+                self._leased[job_id] = (simulation, priority)
                 continue
             log.info("taking over simulation job %s", job_id)
             self._launch(simulation, priority, submit, claimed=True)
@@ -320,7 +321,7 @@ class JobRunner:
             if future is not None:
                 await self._watch(job_id, future)
         finally:
-            self._leased.discard(job_id)
+            self._leased.pop(job_id, None)
             self._computed.discard(job_id)
             if not accepted.done():
                 accepted.cancel()
@@ -384,7 +385,7 @@ class JobRunner:
             return not cached
         if cached or not leased:
             return False
-        self._leased.add(job_id)
+        self._leased[job_id] = (simulation, priority)
         return True
 
     async def _watch(self, job_id: str, future: asyncio.Future[bytes]) -> None:
@@ -437,11 +438,23 @@ class JobRunner:
             log.debug("pruned %d job records", pruned)
 
     async def _renew(self) -> None:
-        if self._leased:
-            shared = self.shared
-            assert shared is not None
-            leased = sorted(self._leased)
-            await self._best_effort(lambda: shared.renew(leased))
+        """Extend the leases of the jobs running here, and record again those whose record
+        Redis lost (restarted without persistence): other replicas would answer 404 for them."""
+        if not self._leased:
+            return
+        shared = self.shared
+        assert shared is not None
+        leased = sorted(self._leased)
+        for job_id in await self._best_effort(lambda: shared.renew(leased)) or ():
+            job = self._leased.get(job_id)
+            if job is None:  # ended meanwhile
+                continue
+            put = functools.partial(shared.put, *job, JobStatus.QUEUED, only_if_absent=True)
+            recorded = await self._best_effort(put)
+            if recorded is False:  # another replica recorded it since, and runs it
+                self._leased.pop(job_id, None)
+            elif recorded:
+                log.info("recorded simulation job %s again: the shared store had lost it", job_id)
 
     async def _recover_shared(self) -> None:
         """After a failed shared call: look whether the store answers again (requests skip it
@@ -480,7 +493,7 @@ class JobRunner:
         if not leased:
             return  # recorded by another replica since
         if job_id in self._accepted:
-            self._leased.add(job_id)
+            self._leased[job_id] = (simulation, priority)
             return
         ended = await self.store.get(job_id)  # it ended, maybe while the put was under way
         if ended is not None and ended.status is not JobStatus.QUEUED:

@@ -91,20 +91,22 @@ return 1
 )
 
 # KEYS: leases, then one job key per id. ARGV: owner, lease ms, then the ids.
+# Returns the ids that have no record at all (Redis lost it: a restart without persistence).
 _RENEW = (
     _NOW
     + """
 local lease_until = now + tonumber(ARGV[2])
-local renewed = 0
+local missing = {}
 for i = 2, #KEYS do
   local fields = redis.call('HMGET', KEYS[i], 'status', 'owner')
   if fields[1] == 'queued' and fields[2] == ARGV[1] then
     redis.call('HSET', KEYS[i], 'lease_until', lease_until)
     redis.call('ZADD', KEYS[1], lease_until, ARGV[i + 1])
-    renewed = renewed + 1
+  elseif not fields[1] then
+    table.insert(missing, ARGV[i + 1])
   end
 end
-return renewed
+return missing
 """
 )
 
@@ -241,32 +243,34 @@ class SharedJobStore:
         job_id = simulation.simulation_id()
         arguments: list[EncodableT] = [job_id, status, encode_input(simulation), priority.label]
         arguments += [self.owner, self._lease_ms, self._retention_ms, int(only_if_absent)]
-        return bool(await _call(lambda: self._put(self._job_keys(job_id), arguments)))
+        return bool(await self._call(lambda: self._put(self._job_keys(job_id), arguments)))
 
     async def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
         """Record how a job ended (a failure only while this replica holds the lease)."""
         arguments: list[EncodableT] = [job_id, self.owner, status, error or "", self._retention_ms]
-        await _call(lambda: self._finish(self._job_keys(job_id), arguments))
+        await self._call(lambda: self._finish(self._job_keys(job_id), arguments))
 
-    async def renew(self, job_ids: Sequence[str]) -> int:
-        """Extend the leases this replica holds on these jobs; returns how many it held."""
+    async def renew(self, job_ids: Sequence[str]) -> list[str]:
+        """Extend the leases this replica holds on these jobs; returns the ids whose record
+        Redis no longer has (for the caller to record again)."""
         keys = [self._leases, *(self._job_prefix + job_id for job_id in job_ids)]
         arguments: list[EncodableT] = [self.owner, self._lease_ms, *job_ids]
-        return int(await _call(lambda: self._renew(keys, arguments)))
+        missing = await self._call(lambda: self._renew(keys, arguments))
+        return [_text(job_id) for job_id in missing]
 
     async def release(self, job_id: str) -> None:
         """End this replica's lease on a queued job it will not run: another one takes it."""
         keys = [self._job_prefix + job_id, self._leases]
-        await _call(lambda: self._release(keys, [job_id, self.owner]))
+        await self._call(lambda: self._release(keys, [job_id, self.owner]))
 
     async def withdraw(self, job_id: str) -> None:
         """Delete a queued job this replica holds but could not accept (its queue was full)."""
-        await _call(lambda: self._withdraw(self._job_keys(job_id), [job_id, self.owner]))
+        await self._call(lambda: self._withdraw(self._job_keys(job_id), [job_id, self.owner]))
 
     async def claim_abandoned(self, limit: int) -> list[tuple[SimulationInput, Priority]]:
         """Take the lease of up to `limit` queued jobs whose lease has ended; their inputs."""
         arguments: list[EncodableT] = [self.owner, self._lease_ms, limit, self._job_prefix]
-        reply = await _call(lambda: self._claim([self._leases], arguments))
+        reply = await self._call(lambda: self._claim([self._leases], arguments))
         return [
             (decode_input(reply[index]), Priority.parse(_text(reply[index + 1])))
             for index in range(0, len(reply), 2)
@@ -276,15 +280,16 @@ class SharedJobStore:
         """Delete records past their retention, then the oldest finished ones beyond the
         limit."""
         arguments: list[EncodableT] = [self._max_records, PRUNE_BATCH, self._job_prefix]
-        return int(await _call(lambda: self._prune([self._expiry, self._leases], arguments)))
+        return int(await self._call(lambda: self._prune([self._expiry, self._leases], arguments)))
 
     async def ping(self) -> bool:
         """Whether Redis answers (raises SharedJobsUnavailable when it does not)."""
-        return bool(await _call(self._client.ping))
+        return bool(await self._call(self._client.ping, idempotent=True))
 
     async def get(self, job_id: str) -> Job | None:
-        fields = await _call(
-            lambda: self._client.hmget(self._job_prefix + job_id, "status", "error", "input")
+        fields = await self._call(
+            lambda: self._client.hmget(self._job_prefix + job_id, "status", "error", "input"),
+            idempotent=True,
         )
         status, error, stored_input = fields
         if status is None:
@@ -296,13 +301,27 @@ class SharedJobStore:
     async def close(self) -> None:
         await self._client.aclose()
 
+    async def _call(self, command: Callable[[], Awaitable[T]], *, idempotent: bool = False) -> T:
+        """Run a command; any failure raises SharedJobsUnavailable. A lost connection drops
+        the idle ones too: after a Redis restart they are all dead, and each would fail its
+        next command. An idempotent command then gets one more try, on a new connection."""
+        try:
+            return await command()
+        except redis_errors.ConnectionError as error:
+            await self._client.connection_pool.disconnect(inuse_connections=False)
+            if not idempotent:
+                raise _unavailable(error) from error
+        except (redis_errors.RedisError, OSError) as error:
+            raise _unavailable(error) from error
+        try:
+            return await command()
+        except (redis_errors.RedisError, OSError) as error:
+            raise _unavailable(error) from error
+
 
 def _text(value: bytes | str) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
-async def _call(command: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return await command()
-    except (redis_errors.RedisError, OSError) as error:
-        raise SharedJobsUnavailable(str(error) or type(error).__name__) from error
+def _unavailable(error: Exception) -> SharedJobsUnavailable:
+    return SharedJobsUnavailable(str(error) or type(error).__name__)

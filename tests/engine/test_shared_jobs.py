@@ -278,3 +278,54 @@ async def test_an_async_request_refused_with_429_leaves_no_shared_job(
     for seed in refused:
         simulation_id = sample_input(FULL_CAST, turns=200, seed=seed).simulation_id()
         await problem(await other.get(f"/v1/simulations/{simulation_id}"), 404)
+
+
+async def test_jobs_running_when_redis_restarts_empty_are_recorded_again(
+    engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
+) -> None:
+    shared = shared_engine_args(redis_server)
+    accepting = engines.start("a", *shared, "--process-workers", "1")
+    other = engines.start("b", *shared)
+    await asyncio.gather(accepting.ready(session), other.ready(session))
+    ids = await accept_jobs(session, accepting, 16)
+    await asyncio.to_thread(redis_server.stop)
+    await asyncio.to_thread(redis_server.start)  # without persistence: every record is gone
+
+    # The accepting replica records the jobs it runs again at its next renewal; until then,
+    # the other replica cannot know the last one. Once it does, it follows it to its end.
+    answers: list[str] = []
+    deadline = time.monotonic() + 120
+    while not answers or answers[-1] != "result":
+        assert time.monotonic() < deadline, answers
+        status, raw = await get(session, other, f"/v1/simulations/{ids[-1]}")
+        body = json.loads(raw)
+        answer = (
+            str(status) if status != 200 else body["status"] if "status_url" in body else "result"
+        )
+        if not answers or answers[-1] != answer:
+            answers.append(answer)
+        await asyncio.sleep(0.05)
+    assert answers[-2:] == ["queued", "result"], answers
+    assert set(answers[:-2]) <= {"404"}, answers
+    for job_id in ids:
+        await poll(session, other, job_id)
+    assert "recorded simulation job" in accepting.log()
+    assert "taking over" not in other.log()
+
+
+async def test_after_a_redis_restart_the_pooled_connections_fail_no_request(
+    aiohttp_client: AiohttpClient, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path, redis_url=redis_server.url)
+    unknown = f"/v1/simulations/{'0' * 64}"
+
+    async def lookups() -> list[int]:
+        """Concurrent lookups of the shared records: each one holds a pooled connection."""
+        responses = await asyncio.gather(*(client.get(unknown) for _ in range(20)))
+        return [response.status for response in responses]
+
+    assert await lookups() == [404] * 20
+    await asyncio.to_thread(redis_server.stop)
+    await asyncio.to_thread(redis_server.start)
+    # Redis answers again, but every connection in the pool is to the process that stopped.
+    assert await lookups() == [404] * 20
