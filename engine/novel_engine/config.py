@@ -56,7 +56,9 @@ class Settings(BaseModel):
         "In the environment, separate directories with the path separator.",
     )
     read_only_content: bool = Field(
-        False, description="Refuse content writes (cluster mode: content comes from a ConfigMap)."
+        False,
+        description="Refuse content writes; the library is then the samples and the content "
+        "files, rebuilt at every start (cluster mode: content comes from a ConfigMap).",
     )
     redis_url: str | None = Field(
         None, description="Redis URL of the shared L2 cache tier, e.g. redis://host:6379/0."

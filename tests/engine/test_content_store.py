@@ -170,6 +170,50 @@ async def test_read_only_library_refuses_every_write(store: ContentStore) -> Non
         await content.delete(CHARACTERS, "ada")
 
 
+async def test_a_read_only_library_is_its_files_whatever_the_database_held(
+    store: ContentStore, tmp_path: Path
+) -> None:
+    # A replica restarted on its volume with new files, and a new replica given only those.
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "cast.yaml").write_text(
+        "characters: [{id: ilse-varn, name: Ilse Reborn, faction: Crown, archetype: leader},"
+        " {name: Yan Two, faction: Guild, archetype: scout}]"
+    )
+    (second / "cast.yaml").write_text(
+        "characters: [{id: ilse-varn, name: Ilse Again, faction: Crown, archetype: leader}]"
+    )
+    await library(store).load_files([first])  # written while it was not yet read-only
+    await store.replace(CHARACTERS, "bram-holt", replacement("Bram"))
+    await library(store, read_only=True).load_files([first])
+    restarted = library(store, read_only=True)
+    assert await restarted.load_files([second]) == 2  # yan-two removed, ilse-varn changed
+    db = await Database.open(
+        tmp_path / "new.sqlite3", size=2, acquire_timeout=5, metrics=None, migrations=MIGRATIONS
+    )
+    try:
+        new = library(ContentStore(db), read_only=True)
+        await new.load_files([second])
+        for kind in (CHARACTERS, CAMPAIGNS):
+            pages = [
+                await replica.page(kind, limit=100, cursor=None, filters={})
+                for replica in (restarted, new)
+            ]
+            assert pages[0] == pages[1]
+        ilse = [
+            await replica.document_json(CHARACTERS, "ilse-varn") for replica in (restarted, new)
+        ]
+        assert ilse[0] == ilse[1]
+        assert ilse[0].etag == ilse[1].etag
+        assert b'"name":"Ilse Again"' in ilse[0]
+        assert b'"version":1' in ilse[0]
+        with pytest.raises(ContentNotFoundError):
+            await restarted.store.get(CHARACTERS, "yan-two")
+    finally:
+        await db.close()
+
+
 async def test_cached_documents_are_invalidated_by_writes(store: ContentStore) -> None:
     content = library(store)
     await content.create(CHARACTERS, character("Ada"))

@@ -57,18 +57,22 @@ class ContentLibrary:
         self._generation = 0
 
     async def load_files(self, content_dirs: Sequence[Path]) -> int:
-        """Seed the sample library (first start only), then load the content directories.
+        """Load the sample library and the content directories' files.
 
-        Directory files are authoritative: a document they define is updated to match them
-        at every start. Returns how many documents were added or changed.
+        Writable, the samples are seeded on the first start only (so user edits stick), and
+        the files are authoritative: a document they define is updated to match them at every
+        start. Read-only, nothing else changes the library: it is rebuilt from both at every
+        start, every document at version 1, so that every replica serves the same documents
+        at the same versions whatever its database held before (a volume kept across
+        restarts). Returns how many documents were added, changed or (read-only) removed.
         """
-        changed = 0
-        if not await self.store.seeded(SAMPLES_SEED):  # a restart does not read them again
-            samples = await asyncio.to_thread(sample_content)
-            changed = await self.store.load(_documents(samples), seed=SAMPLES_SEED)
+        seeding = self.read_only or not await self.store.seeded(SAMPLES_SEED)
+        samples = await asyncio.to_thread(sample_content) if seeding else []
         files = await asyncio.to_thread(directory_content, content_dirs)
-        changed += await self.store.load(_documents(files))
-        return changed
+        if self.read_only:
+            return await self.store.mirror(_documents([*samples, *files]))
+        changed = await self.store.load(_documents(samples), seed=SAMPLES_SEED) if seeding else 0
+        return changed + await self.store.load(_documents(files))
 
     async def document_json(self, kind: AnyKind, document_id: str) -> TaggedJson:
         """The stored document as canonical JSON with its entity tag; raises

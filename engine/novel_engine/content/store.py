@@ -230,6 +230,26 @@ class ContentStore:
                 )
             raise ContentNotFoundError(kind, existing_id)
 
+    async def mirror(self, documents: Iterable[tuple[AnyKind, InputFields]]) -> int:
+        """Make the library exactly these documents, each at version 1 (of two with the same
+        kind and id, the later one), in one transaction; returns how many documents were
+        added, changed or removed."""
+        wanted = {
+            (kind.name, document_id(document)): _body(document) for kind, document in documents
+        }
+        async with self._db.acquire() as connection:
+            await connection.execute("BEGIN IMMEDIATE")
+            rows = await connection.execute_fetchall("SELECT kind, id, version, body FROM content")
+            before = {(row[0], row[1]): (row[2], row[3]) for row in rows}
+            await connection.execute("DELETE FROM content")
+            await connection.executemany(
+                "INSERT INTO content (kind, id, version, body) VALUES (?, ?, 1, ?)",
+                [(kind, new_id, body) for (kind, new_id), body in wanted.items()],
+            )
+            await connection.commit()
+        changed = sum(before.get(key) != (1, body) for key, body in wanted.items())
+        return changed + len(before.keys() - wanted.keys())
+
     async def seeded(self, seed: str) -> bool:
         """Whether the named content set was loaded (see ``load``)."""
         async with self._db.acquire() as connection:
