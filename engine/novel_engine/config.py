@@ -65,15 +65,19 @@ class Settings(BaseModel):
     )
     # A secret never becomes a flag (it would be visible in the process list): env or file only.
     redis_password: SecretStr | None = Field(None, description="Password for the L2 Redis tier.")
+    # Both bounded: a delay too long to ever end would leave a stopping engine running (an hour
+    # is already far past any pod's grace period).
     drain_timeout: float = Field(
         20.0,
         gt=0,
+        le=3600,
         description="Seconds to finish in-flight work on shutdown; keep it below the pod's "
         "termination grace period (Kubernetes default 30 s).",
     )
     shutdown_delay: float = Field(
         5.0,
         ge=0,
+        le=3600,
         description="Seconds between SIGTERM and the drain, during which readiness answers 503 "
         "and requests are still served (so load balancers stop routing here first); a second "
         "signal or SIGINT skips it. The pod's grace period must cover it plus drain_timeout, "

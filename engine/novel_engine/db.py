@@ -2,7 +2,9 @@
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -16,7 +18,9 @@ import aiosqlite
 from novel_engine.metrics import EngineMetrics
 
 Migration = tuple[str, str]
-"""(unique name, SQL script); each is applied once and recorded in schema_migrations."""
+"""(unique name, SQL script); each is applied once and recorded in schema_migrations. A name
+stays in the list for good: a database recording one the engine does not list is refused, as
+written by a newer engine."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ class PoolTimeout(Exception):  # noqa: N818 -- the name other modules map to 503
 
 
 class DatabaseOpenError(Exception):
-    """The database file could not be created or opened (a missing or read-only data dir)."""
+    """The database could not be created, opened or migrated (a read-only data dir, a full
+    disk, a file that is not an SQLite database or is damaged)."""
 
 
 class Database:
@@ -71,12 +76,14 @@ class Database:
     def __init__(
         self,
         path: Path,
+        lock: int,
         first: aiosqlite.Connection,
         size: int,
         acquire_timeout: float,
         metrics: EngineMetrics | None,
     ) -> None:
         self.path = path
+        self._lock = lock
         self._connections = [first]
         self._size = size
         self._opening = 0  # connections being opened; they count against size
@@ -98,7 +105,11 @@ class Database:
         squashes: Sequence[Squash] = (),
     ) -> "Database":
         """Open `path` (created if missing), apply new migrations (a squash instead of the
-        migrations it replaces when none of them is applied); up to `size` connections."""
+        migrations it replaces when none of them is applied); up to `size` connections.
+
+        The database is this object's alone until it is closed: a lock on `<path>.lock` makes
+        a second opening, in this process or another, fail. (A second engine on the same data
+        dir would take the jobs queued by the first for its own crash's, and fail them.)"""
         for name, _ in migrations:
             if not _MIGRATION_NAME.match(name):
                 raise ValueError(f"migration name must match {_MIGRATION_NAME.pattern}: {name!r}")
@@ -110,19 +121,21 @@ class Database:
                 raise ValueError(f"a squash must replace known migrations: {squash.replaces!r}")
         try:
             await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-            connection = await _connect(path)
-        except (OSError, sqlite3.OperationalError) as error:
-            raise DatabaseOpenError(f"cannot open the database {path}: {error}") from error
-        try:
+            lock = await asyncio.to_thread(_lock, path.with_name(path.name + ".lock"))
             try:
-                await _use_incremental_vacuum(connection, path)
-            except (OSError, sqlite3.OperationalError) as error:
-                raise DatabaseOpenError(f"cannot open the database {path}: {error}") from error
-            await _migrate(connection, migrations, squashes)
-        except BaseException:
-            await connection.close()
-            raise
-        return cls(path, connection, size, acquire_timeout, metrics)
+                connection = await _connect(path)
+                try:
+                    await _use_incremental_vacuum(connection, path)
+                    await _migrate(connection, migrations, squashes)
+                except BaseException:
+                    await connection.close()
+                    raise
+            except BaseException:
+                os.close(lock)
+                raise
+        except (OSError, sqlite3.DatabaseError) as error:
+            raise DatabaseOpenError(f"cannot open the database {path}: {error}") from error
+        return cls(path, lock, connection, size, acquire_timeout, metrics)
 
     @property
     def is_open(self) -> bool:
@@ -193,15 +206,40 @@ class Database:
     async def close(self) -> None:
         """Close every connection; later acquires raise PoolTimeout."""
         self._open = False
-        for connection in self._connections:
-            await connection.close()
+        try:
+            for connection in self._connections:
+                await connection.close()
+        finally:
+            os.close(self._lock)
+
+
+def _lock(path: Path) -> int:
+    """A descriptor holding the exclusive lock on `path` (created if missing); raises
+    DatabaseOpenError when something else holds it."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise DatabaseOpenError(
+            f"{path.parent} is in use by another engine process (it holds {path.name})"
+        ) from None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     connection = await aiosqlite.connect(path)
-    connection.row_factory = sqlite3.Row
-    for pragma in _PRAGMAS:
-        await connection.execute(pragma)
+    try:
+        connection.row_factory = sqlite3.Row
+        for pragma in _PRAGMAS:
+            await connection.execute(pragma)
+    except BaseException:
+        # Its thread would otherwise run on, and keep the process from ever exiting.
+        await connection.close()
+        raise
     return connection
 
 
@@ -242,6 +280,13 @@ async def _migrate(
     await connection.commit()
     rows = await connection.execute_fetchall("SELECT name FROM schema_migrations")
     applied = {row[0] for row in rows}
+    unknown = applied.difference(name for name, _ in migrations)
+    if unknown:
+        # Its tables may mean what this engine does not know: writing to them could lose data.
+        raise DatabaseOpenError(
+            f"the database was written by a newer engine (migrations {', '.join(sorted(unknown))}"
+            "): run that version or later, or start on a new data dir"
+        )
     for squash in squashes:
         if not applied.isdisjoint(squash.replaces):
             continue

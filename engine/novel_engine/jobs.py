@@ -208,6 +208,9 @@ class JobRunner:
         self._leased: dict[str, tuple[SimulationInput, Priority]] = {}
         # Jobs accepted while the shared store was down, to record there once it is back.
         self._unshared: dict[str, tuple[SimulationInput, Priority]] = {}
+        # Jobs that ended here but whose end the database could not record (a full disk):
+        # told as they ended, and written down by housekeeping once the database takes it.
+        self._unrecorded: dict[str, Job] = {}
         # Set by a failed shared call, cleared by a good one: requests then skip the shared
         # store (no wait on a silent Redis per request); housekeeping keeps trying it.
         self._shared_failing = False
@@ -245,6 +248,9 @@ class JobRunner:
         SharedJobsUnavailable when the shared store is down (or was at the last try, until
         housekeeping reaches it again) and this replica does not know the job, or knows only
         that it gave the job up when it stopped."""
+        unrecorded = self._unrecorded.get(job_id)
+        if unrecorded is not None:
+            return unrecorded
         if self.shared is not None:
             shared = self.shared
             try:
@@ -319,7 +325,7 @@ class JobRunner:
                 return
             accepted.set_result(status)
             if future is not None:
-                await self._watch(job_id, future)
+                await self._watch(simulation, future)
         finally:
             self._leased.pop(job_id, None)
             self._computed.discard(job_id)
@@ -388,7 +394,8 @@ class JobRunner:
         self._leased[job_id] = (simulation, priority)
         return True
 
-    async def _watch(self, job_id: str, future: asyncio.Future[bytes]) -> None:
+    async def _watch(self, simulation: SimulationInput, future: asyncio.Future[bytes]) -> None:
+        job_id = simulation.simulation_id()
         result: bytes | None = None
         error: str | None = None
         try:
@@ -409,9 +416,12 @@ class JobRunner:
             self._computed.add(job_id)
         try:
             await self.store.finish(job_id, status, error)
-        except Exception:
-            # The row stays queued; the next start records it failed (CRASH_REASON).
-            log.exception("could not record the end of simulation job %s", job_id)
+        except Exception as failure:
+            log.warning("could not record the end of simulation job %s yet: %s", job_id, failure)
+            kept = simulation if status is JobStatus.SUCCEEDED else None  # (see Job.input)
+            self._unrecorded[job_id] = Job(job_id, status, error, kept)
+            while len(self._unrecorded) > self._max_records:
+                del self._unrecorded[next(iter(self._unrecorded))]  # the oldest, as pruning would
         if error == SHUTDOWN_REASON:
             await self._hand_over(job_id)  # another replica runs it; this one is stopping
         elif self.shared is not None and job_id in self._leased:
@@ -430,7 +440,14 @@ class JobRunner:
             shared = self.shared
             await self._best_effort(lambda: shared.withdraw(job_id))
 
+    async def _record_ends(self) -> None:
+        """Write down the ends the database could not take when the jobs ended."""
+        for job_id, job in list(self._unrecorded.items()):
+            await self.store.finish(job_id, job.status, job.error)
+            del self._unrecorded[job_id]
+
     async def _prune(self) -> None:
+        await self._record_ends()
         pruned = await self.store.prune(self._retention_seconds, self._max_records)
         if self.shared is not None:
             pruned += await self._best_effort(self.shared.prune) or 0
@@ -533,7 +550,15 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*self._housekeeping, return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.store.fail_unfinished(SHUTDOWN_REASON)
+        try:
+            await self._record_ends()
+            await self.store.fail_unfinished(SHUTDOWN_REASON)
+        except Exception as error:  # a full disk, say: the engine still stops
+            log.warning(
+                "could not record how the jobs here ended (the next start records those still"
+                " queued failed): %s",
+                error,
+            )
         if self.shared is not None:
             await self.shared.close()
 

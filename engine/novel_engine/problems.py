@@ -140,10 +140,19 @@ def _http_problem(error: web.HTTPException) -> web.Response:
 
 def _database_locked(error: Exception) -> bool:
     """SQLite gave up waiting for another connection's lock (its busy timeout)."""
-    return isinstance(error, sqlite3.OperationalError) and error.sqlite_errorcode in (
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-    )
+    return _sqlite_code(error) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _storage_refused(error: Exception) -> bool:
+    """SQLite could not write: the data dir's filesystem is full, or no longer writable."""
+    return _sqlite_code(error) in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY)
+
+
+def _sqlite_code(error: Exception) -> int | None:
+    """The primary result code of an SQLite error (its extended code's low byte)."""
+    if isinstance(error, sqlite3.OperationalError) and error.sqlite_errorcode is not None:
+        return error.sqlite_errorcode & 0xFF
+    return None
 
 
 def problem_for(error: Exception) -> web.Response | None:
@@ -181,6 +190,13 @@ def problem_for(error: Exception) -> web.Response | None:
     if isinstance(error, PoolTimeout) or _database_locked(error):
         return problem_response(
             503, "the database is busy; retry shortly", kind="busy", headers={"Retry-After": "1"}
+        )
+    if _storage_refused(error):
+        # Not a bug, and not cured by retrying soon: whoever runs the engine must make room.
+        return problem_response(
+            507,
+            "the engine cannot store this: its data volume is full or read-only",
+            kind="storage",
         )
     if isinstance(error, SharedJobsUnavailable):
         return problem_response(

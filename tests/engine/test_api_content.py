@@ -8,6 +8,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from novel_engine.content.models import Campaign, Character
+from novel_engine.keys import DB
 from novel_engine.routes.content import Page
 
 from .api import EngineClient, engine_client, fields, problem
@@ -143,6 +144,24 @@ async def test_read_only_content_refuses_writes_with_a_clear_message(
     ]:
         body = await problem(response, 409)
         assert "read-only" in body["detail"]
+    assert (await client.get("/v1/characters/ilse-varn")).status == 200
+
+
+async def test_a_write_the_full_database_cannot_take_is_a_507_and_reads_go_on(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    client = await engine_client(aiohttp_client, tmp_path, db_pool_size=1)
+    async with client.app[DB].acquire() as connection:  # the pool's one connection
+        # As a full disk would: SQLite may not grow the file by a page more.
+        rows = list(await connection.execute_fetchall("PRAGMA page_count"))
+        await connection.execute(f"PRAGMA max_page_count = {rows[0][0]}")
+    for index in range(100):
+        filler = {**ADA, "name": f"Filler {index}", "description": "x" * 500}
+        response = await client.post("/v1/characters", json=filler)
+        if response.status != 201:
+            break
+    body = await problem(response, 507)
+    assert "full" in body["detail"]
     assert (await client.get("/v1/characters/ilse-varn")).status == 200
 
 

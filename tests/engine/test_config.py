@@ -120,6 +120,12 @@ def test_empty_env_variable_counts_as_unset() -> None:
             {},
             "shutdown_delay: Input should be a finite number (from --shutdown-delay)",
         ),
+        # A finite delay no pod waits for would still never lead to the drain.
+        (
+            ["--shutdown-delay", "1e308"],
+            {},
+            "shutdown_delay: Input should be less than or equal to 3600 (from --shutdown-delay)",
+        ),
         (
             [],
             {"NOVEL_ENGINE_L2_TTL_SECONDS": "NaN"},

@@ -10,7 +10,7 @@ import aiosqlite
 import pytest
 from prometheus_client import CollectorRegistry
 
-from novel_engine.db import Database, Migration, PoolTimeout, Squash
+from novel_engine.db import Database, DatabaseOpenError, Migration, PoolTimeout, Squash
 from novel_engine.metrics import EngineMetrics
 
 NOTES: list[Migration] = [
@@ -86,6 +86,18 @@ async def test_migrations_apply_once_and_new_ones_later(tmp_path: Path) -> None:
         await db.close()
 
 
+async def test_a_database_from_a_newer_engine_is_refused_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    await (await open_db(path, NOTES)).close()  # written by the engine with both migrations
+    with pytest.raises(DatabaseOpenError, match="newer engine \\(migrations notes_0002\\)"):
+        await open_db(path, NOTES[:1])
+    db = await open_db(path, NOTES)  # the engine that wrote it still opens it
+    try:
+        assert await migration_names(db) == ["notes_0001", "notes_0002"]
+    finally:
+        await db.close()
+
+
 async def test_a_squash_creates_a_fresh_database_in_one_step(tmp_path: Path) -> None:
     # The replaced migrations would fail here: the squash must run instead of them.
     broken = [(name, "SELECT no_such_column FROM notes;") for name, _ in NOTES]
@@ -134,7 +146,7 @@ async def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
 async def test_failed_migration_leaves_nothing_behind(tmp_path: Path) -> None:
     path = tmp_path / "engine.db"
     broken: list[Migration] = [("broken_0001", "CREATE TABLE half (id INTEGER); NOT SQL;")]
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(DatabaseOpenError, match="syntax error"):
         await open_db(path, broken)
     db = await open_db(path, [])
     try:

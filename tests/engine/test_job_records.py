@@ -2,6 +2,7 @@
 a failed job keeps no input."""
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from redis.asyncio import Redis
 from novel_engine.app import MIGRATIONS as ENGINE_MIGRATIONS
 from novel_engine.cache import L1Cache, TieredCache
 from novel_engine.db import Database, PoolTimeout
-from novel_engine.jobs import MIGRATIONS, SQUASHES, JobRunner, JobStatus, JobStore
+from novel_engine.jobs import MIGRATIONS, SQUASHES, Job, JobRunner, JobStatus, JobStore
 from novel_engine.keys import DB
 from novel_engine.scheduler import Priority
 from novel_engine.shared_jobs import SharedJobStore
@@ -170,6 +171,41 @@ async def test_a_request_for_a_job_whose_result_is_cached_is_told_it_succeeded(
     assert again is JobStatus.SUCCEEDED  # while the record is still being written
     store.release.set()
     await runner.close()
+
+
+class FullStore(JobStore):
+    """A database on a full disk: it cannot write how a job ended until `room` is set."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.room = False
+
+    async def finish(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
+        if not self.room:
+            raise sqlite3.OperationalError("database or disk is full")
+        await super().finish(job_id, status, error)
+
+
+async def test_the_end_of_a_job_the_database_cannot_record_is_told_and_recorded_later(
+    db: Database,
+) -> None:
+    # The job was said to be queued until a restart, which then recorded it failed.
+    store = FullStore(db)
+    runner = JobRunner(store, in_process_cache())
+    job_id = await run_first_input(runner)
+
+    async def ended() -> bool:
+        job = await runner.lookup(job_id)
+        return job is not None and job.status is not JobStatus.QUEUED
+
+    await until(ended)
+    job = await runner.lookup(job_id)
+    assert job is not None
+    assert (job.status, job.input) == (JobStatus.SUCCEEDED, INPUTS[0])  # it recomputes the result
+    assert (await store.get(job_id)) == Job(job_id, JobStatus.QUEUED, None, None)
+    store.room = True
+    await runner.close()  # (housekeeping, or the stop at the latest, writes it)
+    assert (await store.get(job_id)) == job
 
 
 class BusyStore(JobStore):

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -322,6 +323,57 @@ def test_an_unusable_data_dir_exits_2_naming_it(tmp_path: Path) -> None:
         f"novel-engine: data_dir: cannot open the database {not_a_dir / 'data'}/"
     )
     assert "Traceback" not in finished.stderr
+
+
+@pytest.mark.parametrize("fault", ["locked", "not-a-database"])
+def test_a_database_the_engine_cannot_use_exits_2_naming_it(tmp_path: Path, fault: str) -> None:
+    # Each fails at a connection's first statement, whose thread must not outlive the failure.
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    database = data_dir / "engine.sqlite3"
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        if fault == "locked":  # another process holds the file
+            holder.execute("CREATE TABLE held (id INTEGER)")
+            holder.execute("BEGIN EXCLUSIVE")
+            reason = "database is locked"
+        else:
+            database.write_bytes(os.urandom(20_000))
+            reason = "file is not a database"
+        finished = run_cli("--port", str(free_port()), "--data-dir", str(data_dir))
+    finally:
+        holder.close()
+    assert finished.returncode == 2
+    assert finished.stderr.strip() == (
+        f"novel-engine: data_dir: cannot open the database {database}: {reason}"
+    )
+
+
+async def test_a_second_engine_on_a_data_dir_in_use_exits_2_and_touches_nothing(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("data", "--thread-workers", "1", "--process-workers", "1")
+    await engine.ready(session)
+    job_ids = []
+    for seed in range(8):  # queued one behind the other
+        body = {"character_ids": FULL_CAST, "turns": 200, "seed": seed, "mode": "async"}
+        status, raw = await post(session, engine, "/v1/simulations", body)
+        assert status == 202
+        job_ids.append(json.loads(raw)["id"])
+
+    second = await asyncio.to_thread(
+        run_cli, "--port", str(free_port()), "--data-dir", str(engine.data_dir)
+    )
+    assert second.returncode == 2
+    assert second.stderr.strip() == (
+        f"novel-engine: data_dir: {engine.data_dir} is in use by another engine process"
+        " (it holds engine.sqlite3.lock)"
+    )
+    # The first engine's queued jobs were not taken for a crashed engine's and failed.
+    for job_id in job_ids:
+        status, raw = await get(session, engine, f"/v1/simulations/{job_id}")
+        assert status == 200
+        assert json.loads(raw).get("error") is None, raw
 
 
 def test_a_busy_port_exits_1_naming_the_address(tmp_path: Path) -> None:

@@ -159,7 +159,7 @@ def content_operations(
             kind.name,
             {201: item},
             body=kind.input_model,
-            problems=(400, 409, 413, 422, 503),
+            problems=(400, 409, 413, 422, 503, 507),
             conditional=True,
         ),
         Operation(
@@ -182,7 +182,7 @@ def content_operations(
             kind.name,
             {200: item},
             body=kind.replacement_model,
-            problems=(400, 404, 409, 413, 422, 503),
+            problems=(400, 404, 409, 413, 422, 503, 507),
             conditional=True,
         ),
         Operation(
@@ -193,7 +193,7 @@ def content_operations(
             f"Delete a {kind.singular}",
             kind.name,
             {204: Reply("Deleted.", content_type="")},
-            problems=(404, 409, 503),
+            problems=(404, 409, 503, 507),
             conditional=True,
         ),
     ]

@@ -120,7 +120,7 @@ def simulation_operations() -> list[Operation]:
                 ),
             },
             body=SimulationRequest,
-            problems=(400, 404, 413, 422, 429, 503, 504),
+            problems=(400, 404, 413, 422, 429, 503, 504, 507),
         ),
         Operation(
             "GET",
