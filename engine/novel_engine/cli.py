@@ -8,6 +8,7 @@ content file) still closes the resources that did start.
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -86,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ContentFileError as error:
         print(f"novel-engine: content: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except DatabaseOpenError as error:
+    except (DatabaseOpenError, sqlite3.DatabaseError) as error:
+        # (the latter: a write at start-up or at the stop that the database refused, say a
+        # full volume; the database is what the data dir holds)
         print(f"novel-engine: data_dir: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except ListenError as error:

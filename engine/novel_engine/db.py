@@ -204,13 +204,21 @@ class Database:
         return await asyncio.to_thread(_files_size, _database_files(self.path))
 
     async def close(self) -> None:
-        """Close every connection; later acquires raise PoolTimeout."""
+        """Close every connection and release the database; later acquires raise PoolTimeout.
+        Closing again does nothing."""
+        if not self._open:
+            return
         self._open = False
         try:
-            for connection in self._connections:
-                await connection.close()
+            # Every one of them, even if one fails: each has a thread that keeps the process up.
+            closed = await asyncio.gather(
+                *(connection.close() for connection in self._connections), return_exceptions=True
+            )
         finally:
             os.close(self._lock)
+        for outcome in closed:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
 
 def _lock(path: Path) -> int:
@@ -288,40 +296,17 @@ async def _migrate(
             "): run that version or later, or start on a new data dir"
         )
     for squash in squashes:
-        if not applied.isdisjoint(squash.replaces):
-            continue
-        try:
+        if applied.isdisjoint(squash.replaces):
             await _apply(connection, squash.replaces, squash.script)
-        except sqlite3.Error:
-            if not await _recorded(connection, squash.replaces):
-                raise
-            # Another process applied some of them meanwhile: the loop below goes on from there.
-        else:
             applied.update(squash.replaces)
     for name, script in migrations:
-        if name in applied:
-            continue
-        try:
+        if name not in applied:
             await _apply(connection, (name,), script)
-        except sqlite3.Error:
-            if not await _recorded(connection, (name,)):
-                raise
-
-
-async def _recorded(connection: aiosqlite.Connection, names: Sequence[str]) -> bool:
-    """Whether schema_migrations records any of ``names``."""
-    placeholders = ",".join("?" * len(names))
-    rows = await connection.execute_fetchall(
-        f"SELECT 1 FROM schema_migrations WHERE name IN ({placeholders})", tuple(names)
-    )
-    return bool(list(rows))
 
 
 async def _apply(connection: aiosqlite.Connection, names: Sequence[str], script: str) -> None:
-    """Run ``script`` and record ``names`` in one transaction, the records inserted first: if
-    another process sharing the file applied one of them meanwhile, the insert fails and nothing
-    of the script runs. (Names are validated plain identifiers, so formatting them into SQL is
-    safe.)"""
+    """Run ``script`` and record ``names`` in one transaction. (Names are validated plain
+    identifiers, so formatting them into SQL is safe.)"""
     records = "".join(f"INSERT INTO schema_migrations (name) VALUES ('{n}');\n" for n in names)
     try:
         await connection.executescript(f"BEGIN IMMEDIATE;\n{records}{script}\n;\nCOMMIT;")

@@ -248,15 +248,12 @@ class JobRunner:
         SharedJobsUnavailable when the shared store is down (or was at the last try, until
         housekeeping reaches it again) and this replica does not know the job, or knows only
         that it gave the job up when it stopped."""
-        unrecorded = self._unrecorded.get(job_id)
-        if unrecorded is not None:
-            return unrecorded
         if self.shared is not None:
             shared = self.shared
             try:
                 job = await self._shared_call(lambda: shared.get(job_id), skip_in_outage=True)
             except SharedJobsUnavailable:
-                job = await self.store.get(job_id)
+                job = await self._local(job_id)
                 # A job this replica gave up as it stopped or died lives on in another one
                 # (handed or taken over): only the shared record says how it ended.
                 if job is None or job.error in (CRASH_REASON, SHUTDOWN_REASON):
@@ -264,7 +261,12 @@ class JobRunner:
                 return job
             if job is not None:
                 return job
-        return await self.store.get(job_id)
+        return await self._local(job_id)
+
+    async def _local(self, job_id: str) -> Job | None:
+        """The job as this replica knows it: how it ended, if the database could not take
+        that yet, else as its record says."""
+        return self._unrecorded.get(job_id) or await self.store.get(job_id)
 
     def begin_takeover(self, submit: Submit, accepting: Callable[[], bool]) -> None:
         """With a shared store: every third of a lease, claim jobs whose replica stopped
@@ -294,6 +296,7 @@ class JobRunner:
         self, simulation: SimulationInput, priority: Priority, submit: Submit, *, claimed: bool
     ) -> asyncio.Future[JobStatus]:
         job_id = simulation.simulation_id()
+        self._unrecorded.pop(job_id, None)  # an earlier run's end: this run's record replaces it
         # Reserved before any await, so a duplicate arriving meanwhile finds it.
         accepted: asyncio.Future[JobStatus] = asyncio.get_running_loop().create_future()
         # Requests that joined receive its error; nobody else should log it.
@@ -444,10 +447,14 @@ class JobRunner:
         """Write down the ends the database could not take when the jobs ended."""
         for job_id, job in list(self._unrecorded.items()):
             await self.store.finish(job_id, job.status, job.error)
-            del self._unrecorded[job_id]
+            if self._unrecorded.get(job_id) is job:  # (not replaced by a new run meanwhile)
+                del self._unrecorded[job_id]
 
     async def _prune(self) -> None:
-        await self._record_ends()
+        try:
+            await self._record_ends()
+        except Exception as error:  # still no room; pruning may make some
+            log.warning("could not record the end of simulation jobs yet: %s", error)
         pruned = await self.store.prune(self._retention_seconds, self._max_records)
         if self.shared is not None:
             pruned += await self._best_effort(self.shared.prune) or 0
@@ -495,7 +502,7 @@ class JobRunner:
         since: one that still runs here is leased to this replica, which records its end."""
         shared = self.shared
         assert shared is not None
-        job = await self.store.get(job_id)
+        job = await self._local(job_id)
         if job is None:  # pruned meanwhile
             return
         if job.status is JobStatus.SUCCEEDED:
@@ -512,7 +519,7 @@ class JobRunner:
         if job_id in self._accepted:
             self._leased[job_id] = (simulation, priority)
             return
-        ended = await self.store.get(job_id)  # it ended, maybe while the put was under way
+        ended = await self._local(job_id)  # it ended, maybe while the put was under way
         if ended is not None and ended.status is not JobStatus.QUEUED:
             await self._shared_call(lambda: shared.finish(job_id, ended.status, ended.error))
 

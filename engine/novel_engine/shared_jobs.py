@@ -12,6 +12,7 @@ a TTL (the cache entries), never a job record. The engines delete records themse
 retention ends or their number passes the limit.
 """
 
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -308,7 +309,8 @@ class SharedJobStore:
         try:
             return await command()
         except redis_errors.ConnectionError as error:
-            await self._client.connection_pool.disconnect(inuse_connections=False)
+            with contextlib.suppress(redis_errors.RedisError, OSError):  # (they are lost anyway)
+                await self._client.connection_pool.disconnect(inuse_connections=False)
             if not idempotent:
                 raise _unavailable(error) from error
         except (redis_errors.RedisError, OSError) as error:

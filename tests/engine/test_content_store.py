@@ -214,6 +214,24 @@ async def test_a_read_only_library_is_its_files_whatever_the_database_held(
         await db.close()
 
 
+async def test_a_read_only_start_with_the_same_files_writes_nothing(tmp_path: Path) -> None:
+    # So that it starts on a volume with no room left, as it did before it rebuilt anything.
+    (tmp_path / "cast.yaml").write_text(
+        "characters: [{name: Yan Two, faction: Guild, archetype: scout}]"
+    )
+    db = await Database.open(
+        tmp_path / "one.sqlite3", size=1, acquire_timeout=5, metrics=None, migrations=MIGRATIONS
+    )
+    try:
+        store = ContentStore(db)
+        assert await library(store, read_only=True).load_files([tmp_path]) == 16  # 15 samples
+        async with db.acquire() as connection:  # the pool's one connection
+            await connection.execute("PRAGMA query_only = ON")  # any write now fails
+        assert await library(store, read_only=True).load_files([tmp_path]) == 0
+    finally:
+        await db.close()
+
+
 async def test_cached_documents_are_invalidated_by_writes(store: ContentStore) -> None:
     content = library(store)
     await content.create(CHARACTERS, character("Ada"))

@@ -283,6 +283,19 @@ async def test_closed_database_refuses_acquire(tmp_path: Path) -> None:
             pass
 
 
+async def test_a_database_opens_once_until_closed_and_closing_again_does_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "engine.db"
+    db = await open_db(path, NOTES)
+    with pytest.raises(DatabaseOpenError, match="in use by another engine process"):
+        await open_db(path, NOTES)
+    await db.close()
+    await db.close()  # (its lock's descriptor is not closed twice: it may be another file's)
+    again = await open_db(path, NOTES)
+    await again.close()
+
+
 async def test_a_file_without_auto_vacuum_is_converted_and_can_shrink(tmp_path: Path) -> None:
     path = tmp_path / "engine.db"
     with contextlib.closing(sqlite3.connect(path)) as older:  # as an older engine made it

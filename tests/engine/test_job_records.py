@@ -16,7 +16,7 @@ from novel_engine.cache import L1Cache, TieredCache
 from novel_engine.db import Database, PoolTimeout
 from novel_engine.jobs import MIGRATIONS, SQUASHES, Job, JobRunner, JobStatus, JobStore
 from novel_engine.keys import DB
-from novel_engine.scheduler import Priority
+from novel_engine.scheduler import DeadlineExceeded, Priority
 from novel_engine.shared_jobs import SharedJobStore
 from novel_engine.simulation.request import SimulationInput
 from novel_engine.simulation.service import result_key
@@ -206,6 +206,35 @@ async def test_the_end_of_a_job_the_database_cannot_record_is_told_and_recorded_
     store.room = True
     await runner.close()  # (housekeeping, or the stop at the latest, writes it)
     assert (await store.get(job_id)) == job
+
+
+async def test_a_new_run_of_a_job_replaces_the_end_the_database_could_not_take(
+    db: Database,
+) -> None:
+    store = FullStore(db)
+    runner = JobRunner(store, in_process_cache())
+    computation: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    job_id = INPUTS[0].simulation_id()
+    await runner.start(INPUTS[0], Priority.NORMAL, lambda *_: computation)
+    computation.set_exception(DeadlineExceeded("too slow"))
+
+    async def failed() -> bool:
+        job = await runner.lookup(job_id)
+        return job is not None and job.status is JobStatus.FAILED
+
+    await until(failed)
+    store.room = True
+    rerun: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    assert await runner.start(INPUTS[0], Priority.NORMAL, lambda *_: rerun) is JobStatus.QUEUED
+    assert (await runner.lookup(job_id)) == Job(job_id, JobStatus.QUEUED, None, None)
+    rerun.set_result(RESULT)
+
+    async def succeeded() -> bool:
+        return (await store.get(job_id)) == Job(job_id, JobStatus.SUCCEEDED, None, INPUTS[0])
+
+    await until(succeeded)
+    await runner.close()  # writes down what is left unrecorded: not the first run's end
+    assert (await store.get(job_id)) == Job(job_id, JobStatus.SUCCEEDED, None, INPUTS[0])
 
 
 class BusyStore(JobStore):

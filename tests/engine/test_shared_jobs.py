@@ -287,7 +287,9 @@ async def test_jobs_running_when_redis_restarts_empty_are_recorded_again(
     accepting = engines.start("a", *shared, "--process-workers", "1")
     other = engines.start("b", *shared)
     await asyncio.gather(accepting.ready(session), other.ready(session))
-    ids = await accept_jobs(session, accepting, 16)
+    # Enough that the last one is still queued well after the restart (a fifth of a second
+    # each, one at a time).
+    ids = await accept_jobs(session, accepting, 32)
     await asyncio.to_thread(redis_server.stop)
     await asyncio.to_thread(redis_server.start)  # without persistence: every record is gone
 

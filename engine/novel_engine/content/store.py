@@ -238,17 +238,19 @@ class ContentStore:
             (kind.name, document_id(document)): _body(document) for kind, document in documents
         }
         async with self._db.acquire() as connection:
-            await connection.execute("BEGIN IMMEDIATE")
+            # (no other writer: the library is read-only, and the database this process's)
             rows = await connection.execute_fetchall("SELECT kind, id, version, body FROM content")
             before = {(row[0], row[1]): (row[2], row[3]) for row in rows}
-            await connection.execute("DELETE FROM content")
-            await connection.executemany(
-                "INSERT INTO content (kind, id, version, body) VALUES (?, ?, 1, ?)",
-                [(kind, new_id, body) for (kind, new_id), body in wanted.items()],
-            )
+            changed = sum(before.get(key) != (1, body) for key, body in wanted.items())
+            changed += len(before.keys() - wanted.keys())
+            if changed:  # (a start with the same files writes nothing)
+                await connection.execute("DELETE FROM content")
+                await connection.executemany(
+                    "INSERT INTO content (kind, id, version, body) VALUES (?, ?, 1, ?)",
+                    [(kind, new_id, body) for (kind, new_id), body in wanted.items()],
+                )
             await connection.commit()
-        changed = sum(before.get(key) != (1, body) for key, body in wanted.items())
-        return changed + len(before.keys() - wanted.keys())
+        return changed
 
     async def seeded(self, seed: str) -> bool:
         """Whether the named content set was loaded (see ``load``)."""
