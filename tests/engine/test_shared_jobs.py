@@ -76,13 +76,21 @@ def shared_engine_args(redis: RedisServer) -> tuple[str, ...]:
     return ("--redis-url", redis.url, "--job-lease-seconds", LEASE_SECONDS)
 
 
-async def test_a_job_accepted_by_one_replica_is_polled_through_another(
-    engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
-) -> None:
-    shared = shared_engine_args(redis_server)
+async def two_replicas(
+    engines: EngineProcesses, session: aiohttp.ClientSession, redis: RedisServer
+) -> tuple[EngineProcess, EngineProcess]:
+    """Two ready replicas sharing `redis`; the first runs its jobs one at a time."""
+    shared = shared_engine_args(redis)
     accepting = engines.start("a", *shared, "--process-workers", "1")
     other = engines.start("b", *shared)
     await asyncio.gather(accepting.ready(session), other.ready(session))
+    return accepting, other
+
+
+async def test_a_job_accepted_by_one_replica_is_polled_through_another(
+    engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
+) -> None:
+    accepting, other = await two_replicas(engines, session, redis_server)
     ids = await accept_jobs(session, accepting, 8)
     # The same request through the other replica joins the job instead of running it again.
     status, raw = await post(session, other, "/v1/simulations", heavy(7))
@@ -283,10 +291,7 @@ async def test_an_async_request_refused_with_429_leaves_no_shared_job(
 async def test_jobs_running_when_redis_restarts_empty_are_recorded_again(
     engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
 ) -> None:
-    shared = shared_engine_args(redis_server)
-    accepting = engines.start("a", *shared, "--process-workers", "1")
-    other = engines.start("b", *shared)
-    await asyncio.gather(accepting.ready(session), other.ready(session))
+    accepting, other = await two_replicas(engines, session, redis_server)
     # Enough that the last one is still queued well after the restart (a fifth of a second
     # each, one at a time).
     ids = await accept_jobs(session, accepting, 32)
