@@ -68,6 +68,8 @@ FAILURE_REASON = "the simulation failed unexpectedly; the error has been logged"
 PRUNE_INTERVAL_SECONDS = 60.0
 #: Abandoned jobs one replica takes over per look (it looks every third of a lease).
 TAKEOVER_BATCH = 8
+#: Job records restored in Redis per call, after it lost them.
+RESTORE_BATCH = 100
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,16 @@ class JobStore:
             (JobStatus.FAILED, reason, time.time(), JobStatus.QUEUED),
         )
 
+    async def finished(self, limit: int) -> list[Job]:
+        """The jobs that ended, the latest first, at most `limit`."""
+        async with self._db.acquire() as connection:
+            rows = await connection.execute_fetchall(
+                "SELECT id, status, error, input FROM jobs WHERE status != ?"
+                " ORDER BY updated_at DESC LIMIT ?",
+                (JobStatus.QUEUED, limit),
+            )
+        return [job_record(row[0], JobStatus(row[1]), row[2], row[3]) for row in rows]
+
     async def prune(self, retention_seconds: float, max_records: int) -> int:
         """Delete finished jobs unchanged for retention_seconds, then the oldest finished ones
         beyond max_records; returns how many went. Queued jobs stay: they are still running."""
@@ -214,6 +226,8 @@ class JobRunner:
         # Set by a failed shared call, cleared by a good one: requests then skip the shared
         # store (no wait on a silent Redis per request); housekeeping keeps trying it.
         self._shared_failing = False
+        # Set while the jobs that ended here are to be recorded again in the shared store.
+        self._restoring = False
         self._housekeeping: list[asyncio.Task[None]] = []
 
     def begin_housekeeping(self) -> None:
@@ -488,12 +502,37 @@ class JobRunner:
         assert shared is not None
         if self._shared_failing and not await self._best_effort(shared.ping):
             return
+        if self._restoring or await self._best_effort(shared.lost_records):
+            self._restoring = not await self._restore_finished()
         for job_id, (simulation, priority) in list(self._unshared.items()):
             try:
                 await self._share_later(job_id, simulation, priority)
             except SharedJobsUnavailable:
                 return  # still away: the next round tries again
             self._unshared.pop(job_id, None)
+
+    async def _restore_finished(self) -> bool:
+        """Record again in Redis the jobs that ended here, which a Redis that restarted empty
+        has forgotten: any replica then answers for them again (a succeeded one from its
+        input). The running ones are recorded again by the renewal of their leases. Whether
+        it got through (else the next round tries again)."""
+        shared = self.shared
+        assert shared is not None
+        # Not those given up here as it stopped or died: another replica ran them, and only its
+        # record says how they ended.
+        given_up = (CRASH_REASON, SHUTDOWN_REASON)
+        ended = await self.store.finished(self._max_records)
+        jobs = [job for job in ended if job.error not in given_up]
+        restored = 0
+        for start in range(0, len(jobs), RESTORE_BATCH):
+            batch = jobs[start : start + RESTORE_BATCH]
+            count = await self._best_effort(functools.partial(shared.restore, batch))
+            if count is None:
+                return False
+            restored += count
+        if restored:
+            log.info("recorded %d ended simulation jobs again in the shared store", restored)
+        return True
 
     async def _share_later(
         self, job_id: str, simulation: SimulationInput, priority: Priority

@@ -9,7 +9,10 @@ clock, which every replica shares.
 
 These keys carry no Redis TTL: under a `volatile-*` maxmemory policy Redis evicts only keys with
 a TTL (the cache entries), never a job record. The engines delete records themselves when their
-retention ends or their number passes the limit.
+retention ends or their number passes the limit. Each replica also keeps a marker,
+`<prefix>jobs:replica:<owner>`, which lives a retention period past its last renewal: when it is
+gone, Redis has lost what the replica recorded (a restart without persistence), and the replica
+records again the jobs that ended there.
 """
 
 import contextlib
@@ -154,6 +157,35 @@ return claimed
 """
 )
 
+# KEYS: this replica's marker. ARGV: its lifetime in seconds. 1 when it was missing (set now):
+# Redis has lost what this replica recorded there (it restarted empty, or was flushed), or this
+# is the replica's first look; else 0, and its lifetime starts again.
+_MARK = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 1 end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
+
+# KEYS: expiry, then one job key per job. ARGV: retention ms, then per job: id, status, error,
+# input ('' for none). Records finished jobs that have no record; returns how many.
+_RESTORE = (
+    _NOW
+    + """
+local restored = 0
+for i = 2, #KEYS do
+  local at = (i - 2) * 4 + 2
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('HSET', KEYS[i], 'status', ARGV[at + 1])
+    if ARGV[at + 2] ~= '' then redis.call('HSET', KEYS[i], 'error', ARGV[at + 2]) end
+    if ARGV[at + 3] ~= '' then redis.call('HSET', KEYS[i], 'input', ARGV[at + 3]) end
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[at])
+    restored = restored + 1
+  end
+end
+return restored
+"""
+)
+
 # KEYS: expiry, leases. ARGV: max records, batch, job key prefix.
 # Deletes the records past their retention, a queued one too (no job waits that long: one
 # queued that long has no replica left to run it, or ends every replica that tries), then the
@@ -215,6 +247,8 @@ class SharedJobStore:
         self._job_prefix = key_prefix + "job:"
         self._leases = key_prefix + "jobs:leases"
         self._expiry = key_prefix + "jobs:expiry"
+        self._marker = f"{key_prefix}jobs:replica:{self.owner}"
+        self._marker_seconds = max(1, int(retention_seconds))
         # No retry: a script whose answer was lost may have run (a claim would then be lost
         # until its lease runs out, rather than run twice).
         self._client = redis_client(url, password, socket_timeout=socket_timeout, retries=0)
@@ -226,6 +260,8 @@ class SharedJobStore:
         self._withdraw = self._client.register_script(_WITHDRAW)
         self._claim = self._client.register_script(_CLAIM)
         self._prune = self._client.register_script(_PRUNE)
+        self._mark = self._client.register_script(_MARK)
+        self._restore = self._client.register_script(_RESTORE)
 
     def _job_keys(self, job_id: str) -> list[str]:
         return [self._job_prefix + job_id, self._leases, self._expiry]
@@ -282,6 +318,20 @@ class SharedJobStore:
         limit."""
         arguments: list[EncodableT] = [self._max_records, PRUNE_BATCH, self._job_prefix]
         return int(await self._call(lambda: self._prune([self._expiry, self._leases], arguments)))
+
+    async def lost_records(self) -> bool:
+        """Whether Redis may have lost what this replica recorded there since the last look
+        (it restarted empty, or was flushed); True at the first look."""
+        return bool(await self._call(lambda: self._mark([self._marker], [self._marker_seconds])))
+
+    async def restore(self, jobs: Sequence[Job]) -> int:
+        """Record these finished jobs where Redis has no record of them; how many it had not."""
+        keys = [self._expiry, *(self._job_prefix + job.id for job in jobs)]
+        arguments: list[EncodableT] = [self._retention_ms]
+        for job in jobs:
+            stored = b"" if job.input is None else encode_input(job.input)
+            arguments += [job.id, job.status, job.error or "", stored]
+        return int(await self._call(lambda: self._restore(keys, arguments)))
 
     async def ping(self) -> bool:
         """Whether Redis answers (raises SharedJobsUnavailable when it does not)."""

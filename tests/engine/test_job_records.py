@@ -14,7 +14,15 @@ from redis.asyncio import Redis
 from novel_engine.app import MIGRATIONS as ENGINE_MIGRATIONS
 from novel_engine.cache import L1Cache, TieredCache
 from novel_engine.db import Database, PoolTimeout
-from novel_engine.jobs import MIGRATIONS, SQUASHES, Job, JobRunner, JobStatus, JobStore
+from novel_engine.jobs import (
+    MIGRATIONS,
+    SHUTDOWN_REASON,
+    SQUASHES,
+    Job,
+    JobRunner,
+    JobStatus,
+    JobStore,
+)
 from novel_engine.keys import DB
 from novel_engine.scheduler import DeadlineExceeded, Priority
 from novel_engine.shared_jobs import SharedJobStore
@@ -429,6 +437,52 @@ async def test_a_shared_record_written_only_if_absent_leaves_another_alone(
 
 
 @pytest.mark.redis
+async def test_finished_jobs_are_restored_only_where_redis_lost_them(
+    redis_server: RedisServer,
+) -> None:
+    store = SharedJobStore(redis_server.url)
+    direct = Redis.from_url(redis_server.url)
+    try:
+        assert await store.lost_records()  # the first look
+        assert not await store.lost_records()
+        succeeded = Job(INPUTS[0].simulation_id(), JobStatus.SUCCEEDED, None, INPUTS[0])
+        failed = Job(INPUTS[1].simulation_id(), JobStatus.FAILED, "too slow", None)
+        assert await store.put(INPUTS[1], Priority.LOW, JobStatus.QUEUED)  # another's record
+        assert await store.restore([succeeded, failed]) == 1
+        assert await store.get(succeeded.id) == succeeded
+        assert await store.get(failed.id) == Job(failed.id, JobStatus.QUEUED, None, None)
+
+        await direct.flushall()  # as a Redis restarted without persistence
+        assert await store.lost_records()
+        assert await store.restore([succeeded, failed]) == 2
+        assert await store.get(failed.id) == failed
+    finally:
+        await direct.aclose()
+        await store.close()
+
+
+async def test_a_replica_restores_what_ended_here_but_not_what_it_gave_up(
+    db: Database, redis_server: RedisServer
+) -> None:
+    store = JobStore(db)
+    await store.record(INPUTS[0], JobStatus.QUEUED)
+    await store.finish(INPUTS[0].simulation_id(), JobStatus.SUCCEEDED)
+    await store.record(INPUTS[1], JobStatus.QUEUED)
+    await store.fail_unfinished(SHUTDOWN_REASON)  # handed over: another replica ran it
+    shared = SharedJobStore(redis_server.url, lease_seconds=0.3)
+    runner = JobRunner(store, in_process_cache(), shared)
+    runner.begin_housekeeping()
+    try:
+
+        async def restored() -> bool:
+            return await shared.get(INPUTS[0].simulation_id()) is not None
+
+        await until(restored)
+        assert await shared.get(INPUTS[1].simulation_id()) is None
+    finally:
+        await runner.close()
+
+
 async def test_a_shared_lease_is_held_by_one_replica_until_it_lapses(
     redis_server: RedisServer,
 ) -> None:

@@ -186,25 +186,31 @@ async def test_while_redis_is_down_an_unknown_job_answers_503_with_retry_after(
     await until(unknown_again)
 
 
-async def test_a_job_accepted_while_redis_was_down_is_shared_once_it_is_back(
-    aiohttp_client: AiohttpClient, tmp_path: Path, redis_server: RedisServer
+@pytest.mark.parametrize("restart", ["while-it-runs", "after-it-ended"])
+async def test_another_replica_answers_for_a_job_after_redis_restarts_empty(
+    aiohttp_client: AiohttpClient, tmp_path: Path, redis_server: RedisServer, restart: str
 ) -> None:
+    # While it runs: accepted in the outage, it is recorded once Redis is back. After it
+    # ended: the replica that ran it finds that Redis lost its records, and records it again.
     shared = {"redis_url": redis_server.url, "job_lease_seconds": 1}
     first = await engine_client(aiohttp_client, tmp_path / "first", **shared)
     second = await engine_client(aiohttp_client, tmp_path / "second", **shared)
-    await asyncio.to_thread(redis_server.stop)
+    if restart == "while-it-runs":
+        await asyncio.to_thread(redis_server.stop)
     accepted = await first.post("/v1/simulations", json={**SIEGE, "mode": "async"})
     url = (await accepted.json())["status_url"]
     result = await wait_for_result(first, url)
-    await problem(await second.get(url), 503)  # it cannot know yet
-
-    await asyncio.to_thread(redis_server.start)  # empty: what it held is gone
+    if restart == "while-it-runs":
+        await problem(await second.get(url), 503)  # it cannot know yet
+    else:
+        await asyncio.to_thread(redis_server.stop)
+    await asyncio.to_thread(redis_server.start)  # empty: the record and the result are gone
 
     async def served_by_the_other_replica() -> bool:
         response = await second.get(url)
         return response.status == 200 and await response.read() == result
 
-    await until(served_by_the_other_replica)  # computed again there, from the shared input
+    await until(served_by_the_other_replica, seconds=30)  # computed again, from its input
 
 
 async def test_an_unknown_job_with_shared_records_says_so(
