@@ -92,6 +92,15 @@ class Job:
     input: SimulationInput | None
 
 
+@dataclass(frozen=True)
+class SucceededJob:
+    """A succeeded job's record as stored: what records it again in the shared store."""
+
+    id: str
+    stored_input: bytes | str  # (see decode_input)
+    ended_at: float  # epoch seconds
+
+
 class SharedJobsUnavailable(Exception):  # noqa: N818 -- the name other modules map to 503
     """The shared job records (L2) could not be read or written."""
 
@@ -149,15 +158,17 @@ class JobStore:
             (JobStatus.FAILED, reason, time.time(), JobStatus.QUEUED),
         )
 
-    async def finished(self, limit: int) -> list[Job]:
-        """The jobs that ended, the latest first, at most `limit`."""
+    async def succeeded_since(self, since: float, limit: int) -> list[SucceededJob]:
+        """The jobs that succeeded at `since` (epoch seconds) or later, the latest first, at
+        most `limit`; their inputs as stored."""
         async with self._db.acquire() as connection:
             rows = await connection.execute_fetchall(
-                "SELECT id, status, error, input FROM jobs WHERE status != ?"
+                "SELECT id, input, updated_at FROM jobs"
+                " WHERE status = ? AND updated_at >= ? AND input IS NOT NULL"
                 " ORDER BY updated_at DESC LIMIT ?",
-                (JobStatus.QUEUED, limit),
+                (JobStatus.SUCCEEDED, since, limit),
             )
-        return [job_record(row[0], JobStatus(row[1]), row[2], row[3]) for row in rows]
+        return [SucceededJob(row[0], row[1], row[2]) for row in rows]
 
     async def prune(self, retention_seconds: float, max_records: int) -> int:
         """Delete finished jobs unchanged for retention_seconds, then the oldest finished ones
@@ -503,7 +514,8 @@ class JobRunner:
         if self._shared_failing and not await self._best_effort(shared.ping):
             return
         if self._restoring or await self._best_effort(shared.lost_records):
-            self._restoring = not await self._restore_finished()
+            self._restoring = True  # (until a restore gets through; a failed one raises, too)
+            self._restoring = not await self._restore_succeeded()
         for job_id, (simulation, priority) in list(self._unshared.items()):
             try:
                 await self._share_later(job_id, simulation, priority)
@@ -511,27 +523,26 @@ class JobRunner:
                 return  # still away: the next round tries again
             self._unshared.pop(job_id, None)
 
-    async def _restore_finished(self) -> bool:
-        """Record again in Redis the jobs that ended here, which a Redis that restarted empty
-        has forgotten: any replica then answers for them again (a succeeded one from its
-        input). The running ones are recorded again by the renewal of their leases. Whether
-        it got through (else the next round tries again)."""
+    async def _restore_succeeded(self) -> bool:
+        """Record again in Redis the jobs that succeeded here within the retention, which a
+        Redis that restarted empty has forgotten: any replica then answers for them again, from
+        their inputs. Each keeps the expiry it had; none replaces a record Redis has. (A failed
+        job is not recorded again: another replica may run it by now, and a success says the
+        same whoever says it, a failure not.) The running jobs are recorded again by the
+        renewal of their leases. Whether it got through (else the next round tries again)."""
         shared = self.shared
         assert shared is not None
-        # Not those given up here as it stopped or died: another replica ran them, and only its
-        # record says how they ended.
-        given_up = (CRASH_REASON, SHUTDOWN_REASON)
-        ended = await self.store.finished(self._max_records)
-        jobs = [job for job in ended if job.error not in given_up]
+        since = time.time() - self._retention_seconds
+        succeeded = await self.store.succeeded_since(since, self._max_records)
         restored = 0
-        for start in range(0, len(jobs), RESTORE_BATCH):
-            batch = jobs[start : start + RESTORE_BATCH]
+        for start in range(0, len(succeeded), RESTORE_BATCH):
+            batch = succeeded[start : start + RESTORE_BATCH]
             count = await self._best_effort(functools.partial(shared.restore, batch))
             if count is None:
                 return False
             restored += count
         if restored:
-            log.info("recorded %d ended simulation jobs again in the shared store", restored)
+            log.info("recorded %d succeeded simulation jobs again in the shared store", restored)
         return True
 
     async def _share_later(

@@ -12,7 +12,7 @@ a TTL (the cache entries), never a job record. The engines delete records themse
 retention ends or their number passes the limit. Each replica also keeps a marker,
 `<prefix>jobs:replica:<owner>`, which lives a retention period past its last renewal: when it is
 gone, Redis has lost what the replica recorded (a restart without persistence), and the replica
-records again the jobs that ended there.
+records again the jobs that succeeded there.
 """
 
 import contextlib
@@ -27,6 +27,7 @@ from novel_engine.jobs import (
     Job,
     JobStatus,
     SharedJobsUnavailable,
+    SucceededJob,
     decode_input,
     encode_input,
     job_record,
@@ -166,25 +167,20 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 0
 """
 
-# KEYS: expiry, then one job key per job. ARGV: retention ms, then per job: id, status, error,
-# input ('' for none). Records finished jobs that have no record; returns how many.
-_RESTORE = (
-    _NOW
-    + """
+# KEYS: expiry, then one job key per job. ARGV: per job: id, input, expiry (epoch ms).
+# Records succeeded jobs that have no record, with the expiry they had; returns how many.
+_RESTORE = """
 local restored = 0
 for i = 2, #KEYS do
-  local at = (i - 2) * 4 + 2
+  local at = (i - 2) * 3 + 1
   if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('HSET', KEYS[i], 'status', ARGV[at + 1])
-    if ARGV[at + 2] ~= '' then redis.call('HSET', KEYS[i], 'error', ARGV[at + 2]) end
-    if ARGV[at + 3] ~= '' then redis.call('HSET', KEYS[i], 'input', ARGV[at + 3]) end
-    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[at])
+    redis.call('HSET', KEYS[i], 'status', 'succeeded', 'input', ARGV[at + 1])
+    redis.call('ZADD', KEYS[1], ARGV[at + 2], ARGV[at])
     restored = restored + 1
   end
 end
 return restored
 """
-)
 
 # KEYS: expiry, leases. ARGV: max records, batch, job key prefix.
 # Deletes the records past their retention, a queued one too (no job waits that long: one
@@ -324,13 +320,14 @@ class SharedJobStore:
         (it restarted empty, or was flushed); True at the first look."""
         return bool(await self._call(lambda: self._mark([self._marker], [self._marker_seconds])))
 
-    async def restore(self, jobs: Sequence[Job]) -> int:
-        """Record these finished jobs where Redis has no record of them; how many it had not."""
+    async def restore(self, jobs: Sequence[SucceededJob]) -> int:
+        """Record these succeeded jobs where Redis has no record of them, each expiring a
+        retention after it ended; how many it had not."""
         keys = [self._expiry, *(self._job_prefix + job.id for job in jobs)]
-        arguments: list[EncodableT] = [self._retention_ms]
+        arguments: list[EncodableT] = []
         for job in jobs:
-            stored = b"" if job.input is None else encode_input(job.input)
-            arguments += [job.id, job.status, job.error or "", stored]
+            expiry_ms = int(job.ended_at * 1000) + self._retention_ms
+            arguments += [job.id, job.stored_input, expiry_ms]
         return int(await self._call(lambda: self._restore(keys, arguments)))
 
     async def ping(self) -> bool:

@@ -16,16 +16,17 @@ from novel_engine.cache import L1Cache, TieredCache
 from novel_engine.db import Database, PoolTimeout
 from novel_engine.jobs import (
     MIGRATIONS,
-    SHUTDOWN_REASON,
     SQUASHES,
     Job,
     JobRunner,
     JobStatus,
     JobStore,
+    SucceededJob,
+    encode_input,
 )
 from novel_engine.keys import DB
 from novel_engine.scheduler import DeadlineExceeded, Priority
-from novel_engine.shared_jobs import SharedJobStore
+from novel_engine.shared_jobs import DEFAULT_PREFIX, SharedJobStore
 from novel_engine.simulation.request import SimulationInput
 from novel_engine.simulation.service import result_key
 
@@ -437,40 +438,55 @@ async def test_a_shared_record_written_only_if_absent_leaves_another_alone(
 
 
 @pytest.mark.redis
-async def test_finished_jobs_are_restored_only_where_redis_lost_them(
+async def test_succeeded_jobs_are_restored_only_where_redis_lost_them(
     redis_server: RedisServer,
 ) -> None:
-    store = SharedJobStore(redis_server.url)
+    store = SharedJobStore(redis_server.url, retention_seconds=3600)
     direct = Redis.from_url(redis_server.url)
     try:
         assert await store.lost_records()  # the first look
         assert not await store.lost_records()
-        succeeded = Job(INPUTS[0].simulation_id(), JobStatus.SUCCEEDED, None, INPUTS[0])
-        failed = Job(INPUTS[1].simulation_id(), JobStatus.FAILED, "too slow", None)
-        assert await store.put(INPUTS[1], Priority.LOW, JobStatus.QUEUED)  # another's record
-        assert await store.restore([succeeded, failed]) == 1
-        assert await store.get(succeeded.id) == succeeded
-        assert await store.get(failed.id) == Job(failed.id, JobStatus.QUEUED, None, None)
+        ended_at = time.time() - 600
+        succeeded = [
+            SucceededJob(job.simulation_id(), encode_input(job), ended_at) for job in INPUTS[:2]
+        ]
+        assert await store.put(INPUTS[1], Priority.LOW, JobStatus.QUEUED)  # a record there is
+        assert await store.restore(succeeded) == 1
+        assert await store.get(succeeded[0].id) == Job(
+            succeeded[0].id, JobStatus.SUCCEEDED, None, INPUTS[0]
+        )
+        assert (await store.get(succeeded[1].id)) == Job(
+            succeeded[1].id, JobStatus.QUEUED, None, None
+        )
+        # It expires when it would have: an hour after it ended, not after the restore.
+        expiry = await direct.zscore(f"{DEFAULT_PREFIX}jobs:expiry", succeeded[0].id)
+        assert expiry == pytest.approx((ended_at + 3600) * 1000, abs=1)
 
         await direct.flushall()  # as a Redis restarted without persistence
         assert await store.lost_records()
-        assert await store.restore([succeeded, failed]) == 2
-        assert await store.get(failed.id) == failed
+        assert await store.restore(succeeded) == 2
     finally:
         await direct.aclose()
         await store.close()
 
 
-async def test_a_replica_restores_what_ended_here_but_not_what_it_gave_up(
+async def test_a_replica_restores_its_recent_successes_not_its_failures(
     db: Database, redis_server: RedisServer
 ) -> None:
     store = JobStore(db)
-    await store.record(INPUTS[0], JobStatus.QUEUED)
+    for simulation in INPUTS[:3]:
+        await store.record(simulation, JobStatus.QUEUED)
     await store.finish(INPUTS[0].simulation_id(), JobStatus.SUCCEEDED)
-    await store.record(INPUTS[1], JobStatus.QUEUED)
-    await store.fail_unfinished(SHUTDOWN_REASON)  # handed over: another replica ran it
-    shared = SharedJobStore(redis_server.url, lease_seconds=0.3)
-    runner = JobRunner(store, in_process_cache(), shared)
+    await store.finish(INPUTS[1].simulation_id(), JobStatus.FAILED, "too slow")
+    await store.finish(INPUTS[2].simulation_id(), JobStatus.SUCCEEDED)
+    async with db.acquire() as connection:  # the third ended before the retention began
+        await connection.execute(
+            "UPDATE jobs SET updated_at = ? WHERE id = ?",
+            (time.time() - 7200, INPUTS[2].simulation_id()),
+        )
+        await connection.commit()
+    shared = SharedJobStore(redis_server.url, lease_seconds=0.3, retention_seconds=3600)
+    runner = JobRunner(store, in_process_cache(), shared, retention_seconds=3600)
     runner.begin_housekeeping()
     try:
 
@@ -478,7 +494,9 @@ async def test_a_replica_restores_what_ended_here_but_not_what_it_gave_up(
             return await shared.get(INPUTS[0].simulation_id()) is not None
 
         await until(restored)
+        # A failure is not: another replica may run the job by now.
         assert await shared.get(INPUTS[1].simulation_id()) is None
+        assert await shared.get(INPUTS[2].simulation_id()) is None
     finally:
         await runner.close()
 
