@@ -507,14 +507,15 @@ class JobRunner:
 
     async def _recover_shared(self) -> None:
         """After a failed shared call: look whether the store answers again (requests skip it
-        until then). Then record the jobs accepted during the outage there: any replica then
-        answers for them (for a finished one, from its input, by computing the result again)."""
+        until then). If Redis has lost this replica's records, record its succeeded jobs there
+        again. Then record the jobs accepted during the outage there: any replica then answers
+        for them (for a finished one, from its input, by computing the result again)."""
         shared = self.shared
         assert shared is not None
         if self._shared_failing and not await self._best_effort(shared.ping):
             return
         if self._restoring or await self._best_effort(shared.lost_records):
-            self._restoring = True  # (until a restore gets through; a failed one raises, too)
+            self._restoring = True  # (stays so if the restore raises: the next round retries)
             self._restoring = not await self._restore_succeeded()
         for job_id, (simulation, priority) in list(self._unshared.items()):
             try:
