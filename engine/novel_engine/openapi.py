@@ -139,13 +139,14 @@ def _responses(operation: Operation, refs: Refs, *, head: bool = False) -> dict[
     responses: dict[str, Any] = {}
     for status, reply in operation.replies.items():
         response: dict[str, Any] = {"description": reply.description}
-        if reply.models and not head:
-            schema = _schema(refs, reply.models, "serialization")
-            response["content"] = {reply.content_type: {"schema": schema}}
-        elif reply.content_type and not head:
-            response["content"] = {reply.content_type: {"schema": {"type": "string"}}}
+        schema = _schema(refs, reply.models, "serialization") if reply.models else reply.schema
+        if reply.content_types and not head:
+            response["content"] = {
+                content_type: {"schema": dict(schema)} for content_type in reply.content_types
+            }
         headers = {
-            **(ETAG_HEADER if operation.conditional else {}),
+            # (a response without a body has no representation to tag)
+            **(ETAG_HEADER if operation.conditional and reply.content_types else {}),
             **(LOCATION_HEADER if status in (201, 202) else {}),
         }
         if headers:
@@ -164,7 +165,7 @@ def _responses(operation: Operation, refs: Refs, *, head: bool = False) -> dict[
         response = {"description": HTTPStatus(status).phrase}
         if not head:
             response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": problem_schema}}
-        if status in (429, 503):
+        if status in operation.retry_after:
             response["headers"] = RETRY_AFTER_HEADER
         responses[str(status)] = response
     return responses

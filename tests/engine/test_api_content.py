@@ -240,6 +240,21 @@ async def test_every_conditional_header_is_honoured_on_reads_and_writes(
     ).status == 200
 
 
+async def test_a_conditional_header_on_several_lines_is_one_list(client: EngineClient) -> None:
+    fetched = await client.get("/v1/characters/bram-holt")
+    tag = fetched.headers["ETag"]
+    document = await fetched.json()
+    del document["id"]
+    none_match = [("If-None-Match", '"other"'), ("If-None-Match", tag)]
+    assert (await client.get("/v1/characters/bram-holt", headers=none_match)).status == 304
+    match = [("If-Match", '"other"'), ("If-Match", tag)]
+    assert (await client.get("/v1/characters/bram-holt", headers=match)).status == 200
+    # Only the first line read would let this write through: `*` is on the second.
+    create_only = [("If-None-Match", '"other"'), ("If-None-Match", "*")]
+    put = await client.put("/v1/characters/bram-holt", json=document, headers=create_only)
+    await problem(put, 412)
+
+
 async def test_of_concurrent_writes_with_one_if_match_tag_the_losers_get_412(
     client: EngineClient,
 ) -> None:

@@ -160,6 +160,31 @@ async def test_openapi_references_resolve_and_schemas_come_from_the_models(
     assert {p["name"] for p in listing["parameters"]} == {"limit", "cursor", "faction", "archetype"}
 
 
+async def test_the_document_describes_the_answers_as_they_are_sent(client: EngineClient) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    paths = document["paths"]
+    served = await client.get("/openapi.json")
+    assert paths["/openapi.json"]["get"]["responses"]["200"]["content"] == {
+        "application/json": {"schema": {"type": "object"}}
+    }
+    assert isinstance(await served.json(), dict)
+
+    openmetrics = await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    content_type = openmetrics.headers["Content-Type"].split(";")[0]
+    assert content_type in paths["/metrics"]["get"]["responses"]["200"]["content"]
+
+    created = await client.post("/v1/campaigns", json={"title": "Ash Road", "setting": "Dust."})
+    deleted = await client.delete(f"/v1/campaigns/{(await created.json())['id']}")
+    assert (deleted.status, "ETag" in deleted.headers) == (204, False)
+    assert "headers" not in paths["/v1/campaigns/{id}"]["delete"]["responses"]["204"]
+
+    await client.app.shutdown()  # draining: not ready
+    not_ready = await client.get("/readyz")
+    assert (not_ready.status, "Retry-After" in not_ready.headers) == (503, False)
+    assert "headers" not in paths["/readyz"]["get"]["responses"]["503"]
+    assert "Retry-After" in paths["/v1/simulations"]["post"]["responses"]["503"]["headers"]
+
+
 def operation_path(document: dict[str, Any], operation_id: str) -> tuple[str, str]:
     """(path, method) of the operation with this id."""
     for path, operations in document["paths"].items():

@@ -117,6 +117,49 @@ async def test_expectations_are_answered_as_problems_and_a_too_large_body_before
     )
     assert too_large.startswith(b"HTTP/1.1 413 "), too_large[:40]  # no 100 Continue first
     assert b"application/problem+json" in too_large
+    # A client that sends no body after a final answer must not have its next request read as
+    # that body: the answer says the connection closes.
+    for expectation in (b"100-continue", b"a-miracle"):
+        head = await answer_head(
+            engine,
+            b"POST /v1/characters HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+            b"Expect: " + expectation + b"\r\nContent-Length: 2000000\r\n\r\n",
+        )
+        assert b"\r\nconnection: close\r\n" in head.lower(), head
+    assert_no_error_logged(engine)
+
+
+async def answer_head(engine: EngineProcess, request: bytes) -> bytes:
+    """The status line and headers of the answer to ``request``, on a new connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_a_body_in_a_transfer_coding_the_engine_does_not_know_is_a_501(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("transfer-coding")
+    await engine.ready(session)
+    body = gzip.compress(b'{"name": "Zipped", "faction": "Wire", "archetype": "scout"}')
+    answer = await raw_exchange(
+        engine,
+        b"POST /v1/characters HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n"
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n\r\n",
+    )
+    head, _, problem = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501 "), head
+    assert json.loads(problem)["detail"] == "the only transfer coding this server knows is chunked"
+    async with session.get(engine.url + "/v1/characters/zipped") as response:
+        assert response.status == 404  # nothing was created from the bytes
     assert_no_error_logged(engine)
 
 

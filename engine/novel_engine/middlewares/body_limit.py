@@ -1,4 +1,5 @@
-"""Refuses a request whose declared body is over the limit before any of it is read.
+"""Refuses a request whose declared body is over the limit before any of it is read, and one
+whose body comes in a transfer coding the server does not know.
 
 Bodies without a Content-Length (chunked) are bounded by the app's ``client_max_size``, which
 raises the same 413 when a handler reads past it. A client that asks first (``Expect:
@@ -16,6 +17,11 @@ from novel_engine.problems import problem_for
 def body_limit(max_bytes: int) -> RequestLayer:
     def limited(handler: Handler, route: str) -> Handler:
         async def body_limit_layer(request: web.Request) -> web.StreamResponse:
+            if _unknown_transfer_coding(request):
+                # aiohttp reads such a body as plain chunks (RFC 9112, section 6.1: a 501).
+                raise web.HTTPNotImplemented(
+                    text="the only transfer coding this server knows is chunked"
+                )
             declared = request.content_length
             if declared is not None and declared > max_bytes:
                 raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=declared)
@@ -26,22 +32,37 @@ def body_limit(max_bytes: int) -> RequestLayer:
     return limited
 
 
+def _unknown_transfer_coding(request: web.Request) -> bool:
+    lines = request.headers.getall(hdrs.TRANSFER_ENCODING, ())
+    return any(coding.strip().lower() != "chunked" for line in lines for coding in line.split(","))
+
+
 def expect_continue(max_bytes: int) -> ExpectHandler:
     """The routes' ``Expect`` handler: 100 Continue only for a body the engine would take; a
     declared body over the limit gets its 413 at once, any expectation but 100-continue a 417,
-    both problem+json (aiohttp's own answers are plain text)."""
+    both problem+json (aiohttp's own answers are plain text). Those two close the connection
+    (RFC 9110, section 10.1.1): the client may never send the body the server would otherwise
+    read its next request from."""
 
     async def expect(request: web.Request) -> web.StreamResponse | None:
         if request.version != HttpVersion11:
             return None  # HTTP/1.0 has no Expect: the body follows anyway
         if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
-            return problem_for(web.HTTPExpectationFailed())
+            return _closing(web.HTTPExpectationFailed())
         declared = request.content_length
         if declared is not None and declared > max_bytes:
             too_large = web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=declared)
-            return problem_for(too_large)
+            return _closing(too_large)
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the interim answer is not the response's size
         return None
 
     return expect
+
+
+def _closing(error: web.HTTPException) -> web.Response | None:
+    """The problem answer to ``error``, closing the connection after it."""
+    response = problem_for(error)
+    if response is not None:
+        response.force_close()
+    return response

@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -21,7 +21,9 @@ class Reply:
 
     description: str
     models: tuple[type[BaseModel], ...] = ()  # several: the body is one of them
-    content_type: str = JSON_CONTENT_TYPE
+    content_types: tuple[str, ...] = (JSON_CONTENT_TYPE,)  # none: the response has no body
+    # The body's schema when no model describes it (JSON the engine does not model, or text).
+    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
     # Operations (by id) whose {id} path parameter is the `id` of this body: OpenAPI links.
     links: tuple[str, ...] = ()
 
@@ -38,6 +40,8 @@ class Operation:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     problems: Sequence[int] = field(default_factory=tuple)  # problem+json statuses it may answer
+    # The problem statuses whose answers say when to retry (Retry-After).
+    retry_after: frozenset[int] = frozenset({429, 503})
     # Responses carry an ETag; a GET, PUT or DELETE honours If-Match and If-None-Match (RFC 9110:
     # 304 Not Modified for a GET, else 412).
     conditional: bool = False

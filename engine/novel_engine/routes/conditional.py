@@ -12,9 +12,13 @@ from novel_engine.problems import ProblemError
 _READS = frozenset({"GET", "HEAD"})
 
 
-def listed_tags(header: str) -> list[str]:
-    """The entity tags (or `*`) a conditional header lists."""
-    return [tag.strip() for tag in header.split(",") if tag.strip()]
+def listed_tags(request: web.Request, name: str) -> list[str] | None:
+    """The entity tags (or `*`) the conditional header ``name`` lists, None without it. Its
+    lines count as one comma-separated list (RFC 9110, section 5.3)."""
+    lines = request.headers.getall(name, None)
+    if lines is None:
+        return None
+    return [tag.strip() for line in lines for tag in line.split(",") if tag.strip()]
 
 
 def _precondition_failed(tag: str, detail: str) -> ProblemError:
@@ -26,19 +30,16 @@ def preconditions(request: web.Request, tag: str) -> bool:
     section 13.2.2). True when a GET or HEAD is to answer 304 Not Modified; a 412 problem when
     If-Match names no current tag (strong comparison), or If-None-Match names it (weak
     comparison, or ``*``) on a write."""
-    if_match = request.headers.get("If-Match")
-    if if_match is not None:
-        tags = listed_tags(if_match)
-        if "*" not in tags and tag not in tags:
-            raise _precondition_failed(
-                tag,
-                "the resource has changed since the If-Match entity tag was issued; "
-                "fetch it again and reapply the change",
-            )
-    if_none_match = request.headers.get("If-None-Match")
-    if if_none_match is None:
+    tags = listed_tags(request, "If-Match")
+    if tags is not None and "*" not in tags and tag not in tags:
+        raise _precondition_failed(
+            tag,
+            "the resource has changed since the If-Match entity tag was issued; "
+            "fetch it again and reapply the change",
+        )
+    tags = listed_tags(request, "If-None-Match")
+    if tags is None:
         return False
-    tags = listed_tags(if_none_match)
     if "*" not in tags and tag not in (listed.removeprefix("W/") for listed in tags):
         return False
     if request.method in _READS:

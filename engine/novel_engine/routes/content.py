@@ -98,7 +98,7 @@ def content_operations(
             return None
         current = await request.app[CONTENT].document_json(kind, request.match_info["id"])
         preconditions(request, current.etag)
-        if "*" in listed_tags(request.headers.get("If-Match", "*")):
+        if "*" in (listed_tags(request, "If-Match") or ["*"]):
             return None
         version: int = json.loads(current)["version"]
         return version
@@ -192,7 +192,7 @@ def content_operations(
             f"delete_{kind.singular}",
             f"Delete a {kind.singular}",
             kind.name,
-            {204: Reply("Deleted.", content_type="")},
+            {204: Reply("Deleted.", content_types=())},
             problems=(404, 409, 503, 507),
             conditional=True,
         ),

@@ -67,6 +67,7 @@ def ops_operations(registry: CollectorRegistry) -> list[Operation]:
             "operations",
             {200: Reply("Ready for traffic.", (Health,))},
             problems=(503,),
+            retry_after=frozenset(),  # (a probe asks again on its own schedule)
         ),
         Operation(
             "GET",
@@ -75,7 +76,13 @@ def ops_operations(registry: CollectorRegistry) -> list[Operation]:
             "metrics",
             "Prometheus metrics",
             "operations",
-            {200: Reply("Prometheus text exposition format.", content_type="text/plain")},
+            {
+                200: Reply(
+                    "Prometheus text exposition format, or OpenMetrics when the Accept header"
+                    " asks for it.",
+                    content_types=("text/plain", "application/openmetrics-text"),
+                )
+            },
         ),
         Operation(
             "GET",
@@ -84,6 +91,6 @@ def ops_operations(registry: CollectorRegistry) -> list[Operation]:
             "openapi",
             "This API's OpenAPI 3.1 document",
             "operations",
-            {200: Reply("The OpenAPI document.")},
+            {200: Reply("The OpenAPI document.", schema={"type": "object"})},
         ),
     ]
