@@ -111,7 +111,8 @@ class Settings(BaseModel):
         86_400.0,
         gt=0,
         description="How long an async job's record (status, error, input) is kept after its "
-        "last change, in SQLite and in the shared L2 tier.",
+        "last change, in SQLite and in the shared L2 tier (a queued job's while a replica runs "
+        "it).",
     )
     job_max_records: int = Field(
         10_000,

@@ -3,7 +3,8 @@
 A job is a hash `<prefix>job:<id>` with its status, error, compressed input and priority, and,
 while queued, the replica that runs it (`owner`) and the end of that replica's lease. Two sorted
 sets index them: `<prefix>jobs:leases` (queued jobs by lease end) and `<prefix>jobs:expiry`
-(every job by the end of its retention, counted from when it was accepted or ended). Each
+(every job by the end of its retention, counted from when it was accepted, its replica last
+renewed its lease, or it ended: a job never expires while a replica runs it). Each
 change is one Lua script, so two replicas never both claim a job, and times come from Redis'
 clock, which every replica shares.
 
@@ -95,18 +96,21 @@ return 1
 """
 )
 
-# KEYS: leases, then one job key per id. ARGV: owner, lease ms, then the ids.
-# Returns the ids that have no record at all (Redis lost it: a restart without persistence).
+# KEYS: leases, expiry, then one job key per id. ARGV: owner, lease ms, retention ms, then the
+# ids. Extends each lease and the record's retention. Returns the ids that have no record at all
+# (Redis lost it: a restart without persistence).
 _RENEW = (
     _NOW
     + """
 local lease_until = now + tonumber(ARGV[2])
+local kept_until = now + tonumber(ARGV[3])
 local missing = {}
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local fields = redis.call('HMGET', KEYS[i], 'status', 'owner')
   if fields[1] == 'queued' and fields[2] == ARGV[1] then
     redis.call('HSET', KEYS[i], 'lease_until', lease_until)
     redis.call('ZADD', KEYS[1], lease_until, ARGV[i + 1])
+    redis.call('ZADD', KEYS[2], kept_until, ARGV[i + 1])
   elseif not fields[1] then
     table.insert(missing, ARGV[i + 1])
   end
@@ -183,8 +187,8 @@ return restored
 """
 
 # KEYS: expiry, leases. ARGV: max records, batch, job key prefix.
-# Deletes the records past their retention, a queued one too (no job waits that long: one
-# queued that long has no replica left to run it, or ends every replica that tries), then the
+# Deletes the records past their retention, a queued one too (no replica has renewed its lease
+# for a retention period: none is left to run it), then the
 # oldest finished records beyond max records (queued ones do not count and stay: the leases
 # index holds exactly those); returns how many.
 _PRUNE = (
@@ -284,10 +288,10 @@ class SharedJobStore:
         await self._call(lambda: self._finish(self._job_keys(job_id), arguments))
 
     async def renew(self, job_ids: Sequence[str]) -> list[str]:
-        """Extend the leases this replica holds on these jobs; returns the ids whose record
-        Redis no longer has (for the caller to record again)."""
-        keys = [self._leases, *(self._job_prefix + job_id for job_id in job_ids)]
-        arguments: list[EncodableT] = [self.owner, self._lease_ms, *job_ids]
+        """Extend the leases this replica holds on these jobs, and their records' retention;
+        returns the ids whose record Redis no longer has (for the caller to record again)."""
+        keys = [self._leases, self._expiry, *(self._job_prefix + job_id for job_id in job_ids)]
+        arguments: list[EncodableT] = [self.owner, self._lease_ms, self._retention_ms, *job_ids]
         missing = await self._call(lambda: self._renew(keys, arguments))
         return [_text(job_id) for job_id in missing]
 

@@ -327,6 +327,19 @@ async def test_jobs_running_when_redis_restarts_empty_are_recorded_again(
     assert "taking over" not in other.log()
 
 
+async def test_a_job_outlives_a_short_retention_while_its_replica_runs_it(
+    engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
+) -> None:
+    shared = (*shared_engine_args(redis_server), "--job-retention-seconds", "1")
+    accepting = engines.start("a", *shared, "--process-workers", "1")
+    other = engines.start("b", *shared)
+    await asyncio.gather(accepting.ready(session), other.ready(session))
+    # Several seconds of work one job at a time: the last waits several retention periods.
+    ids = await accept_jobs(session, accepting, 32)
+    statuses, _ = await poll(session, other, ids[-1])  # a 404 on the way fails the poll
+    assert statuses
+
+
 async def test_after_a_redis_restart_the_pooled_connections_fail_no_request(
     aiohttp_client: AiohttpClient, tmp_path: Path, redis_server: RedisServer
 ) -> None:
