@@ -240,6 +240,22 @@ async def test_every_conditional_header_is_honoured_on_reads_and_writes(
     ).status == 200
 
 
+async def test_a_tag_of_a_deleted_document_never_matches_the_one_created_again(
+    client: EngineClient,
+) -> None:
+    document = {"id": "aba", "title": "ABA", "setting": "Somewhere."}
+    first = await client.post("/v1/campaigns", json=document)
+    first_tag = first.headers["ETag"]
+    deleted = await client.delete("/v1/campaigns/aba", headers={"If-Match": first_tag})
+    assert deleted.status == 204
+    again = await client.post("/v1/campaigns", json=document)  # the same bytes sent again
+    assert ((await again.json())["version"], again.headers["ETag"] != first_tag) == (2, True)
+    stale = await client.delete("/v1/campaigns/aba", headers={"If-Match": first_tag})
+    await problem(stale, 412)  # the holder of the first one's tag deletes nothing
+    stale_version = {"title": "ABA", "setting": "Elsewhere.", "version": 1}
+    await problem(await client.put("/v1/campaigns/aba", json=stale_version), 409)
+
+
 async def test_a_conditional_header_on_several_lines_is_one_list(client: EngineClient) -> None:
     fetched = await client.get("/v1/characters/bram-holt")
     tag = fetched.headers["ETag"]

@@ -82,6 +82,20 @@ async def test_an_integer_written_with_a_fraction_of_zero_is_an_integer(
     assert await as_float.read() == await as_int.read()
 
 
+async def test_an_integer_written_with_a_fraction_is_never_read_as_another_one(
+    client: EngineClient,
+) -> None:
+    exact = b'{"character_ids": ["ilse-varn", "seren-ashdown"], "seed": 9007199254740991.0}'
+    assert (await client.post("/v1/simulations", data=exact, headers=JSON)).status == 200
+    # 2**53 + 1 as a double is 2**53: it would run, and name, another simulation than asked.
+    inexact = exact.replace(b"9007199254740991.0", b"9007199254740993.0")
+    body = await problem(await client.post("/v1/simulations", data=inexact, headers=JSON), 422)
+    assert fields(body) == {"seed"}
+    as_integer = inexact.replace(b"9007199254740993.0", b"9007199254740993")
+    simulated = await client.post("/v1/simulations", data=as_integer, headers=JSON)
+    assert (await simulated.json())["request"]["seed"] == 2**53 + 1
+
+
 @pytest.mark.parametrize("body", [b"[]", b"null", b'"text"', b""])
 async def test_a_body_that_is_not_an_object_is_422(client: EngineClient, body: bytes) -> None:
     await problem(await client.post("/v1/simulations", data=body, headers=JSON), 422)

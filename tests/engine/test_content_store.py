@@ -8,7 +8,7 @@ import pytest
 from novel_engine.cache import L1Cache
 from novel_engine.content.library import SAMPLES_SEED, ContentLibrary, ReadOnlyContentError
 from novel_engine.content.loader import sample_content
-from novel_engine.content.models import CharacterInput, CharacterReplacement
+from novel_engine.content.models import CampaignInput, CharacterInput, CharacterReplacement
 from novel_engine.content.store import (
     CAMPAIGNS,
     CHARACTERS,
@@ -25,6 +25,10 @@ def character(name: str, **fields: object) -> CharacterInput:
     return CharacterInput.model_validate(
         {"name": name, "faction": "Guild", "archetype": "engineer", **fields}, strict=False
     )
+
+
+def campaign(title: str) -> CampaignInput:
+    return CampaignInput.model_validate({"id": "ada", "title": title, "setting": "Somewhere."})
 
 
 def replacement(name: str, **fields: object) -> CharacterReplacement:
@@ -90,6 +94,22 @@ async def test_delete(store: ContentStore) -> None:
         await store.get(CHARACTERS, "ada")
     with pytest.raises(ContentNotFoundError):
         await store.delete(CHARACTERS, "ada")
+
+
+async def test_a_document_created_again_after_a_delete_goes_on_from_its_version(
+    store: ContentStore,
+) -> None:
+    await store.create(CHARACTERS, character("Ada"))
+    await store.replace(CHARACTERS, "ada", replacement("Ada", faction="Crown"))
+    await store.delete(CHARACTERS, "ada")
+    again = await store.create(CHARACTERS, character("Ada"))
+    assert again.version == 3  # version 1 was the first Ada's: its holders must not match
+    with pytest.raises(ContentConflictError, match="version 3, not 1"):
+        await store.replace(CHARACTERS, "ada", replacement("Ada", version=1))
+    await store.delete(CHARACTERS, "ada")
+    assert await store.load([(CHARACTERS, character("Ada"))]) == 1  # files, too
+    assert (await store.get(CHARACTERS, "ada")).version == 4
+    assert (await store.create(CAMPAIGNS, campaign("Ada"))).version == 1  # another kind's
 
 
 async def test_kinds_are_separate_namespaces(store: ContentStore) -> None:

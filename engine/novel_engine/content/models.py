@@ -25,10 +25,22 @@ from pydantic_core import PydanticCustomError
 
 from novel_engine.content.canonical import content_digest
 
+# From this on, a number read as a float (written with a fraction or an exponent) may not be the
+# integer that was written: 2**53 + 1 written "9007199254740993.0" arrives as 9007199254740992.0.
+INEXACT_FLOAT_INTEGER = 2**53
+
 
 def _integral(value: Any) -> Any:
     # JSON Schema's "integer" is any number without a fraction, 3.0 included.
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    if not isinstance(value, float) or not value.is_integer():
+        return value
+    if abs(value) >= INEXACT_FLOAT_INTEGER:
+        raise PydanticCustomError(
+            "int_from_inexact_float",
+            "Integer written with a fraction or an exponent is exact only below 2**53 in"
+            " magnitude; write it without one",
+        )
+    return int(value)
 
 
 INTEGRAL = BeforeValidator(_integral)  # after an int's constraints, so they stay in its schema
@@ -273,7 +285,13 @@ class ReplacementFields(ContentSpec):
 class StoredFields(ContentSpec):
     id: Slug
     version: Annotated[
-        int, Field(ge=1, description="Starts at 1, grows by one per update."), INTEGRAL
+        int,
+        Field(
+            ge=1,
+            description="Starts at 1, grows by one per update; a document created again after"
+            " a delete goes on from the version it had.",
+        ),
+        INTEGRAL,
     ]
 
     def content_hash(self) -> str:

@@ -1,7 +1,8 @@
 """SQLite persistence of the content library: one table for every kind of document.
 
 A document's row holds its canonical JSON (without id/version) and its version. Updates are
-compare-and-swap on the version, so concurrent writers never lose an update.
+compare-and-swap on the version, so concurrent writers never lose an update. A document
+deleted and created again continues its versions.
 """
 
 import json
@@ -37,7 +38,18 @@ MIGRATIONS: Sequence[Migration] = (
         # a sample the user deleted.
         "CREATE TABLE content_seeds (name TEXT PRIMARY KEY);",
     ),
+    (
+        "content_0002",
+        # The last version of each deleted document: one created again under its id goes on
+        # from there, so no version (nor the entity tag made from it) is ever handed out twice.
+        "CREATE TABLE content_deleted ("
+        " kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,"
+        " PRIMARY KEY (kind, id)) WITHOUT ROWID;",
+    ),
 )
+
+# The version of a new document (parameters: kind, id): 1, or one past its deleted namesake's.
+_NEW_VERSION = "coalesce((SELECT version + 1 FROM content_deleted WHERE kind = ? AND id = ?), 1)"
 
 ItemT = TypeVar("ItemT", bound=StoredFields, covariant=True)
 
@@ -153,14 +165,18 @@ class ContentStore:
         return [kind.item(row[0], row[1], row[2]) for row in rows]
 
     async def create(self, kind: ContentKind[ItemT], document: InputFields) -> ItemT:
-        """Store a new document at version 1; raises ContentConflictError if the id is taken."""
+        """Store a new document at version 1 (or one past the last version of a deleted
+        document with its id); raises ContentConflictError if the id is taken."""
         new_id = document_id(document)
         body = _body(document)
         try:
             async with self._db.acquire() as connection:
-                await connection.execute(
-                    "INSERT INTO content (kind, id, version, body) VALUES (?, ?, 1, ?)",
-                    (kind.name, new_id, body),
+                rows = list(
+                    await connection.execute_fetchall(
+                        "INSERT INTO content (kind, id, version, body)"
+                        f" VALUES (?, ?, {_NEW_VERSION}, ?) RETURNING version",
+                        (kind.name, new_id, kind.name, new_id, body),
+                    )
                 )
                 await connection.commit()
         except sqlite3.IntegrityError:
@@ -168,7 +184,7 @@ class ContentStore:
                 f"a {kind.singular} with id {new_id!r} already exists; "
                 f"update it with PUT /v1/{kind.name}/{new_id}"
             ) from None
-        return kind.item(new_id, 1, body)
+        return kind.item(new_id, rows[0][0], body)
 
     async def replace(
         self,
@@ -218,12 +234,21 @@ class ContentStore:
         """Remove a document; raises ContentNotFoundError if there is none, and
         ContentConflictError if ``expected_version`` is given and no longer current."""
         async with self._db.acquire() as connection:
-            cursor = await connection.execute(
-                "DELETE FROM content WHERE kind = ? AND id = ? AND (? IS NULL OR version = ?)",
-                (kind.name, existing_id, expected_version, expected_version),
+            deleted = list(
+                await connection.execute_fetchall(
+                    "DELETE FROM content WHERE kind = ? AND id = ? AND (? IS NULL OR version = ?)"
+                    " RETURNING version",
+                    (kind.name, existing_id, expected_version, expected_version),
+                )
             )
+            if deleted:
+                await connection.execute(
+                    "INSERT INTO content_deleted (kind, id, version) VALUES (?, ?, ?)"
+                    " ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version",
+                    (kind.name, existing_id, deleted[0][0]),
+                )
             await connection.commit()
-        if cursor.rowcount != 1:
+        if not deleted:
             if expected_version is not None and await self.get_many(kind, [existing_id]):
                 raise ContentConflictError(
                     f"{kind.singular} {existing_id!r} changed meanwhile; fetch it again and retry"
@@ -290,9 +315,9 @@ class ContentStore:
                     " WHERE body != excluded.body"
                 )
                 cursor = await connection.execute(
-                    "INSERT INTO content (kind, id, version, body) VALUES (?, ?, 1, ?)"
-                    f" ON CONFLICT (kind, id) {on_conflict}",
-                    (kind.name, new_id, body),
+                    "INSERT INTO content (kind, id, version, body)"
+                    f" VALUES (?, ?, {_NEW_VERSION}, ?) ON CONFLICT (kind, id) {on_conflict}",
+                    (kind.name, new_id, kind.name, new_id, body),
                 )
                 changed += max(0, cursor.rowcount)
             await connection.commit()
