@@ -56,7 +56,7 @@ lint: venv  ## ruff + mypy --strict
 	$(BIN)/mypy engine/novel_engine operator/novel_operator e2e
 	for script in $(PY_SCRIPTS); do $(BIN)/mypy $$script || exit 1; done
 
-test: venv system-deps lint k8s-assets  ## install everything the tests need, then lint and run the whole suite
+test: venv system-deps lint k8s-assets  ## lint, then the whole suite (each installs first what it needs)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 k8s-assets:  ## build or locate the Kubernetes test binaries (cached in ~/.cache/novel-engine)

@@ -1,4 +1,5 @@
-"""`python -m bench`: every benchmark in turn, each printing its figures and its baseline."""
+"""`python -m bench`: the benchmarks in turn, each printing its figures and its baseline
+(bench_autoscaler and bench_operator_memory are run on their own)."""
 
 import importlib
 import time

@@ -5,8 +5,9 @@ Also idle, for where the memory goes: the engine restarted on a data directory t
 holds the samples (a restart skips that pass), before and after its first /metrics scrape.
 Under load: wrk on cached character reads while another client posts uncached simulations
 (each one a new result in the caches); RSS is sampled from /proc/<pid>/status (VmRSS) during
-the run, and VmHWM gives the peak. Worker processes of the process pool are separate processes
-and not counted (the default threshold keeps simulations in the serving process anyway).
+the run, and VmHWM gives the peak. The simulations are of the largest size the engine runs in
+the serving process (inline); larger ones go to the process pool, whose workers are separate
+processes and not counted.
 
 Two processes started the same way (same python, idle after a few requests) give the same-run
 baselines: a bare aiohttp hello app, and the same app after importing the libraries the engine
@@ -51,8 +52,9 @@ LOAD_SECONDS = 15
 IDLE_SECONDS = 2
 ENGINE_LIBRARIES = ("pydantic", "prometheus_client", "aiosqlite", "yaml")
 FIRST_REQUESTS = ("/readyz", CHARACTER_PATH, "/v1/characters")
+# 2 x 20 = 40 agent-turns: the most the engine runs in the serving process itself (inline).
 SIMULATION = {
-    "character_ids": ["ilse-varn", "seren-ashdown", "dagny-kross", "wren-aldane"],
+    "character_ids": ["ilse-varn", "seren-ashdown"],
     "campaign_id": "siege-of-emberfall",
     "turns": 20,
 }

@@ -26,6 +26,8 @@ L2_STATE_METRIC: Final = "novel_engine_cache_l2_state"
 
 CacheTier = Literal["l1", "l2", "l3"]
 CACHE_TIERS: Final[tuple[CacheTier, ...]] = ("l1", "l2", "l3")
+# The tiers that drop entries themselves and count it; Redis counts its own (INFO evicted_keys).
+EVICTING_TIERS: Final[frozenset[CacheTier]] = frozenset({"l1", "l3"})
 CACHE_RESULTS: Final = ("hit", "miss", "error")
 L2State = Literal["ok", "unreachable", "auth_failed"]
 L2_STATES: Final[tuple[L2State, ...]] = ("ok", "unreachable", "auth_failed")
@@ -137,20 +139,26 @@ class _CacheCollector(Collector):
         )
         evictions = CounterMetricFamily(
             "novel_engine_cache_evictions",
-            "Entries a cache tier dropped by itself (capacity or expiry).",
+            "Entries the in-process (l1) or SQLite (l3) cache tier dropped by itself (capacity"
+            " or expiry).",
             labels=["tier"],
         )
-        totals = {tier: [0, 0, 0, 0] for tier in CACHE_TIERS}
+        # Only the tiers this engine has: a series of a tier it lacks would read as a healthy 0.
+        totals = {stats.tier: [0, 0, 0, 0] for stats in tracked}
         for stats in tracked:
             total = totals[stats.tier]
             total[0] += stats.hits
             total[1] += stats.misses
             total[2] += stats.errors
             total[3] += stats.evictions
-        for tier, (hits, misses, errors, evicted) in totals.items():
+        for tier in CACHE_TIERS:
+            if tier not in totals:
+                continue
+            hits, misses, errors, evicted = totals[tier]
             for result, value in zip(CACHE_RESULTS, (hits, misses, errors), strict=True):
                 requests.add_metric([tier, result], value)
-            evictions.add_metric([tier], evicted)
+            if tier in EVICTING_TIERS:
+                evictions.add_metric([tier], evicted)
         yield requests
         yield evictions
 
