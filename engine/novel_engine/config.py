@@ -165,6 +165,20 @@ class Settings(BaseModel):
             raise ValueError(f"the database in the path must be a number, not {database!r}")
         return value
 
+    @field_validator("job_lease_seconds")
+    @classmethod
+    def _lease_within_retention(cls, value: float, info: ValidationInfo) -> float:
+        # A record is kept a retention period past its last renewal; a replica that died stops
+        # renewing, and its jobs must be taken over (a lease later) before they expire.
+        retention = info.data.get("job_retention_seconds")
+        shared = info.data.get("redis_url") is not None  # (leases exist only with L2)
+        if shared and retention is not None and 2 * value > retention:
+            raise ValueError(
+                f"must be at most half of job_retention_seconds ({retention:g}), so that the"
+                " jobs of a replica that died are taken over before their records expire"
+            )
+        return value
+
     @field_validator("*", mode="before")
     @classmethod
     def _no_booleans_for_other_types(cls, value: object, info: ValidationInfo) -> object:

@@ -126,9 +126,10 @@ def _parameters(
 
 
 def _problem_statuses(operation: Operation) -> list[int]:
-    statuses = [*operation.problems]
+    statuses = [*operation.problems, 417]  # an Expect header but 100-continue
     if operation.body is not None:
         statuses.append(415)  # parse_body refuses a body not JSON, or in a coding it cannot undo
+        statuses.append(501)  # a transfer coding but chunked
     if operation.conditional and operation.method in _CONDITIONAL_METHODS:
         statuses.append(412)
     return sorted({*statuses, 500})

@@ -71,6 +71,9 @@ def test_empty_env_variable_counts_as_unset() -> None:
     assert load_settings([], {"NOVEL_ENGINE_L1_MAX_BYTES": ""}).l1_max_bytes is None
 
 
+RETENTION_90 = ("--job-retention-seconds", "90")
+
+
 @pytest.mark.parametrize(
     ("argv", "environ", "message"),
     [
@@ -130,6 +133,14 @@ def test_empty_env_variable_counts_as_unset() -> None:
             [],
             {"NOVEL_ENGINE_L2_TTL_SECONDS": "NaN"},
             "l2_ttl_seconds: Input should be a finite number (from NOVEL_ENGINE_L2_TTL_SECONDS)",
+        ),
+        # A dead replica's jobs would expire before their leases lapse: nobody would run them.
+        (
+            ["--redis-url", "redis://cache", "--job-lease-seconds", "60", *RETENTION_90],
+            {},
+            "job_lease_seconds: Value error, must be at most half of job_retention_seconds"
+            " (90), so that the jobs of a replica that died are taken over before their records"
+            " expire (from --job-lease-seconds)",
         ),
         # An empty host would listen on every interface.
         (["--host", ""], {}, "host: String should have at least 1 character (from --host)"),

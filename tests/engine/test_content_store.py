@@ -109,6 +109,10 @@ async def test_a_document_created_again_after_a_delete_goes_on_from_its_version(
     await store.delete(CHARACTERS, "ada")
     assert await store.load([(CHARACTERS, character("Ada"))]) == 1  # files, too
     assert (await store.get(CHARACTERS, "ada")).version == 4
+    # A read-only start puts its documents at version 1; their past versions stay taken.
+    await store.mirror([(CHARACTERS, character("Ada"))])
+    await store.delete(CHARACTERS, "ada")
+    assert (await store.create(CHARACTERS, character("Ada"))).version == 5
     assert (await store.create(CAMPAIGNS, campaign("Ada"))).version == 1  # another kind's
 
 

@@ -126,6 +126,13 @@ async def test_expectations_are_answered_as_problems_and_a_too_large_body_before
             b"Expect: " + expectation + b"\r\nContent-Length: 2000000\r\n\r\n",
         )
         assert b"\r\nconnection: close\r\n" in head.lower(), head
+    # Repeated lines make one list of expectations: one the server does not meet is a 417.
+    head = await answer_head(
+        engine,
+        b"POST /v1/characters HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nExpect: a-miracle\r\nContent-Length: 2\r\n\r\n",
+    )
+    assert head.startswith(b"HTTP/1.1 417 "), head
     assert_no_error_logged(engine)
 
 
@@ -157,6 +164,13 @@ async def test_a_body_in_a_transfer_coding_the_engine_does_not_know_is_a_501(
     )
     head, _, problem = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 501 "), head
+    # Empty list elements do not count (RFC 9110, section 5.6.1).
+    answer = await raw_exchange(
+        engine,
+        b"POST /v1/characters HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: , chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 422 "), answer[:40]  # read, and found wanting
     assert json.loads(problem)["detail"] == "the only transfer coding this server knows is chunked"
     async with session.get(engine.url + "/v1/characters/zipped") as response:
         assert response.status == 404  # nothing was created from the bytes

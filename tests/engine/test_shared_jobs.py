@@ -330,7 +330,10 @@ async def test_jobs_running_when_redis_restarts_empty_are_recorded_again(
 async def test_a_job_outlives_a_short_retention_while_its_replica_runs_it(
     engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
 ) -> None:
-    shared = (*shared_engine_args(redis_server), "--job-retention-seconds", "1")
+    shared = (
+        "--redis-url", redis_server.url, "--job-lease-seconds", "0.5",
+        "--job-retention-seconds", "1",
+    )  # fmt: skip
     accepting = engines.start("a", *shared, "--process-workers", "1")
     other = engines.start("b", *shared)
     await asyncio.gather(accepting.ready(session), other.ready(session))

@@ -48,6 +48,8 @@ MIGRATIONS: Sequence[Migration] = (
     ),
 )
 
+# A tombstone keeps the highest version its id had (a read-only library restarts versions).
+_KEEP_HIGHEST = "ON CONFLICT (kind, id) DO UPDATE SET version = max(version, excluded.version)"
 # The version of a new document (parameters: kind, id): 1, or one past its deleted namesake's.
 _NEW_VERSION = "coalesce((SELECT version + 1 FROM content_deleted WHERE kind = ? AND id = ?), 1)"
 
@@ -244,7 +246,7 @@ class ContentStore:
             if deleted:
                 await connection.execute(
                     "INSERT INTO content_deleted (kind, id, version) VALUES (?, ?, ?)"
-                    " ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version",
+                    f" {_KEEP_HIGHEST}",
                     (kind.name, existing_id, deleted[0][0]),
                 )
             await connection.commit()
@@ -269,6 +271,12 @@ class ContentStore:
             changed = sum(before.get(key) != (1, body) for key, body in wanted.items())
             changed += len(before.keys() - wanted.keys())
             if changed:  # (a start with the same files writes nothing)
+                # As if each were deleted: should the library turn writable again, none of
+                # its documents repeats a version it had before.
+                await connection.execute(
+                    "INSERT INTO content_deleted (kind, id, version)"
+                    f" SELECT kind, id, version FROM content WHERE true {_KEEP_HIGHEST}"
+                )
                 await connection.execute("DELETE FROM content")
                 await connection.executemany(
                     "INSERT INTO content (kind, id, version, body) VALUES (?, ?, 1, ?)",

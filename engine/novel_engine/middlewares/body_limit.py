@@ -32,9 +32,15 @@ def body_limit(max_bytes: int) -> RequestLayer:
     return limited
 
 
+def _listed(request: web.Request, name: str) -> set[str]:
+    """The elements of the comma-separated list header ``name`` (all its lines), lower case;
+    empty elements do not count (RFC 9110, section 5.6.1)."""
+    lines = request.headers.getall(name, ())
+    return {element.strip().lower() for line in lines for element in line.split(",")} - {""}
+
+
 def _unknown_transfer_coding(request: web.Request) -> bool:
-    lines = request.headers.getall(hdrs.TRANSFER_ENCODING, ())
-    return any(coding.strip().lower() != "chunked" for line in lines for coding in line.split(","))
+    return bool(_listed(request, hdrs.TRANSFER_ENCODING) - {"chunked"})
 
 
 def expect_continue(max_bytes: int) -> ExpectHandler:
@@ -47,7 +53,7 @@ def expect_continue(max_bytes: int) -> ExpectHandler:
     async def expect(request: web.Request) -> web.StreamResponse | None:
         if request.version != HttpVersion11:
             return None  # HTTP/1.0 has no Expect: the body follows anyway
-        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        if _listed(request, hdrs.EXPECT) != {"100-continue"}:
             return _closing(web.HTTPExpectationFailed())
         declared = request.content_length
         if declared is not None and declared > max_bytes:

@@ -5,11 +5,16 @@ include their version, so the tag changes with every update, and a document dele
 again under the same id never reuses a stale tag.
 """
 
+import re
+
 from aiohttp import web
 
 from novel_engine.problems import ProblemError
 
 _READS = frozenset({"GET", "HEAD"})
+# An element of a comma-separated list: a quoted tag (which may hold commas, even `*`) or
+# anything else up to the next comma.
+_LIST_ELEMENT = re.compile(r'(?:W/)?"[^"]*"|[^,\s][^,]*')
 
 
 def listed_tags(request: web.Request, name: str) -> list[str] | None:
@@ -18,7 +23,7 @@ def listed_tags(request: web.Request, name: str) -> list[str] | None:
     lines = request.headers.getall(name, None)
     if lines is None:
         return None
-    return [tag.strip() for line in lines for tag in line.split(",") if tag.strip()]
+    return [element.strip() for line in lines for element in _LIST_ELEMENT.findall(line)]
 
 
 def _precondition_failed(tag: str, detail: str) -> ProblemError:
