@@ -25,3 +25,12 @@ def layered(handler: Handler, route: str, layers: Sequence[RequestLayer]) -> Han
     for layer in reversed(layers):
         handler = layer(handler, route)
     return handler
+
+
+def header_elements(request: web.BaseRequest, name: str) -> list[str]:
+    """The elements of the comma-separated list header ``name``, its lines together, in lower
+    case; empty elements do not count (RFC 9110, section 5.6.1)."""
+    lines = request.headers.getall(name, ())
+    return [
+        element.strip().lower() for line in lines for element in line.split(",") if element.strip()
+    ]

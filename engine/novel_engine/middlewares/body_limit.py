@@ -10,7 +10,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 
-from novel_engine.middlewares import ExpectHandler, RequestLayer
+from novel_engine.middlewares import ExpectHandler, RequestLayer, header_elements
 from novel_engine.problems import problem_for
 
 
@@ -32,15 +32,8 @@ def body_limit(max_bytes: int) -> RequestLayer:
     return limited
 
 
-def _listed(request: web.Request, name: str) -> set[str]:
-    """The elements of the comma-separated list header ``name`` (all its lines), lower case;
-    empty elements do not count (RFC 9110, section 5.6.1)."""
-    lines = request.headers.getall(name, ())
-    return {element.strip().lower() for line in lines for element in line.split(",")} - {""}
-
-
 def _unknown_transfer_coding(request: web.Request) -> bool:
-    return bool(_listed(request, hdrs.TRANSFER_ENCODING) - {"chunked"})
+    return bool(set(header_elements(request, hdrs.TRANSFER_ENCODING)) - {"chunked"})
 
 
 def expect_continue(max_bytes: int) -> ExpectHandler:
@@ -53,7 +46,7 @@ def expect_continue(max_bytes: int) -> ExpectHandler:
     async def expect(request: web.Request) -> web.StreamResponse | None:
         if request.version != HttpVersion11:
             return None  # HTTP/1.0 has no Expect: the body follows anyway
-        if _listed(request, hdrs.EXPECT) != {"100-continue"}:
+        if set(header_elements(request, hdrs.EXPECT)) != {"100-continue"}:
             return _closing(web.HTTPExpectationFailed())
         declared = request.content_length
         if declared is not None and declared > max_bytes:

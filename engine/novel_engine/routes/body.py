@@ -17,6 +17,7 @@ from aiohttp import hdrs, web
 from pydantic import ValidationError
 
 from novel_engine.keys import SETTINGS
+from novel_engine.middlewares import header_elements
 from novel_engine.problems import (
     FieldError,
     ProblemError,
@@ -34,11 +35,12 @@ _CODING_WBITS = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": zlib.MAX
 
 def _coding(request: web.Request) -> str | None:
     """The coding of the request's body, None for none; a 415 if the engine cannot undo it."""
-    header = ",".join(request.headers.getall(hdrs.CONTENT_ENCODING, ()))
-    codings = [coding.strip().lower() for coding in header.split(",")]
-    codings = [coding for coding in codings if coding and coding != "identity"]
+    codings = [
+        coding for coding in header_elements(request, hdrs.CONTENT_ENCODING) if coding != "identity"
+    ]
     # One coding at most: each one more would be another pass over up to max_body_bytes.
     if len(codings) > 1 or (codings and codings[0] not in _CODING_WBITS):
+        header = ",".join(request.headers.getall(hdrs.CONTENT_ENCODING, ()))
         raise ProblemError(
             415,
             f"the body's Content-Encoding {header[:60]!r} is not one this server decodes; "
