@@ -144,17 +144,15 @@ class _CacheCollector(Collector):
             labels=["tier"],
         )
         # Only the tiers this engine has: a series of a tier it lacks would read as a healthy 0.
-        totals = {stats.tier: [0, 0, 0, 0] for stats in tracked}
+        present = {stats.tier for stats in tracked}
+        totals = {tier: [0, 0, 0, 0] for tier in CACHE_TIERS if tier in present}
         for stats in tracked:
             total = totals[stats.tier]
             total[0] += stats.hits
             total[1] += stats.misses
             total[2] += stats.errors
             total[3] += stats.evictions
-        for tier in CACHE_TIERS:
-            if tier not in totals:
-                continue
-            hits, misses, errors, evicted = totals[tier]
+        for tier, (hits, misses, errors, evicted) in totals.items():
             for result, value in zip(CACHE_RESULTS, (hits, misses, errors), strict=True):
                 requests.add_metric([tier, result], value)
             if tier in EVICTING_TIERS:
