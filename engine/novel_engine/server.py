@@ -30,7 +30,7 @@ _MALFORMED = (
     (LineTooLong, "the request line or a header field is too long"),
     (BadHttpMethod, "the request method is not one this server knows"),
     (InvalidURLError, "the request target is not a valid URL"),
-    (BadHttpMessage, "the request is not valid HTTP/1.1 (for example, too many header fields)"),
+    (BadHttpMessage, "the request is not valid HTTP/1.1"),
 )
 
 

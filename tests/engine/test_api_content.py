@@ -70,6 +70,15 @@ async def test_campaigns_filter_by_atmosphere(client: EngineClient) -> None:
         ("limit=0", "limit"),
         ("limit=101", "limit"),
         ("limit=x", "limit"),
+        # text Python's int() would read, but not an integer as the OpenAPI document writes one
+        ("limit=1_0", "limit"),
+        ("limit=%2B5", "limit"),
+        ("limit=%205", "limit"),
+        ("limit=5.0", "limit"),
+        # a repeated parameter is refused, whichever value would have won
+        ("limit=1&limit=2", "limit"),
+        ("limit=1&limit=x", "limit"),
+        ("archetype=scout&archetype=leader", "archetype"),
         ("colour=red", "colour"),
         ("archetype=pilot", "archetype"),
         ("cursor=%25%25", "cursor"),

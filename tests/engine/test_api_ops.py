@@ -88,6 +88,30 @@ async def test_the_autoscalers_scrape_gets_its_two_families_alone(client: Engine
     assert families == {IN_FLIGHT_METRIC, QUEUE_DEPTH_METRIC}
 
 
+@pytest.mark.parametrize(
+    ("accept_encoding", "coding"),
+    [
+        ("gzip", "gzip"),
+        ("deflate, gzip;q=0.5", "gzip"),
+        ("*", "gzip"),
+        ("gzip;q=0", None),  # q=0: not acceptable (RFC 9110, section 12.5.3)
+        ("gzip;q=0, *", None),
+        ("*;q=0", None),
+        ("br", None),
+        ("identity", None),
+    ],
+)
+async def test_metrics_are_gzipped_only_for_a_client_that_accepts_gzip(
+    client: EngineClient, accept_encoding: str, coding: str | None
+) -> None:
+    response = await client.get("/metrics", headers={"Accept-Encoding": accept_encoding})
+    assert response.status == 200
+    assert response.headers.get("Content-Encoding") == coding
+    # A cache must not answer another client with this client's format or coding.
+    assert response.headers["Vary"] == "Accept, Accept-Encoding"
+    assert IN_FLIGHT_METRIC in await response.text()
+
+
 def resolve(document: dict[str, Any], reference: str) -> Any:
     node: Any = document
     for part in reference.removeprefix("#/").split("/"):

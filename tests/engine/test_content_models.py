@@ -42,6 +42,9 @@ def test_minimal_character_gets_ordinary_defaults() -> None:
         ('"id": "Not A Slug"', ("id", "string_pattern_mismatch")),
         ('"id": "ada\\n"', ("id", "string_pattern_mismatch")),  # "$" ends the text, no newline
         ('"name": " \\t\\n"', ("name", "string_pattern_mismatch")),  # blank text
+        ('"name": "a\\u0000b"', ("name", "string_pattern_mismatch")),  # a control character
+        ('"name": "\\u0085"', ("name", "string_pattern_mismatch")),
+        ('"description": "a\\u001bb"', ("description", "string_pattern_mismatch")),
         (
             '"equipment": [{"name": "axe", "kind": "weapon", "power": "9"}]',
             ("equipment.0.power", "int_type"),

@@ -79,12 +79,20 @@ _BLANKS = " \t\n\r"
 STRIP_BLANKS = AfterValidator(lambda text: text.strip(_BLANKS))
 
 
+# C0 and C1 control characters but the blanks: text is for people, their terminals and logs.
+_CONTROLS = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
+
+
 def _text(max_length: int, min_length: int = 1) -> StringConstraints:
-    """``min_length``..``max_length`` characters; a required text needs one that is not blank."""
+    """``min_length``..``max_length`` characters, no control character but the blanks; a
+    required text needs a character that is not blank."""
+    # Leading blanks, then one character that is neither blank nor control: no two parts of
+    # the pattern can match the same character, so it runs in linear time.
+    required = f"^[{_BLANKS}]*[^{_CONTROLS}{_BLANKS}][^{_CONTROLS}]*$"
     return StringConstraints(
         min_length=min_length,
         max_length=max_length,
-        pattern=f"[^{_BLANKS}]" if min_length else None,
+        pattern=required if min_length else f"^[^{_CONTROLS}]*$",
     )
 
 

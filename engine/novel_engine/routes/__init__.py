@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from novel_engine.middlewares import ExpectHandler
 from novel_engine.problems import RequestValidationError, validation_errors
@@ -48,9 +49,21 @@ class Operation:
 
 
 def parse_query(request: web.Request, model: type[ModelT]) -> ModelT:
-    """The query string validated as ``model`` (strings are converted: it is text by nature)."""
+    """The query string validated as ``model`` (strings are converted: it is text by nature).
+
+    A parameter given twice is refused rather than one of its values silently dropped."""
+    query = request.query
+    repeated = [name for name in dict.fromkeys(query) if len(query.getall(name)) > 1]
+    if repeated:
+        raise RequestValidationError(
+            [
+                ErrorDetails(type="repeated", loc=(name,), msg="given more than once", input=None)
+                for name in repeated
+            ],
+            "query",
+        )
     try:
-        return model.model_validate(dict(request.query), strict=False)
+        return model.model_validate(dict(query), strict=False)
     except ValidationError as error:
         raise RequestValidationError(validation_errors(error), "query") from None
 

@@ -1,10 +1,12 @@
 """CRUD routes of the content library: /v1/characters and /v1/campaigns."""
 
 import json
-from typing import Any, Generic, NoReturn, TypeVar
+import re
+from typing import Annotated, Any, Generic, NoReturn, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from novel_engine.content.canonical import TaggedJson, canonical_json, tagged_json
 from novel_engine.content.models import (
@@ -23,12 +25,22 @@ from novel_engine.routes.conditional import listed_tags, not_modified, precondit
 
 ItemT = TypeVar("ItemT", bound=StoredFields)
 PAGING_FIELDS = {"limit", "cursor"}
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def _decimal(value: Any) -> Any:
+    # pydantic's conversion of text to int also reads "1_0", "+5", " 5" and "5.0".
+    if isinstance(value, str) and _DECIMAL.fullmatch(value) is None:
+        raise PydanticCustomError("int_parsing", "Input should be an integer in decimal digits")
+    return value
 
 
 class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    limit: int = Field(20, ge=1, le=100, description="Page size.")
+    limit: Annotated[int, BeforeValidator(_decimal)] = Field(
+        20, ge=1, le=100, description="Page size."
+    )
     cursor: Slug | None = Field(
         None, description="`next_cursor` of the previous page: the page starts after this id."
     )
