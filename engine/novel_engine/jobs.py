@@ -70,6 +70,8 @@ PRUNE_INTERVAL_SECONDS = 60.0
 TAKEOVER_BATCH = 8
 #: Job records restored in Redis per call, after it lost them.
 RESTORE_BATCH = 100
+#: Longest wait, as the engine stops, to record in the shared store the jobs of an outage.
+LAST_TRY_SECONDS = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +231,8 @@ class JobRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         # Jobs running here under a lease in the shared store, with what records them again.
         self._leased: dict[str, tuple[SimulationInput, Priority]] = {}
-        # Jobs accepted while the shared store was down, to record there once it is back.
+        # Jobs accepted, or leased jobs that succeeded, while the shared store was down: to
+        # record there once it is back.
         self._unshared: dict[str, tuple[SimulationInput, Priority]] = {}
         # Jobs that ended here but whose end the database could not record (a full disk):
         # told as they ended, and written down by housekeeping once the database takes it.
@@ -412,10 +415,7 @@ class JobRunner:
                 )
         except SharedJobsUnavailable:
             # Run it here; other replicas answer 503 for it until L2 is back and it is shared.
-            self._unshared.pop(job_id, None)  # accepted again: the newest now
-            self._unshared[job_id] = (simulation, priority)
-            while len(self._unshared) > self._max_records:
-                del self._unshared[next(iter(self._unshared))]  # the oldest, as pruning would
+            self._keep(self._unshared, job_id, (simulation, priority))
             return not cached
         if cached or not leased:
             return False
@@ -447,15 +447,26 @@ class JobRunner:
         except Exception as failure:
             log.warning("could not record the end of simulation job %s yet: %s", job_id, failure)
             kept = simulation if status is JobStatus.SUCCEEDED else None  # (see Job.input)
-            self._unrecorded[job_id] = Job(job_id, status, error, kept)
-            while len(self._unrecorded) > self._max_records:
-                del self._unrecorded[next(iter(self._unrecorded))]  # the oldest, as pruning would
+            self._keep(self._unrecorded, job_id, Job(job_id, status, error, kept))
         if error == SHUTDOWN_REASON:
             await self._hand_over(job_id)  # another replica runs it; this one is stopping
-        elif self.shared is not None and job_id in self._leased:
-            # If this fails, its lease runs out and another replica runs it again.
+        elif self.shared is not None and (leased := self._leased.get(job_id)) is not None:
             shared = self.shared
-            await self._best_effort(lambda: shared.finish(job_id, status, error))
+            try:
+                await self._shared_call(lambda: shared.finish(job_id, status, error))
+            except SharedJobsUnavailable:
+                # A success is recorded, with its input, once the store is back; a failure is
+                # not (its lease runs out and another replica runs the job again).
+                if status is JobStatus.SUCCEEDED:
+                    self._keep(self._unshared, job_id, leased)
+
+    def _keep(self, pending: dict[str, T], job_id: str, entry: T) -> None:
+        """Keep an entry until housekeeping writes it down; beyond the records limit, the
+        oldest go, as pruning would delete their records."""
+        pending.pop(job_id, None)  # the newest now
+        pending[job_id] = entry
+        while len(pending) > self._max_records:
+            del pending[next(iter(pending))]
 
     async def _hand_over(self, job_id: str) -> None:
         if self.shared is not None and job_id in self._leased:
@@ -508,8 +519,9 @@ class JobRunner:
     async def _recover_shared(self) -> None:
         """After a failed shared call: look whether the store answers again (requests skip it
         until then). If Redis has lost this replica's records, record its succeeded jobs there
-        again. Then record the jobs accepted during the outage there: any replica then answers
-        for them (for a finished one, from its input, by computing the result again)."""
+        again. Then record the jobs accepted, or that succeeded, during the outage there: any
+        replica then answers for them (for a finished one, from its input, by computing the
+        result again)."""
         shared = self.shared
         assert shared is not None
         if self._shared_failing and not await self._best_effort(shared.ping):
@@ -549,17 +561,17 @@ class JobRunner:
     async def _share_later(
         self, job_id: str, simulation: SimulationInput, priority: Priority
     ) -> None:
-        """One job accepted in an outage, as it stands now, unless a replica has recorded it
-        since: one that still runs here is leased to this replica, which records its end."""
+        """One job of an outage, as it stands now. A success replaces any record (it says the
+        same whoever computed it, and carries the input that computes the result again). A
+        job queued or failed is recorded unless a replica has recorded it since: one that still
+        runs here is leased to this replica, which records its end."""
         shared = self.shared
         assert shared is not None
         job = await self._local(job_id)
         if job is None:  # pruned meanwhile
             return
         if job.status is JobStatus.SUCCEEDED:
-            await self._shared_call(
-                lambda: shared.put(simulation, priority, JobStatus.SUCCEEDED, only_if_absent=True)
-            )
+            await self._shared_call(lambda: shared.put(simulation, priority, JobStatus.SUCCEEDED))
             return
         # Queued, or failed: the lease first, then how it ended.
         leased = await self._shared_call(
@@ -571,7 +583,11 @@ class JobRunner:
             self._leased[job_id] = (simulation, priority)
             return
         ended = await self._local(job_id)  # it ended, maybe while the put was under way
-        if ended is not None and ended.status is not JobStatus.QUEUED:
+        if ended is None or ended.status is JobStatus.QUEUED:
+            return
+        if ended.error == SHUTDOWN_REASON:  # given up as this replica stops: another one runs it
+            await self._shared_call(lambda: shared.release(job_id))
+        else:
             await self._shared_call(lambda: shared.finish(job_id, ended.status, ended.error))
 
     async def _shared_call(
@@ -618,6 +634,21 @@ class JobRunner:
                 error,
             )
         if self.shared is not None:
+            # A last try at what the shared store has not heard yet (it may have come back
+            # since the last round): no other replica knows the jobs accepted here in its outage.
+            try:
+                async with asyncio.timeout(LAST_TRY_SECONDS):
+                    await self._recover_shared()
+            except TimeoutError:
+                pass  # what is left is counted below
+            except Exception:
+                log.exception("could not record the jobs of the shared store's outage")
+            if self._unshared:
+                log.warning(
+                    "stopping with %d jobs of an outage not recorded in the shared job records:"
+                    " the other replicas do not know them, or only as queued (and run them again)",
+                    len(self._unshared),
+                )
             await self.shared.close()
 
 

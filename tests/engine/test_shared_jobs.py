@@ -54,13 +54,22 @@ async def accept_jobs(
 
 
 async def poll(
-    session: aiohttp.ClientSession, engine: EngineProcess, job_id: str, seconds: float = 120
+    session: aiohttp.ClientSession,
+    engine: EngineProcess,
+    job_id: str,
+    seconds: float = 120,
+    *,
+    after_outage: bool = False,
 ) -> tuple[list[str], bytes]:
-    """Poll a job until its result comes: the statuses seen on the way, and the result."""
+    """Poll a job until its result comes: the statuses seen on the way, and the result.
+    ``after_outage``: wait out 503s (the engine has not seen Redis answer again yet)."""
     statuses: list[str] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         status, raw = await get(session, engine, f"/v1/simulations/{job_id}")
+        if status == 503 and after_outage:
+            await asyncio.sleep(0.05)
+            continue
         assert status == 200, raw
         body = json.loads(raw)
         if "status_url" not in body:  # the result itself
@@ -160,6 +169,59 @@ async def test_a_stopping_replica_hands_its_queued_jobs_over(
     for job_id in ids:  # none failed: the other replica ran what the stopping one did not
         await poll(session, other, job_id)
     assert "taking over simulation job" in other.log()
+
+
+async def test_a_replica_stopping_as_redis_returns_hands_over_the_jobs_of_the_outage(
+    engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
+) -> None:
+    # A long lease: the stopping replica's background rounds (every third of it) do not see
+    # Redis return before the signal, so only its shutdown can record the jobs there.
+    stopping = engines.start(
+        "a", "--redis-url", redis_server.url, "--job-lease-seconds", "60",
+        "--process-workers", "1", "--drain-timeout", "0.5",
+    )  # fmt: skip
+    other = engines.start("b", *shared_engine_args(redis_server))
+    await asyncio.gather(stopping.ready(session), other.ready(session))
+    await asyncio.to_thread(redis_server.stop)
+    ids = await accept_jobs(session, stopping, 16)  # run here; no other replica knows them
+    _, metrics = await get(session, stopping, "/metrics")
+    assert sum(metric_samples(metrics.decode(), QUEUE_DEPTH_METRIC).values()) > 0
+    await asyncio.to_thread(redis_server.start)
+
+    stopping.terminate()
+    assert await stopping.exit_code() == 0
+    # Those it ran are recorded succeeded (the other replica computes them again from their
+    # input), those it did not are handed over: none is unknown, none failed.
+    for job_id in ids:
+        await poll(session, other, job_id, after_outage=True)
+    assert "taking over simulation job" in other.log()
+
+
+async def test_a_job_that_succeeds_while_redis_is_away_is_recorded_once_it_answers(
+    engines: EngineProcesses,
+    session: aiohttp.ClientSession,
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    # Redis keeps its data across the outage, so the jobs stay queued in it. Leases of 30 s:
+    # the replica records the successes at its next round after Redis answers again (within
+    # 10 s), long before the leases run out and the other replica would run the jobs again.
+    redis = redis_factory(extra_args=["--appendonly", "yes"])
+    shared = ("--redis-url", redis.url, "--job-lease-seconds", "30")
+    running = engines.start("a", *shared, "--process-workers", "1")
+    other = engines.start("b", *shared)
+    await asyncio.gather(running.ready(session), other.ready(session))
+    # Some seconds of work one job at a time: most end while Redis is away.
+    ids = await accept_jobs(session, running, 16)
+    await asyncio.to_thread(redis.stop)
+    for job_id in ids:  # (from its own records)
+        await poll(session, running, job_id)
+    await until(lambda: "shared job records unavailable" in running.log())
+    await asyncio.sleep(0.5)  # the last end's call has failed too (at once: nothing listens)
+    await asyncio.to_thread(redis.start)
+
+    for job_id in ids:
+        await poll(session, other, job_id, after_outage=True)
+    assert "taking over" not in other.log()
 
 
 async def test_while_redis_is_down_an_unknown_job_answers_503_with_retry_after(
