@@ -397,9 +397,3 @@ class EngineMetrics:
         for route, method in routes:
             for status in PRECREATED_STATUS_CLASSES:
                 self.http_request_duration.labels(route, method_label(method), status)
-
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Record one served request; route is the template or UNMATCHED_ROUTE."""
-        self.http_request_duration.labels(
-            route, method_label(method), status_class(status)
-        ).observe(seconds)

@@ -43,8 +43,14 @@ class ProblemRequestHandler(web.RequestHandler):
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
-        if isinstance(resp, web.HTTPException) and resp.status >= 400:
-            resp = problem_for(resp) or resp  # raised where no route's layers could catch it
+        # Raised where no route's layers catch it. (A plain Response, what the routes answer,
+        # is no exception: tested first, as isinstance on aiohttp's response classes is slow.)
+        if (
+            type(resp) is not web.Response
+            and isinstance(resp, web.HTTPException)
+            and resp.status >= 400
+        ):
+            resp = problem_for(resp) or resp
         if self.closing:
             resp.force_close()  # says Connection: close, and aiohttp closes after it
         finished = await super().finish_response(request, resp, start_time)

@@ -33,13 +33,18 @@ async def test_readiness_fails_while_draining_but_liveness_holds(client: EngineC
 async def test_request_latency_is_labelled_by_route_template(client: EngineClient) -> None:
     await client.get("/v1/characters/ilse-varn")
     await client.get("/v1/characters/no-such-one")
+    await client.head("/v1/characters/ilse-varn")
     await client.get("/nowhere")
+    for method in ("PROPFIND", "LOCK", "PROPFIND"):  # methods outside the closed set: "other"
+        assert (await client.request(method, "/v1/characters/ilse-varn")).status == 405
     text = await (await client.get("/metrics")).text()
     counts = metric_samples(text, "novel_engine_http_request_duration_seconds_count")
     assert counts['{method="GET",route="/v1/characters/{id}",status_class="2xx"}'] == 1
     assert counts['{method="GET",route="/v1/characters/{id}",status_class="4xx"}'] == 1
+    assert counts['{method="HEAD",route="/v1/characters/{id}",status_class="2xx"}'] == 1
     assert counts['{method="GET",route="none",status_class="4xx"}'] == 1
-    assert not any("ilse-varn" in labels for labels in counts)
+    assert counts['{method="other",route="none",status_class="4xx"}'] == 3
+    assert not any("ilse-varn" in labels or "PROPFIND" in labels for labels in counts)
 
 
 async def test_in_flight_counts_api_requests_but_not_probes_or_scrapes(

@@ -5,7 +5,13 @@ Sorted keys, fixed separators and UTF-8 make hashes and cached bodies comparable
 
 import hashlib
 import json
+from functools import cached_property
 from typing import Any
+
+from aiohttp import hdrs
+from multidict import CIMultiDict, CIMultiDictProxy
+
+JSON_CONTENT_TYPE = "application/json"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -16,10 +22,19 @@ def canonical_json(value: Any) -> bytes:
 
 
 class TaggedJson(bytes):
-    """Canonical JSON bytes that carry their strong entity tag, computed once with the bytes:
-    a cached document answers every GET and conditional request without hashing again."""
+    """Canonical JSON bytes that carry their strong entity tag, computed once with the bytes,
+    and their response headers, built once with the first response: a cached document answers
+    every GET and conditional request without hashing or building headers again."""
 
     etag: str
+
+    @cached_property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """Content-Type and ETag. (aiohttp copies a response's headers into a multidict of its
+        own, which is cheaper from a multidict than from a dict.)"""
+        return CIMultiDictProxy(
+            CIMultiDict({hdrs.CONTENT_TYPE: JSON_CONTENT_TYPE, hdrs.ETAG: self.etag})
+        )
 
 
 def tagged_json(value: Any) -> TaggedJson:

@@ -39,13 +39,15 @@ def request_metrics(metrics: EngineMetrics, drain: DrainState) -> RequestLayer:
             finally:
                 if counted:
                     drain.in_flight -= 1
-                method = method_label(request.method)
-                observe = observers.get((method, status))
+                observe = observers.get((request.method, status))
                 if observe is None:
+                    method = method_label(request.method)
                     series = metrics.http_request_duration.labels(
                         route, method, status_class(status)
                     )
-                    observe = observers[method, status] = series.observe
+                    observe = series.observe
+                    if method == request.method:  # only the closed set of methods is kept
+                        observers[method, status] = observe
                 observe(clock() - started)
 
         return metrics_layer

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from pydantic import ValidationError
 
+from novel_engine.content.canonical import JSON_CONTENT_TYPE
 from novel_engine.keys import SETTINGS
 from novel_engine.middlewares import header_elements
 from novel_engine.problems import (
@@ -24,7 +25,7 @@ from novel_engine.problems import (
     RequestValidationError,
     validation_errors,
 )
-from novel_engine.routes import JSON_CONTENT_TYPE, ModelT
+from novel_engine.routes import ModelT
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ again under the same id never reuses a stale tag.
 
 import re
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from novel_engine.problems import ProblemError
 
@@ -35,14 +35,17 @@ def preconditions(request: web.Request, tag: str) -> bool:
     section 13.2.2). True when a GET or HEAD is to answer 304 Not Modified; a 412 problem when
     If-Match names no current tag (strong comparison), or If-None-Match names it (weak
     comparison, or ``*``) on a write."""
-    tags = listed_tags(request, "If-Match")
+    headers = request.headers
+    if hdrs.IF_MATCH not in headers and hdrs.IF_NONE_MATCH not in headers:
+        return False  # (the common case, first)
+    tags = listed_tags(request, hdrs.IF_MATCH)
     if tags is not None and "*" not in tags and tag not in tags:
         raise _precondition_failed(
             tag,
             "the resource has changed since the If-Match entity tag was issued; "
             "fetch it again and reapply the change",
         )
-    tags = listed_tags(request, "If-None-Match")
+    tags = listed_tags(request, hdrs.IF_NONE_MATCH)
     if tags is None:
         return False
     if "*" not in tags and tag not in (listed.removeprefix("W/") for listed in tags):

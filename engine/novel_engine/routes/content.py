@@ -4,7 +4,7 @@ import json
 import re
 from typing import Annotated, Any, Generic, NoReturn, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
@@ -100,17 +100,17 @@ def content_operations(
         body = await request.app[CONTENT].document_json(kind, request.match_info["id"])
         if preconditions(request, body.etag):
             return not_modified(body.etag)
-        return json_bytes(body, headers={"ETag": body.etag})
+        return web.Response(body=body, headers=body.headers)
 
     async def matched_version(request: web.Request) -> int | None:
         """A 412 unless the conditional headers hold; with If-Match naming tags, the current
         version, which the write then requires. None otherwise (`If-Match: *` asks only that
         the document exists)."""
-        if "If-Match" not in request.headers and "If-None-Match" not in request.headers:
+        if hdrs.IF_MATCH not in request.headers and hdrs.IF_NONE_MATCH not in request.headers:
             return None
         current = await request.app[CONTENT].document_json(kind, request.match_info["id"])
         preconditions(request, current.etag)
-        if "*" in (listed_tags(request, "If-Match") or ["*"]):
+        if "*" in (listed_tags(request, hdrs.IF_MATCH) or ["*"]):
             return None
         version: int = json.loads(current)["version"]
         return version
@@ -135,7 +135,7 @@ def content_operations(
                 raise
             await lost_race(request, conflict)
         body = _document_json(replaced)
-        return json_bytes(body, headers={"ETag": body.etag})
+        return web.Response(body=body, headers=body.headers)
 
     async def delete_document(request: web.Request) -> web.Response:
         expected_version = await matched_version(request)
