@@ -266,3 +266,18 @@ def test_campaign_documents_roundtrip_into_inputs() -> None:
         Campaign.model_validate_json(campaign.model_dump_json()).content_hash()
         == campaign.content_hash()
     )
+
+
+def test_a_simulation_worker_does_not_load_the_web_stack() -> None:
+    # Each process-pool worker imports the model as it starts (the app's process_preload), and
+    # keeps whatever that import pulls in for its whole life.
+    script = (
+        "import sys, novel_engine.pool_worker, novel_engine.simulation.runner; print(*sys.modules)"
+    )
+    modules = set(
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, check=True, text=True, timeout=60
+        ).stdout.split()
+    )
+    assert "novel_engine.simulation.runner" in modules
+    assert not {module for module in modules if module.partition(".")[0] == "aiohttp"}

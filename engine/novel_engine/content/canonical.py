@@ -8,7 +8,6 @@ import json
 from functools import cached_property
 from typing import Any
 
-from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
 JSON_CONTENT_TYPE = "application/json"
@@ -31,10 +30,9 @@ class TaggedJson(bytes):
     @cached_property
     def headers(self) -> CIMultiDictProxy[str]:
         """Content-Type and ETag. (aiohttp copies a response's headers into a multidict of its
-        own, which is cheaper from a multidict than from a dict.)"""
-        return CIMultiDictProxy(
-            CIMultiDict({hdrs.CONTENT_TYPE: JSON_CONTENT_TYPE, hdrs.ETAG: self.etag})
-        )
+        own, which is cheaper from a multidict than from a dict. The simulation workers import
+        this module too: it does not import aiohttp.)"""
+        return CIMultiDictProxy(CIMultiDict({"Content-Type": JSON_CONTENT_TYPE, "ETag": self.etag}))
 
 
 def tagged_json(value: Any) -> TaggedJson:
