@@ -26,6 +26,13 @@ def listed_tags(request: web.Request, name: str) -> list[str] | None:
     return [element.strip() for line in lines for element in _LIST_ELEMENT.findall(line)]
 
 
+def is_conditional(request: web.Request) -> bool:
+    """Whether the request has an If-Match or If-None-Match header: most have neither, and
+    need no tags read nor current representation fetched."""
+    headers = request.headers
+    return hdrs.IF_MATCH in headers or hdrs.IF_NONE_MATCH in headers
+
+
 def _precondition_failed(tag: str, detail: str) -> ProblemError:
     return ProblemError(412, detail, kind="precondition-failed", headers={"ETag": tag})
 
@@ -35,9 +42,6 @@ def preconditions(request: web.Request, tag: str) -> bool:
     section 13.2.2). True when a GET or HEAD is to answer 304 Not Modified; a 412 problem when
     If-Match names no current tag (strong comparison), or If-None-Match names it (weak
     comparison, or ``*``) on a write."""
-    headers = request.headers
-    if hdrs.IF_MATCH not in headers and hdrs.IF_NONE_MATCH not in headers:
-        return False  # (the common case, first)
     tags = listed_tags(request, hdrs.IF_MATCH)
     if tags is not None and "*" not in tags and tag not in tags:
         raise _precondition_failed(

@@ -21,7 +21,12 @@ from novel_engine.content.store import CAMPAIGNS, CHARACTERS, AnyKind, ContentCo
 from novel_engine.keys import CONTENT
 from novel_engine.routes import Operation, Reply, json_bytes, parse_query
 from novel_engine.routes.body import parse_body
-from novel_engine.routes.conditional import listed_tags, not_modified, preconditions
+from novel_engine.routes.conditional import (
+    is_conditional,
+    listed_tags,
+    not_modified,
+    preconditions,
+)
 
 ItemT = TypeVar("ItemT", bound=StoredFields)
 PAGING_FIELDS = {"limit", "cursor"}
@@ -98,7 +103,7 @@ def content_operations(
 
     async def get_document(request: web.Request) -> web.Response:
         body = await request.app[CONTENT].document_json(kind, request.match_info["id"])
-        if preconditions(request, body.etag):
+        if is_conditional(request) and preconditions(request, body.etag):
             return not_modified(body.etag)
         return web.Response(body=body, headers=body.headers)
 
@@ -106,7 +111,7 @@ def content_operations(
         """A 412 unless the conditional headers hold; with If-Match naming tags, the current
         version, which the write then requires. None otherwise (`If-Match: *` asks only that
         the document exists)."""
-        if hdrs.IF_MATCH not in request.headers and hdrs.IF_NONE_MATCH not in request.headers:
+        if not is_conditional(request):
             return None
         current = await request.app[CONTENT].document_json(kind, request.match_info["id"])
         preconditions(request, current.etag)

@@ -11,7 +11,7 @@ from novel_engine.keys import JOBS, SIMULATIONS
 from novel_engine.problems import ProblemError
 from novel_engine.routes import Operation, Reply, json_bytes
 from novel_engine.routes.body import parse_body
-from novel_engine.routes.conditional import not_modified, preconditions
+from novel_engine.routes.conditional import is_conditional, not_modified, preconditions
 from novel_engine.scheduler import Priority
 from novel_engine.simulation.request import SIMULATION_ID_PATTERN, RunMode, SimulationRequest
 from novel_engine.simulation.result import SimulationResult
@@ -74,7 +74,7 @@ def _tagged(request: web.Request, body: bytes) -> web.Response:
     # A result is the same bytes on every replica and never changes; a job status changes
     # as the job moves on. A tag of the bytes serves both.
     tag = entity_tag(body)
-    if preconditions(request, tag):
+    if is_conditional(request) and preconditions(request, tag):
         return not_modified(tag)
     return json_bytes(body, headers={"ETag": tag})
 
