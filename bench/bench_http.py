@@ -237,15 +237,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(server: Server, url: str) -> LoadResult:
-    before = cpu_seconds(server.pid)
-    result = wrk(url, DURATION_SECONDS)
-    result.cpu_us_per_request = (cpu_seconds(server.pid) - before) / result.requests * 1e6
-    return result
-
-
-def measure_side_by_side(targets: Sequence[tuple[Server, str]]) -> list[LoadResult]:
-    """One wrk per server, all at once."""
+def measure(targets: Sequence[tuple[Server, str]]) -> list[LoadResult]:
+    """One wrk per server, all at once (one server: that server alone), with the CPU time each
+    server spent per request."""
     before = [cpu_seconds(server.pid) for server, _ in targets]
     loads = [
         subprocess.Popen(wrk_command(url, DURATION_SECONDS), stdout=subprocess.PIPE, text=True)
@@ -313,9 +307,9 @@ def main() -> None:
             alone: list[list[LoadResult]] = [[], []]
             together: list[list[LoadResult]] = [[], []]
             for _ in range(ROUNDS):
-                for measured, (server, url) in zip(alone, targets, strict=True):
-                    measured.append(measure(server, url))
-                for measured, result in zip(together, measure_side_by_side(targets), strict=True):
+                for measured, target in zip(alone, targets, strict=True):
+                    measured.extend(measure([target]))
+                for measured, result in zip(together, measure(targets), strict=True):
                     measured.append(result)
     print("  in turn, each server alone:")
     report(f"bare aiohttp, same {len(body)} bytes", alone[0])
