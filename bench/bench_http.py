@@ -23,7 +23,6 @@ Goals: at least 0.75x the bare app's requests per second (aim: 0.85x), p99 at mo
 Run: `python -m bench.bench_http` (needs wrk: `scripts/system-deps`).
 """
 
-import argparse
 import os
 import re
 import shutil
@@ -40,8 +39,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 CONNECTIONS = 64
 DURATION_SECONDS = 4
 WARM_UP_SECONDS = 3
@@ -49,7 +46,6 @@ ROUNDS = 9
 GOAL_RATIO = 0.75
 AIM_RATIO = 0.85
 GOAL_P99_RATIO = 1.3
-CHARACTER_ROUTE = "/v1/characters/{id}"
 CHARACTER_PATH = "/v1/characters/ilse-varn"
 SERVER_CPU, LOAD_CPU = "0", "1"
 
@@ -135,47 +131,25 @@ def engine(*args: str, cpu: str | None = SERVER_CPU) -> Iterator[Server]:
 @contextmanager
 def hello_app(cpu: str | None = SERVER_CPU) -> Iterator[Server]:
     port = free_port()
-    command = [sys.executable, "-m", "bench.bench_http", "--hello", str(port)]
+    command = [sys.executable, "-m", "bench.baseline_apps", "hello", str(port)]
     with running(pinned(command, cpu) if cpu else command, "/", port) as server:
         yield server
 
 
 @contextmanager
 def same_bytes_app(body: bytes, content_type: str, cpu: str = SERVER_CPU) -> Iterator[Server]:
-    """A bare app answering GET CHARACTER_ROUTE with ``body`` as ``content_type``."""
+    """A bare app answering GET /v1/characters/{id} with ``body`` as ``content_type``, in a process
+    of its own (bench.baseline_apps)."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix="novel-engine-bench-body-") as body_file:
         body_file.write(body)
         body_file.flush()
         command = [
-            sys.executable, "-m", "bench.bench_http", "--same-bytes", str(port),
-            "--body", body_file.name, "--content-type", content_type,
+            sys.executable, "-m", "bench.baseline_apps", "same-bytes", str(port),
+            body_file.name, content_type,
         ]  # fmt: skip
         with running(pinned(command, cpu), CHARACTER_PATH, port) as server:
             yield server
-
-
-async def hello(request: web.Request) -> web.Response:
-    return web.Response(text="Hello, world")
-
-
-def serve(app: web.Application, port: int) -> None:
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
-
-
-def serve_hello(port: int) -> None:
-    app = web.Application()
-    app.router.add_get("/", hello)
-    serve(app, port)
-
-
-def serve_same_bytes(port: int, body: bytes, content_type: str) -> None:
-    async def same_bytes(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type=content_type)
-
-    app = web.Application()
-    app.router.add_get(CHARACTER_ROUTE, same_bytes)
-    serve(app, port)
 
 
 def fetch(url: str) -> tuple[bytes, str]:
@@ -332,17 +306,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hello", type=int, metavar="PORT", help="serve a hello app only")
-    parser.add_argument(
-        "--same-bytes", type=int, metavar="PORT", help="serve --body at the character route only"
-    )
-    parser.add_argument("--body", type=Path, help="the file whose bytes --same-bytes serves")
-    parser.add_argument("--content-type", default="application/json")
-    arguments = parser.parse_args()
-    if arguments.hello:
-        serve_hello(arguments.hello)
-    elif arguments.same_bytes:
-        serve_same_bytes(arguments.same_bytes, arguments.body.read_bytes(), arguments.content_type)
-    else:
-        main()
+    main()

@@ -12,14 +12,14 @@ processes and not counted.
 Two processes started the same way (same python, idle after a few requests) give the same-run
 baselines: a bare aiohttp hello app, and the same app after importing the libraries the engine
 is built on (pydantic with one model built, prometheus_client, aiosqlite, yaml) and no engine
-code: the libraries-only floor. Goal: the engine idles at most 3 MiB above that floor. The
-kernel reports KiB; figures are printed in MiB and MB.
+code: the libraries-only floor. Both run from bench.baseline_apps, which imports nothing of the
+benches' own machinery. Goal: the engine idles at most 3 MiB above that floor. The kernel
+reports KiB; figures are printed in MiB and MB.
 
 Run: `python -m bench.bench_rss` (needs wrk: `scripts/system-deps`).
 """
 
 import compileall
-import importlib
 import importlib.util
 import json
 import shutil
@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.baseline_apps import ENGINE_LIBRARIES
 from bench.bench_http import (
     CHARACTER_PATH,
     CONNECTIONS,
@@ -43,14 +44,12 @@ from bench.bench_http import (
     hello_app,
     pinned,
     running,
-    serve_hello,
 )
 
 MIB = 1024 * 1024
 GOAL_OVER_FLOOR_BYTES = 3 * MIB
 LOAD_SECONDS = 15
 IDLE_SECONDS = 2
-ENGINE_LIBRARIES = ("pydantic", "prometheus_client", "aiosqlite", "yaml")
 FIRST_REQUESTS = ("/readyz", CHARACTER_PATH, "/v1/characters")
 # 2 x 20 = 40 agent-turns: the most the engine runs in the serving process itself (inline).
 SIMULATION = {
@@ -82,21 +81,10 @@ def idle_memory(server: Server, paths: Sequence[str]) -> dict[str, int]:
     return {field: status_bytes(server.pid, field) for field in ("VmRSS", "RssAnon", "RssFile")}
 
 
-def serve_libraries(port: int) -> None:
-    """The hello app after importing the engine's libraries (no engine code)."""
-    for name in ENGINE_LIBRARIES:
-        importlib.import_module(name)
-    pydantic = sys.modules["pydantic"]
-    # The first model class builds pydantic's validation machinery, as the engine's do.
-    model = pydantic.create_model("Probe", name=(str, ...))
-    model(name="probe")
-    serve_hello(port)
-
-
 @contextmanager
 def libraries_app() -> Iterator[Server]:
     port = free_port()
-    command = [sys.executable, "-c", f"import bench.bench_rss as b; b.serve_libraries({port})"]
+    command = [sys.executable, "-m", "bench.baseline_apps", "libraries", str(port)]
     with running(command, "/", port) as server:
         yield server
 
