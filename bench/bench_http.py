@@ -129,9 +129,11 @@ def engine(*args: str, cpu: str | None = SERVER_CPU) -> Iterator[Server]:
 
 
 @contextmanager
-def hello_app(cpu: str | None = SERVER_CPU) -> Iterator[Server]:
+def hello_app(kind: str = "hello", cpu: str | None = SERVER_CPU) -> Iterator[Server]:
+    """The hello app of bench.baseline_apps, in a process of its own; ``kind`` "libraries":
+    the same after importing the engine's libraries."""
     port = free_port()
-    command = [sys.executable, "-m", "bench.baseline_apps", "hello", str(port)]
+    command = [sys.executable, "-m", "bench.baseline_apps", kind, str(port)]
     with running(pinned(command, cpu) if cpu else command, "/", port) as server:
         yield server
 

@@ -24,13 +24,11 @@ import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.baseline_apps import ENGINE_LIBRARIES
@@ -40,10 +38,8 @@ from bench.bench_http import (
     Server,
     engine,
     engine_on,
-    free_port,
     hello_app,
     pinned,
-    running,
 )
 
 MIB = 1024 * 1024
@@ -81,14 +77,6 @@ def idle_memory(server: Server, paths: Sequence[str]) -> dict[str, int]:
     return {field: status_bytes(server.pid, field) for field in ("VmRSS", "RssAnon", "RssFile")}
 
 
-@contextmanager
-def libraries_app() -> Iterator[Server]:
-    port = free_port()
-    command = [sys.executable, "-m", "bench.baseline_apps", "libraries", str(port)]
-    with running(command, "/", port) as server:
-        yield server
-
-
 def compile_engine() -> None:
     """Write the engine's bytecode, as installing the package does (pip compiles at install).
 
@@ -120,7 +108,7 @@ def main() -> None:
     compile_engine()
     with hello_app(cpu=None) as bare:
         bare_idle = idle_memory(bare, ["/"] * 4)["VmRSS"]
-    with libraries_app() as libraries:
+    with hello_app("libraries", cpu=None) as libraries:
         floor = idle_memory(libraries, ["/"] * 4)
     with engine(cpu=None) as served:
         engine_idle = idle_memory(served, [*FIRST_REQUESTS, "/metrics"])
