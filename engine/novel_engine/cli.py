@@ -46,6 +46,7 @@ async def serve(settings: Settings) -> None:
         if app[DRAIN].draining or signum is not signal.SIGTERM:
             delay = 0.0  # a second signal, or Ctrl-C: drain now
         app[DRAIN].announce()
+        runner.end_keep_alive()
         log.info(
             "%s received: not ready; serving %.1f s more, then draining for up to %.1f s",
             signum.name,

@@ -125,7 +125,8 @@ def _validation_problem(error: RequestValidationError) -> web.Response:
     )
 
 
-def _http_problem(error: web.HTTPException) -> web.Response:
+def http_problem(error: web.HTTPException) -> web.Response:
+    """The problem answer to one of aiohttp's HTTP errors."""
     headers = {
         name: error.headers[name] for name in ("Allow", "Retry-After") if name in error.headers
     }
@@ -164,7 +165,7 @@ def problem_for(error: Exception) -> web.Response | None:
     if isinstance(error, RequestValidationError):
         return _validation_problem(error)
     if isinstance(error, web.HTTPException):
-        return _http_problem(error)
+        return http_problem(error)
     if isinstance(error, ContentNotFoundError):
         return problem_response(404, str(error), kind="not-found")
     if isinstance(error, ContentConflictError):

@@ -8,11 +8,15 @@ problem+json 400 that quotes nothing, logged at DEBUG only: malformed input is t
 error, and must not be a way to flood the log. A request whose target is not a path (`OPTIONS
 *`, CONNECT's `host:port`) reaches no route, not even the catch-all, so aiohttp's text/plain
 404 (or 417, quoting an Expect header) would answer it; here it is a problem+json that quotes
-nothing (outside the request metrics, as no route ran).
+nothing (outside the request metrics, as no route ran), and the 417 closes the connection as the
+routes' does. (Such a request's `Expect: 100-continue` is met as aiohttp meets it: 100 Continue,
+then the answer, with any body read and dropped.)
 
-At shutdown aiohttp closes every connection before the drain, and a closed connection drops the
-bytes that still arrive: a request whose body was on its way never got an answer. Here only
-idle connections close then; one with a request in progress closes after its response.
+From the stop signal on, each response closes its connection, so that clients do not send
+their next request on a connection the drain is about to close. At the drain aiohttp closes
+every connection, and a closed connection drops the bytes that still arrive: a request whose
+body was on its way never got an answer. Here only idle connections close then; one with a
+request in progress closes after its response.
 """
 
 import logging
@@ -22,6 +26,7 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidURLError, LineTooLong
 
+from novel_engine.middlewares.body_limit import refusal
 from novel_engine.problems import problem_for, problem_response
 
 log = logging.getLogger(__name__)
@@ -38,7 +43,7 @@ class ProblemRequestHandler(web.RequestHandler):
     """aiohttp's per-connection handler, with parse errors answered as problems, that can be
     told to close once its request in progress is answered."""
 
-    closing = False  # set at shutdown on a connection whose request is in progress
+    closing = False  # set when a stop is coming: each response closes its connection
 
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
@@ -50,7 +55,8 @@ class ProblemRequestHandler(web.RequestHandler):
             and isinstance(resp, web.HTTPException)
             and resp.status >= 400
         ):
-            resp = problem_for(resp) or resp
+            # (a 417: from aiohttp's Expect handler, for a target that is no path)
+            resp = refusal(request, resp) if resp.status == 417 else problem_for(resp) or resp
         if self.closing:
             resp.force_close()  # says Connection: close, and aiohttp closes after it
         finished = await super().finish_response(request, resp, start_time)
@@ -83,9 +89,19 @@ class ProblemRequestHandler(web.RequestHandler):
 
 
 class _EngineServer(web.Server):
+    keep_alive_ended = False
+
     def __call__(self) -> web.RequestHandler:
         # What web.Server.__call__ does, with our handler class.
-        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler = ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.closing = self.keep_alive_ended
+        return handler
+
+    def end_keep_alive(self) -> None:
+        self.keep_alive_ended = True
+        for connection in self.connections:
+            if isinstance(connection, ProblemRequestHandler):
+                connection.closing = True
 
     def pre_shutdown(self) -> None:
         for connection in self.connections:
@@ -107,13 +123,24 @@ class EngineRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         super().__init__(app, **SERVER_OPTIONS, **kwargs)
+        self._keep_alive_ended = False
+
+    def end_keep_alive(self) -> None:
+        """From now on each response closes its connection (`Connection: close`): a client
+        opens a new one for its next request (to another replica, once this one's readiness has
+        failed) rather than reuse one that the drain would close under it as it sends."""
+        self._keep_alive_ended = True
+        if isinstance(self.server, _EngineServer):
+            self.server.end_keep_alive()
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # starts the app and applies the runner's options
-        return _EngineServer(
+        engine_server = _EngineServer(
             server.request_handler,
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
             loop=server._loop,
             **server._kwargs,
         )
+        engine_server.keep_alive_ended = self._keep_alive_ended
+        return engine_server

@@ -5,6 +5,7 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from novel_engine.cache.l2 import RedisTier
@@ -171,3 +172,50 @@ async def test_unreachable_server_never_raises() -> None:
         assert tier.stats.errors == 3
     finally:
         await tier.close()
+
+
+async def test_closing_ends_the_outage_probe_even_when_its_ping_swallows_the_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tier = RedisTier(f"redis://127.0.0.1:{free_port()}/0", probe_initial=0.01)
+    await tier.check()  # unreachable: the probe starts
+    pinging = asyncio.Event()
+
+    async def ping_swallowing_the_cancellation() -> bool:
+        # As redis-py can: a cancellation during a command comes out as its timeout error.
+        pinging.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise redis_errors.TimeoutError("Timeout reading from 127.0.0.1") from None
+        return True
+
+    monkeypatch.setattr(tier._client, "ping", ping_swallowing_the_cancellation)
+    await asyncio.wait_for(pinging.wait(), 10)
+    closing = asyncio.create_task(tier.close())
+    done, _ = await asyncio.wait({closing}, timeout=10)
+    assert closing in done, "close() did not return: the probe went on after its cancel"
+
+
+async def test_a_redis_refusing_writes_is_counted_and_logged_once_not_per_command(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    tier = RedisTier(redis_server.url)
+    direct = Redis.from_url(redis_server.url)
+    try:
+        await tier.set("before", b"v")
+        # Full, and evicting nothing: every write is refused, reads still answered.
+        await direct.config_set("maxmemory-policy", "noeviction")
+        await direct.config_set("maxmemory", 1)
+        with caplog.at_level(logging.WARNING, logger="novel_engine.cache.l2"):
+            for n in range(20):
+                await tier.set(f"k{n}", b"v")
+                assert await tier.get("before") == b"v"
+        assert tier.stats.errors == 20
+        assert tier.health.state == "ok"  # Redis answers: no outage
+        refusals = [r.getMessage() for r in caplog.records if "maxmemory" in r.getMessage()]
+        assert len(refusals) == 1, refusals
+    finally:
+        await direct.config_set("maxmemory", 0)
+        await tier.close()
+        await direct.aclose()

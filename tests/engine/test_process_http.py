@@ -3,6 +3,7 @@
 import asyncio
 import gzip
 import json
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -10,10 +11,15 @@ from .api import metric_samples, until
 from .processes import EngineProcess, EngineProcesses
 
 DURATION_COUNT = "novel_engine_http_request_duration_seconds_count"
+# Well within aiohttp's lingering close (10 s), the wait for a body before closing.
+CLOSED_AT_ONCE_SECONDS = 5.0
 
 
-async def raw_exchange(engine: EngineProcess, request: bytes, *, close: bool = False) -> bytes:
-    """Send ``request`` bytes on a new connection; what the engine answers until it closes.
+async def raw_exchange(
+    engine: EngineProcess, request: bytes, *, close: bool = False, within: float = 30
+) -> bytes:
+    """Send ``request`` bytes on a new connection; what the engine answers until it closes
+    (a TimeoutError if it has not closed ``within`` seconds).
 
     With ``close`` the client closes its side right after sending (an aborted upload).
     """
@@ -23,7 +29,7 @@ async def raw_exchange(engine: EngineProcess, request: bytes, *, close: bool = F
         await writer.drain()
         if close:
             return b""
-        return await asyncio.wait_for(reader.read(), 30)
+        return await asyncio.wait_for(reader.read(), within)
     finally:
         writer.close()
         await writer.wait_closed()
@@ -118,13 +124,16 @@ async def test_expectations_are_answered_as_problems_and_a_too_large_body_before
     assert too_large.startswith(b"HTTP/1.1 413 "), too_large[:40]  # no 100 Continue first
     assert b"application/problem+json" in too_large
     # A client that sends no body after a final answer must not have its next request read as
-    # that body: the answer says the connection closes.
+    # that body: the answer says the connection closes, and it closes then, not after waiting
+    # for the body (aiohttp's lingering close waits up to 10 s).
     for expectation in (b"100-continue", b"a-miracle"):
-        head = await answer_head(
+        answer = await raw_exchange(
             engine,
             b"POST /v1/characters HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
             b"Expect: " + expectation + b"\r\nContent-Length: 2000000\r\n\r\n",
+            within=CLOSED_AT_ONCE_SECONDS,
         )
+        head = answer.partition(b"\r\n\r\n")[0] + b"\r\n"
         assert b"\r\nconnection: close\r\n" in head.lower(), head
     # Repeated lines make one list of expectations: one the server does not meet is a 417.
     head = await answer_head(
@@ -134,6 +143,34 @@ async def test_expectations_are_answered_as_problems_and_a_too_large_body_before
     )
     assert head.startswith(b"HTTP/1.1 417 "), head
     assert_no_error_logged(engine)
+
+
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: engine\r\n\r\n"
+
+
+@dataclass
+class KeepAliveConnection:
+    """One connection to an engine, for request after request."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    @classmethod
+    async def open(cls, engine: EngineProcess) -> "KeepAliveConnection":
+        return cls(*await asyncio.open_connection("127.0.0.1", engine.port))
+
+    async def exchange(self, request: bytes) -> bytes:
+        """Send ``request``; the status line and headers of its answer (its body read)."""
+        self.writer.write(request)
+        await self.writer.drain()
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 30)
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.lower().split(b"\r\n")
+            if line.startswith(b"content-length:")
+        )
+        await self.reader.readexactly(length)
+        return head
 
 
 async def answer_head(engine: EngineProcess, request: bytes) -> bytes:
@@ -211,6 +248,8 @@ async def test_after_sigterm_the_engine_is_unready_but_serving_until_the_delay_e
 ) -> None:
     engine = engines.start("stopping", "--shutdown-delay", "600")
     await engine.ready(session)
+    keep_alive = await KeepAliveConnection.open(engine)
+    assert b"connection: close" not in (await keep_alive.exchange(HEALTHZ)).lower()
     engine.terminate()
 
     async def unready() -> bool:
@@ -222,6 +261,10 @@ async def test_after_sigterm_the_engine_is_unready_but_serving_until_the_delay_e
         assert response.status == 200  # still served: only readiness changed
     async with session.get(engine.url + "/readyz") as response:
         assert "draining" in (await response.json(content_type=None))["detail"]
+    # A connection opened before the signal is told to close after its next response.
+    assert b"connection: close" in (await keep_alive.exchange(HEALTHZ)).lower()
+    assert await asyncio.wait_for(keep_alive.reader.read(), CLOSED_AT_ONCE_SECONDS) == b""
+    keep_alive.writer.close()
     engine.terminate()  # a second signal ends the delay
     assert await engine.exit_code() == 0
 
@@ -246,4 +289,12 @@ async def test_a_request_target_that_is_not_a_path_is_a_problem(
         assert b"\r\ncontent-type: application/problem+json" in head.lower(), (request, head)
         assert json.loads(body)["status"] == status
         assert b"zq" not in body, body  # the input is not echoed
+    # The 417 closes the connection, as the routes' does (the client sends no body after it).
+    refused = await raw_exchange(
+        engine,
+        b"OPTIONS * HTTP/1.1\r\nHost: engine\r\nExpect: zq\r\nContent-Length: 9\r\n\r\n",
+        within=CLOSED_AT_ONCE_SECONDS,
+    )
+    assert refused.startswith(b"HTTP/1.1 417 "), refused
+    assert b"\r\nconnection: close\r\n" in refused.lower(), refused
     assert_no_error_logged(engine)

@@ -448,6 +448,29 @@ async def test_metrics_after_a_burst_of_tasks(started: Start) -> None:
     assert value(tasks, executor="inline", outcome="error") == 300
 
 
+async def test_retry_after_leaves_out_the_wait_for_the_process_pool_to_start(
+    started: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_process_pool = scheduler_module.start_process_pool
+
+    def slow_start(workers: int, preload: Sequence[str]) -> ProcessPoolExecutor:
+        time.sleep(3.0)  # a pool that takes 3 s to start (its workers' imports, a busy node)
+        return start_process_pool(workers, preload)
+
+    monkeypatch.setattr(scheduler_module, "start_process_pool", slow_start)
+    scheduler = await started(queue_limit=2, process_workers=1)
+    await scheduler.submit(process_id, priority=Priority.NORMAL, executor=PROCESS)
+    submitted: list[asyncio.Future[int]] = []
+    with pytest.raises(QueueFull) as caught:  # noqa: PT012 -- the queue fills as it takes them
+        for _ in range(4):
+            submitted.append(
+                scheduler.submit(process_id, priority=Priority.NORMAL, executor=PROCESS)
+            )
+    # Two queued tasks of a few milliseconds each: not two runs of the 3 s the first one waited.
+    assert caught.value.retry_after < 3.0
+    await asyncio.gather(*submitted)
+
+
 async def test_retry_after_counts_the_slots_the_queued_work_can_use(started: Start) -> None:
     # 8 inline and 2 process slots stay idle: the queued thread tasks drain through one thread.
     scheduler = await started(queue_limit=4, workers=8, thread_workers=1, process_workers=2)

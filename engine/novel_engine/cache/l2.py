@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -20,6 +22,8 @@ _AUTH_ERRORS = (redis_errors.AuthenticationError, redis_errors.AuthorizationErro
 _OUTAGE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 # Redis's answer to the SELECT of a database it does not have, sent on every new connection.
 _NO_SUCH_DATABASE = "DB index is out of range"
+# A kind of command refusal is logged at most this often.
+REFUSAL_LOG_SECONDS = 60.0
 _DESCRIPTIONS: dict[L2State, str] = {
     "unreachable": "Redis does not answer",
     "auth_failed": "Redis refuses the configured credentials",
@@ -34,7 +38,9 @@ class RedisTier:
     Redis, first after probe_initial seconds, then at intervals doubling up to probe_max,
     until an answer ends the outage. Concurrent failures join the outage under way, and any
     success, a probe's or a command's in flight, ends it. `health.state` says which outage
-    it is (unreachable or auth_failed); a change of state is logged once.
+    it is (unreachable or auth_failed); a change of state is logged once. A command Redis answers
+    but refuses (a write to a Redis full under noeviction, or read-only) is no outage: it counts
+    as an error, and each kind of refusal is logged at most once per REFUSAL_LOG_SECONDS.
 
     Connections: at most max_connections at once (more callers wait for one, each holder
     being bounded by socket_timeout); idle ones are dropped when an outage starts, so none from
@@ -69,6 +75,8 @@ class RedisTier:
         self._probe_initial = probe_initial
         self._probe_max = probe_max
         self._recovery: asyncio.Task[None] | None = None
+        # Per kind of refusal (exception class): when it was last logged, and how many since.
+        self._refusals: dict[str, tuple[float, int]] = {}
 
     @property
     def available(self) -> bool:
@@ -136,10 +144,24 @@ class RedisTier:
         except redis_errors.RedisError as exc:  # answered, but refused this one command
             if no_database_is_fatal and _NO_SUCH_DATABASE in str(exc):
                 raise ConfigError(f"redis_url: Redis refuses the connection: {exc}") from None
-            _log.warning("L2 cache command failed: %s", exc)
+            self._log_refusal(exc)
             return FAILED
         self._enter("ok", None)
         return result
+
+    def _log_refusal(self, exc: redis_errors.RedisError) -> None:
+        """Log a kind of refusal at most once per REFUSAL_LOG_SECONDS, with the count since: a
+        Redis that refuses every write (full under noeviction, or read-only) refuses one per
+        request that misses the cache."""
+        kind = type(exc).__name__
+        logged_at, refused = self._refusals.get(kind, (-math.inf, 0))
+        now = time.monotonic()
+        if now - logged_at < REFUSAL_LOG_SECONDS:
+            self._refusals[kind] = (logged_at, refused + 1)
+            return
+        self._refusals[kind] = (now, 0)
+        more = f" ({refused} more since the last such line)" if refused else ""
+        _log.warning("L2 cache command refused: %s%s", exc, more)
 
     def _enter(self, state: L2State, cause: BaseException | None) -> None:
         previous, self.health.state = self.health.state, state
@@ -159,11 +181,17 @@ class RedisTier:
         """The outage's one probe: PING with growing pauses until Redis answers."""
         # Connections idle in the pool may predate a Redis restart: start the outage without them.
         await self._client.connection_pool.disconnect(inuse_connections=False)
+        probe = asyncio.current_task()
+        assert probe is not None  # the probe is always a task
         pause = self._probe_initial
         while not self.available:
             await asyncio.sleep(pause)
             if not self.available:  # else a command in flight succeeded meanwhile
                 await self._attempt(self._client.ping)
+            if probe.cancelling():
+                # Cancelled during the PING, which redis-py can turn into a timeout error (an
+                # outage, to _attempt): stop all the same, or close() waits for it forever.
+                raise asyncio.CancelledError
             pause = min(pause * 2, self._probe_max)
 
 

@@ -11,7 +11,7 @@ from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 
 from novel_engine.middlewares import ExpectHandler, RequestLayer, header_elements
-from novel_engine.problems import problem_for
+from novel_engine.problems import http_problem
 
 
 def body_limit(max_bytes: int) -> RequestLayer:
@@ -47,11 +47,11 @@ def expect_continue(max_bytes: int) -> ExpectHandler:
         if request.version != HttpVersion11:
             return None  # HTTP/1.0 has no Expect: the body follows anyway
         if set(header_elements(request, hdrs.EXPECT)) != {"100-continue"}:
-            return _closing(web.HTTPExpectationFailed())
+            return refusal(request, web.HTTPExpectationFailed())
         declared = request.content_length
         if declared is not None and declared > max_bytes:
             too_large = web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=declared)
-            return _closing(too_large)
+            return refusal(request, too_large)
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the interim answer is not the response's size
         return None
@@ -59,9 +59,12 @@ def expect_continue(max_bytes: int) -> ExpectHandler:
     return expect
 
 
-def _closing(error: web.HTTPException) -> web.Response | None:
-    """The problem answer to ``error``, closing the connection after it."""
-    response = problem_for(error)
-    if response is not None:
-        response.force_close()
+def refusal(request: web.BaseRequest, error: web.HTTPException) -> web.Response:
+    """The problem answer to ``error`` for a request whose ``Expect`` was refused: the
+    connection closes right after it. The client waits for that answer before sending its body,
+    so there is no body to read: aiohttp would otherwise wait for one (its lingering close, up
+    to 10 s) before closing."""
+    response = http_problem(error)
+    response.force_close()
+    request.content.feed_eof()  # (no body will come)
     return response

@@ -200,6 +200,7 @@ class Scheduler:
         # The pool's start (done or in flight) that process tasks await; None until the first
         # process task, and again after a worker process died.
         self._processes: asyncio.Task[ProcessPoolExecutor] | None = None
+        self._processes_ready_at = 0.0  # when the last pool started
         self._running = False
 
     @property
@@ -414,6 +415,10 @@ class Scheduler:
             self._all_idle.set()  # stop() waits for this
         now = _clock()
         elapsed = now - started
+        if job.executor is ExecutorKind.PROCESS:
+            # Not the wait for the pool's start, a cost the next tasks do not pay (and that
+            # would lift the retry_after estimate for many tasks to come).
+            elapsed = now - max(started, self._processes_ready_at)
         mean = self._mean_run_seconds[job.executor]
         self._mean_run_seconds[job.executor] = mean + (elapsed - mean) * 0.1 if mean else elapsed
         if recorder is not None:
@@ -539,7 +544,9 @@ class Scheduler:
 
     def _process_pool_started(self, starting: "asyncio.Task[ProcessPoolExecutor]") -> None:
         failed = starting.cancelled() or starting.exception() is not None
-        if failed and starting is self._processes:
+        if not failed:
+            self._processes_ready_at = _clock()
+        elif starting is self._processes:
             self._processes = None  # its tasks get the error; the next one tries again
 
     def _shutdown_processes(self, *, terminate: bool) -> None:
