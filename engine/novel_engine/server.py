@@ -19,6 +19,7 @@ body was on its way never got an answer. Here only idle connections close then; 
 request in progress closes after its response.
 """
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, Final
@@ -44,6 +45,14 @@ class ProblemRequestHandler(web.RequestHandler):
     told to close once its request in progress is answered."""
 
     closing = False  # set when a stop is coming: each response closes its connection
+    engine_server: "_EngineServer"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # Here, not when the handler was made: the server lists the connection from now on,
+        # and a stop signal handled in between would not have found it.
+        if self.engine_server.keep_alive_ended:
+            self.closing = True
 
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
@@ -56,7 +65,7 @@ class ProblemRequestHandler(web.RequestHandler):
             and resp.status >= 400
         ):
             # (a 417: from aiohttp's Expect handler, for a target that is no path)
-            resp = refusal(request, resp) if resp.status == 417 else problem_for(resp) or resp
+            resp = refusal(resp) if resp.status == 417 else problem_for(resp) or resp
         if self.closing:
             resp.force_close()  # says Connection: close, and aiohttp closes after it
         finished = await super().finish_response(request, resp, start_time)
@@ -94,7 +103,7 @@ class _EngineServer(web.Server):
     def __call__(self) -> web.RequestHandler:
         # What web.Server.__call__ does, with our handler class.
         handler = ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
-        handler.closing = self.keep_alive_ended
+        handler.engine_server = self
         return handler
 
     def end_keep_alive(self) -> None:

@@ -175,13 +175,17 @@ async def test_unreachable_server_never_raises() -> None:
 
 
 async def test_closing_ends_the_outage_probe_even_when_its_ping_swallows_the_cancellation(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     tier = RedisTier(f"redis://127.0.0.1:{free_port()}/0", probe_initial=0.01)
-    await tier.check()  # unreachable: the probe starts
+    pings = 0
     pinging = asyncio.Event()
 
-    async def ping_swallowing_the_cancellation() -> bool:
+    async def ping() -> bool:
+        nonlocal pings
+        pings += 1
+        if pings == 1:
+            raise redis_errors.AuthenticationError("WRONGPASS invalid username-password pair")
         # As redis-py can: a cancellation during a command comes out as its timeout error.
         pinging.set()
         try:
@@ -190,11 +194,20 @@ async def test_closing_ends_the_outage_probe_even_when_its_ping_swallows_the_can
             raise redis_errors.TimeoutError("Timeout reading from 127.0.0.1") from None
         return True
 
-    monkeypatch.setattr(tier._client, "ping", ping_swallowing_the_cancellation)
+    monkeypatch.setattr(tier._client, "ping", ping)
+    await tier.check()  # auth_failed: the probe starts
     await asyncio.wait_for(pinging.wait(), 10)
-    closing = asyncio.create_task(tier.close())
-    done, _ = await asyncio.wait({closing}, timeout=10)
+    caplog.clear()  # (the auth failure)
+    with caplog.at_level(logging.INFO, logger="novel_engine.cache.l2"):
+        closing = asyncio.create_task(tier.close())
+        done, _ = await asyncio.wait({closing}, timeout=10)
     assert closing in done, "close() did not return: the probe went on after its cancel"
+    # Nor did the interrupted PING pass for a new outage, with a probe of its own.
+    assert [r.getMessage() for r in caplog.records] == []
+    assert not [task for task in asyncio.all_tasks() if task.get_name() == "l2-cache-recovery"]
+    pinged = pings
+    await asyncio.sleep(0.1)
+    assert pings == pinged
 
 
 async def test_a_redis_refusing_writes_is_counted_and_logged_once_not_per_command(

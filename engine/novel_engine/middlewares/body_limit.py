@@ -47,11 +47,11 @@ def expect_continue(max_bytes: int) -> ExpectHandler:
         if request.version != HttpVersion11:
             return None  # HTTP/1.0 has no Expect: the body follows anyway
         if set(header_elements(request, hdrs.EXPECT)) != {"100-continue"}:
-            return refusal(request, web.HTTPExpectationFailed())
+            return refusal(web.HTTPExpectationFailed())
         declared = request.content_length
         if declared is not None and declared > max_bytes:
             too_large = web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=declared)
-            return refusal(request, too_large)
+            return refusal(too_large)
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the interim answer is not the response's size
         return None
@@ -59,12 +59,11 @@ def expect_continue(max_bytes: int) -> ExpectHandler:
     return expect
 
 
-def refusal(request: web.BaseRequest, error: web.HTTPException) -> web.Response:
-    """The problem answer to ``error`` for a request whose ``Expect`` was refused: the
-    connection closes right after it. The client waits for that answer before sending its body,
-    so there is no body to read: aiohttp would otherwise wait for one (its lingering close, up
-    to 10 s) before closing."""
+def refusal(error: web.HTTPException) -> web.Response:
+    """The problem answer to ``error`` for a request whose ``Expect`` was refused, closing the
+    connection after it. aiohttp first reads and drops what comes of the body (for up to 10 s,
+    or until the client closes): a client may send it without waiting for the answer, and
+    would otherwise meet a reset before it reads that answer."""
     response = http_problem(error)
     response.force_close()
-    request.content.feed_eof()  # (no body will come)
     return response

@@ -415,12 +415,13 @@ class Scheduler:
             self._all_idle.set()  # stop() waits for this
         now = _clock()
         elapsed = now - started
+        expected = elapsed
         if job.executor is ExecutorKind.PROCESS:
             # Not the wait for the pool's start, a cost the next tasks do not pay (and that
             # would lift the retry_after estimate for many tasks to come).
-            elapsed = now - max(started, self._processes_ready_at)
+            expected = now - max(started, self._processes_ready_at)
         mean = self._mean_run_seconds[job.executor]
-        self._mean_run_seconds[job.executor] = mean + (elapsed - mean) * 0.1 if mean else elapsed
+        self._mean_run_seconds[job.executor] = mean + (expected - mean) * 0.1 if mean else expected
         if recorder is not None:
             recorder.record_run[job.priority](elapsed)
 
