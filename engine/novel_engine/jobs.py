@@ -237,8 +237,10 @@ class JobRunner:
         # Jobs that ended here but whose end the database could not record (a full disk):
         # told as they ended, and written down by housekeeping once the database takes it.
         self._unrecorded: dict[str, Job] = {}
-        # Set by a failed shared call, cleared by a good one: requests then skip the shared
-        # store (no wait on a silent Redis per request); housekeeping keeps trying it.
+        # Set by a failed shared call: requests then skip the shared store (no wait on a silent
+        # Redis per request). Cleared only by housekeeping's recovery round, once the store
+        # answers and takes what this replica has to record there: a Redis that answers but
+        # refuses writes (full, or read-only) would otherwise seem back at every read.
         self._shared_failing = False
         # Set while the jobs that ended here are to be recorded again in the shared store.
         self._restoring = False
@@ -521,12 +523,15 @@ class JobRunner:
         until then). If Redis has lost this replica's records, record its succeeded jobs there
         again. Then record the jobs accepted, or that succeeded, during the outage there: any
         replica then answers for them (for a finished one, from its input, by computing the
-        result again)."""
+        result again). When all that got through, requests use the store again."""
         shared = self.shared
         assert shared is not None
         if self._shared_failing and not await self._best_effort(shared.ping):
             return
-        if self._restoring or await self._best_effort(shared.lost_records):
+        lost = self._restoring or await self._best_effort(shared.lost_records)
+        if lost is None:
+            return  # no answer: the next round tries again
+        if lost:
             self._restoring = True  # (stays so if the restore raises: the next round retries)
             self._restoring = not await self._restore_succeeded()
         for job_id, (simulation, priority) in list(self._unshared.items()):
@@ -535,6 +540,9 @@ class JobRunner:
             except SharedJobsUnavailable:
                 return  # still away: the next round tries again
             self._unshared.pop(job_id, None)
+        if self._shared_failing and not self._restoring:
+            log.info("shared job records reachable again")
+            self._shared_failing = False
 
     async def _restore_succeeded(self) -> bool:
         """Record again in Redis the jobs that succeeded here within the retention, which a
@@ -593,22 +601,18 @@ class JobRunner:
     async def _shared_call(
         self, call: Callable[[], Awaitable[T]], *, skip_in_outage: bool = False
     ) -> T:
-        """Run a shared-store call, logging once when it starts or stops failing.
-        ``skip_in_outage``: while the last call failed, raise SharedJobsUnavailable at once
-        (for requests; housekeeping calls find out when the store answers again)."""
+        """Run a shared-store call, logging once when the calls start failing (the recovery
+        round logs their end). ``skip_in_outage``: while they fail, raise SharedJobsUnavailable
+        at once (for requests; housekeeping calls find out when the store answers again)."""
         if skip_in_outage and self._shared_failing:
             raise SharedJobsUnavailable("unavailable at the last try")
         try:
-            result = await call()
+            return await call()
         except SharedJobsUnavailable as error:
             if not self._shared_failing:
                 log.warning("shared job records unavailable, jobs stay on this replica: %s", error)
                 self._shared_failing = True
             raise
-        if self._shared_failing:
-            log.info("shared job records reachable again")
-            self._shared_failing = False
-        return result
 
     async def _best_effort(self, call: Callable[[], Awaitable[T]]) -> T | None:
         """A shared-store call whose failure is only logged (None)."""

@@ -425,3 +425,26 @@ async def test_after_a_redis_restart_the_pooled_connections_fail_no_request(
     await asyncio.to_thread(redis_server.start)
     # Redis answers again, but every connection in the pool is to the process that stopped.
     assert await lookups() == [404] * 20
+
+
+async def test_a_redis_that_answers_but_refuses_writes_is_one_outage_not_a_flapping_one(
+    engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
+) -> None:
+    engine = engines.start("a", *shared_engine_args(redis_server))  # a round every third of 1 s
+    await engine.ready(session)
+    direct = Redis.from_url(redis_server.url)
+    try:
+        # Full, evicting nothing: PINGs and reads are answered, writes refused.
+        await direct.config_set("maxmemory-policy", "noeviction")
+        await direct.config_set("maxmemory", 1)
+        [job_id] = await accept_jobs(session, engine, 1)  # run here, to be recorded later
+        await poll(session, engine, job_id)
+        await asyncio.sleep(2)  # rounds that find Redis answering, and the record still refused
+        assert engine.log().count("shared job records unavailable") == 1
+        assert "shared job records reachable again" not in engine.log()
+
+        await direct.config_set("maxmemory", 0)
+        await until(lambda: "shared job records reachable again" in engine.log())
+        assert await direct.hget(f"{DEFAULT_PREFIX}job:{job_id}", "status") == b"succeeded"
+    finally:
+        await direct.aclose()
