@@ -238,9 +238,9 @@ class JobRunner:
         # told as they ended, and written down by housekeeping once the database takes it.
         self._unrecorded: dict[str, Job] = {}
         # Set by a failed shared call: requests then skip the shared store (no wait on a silent
-        # Redis per request). Cleared only by housekeeping's recovery round, once the store
-        # answers and takes what this replica has to record there: a Redis that answers but
-        # refuses writes (full, or read-only) would otherwise seem back at every read.
+        # Redis per request). Cleared only by the recovery round, once the store takes a write:
+        # a Redis that answers but refuses writes (full, or read-only) would otherwise seem
+        # back at every read.
         self._shared_failing = False
         # Set while the jobs that ended here are to be recorded again in the shared store.
         self._restoring = False
@@ -276,7 +276,7 @@ class JobRunner:
     async def lookup(self, job_id: str) -> Job | None:
         """The job as the shared store knows it, else as this replica does. Raises
         SharedJobsUnavailable when the shared store is down (or was at the last try, until
-        housekeeping reaches it again) and this replica does not know the job, or knows only
+        housekeeping gets a write through) and this replica does not know the job, or knows only
         that it gave the job up when it stopped."""
         if self.shared is not None:
             shared = self.shared
@@ -523,15 +523,18 @@ class JobRunner:
         until then). If Redis has lost this replica's records, record its succeeded jobs there
         again. Then record the jobs accepted, or that succeeded, during the outage there: any
         replica then answers for them (for a finished one, from its input, by computing the
-        result again). When all that got through, requests use the store again."""
+        result again). Requests use the store again once it takes a write."""
         shared = self.shared
         assert shared is not None
         if self._shared_failing and not await self._best_effort(shared.ping):
             return
-        lost = self._restoring or await self._best_effort(shared.lost_records)
-        if lost is None:
-            return  # no answer: the next round tries again
-        if lost:
+        # Writing the marker also tells whether Redis takes writes again: a full or read-only
+        # Redis answers PINGs and reads, and its outage must not seem over at each round.
+        lost = await self._best_effort(shared.lost_records)
+        if lost is not None and self._shared_failing:
+            log.info("shared job records reachable again")
+            self._shared_failing = False
+        if lost or self._restoring:
             self._restoring = True  # (stays so if the restore raises: the next round retries)
             self._restoring = not await self._restore_succeeded()
         for job_id, (simulation, priority) in list(self._unshared.items()):
@@ -540,9 +543,6 @@ class JobRunner:
             except SharedJobsUnavailable:
                 return  # still away: the next round tries again
             self._unshared.pop(job_id, None)
-        if self._shared_failing and not self._restoring:
-            log.info("shared job records reachable again")
-            self._shared_failing = False
 
     async def _restore_succeeded(self) -> bool:
         """Record again in Redis the jobs that succeeded here within the retention, which a

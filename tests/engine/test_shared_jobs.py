@@ -442,9 +442,16 @@ async def test_a_redis_that_answers_but_refuses_writes_is_one_outage_not_a_flapp
         await asyncio.sleep(2)  # rounds that find Redis answering, and the record still refused
         assert engine.log().count("shared job records unavailable") == 1
         assert "shared job records reachable again" not in engine.log()
+        unknown = f"/v1/simulations/{'0' * 64}"
+        assert (await get(session, engine, unknown))[0] == 503  # another replica's, maybe
 
         await direct.config_set("maxmemory", 0)
         await until(lambda: "shared job records reachable again" in engine.log())
-        assert await direct.hget(f"{DEFAULT_PREFIX}job:{job_id}", "status") == b"succeeded"
+
+        async def recorded() -> bool:
+            return await direct.hget(f"{DEFAULT_PREFIX}job:{job_id}", "status") == b"succeeded"
+
+        await until(recorded)
+        assert (await get(session, engine, unknown))[0] == 404
     finally:
         await direct.aclose()
