@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -233,7 +235,10 @@ def start_engine(
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=detach,
-                preexec_fn=None if detach else _testbed._die_with_parent,
+                # SIGTERM: dockerd then stops its containers, which a SIGKILL would leave behind.
+                preexec_fn=None
+                if detach
+                else functools.partial(_testbed._die_with_parent, signal.SIGTERM),
             )
         engine = DockerEngine(f"unix://{sock}", pid=proc.pid, directory=directory)
         deadline = time.monotonic() + timeout

@@ -21,6 +21,7 @@ from kubernetes import client as k8s
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 from prometheus_client.parser import text_string_to_metric_families
+from testbed import _die_with_parent
 
 from novel_operator import names
 from novel_operator.builders import CHILD_KINDS
@@ -75,6 +76,7 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 env=dict(env),
                 start_new_session=True,
+                preexec_fn=_die_with_parent,  # a test run stopped by a signal leaves none behind
             )
 
     @property
