@@ -81,7 +81,8 @@ class Settings(BaseModel):
         description="Seconds between SIGTERM and the drain, during which readiness answers 503 "
         "and requests are still served (so load balancers stop routing here first); a second "
         "signal or SIGINT skips it. The pod's grace period must cover it plus drain_timeout, "
-        "plus 4 s in which the last requests answer or are cancelled.",
+        "plus 4 s in which the last requests answer or are cancelled, plus 5 s more with "
+        "redis_url (the last try to record the jobs of a Redis outage).",
     )
     max_body_bytes: int = Field(1_048_576, ge=1, description="Largest accepted request body.")
     db_pool_size: int = Field(
@@ -94,8 +95,8 @@ class Settings(BaseModel):
     l1_max_bytes: int | None = Field(
         None,
         ge=1,
-        description="Byte budget of the in-process cache; unset: derived from the container "
-        "memory limit.",
+        description="Byte budget of the in-process cache; unset: a tenth of the container "
+        "memory limit, or 64 MiB without one.",
     )
     l1_ttl_seconds: float = Field(300.0, gt=0, description="Lifetime of an in-process cache entry.")
     l2_ttl_seconds: float = Field(86_400.0, gt=0, description="Lifetime of a Redis cache entry.")
