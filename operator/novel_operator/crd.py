@@ -28,12 +28,24 @@ def _single_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def _with_field_keys(model: Schema, field: Schema) -> Schema:
+    """A field's schema whose type is a model: the field's own keys (default) win over the
+    model's, and its description comes first, followed by the model's (its docstring, which
+    says what the object does), unless the model's already begins with it."""
+    merged = model | field
+    own, more = field.get("description"), model.get("description")
+    if own and more:
+        merged["description"] = more if more.startswith(own.rstrip(".")) else f"{own} {more}"
+    return merged
+
+
 def _structural(node: Schema, defs: dict[str, Schema]) -> Schema:
     """One pydantic schema node as a structural schema node."""
     if "$ref" in node:
         target = _structural(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
-        # The field's own keys (description, default) win over the referenced model's.
-        return target | _structural({k: v for k, v in node.items() if k != "$ref"}, defs)
+        return _with_field_keys(
+            target, _structural({k: v for k, v in node.items() if k != "$ref"}, defs)
+        )
     if _NULL in node.get("anyOf", []):
         members = [member for member in node["anyOf"] if member != _NULL]
         if len(members) != 1:
@@ -41,7 +53,7 @@ def _structural(node: Schema, defs: dict[str, Schema]) -> Schema:
         rest = {k: v for k, v in node.items() if k != "anyOf"}
         if rest.get("default", ...) is None:
             del rest["default"]  # unset is expressed by leaving the field out
-        return _structural(members[0], defs) | _structural(rest, defs)
+        return _with_field_keys(_structural(members[0], defs), _structural(rest, defs))
     result: Schema = {}
     for key, value in node.items():
         if key in _DROPPED_KEYS or (key == "additionalProperties" and value is False):

@@ -225,7 +225,9 @@ def _cel_quantity_at_most(field: str) -> str:
 class ResourceAmounts(KubeModel):
     """CPU and memory amounts of a container."""
 
-    cpu: Quantity | None = Field(None, description="CPU, e.g. `250m` or `2`.")
+    cpu: Quantity | None = Field(
+        None, description='CPU, e.g. `250m` or `2`; a fraction is a string (`"0.5"`).'
+    )
     memory: Quantity | None = Field(None, description="Memory, e.g. `256Mi` or `1Gi`.")
 
 
@@ -238,7 +240,10 @@ DEFAULT_MEMORY_LIMIT = "512Mi"
 class ResourceRequests(ResourceAmounts):
     """What the scheduler reserves for each engine container."""
 
-    cpu: Quantity | None = Field(DEFAULT_CPU_REQUEST, description="CPU reserved per engine pod.")
+    cpu: Quantity | None = Field(
+        DEFAULT_CPU_REQUEST,
+        description='CPU reserved per engine pod, e.g. `250m`; a fraction is a string (`"0.5"`).',
+    )
     memory: Quantity | None = Field(
         DEFAULT_MEMORY_REQUEST, description="Memory reserved per engine pod."
     )
@@ -497,9 +502,9 @@ class L3CacheSpec(KubeModel):
 class CacheSpec(KubeModel):
     """The engine's three cache tiers, read in order L1 -> L2 -> L3 -> compute."""
 
-    l1: L1CacheSpec = nested(L1CacheSpec, "In-process tier.")
+    l1: L1CacheSpec = nested(L1CacheSpec, "In-process cache of each pod.")
     l2: L2CacheSpec = nested(L2CacheSpec, "Shared Redis tier.")
-    l3: L3CacheSpec = nested(L3CacheSpec, "On-disk tier.")
+    l3: L3CacheSpec = nested(L3CacheSpec, "On-disk SQLite tier of each pod.")
 
 
 class EngineTargets(KubeModel):
@@ -583,7 +588,7 @@ class AutoscalingSpec(KubeModel):
         le=1000,
         description="Target average memory use, percent of the request (an HPA is created).",
     )
-    engine: EngineTargets = nested(EngineTargets, "Targets on engine metrics.")
+    engine: EngineTargets = nested(EngineTargets, "Targets on the engine's own metrics.")
     behavior: ScalingBehavior = nested(ScalingBehavior, "Scale-up and scale-down behavior.")
     sync_period_seconds: int = Field(
         15,
@@ -634,7 +639,11 @@ class DisruptionBudgetSpec(KubeModel):
     least 2 replicas are wanted (`replicas`, or `autoscaling.minReplicas` when autoscaling), so a
     single replica never blocks a drain."""
 
-    enabled: bool = Field(True, description="Create the budget when there are 2+ replicas.")
+    enabled: bool = Field(
+        True,
+        description="Create the budget when 2+ replicas are wanted (`replicas`, or "
+        "`autoscaling.minReplicas` when autoscaling).",
+    )
     max_unavailable: IntOrPercent = Field(
         1, description="Pods that may be down at once: a count or a percentage such as `25%`."
     )
@@ -717,19 +726,21 @@ class NovelEngineSpec(KubeModel):
         description="Engine pods when autoscaling is disabled (`kubectl scale` sets it); 0 keeps "
         "the configuration but serves nothing.",
     )
-    resources: ResourcesSpec = nested(ResourcesSpec, "Engine container resources.")
-    engine: EngineSettings = nested(EngineSettings, "Engine process settings.")
+    resources: ResourcesSpec = nested(ResourcesSpec, "Compute resources of the engine container.")
+    engine: EngineSettings = nested(EngineSettings, "Settings of the engine process.")
     content: ContentSpec | None = Field(
         None, description="Extra content from a ConfigMap; unset: built-in samples only."
     )
-    cache: CacheSpec = nested(CacheSpec, "Cache tiers.")
+    cache: CacheSpec = nested(CacheSpec, "The engine's three cache tiers.")
     autoscaling: AutoscalingSpec = nested(AutoscalingSpec, "Replica autoscaling.")
-    service: ServiceSpec = nested(ServiceSpec, "The engine Service.")
+    service: ServiceSpec = nested(ServiceSpec, "The Service clients use to reach the engine.")
     disruption_budget: DisruptionBudgetSpec = nested(
-        DisruptionBudgetSpec, "PodDisruptionBudget settings."
+        DisruptionBudgetSpec, "PodDisruptionBudget for voluntary disruptions (node drains)."
     )
     pod: PodOverrides = nested(PodOverrides, "Extra settings for the engine pods.")
-    network_policy: NetworkPolicySpec = nested(NetworkPolicySpec, "NetworkPolicy settings.")
+    network_policy: NetworkPolicySpec = nested(
+        NetworkPolicySpec, "NetworkPolicies for this engine."
+    )
 
     @property
     def replicas_writer(self) -> Literal["spec", "hpa", "operator"]:

@@ -80,10 +80,10 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
         (*_GET_LIST_WATCH, "create", "patch"),
         (*_READ_CHILDREN, "novel_operator.kube.watch:LabelSelectorWatch.run", _APPLY),
     ),
-    # The managed Redis password Secret is created once (never applied: the password must not
-    # change), patched only to put back a password a hand edit removed, and deleted with the
-    # managed Redis. Referenced Secrets (external Redis) are read by the reconcile and, when
-    # labelled, watched.
+    # The managed Redis password Secret is created once with its password (which is never
+    # applied, so never changed), patched to put back a password a hand edit removed or its
+    # metadata (ownerReference, labels) that one stripped, and deleted with the managed Redis.
+    # Referenced Secrets (external Redis) are read by the reconcile and, when labelled, watched.
     PolicyRule(
         ("",),
         ("secrets",),

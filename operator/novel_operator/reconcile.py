@@ -34,6 +34,7 @@ from novel_operator.child_index import ChildIndex
 from novel_operator.kube.client import (
     ApiError,
     ChildAction,
+    ChildResult,
     KubeClient,
     Manifest,
     describe,
@@ -63,6 +64,7 @@ from novel_operator.status import (
     failed_create_blockers,
     pod_blockers,
     read_rollout,
+    replicas_ignored,
     replicas_note,
 )
 
@@ -198,6 +200,20 @@ def _result_of(status: NovelEngineStatus, paused: bool) -> Result:
         return Result.STALLED
     ready = status.condition(names.CONDITION_READY)
     return Result.READY if ready is not None and ready.status == "True" else Result.PROGRESSING
+
+
+@dataclass
+class _Written:
+    """The children one reconcile has created (as served) and whether it changed any other."""
+
+    created: list[Manifest] = field(default_factory=list)
+    updated: bool = False
+
+    def record(self, result: ChildResult) -> None:
+        if result.action is ChildAction.CREATED and result.live is not None:
+            self.created.append(result.live)
+        elif result.action is ChildAction.UPDATED:
+            self.updated = True
 
 
 class Reconciler:
@@ -384,7 +400,7 @@ class Reconciler:
         )
         if await kube.apply_status(obj, status.to_k8s()):
             self._report_stall(obj, previous, status)
-            self._report_ignored_replicas(obj, previous, replicas_note(ignored_replicas, rollout))
+            self._report_ignored_replicas(obj, previous, ignored_replicas, rollout)
         scaling = (
             ScalingTarget(obj, spec, workload_kind(spec))
             if spec is not None
@@ -523,6 +539,51 @@ class Reconciler:
     ) -> Manifest | None:
         """Bring every child to the desired state; the engine workload as served afterwards.
 
+        A name found taken midway (another NovelEngine created the object since this reconcile
+        read it) undoes what this reconcile created, so that, as when the name was taken
+        before, nothing of this NovelEngine stands beside, or points at, the other's objects.
+        Its settings ConfigMap stays (the operator deletes no ConfigMap; alone it does nothing)
+        and goes with the NovelEngine. Nothing is undone once this pass has changed a child
+        that existed before (a running engine changing its spec): its pods may already read
+        what was created."""
+        written = _Written()
+        try:
+            return await self._apply_children(obj, owner, spec, previous, live, written)
+        except _NameTakenError as taken:
+            if not written.updated:
+                await self._undo(obj, owner, written.created, live, str(taken))
+            raise
+
+    async def _undo(
+        self, obj: Manifest, owner: Owner, created: list[Manifest], live: Live, why: str
+    ) -> None:
+        """Delete the children in `created` (as served) but the ConfigMap, each with a
+        `Deleted` Event; one the apiserver will not delete is logged and left."""
+        for child in reversed(created):
+            if child["kind"] == CONFIG_MAP:
+                continue
+            try:
+                deleted = await self._kube.delete_owned(child, owner.uid)
+            except ApiError as error:
+                log.warning(
+                    "could not delete %s: %s", describe(child), error, extra={"k8s_ref": _ref(obj)}
+                )
+                continue
+            if deleted:
+                live[child["kind"], child["metadata"]["name"]] = None
+                self._event(obj, "Deleted", f"Deleted {describe(child)}: {why}")
+
+    async def _apply_children(
+        self,
+        obj: Manifest,
+        owner: Owner,
+        spec: NovelEngineSpec,
+        previous: NovelEngineStatus,
+        live: Live,
+        written: _Written,
+    ) -> Manifest | None:
+        """`_apply`, recording in `written` each child it creates or changes.
+
         The managed Redis password Secret comes first: the pods that read the credentials carry
         the version of their Secrets, so a replaced Secret rolls them."""
         kube = self._kube
@@ -535,6 +596,7 @@ class Reconciler:
             )
             self._child_event(obj, ensured.action, secret, ensured.detail, repair)
             live[SECRET, name] = ensured.live
+            written.record(ensured)
         report = self._memory.report((owner.namespace, owner.name))
         floor = report.floor if report is not None else None
         floor_moved = report is not None and floor != (
@@ -559,8 +621,9 @@ class Reconciler:
         for manifest in desired.apply:
             key = (manifest["kind"], manifest["metadata"]["name"])
             result = await _refusable(kube.sync_child(manifest, live[key]))
-            if result.action is ChildAction.FOREIGN:
-                raise _RefusedError(result.detail)
+            if result.action is ChildAction.FOREIGN and result.live is not None:
+                raise _NameTakenError(_taken_message(manifest, result.live))
+            written.record(result)
             if not (floor_moved and manifest["kind"] == "HorizontalPodAutoscaler"):
                 # (a new floor in the HPA was announced by the autoscaler's Scaled Event)
                 self._child_event(obj, result.action, manifest, result.detail, repair)
@@ -666,15 +729,23 @@ class Reconciler:
         self._kube.record_event(obj, "Normal", reason, message)
 
     def _report_ignored_replicas(
-        self, obj: Manifest, previous: NovelEngineStatus, note: str | None
+        self,
+        obj: Manifest,
+        previous: NovelEngineStatus,
+        spec_replicas: int | None,
+        rollout: Rollout | None,
     ) -> None:
         """A Normal Event when a spec change leaves spec.replicas ignored (`kubectl scale` with
-        autoscaling on): once per new value, never for a NovelEngine's first status."""
+        autoscaling on): once per new value of spec.replicas (not when only the autoscaler's
+        count or the autoscaling settings change), never for a NovelEngine's first status."""
         generation = obj["metadata"].get("generation")
-        if note is None or previous.observed_generation in (None, generation):
+        note = replicas_note(spec_replicas, rollout)
+        if note is None or spec_replicas is None:
+            return
+        if previous.observed_generation in (None, generation):
             return
         before = previous.condition(names.CONDITION_READY)
-        if before is None or note not in before.message:
+        if before is None or replicas_ignored(spec_replicas) not in before.message:
             self._event(obj, "ReplicasIgnored", note)
 
     def _report_stall(
@@ -693,6 +764,10 @@ class Reconciler:
 
 class _RefusedError(Exception):
     """The apiserver refused a child (or it belongs to someone else): a human must act."""
+
+
+class _NameTakenError(_RefusedError):
+    """A child's name is held by an object that belongs to someone else."""
 
 
 async def _refusable(call: Awaitable[T]) -> T:
@@ -722,19 +797,23 @@ def _foreign_children(
         existing = live.get((child["kind"], child["metadata"]["name"]))
         if existing is None or is_controlled_by(existing, owner.uid, names.FIELD_MANAGER):
             continue
-        holder = next(
-            (
-                f"{ref['kind']}/{ref['name']}"
-                for ref in existing["metadata"].get("ownerReferences") or []
-                if ref.get("controller")
-            ),
-            None,
-        )
-        found.append(
-            f"{describe(child)} already exists and belongs to "
-            + (holder if holder is not None else "someone else (no controller)")
-        )
+        found.append(_taken_message(child, existing))
     return found
+
+
+def _taken_message(child: Manifest, existing: Manifest) -> str:
+    """Says that `existing` (as served), another's, holds the name of `child`, and whose it is."""
+    holder = next(
+        (
+            f"{ref['kind']}/{ref['name']}"
+            for ref in existing["metadata"].get("ownerReferences") or []
+            if ref.get("controller")
+        ),
+        None,
+    )
+    return f"{describe(child)} already exists and belongs to " + (
+        holder if holder is not None else "someone else (no controller)"
+    )
 
 
 def _reference_problem(

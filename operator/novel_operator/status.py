@@ -173,14 +173,29 @@ def _event_time(event: dict[str, Any]) -> str:
     )
 
 
+#: `spec.replicas` of a spec that leaves it out (the CRD's default).
+DEFAULT_REPLICAS: Final[int] = NovelEngineSpec.model_fields["replicas"].default
+
+
+def replicas_ignored(spec_replicas: int) -> str:
+    """The part of `replicas_note` that changes only with `spec.replicas`."""
+    return f"spec.replicas {spec_replicas} is ignored"
+
+
 def replicas_note(spec_replicas: int | None, rollout: Rollout | None) -> str | None:
     """What a human who set `spec.replicas` (`kubectl scale ne/...`) needs to know while an
     autoscaler owns the replicas: the value is ignored, and why. `spec_replicas` is None
-    when the spec's replicas are honoured."""
-    if spec_replicas is None or rollout is None or rollout.desired == spec_replicas:
+    when the spec's replicas are honoured. The default is never reported: the apiserver
+    stores it in every spec that leaves `replicas` out, and nobody set it there."""
+    if (
+        spec_replicas is None
+        or spec_replicas == DEFAULT_REPLICAS
+        or rollout is None
+        or rollout.desired == spec_replicas
+    ):
         return None
     return (
-        f"spec.replicas {spec_replicas} is ignored: autoscaling.enabled is true, so the "
+        f"{replicas_ignored(spec_replicas)}: autoscaling.enabled is true, so the "
         f"autoscaler sets the replicas (now {rollout.desired}) within "
         "autoscaling.minReplicas and maxReplicas"
     )

@@ -90,6 +90,52 @@ def test_every_applied_child_is_owned_labelled_and_of_a_managed_kind(data: dict[
         assert metadata["labels"][names.LABEL_COMPONENT] in {"engine", "cache"}
 
 
+#: Fields the builders may set to `false` or 0 whose Kubernetes types are pointers, so that the
+#: apiserver serves them back as set: the apply layer takes a missing one for a hand edit and
+#: puts it back. A non-pointer one (e.g. `minReadySeconds`) would be left out of the served
+#: object and re-applied at every reconcile.
+POINTER_FIELDS = {
+    "allowPrivilegeEscalation",
+    "automountServiceAccountToken",
+    "enableServiceLinks",
+    "maxUnavailable",
+    "replicas",
+    "stabilizationWindowSeconds",
+    "tolerationSeconds",
+}
+
+
+def false_or_zero_keys(value: Any) -> set[str]:
+    """The keys of every `false` or 0 in a manifest."""
+    found: set[str] = set()
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else []
+    )
+    for key, item in items:
+        if isinstance(item, bool | int | float) and not item and isinstance(key, str):
+            found.add(key)
+        found |= false_or_zero_keys(item)
+    return found
+
+
+@pytest.mark.parametrize("data", [*SPECS.values(), MANAGED], ids=[*SPECS.keys(), "managed"])
+def test_every_false_or_zero_a_builder_sets_is_served_back_by_the_apiserver(
+    data: dict[str, Any],
+) -> None:
+    state = desired_state(
+        OWNER,
+        spec_of(data),
+        engine_replicas_owned_elsewhere=False,
+        operator_namespace=OPERATOR_NAMESPACE,
+    )
+    for manifest in state.apply:
+        assert false_or_zero_keys(manifest) <= POINTER_FIELDS, manifest["kind"]
+
+
 def test_the_sample_applies_its_children_in_order() -> None:
     state = desired_state(
         OWNER,

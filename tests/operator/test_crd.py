@@ -96,6 +96,20 @@ def test_every_field_has_explain_text() -> None:
             assert "\n" not in node["description"], path
 
 
+def test_explain_text_of_an_object_field_carries_what_its_model_says() -> None:
+    """`kubectl explain novelengine.spec.X` shows only X's description: an object's docstring
+    (what it does, when it applies) must reach it, after the field's own words."""
+    described = dict(nodes(root_schema()))
+    budget = described[".spec.disruptionBudget"]["description"]
+    assert budget.startswith("PodDisruptionBudget for voluntary disruptions (node drains).")
+    assert "only created when at least 2 replicas are wanted" in budget
+    external = described[".spec.cache.l2.external"]["description"]
+    assert external.startswith("Settings for `mode: external` (required there). A Redis the")
+    assert "Secrets" in external
+    # The model's text alone where it begins with the field's: nothing said twice.
+    assert described[".spec.autoscaling"]["description"].count("Replica autoscaling") == 1
+
+
 def test_every_cross_field_and_transition_rule_is_in_the_crd_with_a_field_path() -> None:
     in_crd = {
         (rule["rule"], rule["message"], rule["fieldPath"])

@@ -37,7 +37,7 @@ def deployment(env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
 
 def as_served(desired: dict[str, Any]) -> dict[str, Any]:
     """What the apiserver returns for `desired`: defaults filled in, quantities canonical,
-    zero values and empty maps dropped, plus managedFields for our apply."""
+    empty maps dropped, plus managedFields for our apply."""
     live = copy.deepcopy(desired)
     live["metadata"].pop("annotations")
     live["metadata"]["uid"] = "u1"
@@ -46,7 +46,6 @@ def as_served(desired: dict[str, Any]) -> dict[str, Any]:
     container["resources"] = {"limits": {"memory": "1Gi", "cpu": "500m"}}
     container["ports"][0]["protocol"] = "TCP"
     container["imagePullPolicy"] = "IfNotPresent"
-    del container["securityContext"]["allowPrivilegeEscalation"]
     container_fields: dict[str, Any] = {
         ".": {},
         "f:name": {},
@@ -161,9 +160,15 @@ def test_quantity_syntax_elsewhere_compares_as_text() -> None:
     assert first_difference({"data": {"size": "1024Mi"}}, {"data": {"size": "1Gi"}}) == ".data.size"
 
 
-@pytest.mark.parametrize("zero", [False, 0, "", {}, [], None])
-def test_zero_values_match_a_field_the_server_omitted(zero: Any) -> None:
-    assert first_difference({"spec": {"x": zero}}, {"spec": {}}) is None
+@pytest.mark.parametrize("empty", ["", {}, [], None])
+def test_empty_values_match_a_field_the_server_omitted(empty: Any) -> None:
+    assert first_difference({"spec": {"x": empty}}, {"spec": {}}) is None
+
+
+@pytest.mark.parametrize("zero", [False, 0, 0.0])
+def test_a_false_or_zero_removed_from_the_live_object_is_a_difference(zero: Any) -> None:
+    assert first_difference({"spec": {"x": zero}}, {"spec": {}}) == ".spec.x"
+    assert first_difference({"spec": {"x": zero}}, {"spec": {"x": zero}}) is None
 
 
 def test_booleans_and_numbers_are_not_confused() -> None:

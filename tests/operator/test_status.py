@@ -546,6 +546,7 @@ def test_blockers_are_not_mentioned_once_the_rollout_finished() -> None:
     [
         (None, False),  # spec.replicas honoured
         (2, False),  # the autoscaler's count happens to be the spec's
+        (1, False),  # the default, which the apiserver stores in a spec without replicas
         (5, True),
     ],
 )

@@ -99,6 +99,31 @@ def is_controlled_by(obj: Mapping[str, Any], owner_uid: str, manager: str) -> bo
     return any(entry.get("manager") == manager for entry in managed)
 
 
+#: Between our field manager's name and an owner's uid: the manager that creates a child.
+_CREATOR_INFIX = "-create-"
+
+
+def _creators(obj: Mapping[str, Any], manager: str) -> list[str]:
+    """The creating field managers (see `KubeClient._create`) still owning fields of `obj`."""
+    return sorted(
+        {
+            str(entry["manager"])
+            for entry in obj.get("metadata", {}).get("managedFields") or []
+            if str(entry.get("manager", "")).startswith(manager + _CREATOR_INFIX)
+        }
+    )
+
+
+def _identity(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """An apply body naming `obj` and setting nothing: its manager gives up every field."""
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+    }
+
+
 def describe(obj: Mapping[str, Any]) -> str:
     """`Kind/name`, as Events and messages name objects."""
     return f"{obj['kind']}/{obj['metadata']['name']}"
@@ -258,17 +283,19 @@ class KubeClient:
         )
 
     async def sync_child(self, desired: Mapping[str, Any], live: Manifest | None) -> ChildResult:
-        """Make the child match `desired` with one apply; none if `live` (the child as served,
-        None if absent) already does. When `desired` stops setting replicas we applied, a
+        """Make the child match `desired` with one apply (a missing child: see `_create`); none
+        if `live` (the child as served, None if absent) already does. When `desired` stops setting replicas we applied, a
         second manager first takes them over at their live value, so that the apply keeps
         them rather than resetting them to 1. An object of that name controlled by someone
-        else is left alone (FOREIGN)."""
+        else is left alone (FOREIGN), also one created since `live` was read."""
         if live is None:
-            return ChildResult(ChildAction.CREATED, await self.apply(desired))
+            created, live = await self._create(desired)
+            if created:
+                return ChildResult(ChildAction.CREATED, live)
         if not is_controlled_by(live, str(controller_uid(desired)), self._field_manager):
-            return ChildResult(
-                ChildAction.FOREIGN, live, f"{describe(desired)} exists and is not owned by it"
-            )
+            return ChildResult(ChildAction.FOREIGN, live)
+        for creator in _creators(live, self._field_manager):  # left by a create cut short
+            live = await self.apply(_identity(live), field_manager=creator)
         reason = apply_needed(desired, live, self._field_manager)
         if reason is None:
             return ChildResult(ChildAction.UNCHANGED, live)
@@ -281,6 +308,31 @@ class KubeClient:
                 force=False,
             )
         return ChildResult(ChildAction.UPDATED, await self.apply(desired), reason)
+
+    async def _create(self, desired: Mapping[str, Any]) -> tuple[bool, Manifest]:
+        """Create the child `desired` by server-side apply: (True, the child as served), or
+        (False, the object as served) if one of its name exists.
+
+        Every child is applied by one field manager, so a plain apply would silently take over
+        (and rewrite) a same-named object another NovelEngine created since this one read the
+        name as free. The first apply is therefore made, unforced, by a field manager of this
+        owner's own, which conflicts with such an object (or is refused: a second controller
+        reference). Ownership then passes to the shared manager, as Kubernetes documents for
+        a transfer: it applies the same fields, and the creator applies an empty object."""
+        creator = f"{self._field_manager}{_CREATOR_INFIX}{controller_uid(desired)}"
+        try:
+            await self.apply(desired, field_manager=creator, force=False)
+        except ApiError as error:
+            if error.status in (409, 422):  # taken, unless the object is invalid (422 then)
+                meta = desired["metadata"]
+                found = await self.get(
+                    desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"]
+                )
+                if found is not None:
+                    return False, found
+            raise
+        applied = await self.apply(desired)
+        return True, await self.apply(_identity(applied), field_manager=creator)
 
     async def delete_owned(self, live: Manifest | None, owner_uid: str) -> bool:
         """Delete `live` (as served; None: absent) if `owner_uid` controls it; True if it was
@@ -305,13 +357,19 @@ class KubeClient:
     ) -> ChildResult:
         """Create the Secret `secret` (built without data) holding a fresh random password under
         `key` unless it exists (`live`, as served); the password never changes afterwards, unless
-        a hand edit took it away (a new one is written: no pod could start without it). The
-        result carries the Secret as served (None only if it vanished after a lost race)."""
+        a hand edit took it away (a new one is written: no pod could start without it). Its
+        metadata (labels, the ownerReference that has it deleted with its owner) is applied
+        again when it lost some. The result carries the Secret as served (None only if it
+        vanished after a lost race)."""
         resource = await self._resource("v1", "Secret")
         meta = secret["metadata"]
         if live is not None:
             if (live.get("data") or {}).get(key):
-                return ChildResult(ChildAction.UNCHANGED, live)
+                # `secret` has no data: applying it leaves the password (never applied) alone.
+                reason = apply_needed(secret, live, self._field_manager)
+                if reason is None:
+                    return ChildResult(ChildAction.UNCHANGED, live)
+                return ChildResult(ChildAction.UPDATED, await self.apply(secret), reason)
             self._count_write("patch", resource)
             patched = await self._call(
                 resource.patch,
@@ -321,6 +379,9 @@ class KubeClient:
                 content_type="application/merge-patch+json",
                 field_manager=self._field_manager,
             )
+            if apply_needed(secret, patched, self._field_manager) is not None:
+                # In the same pass: pods read the Secret's version once, so they roll once.
+                patched = await self.apply(secret)
             return ChildResult(ChildAction.UPDATED, patched, f"a new password under {key}")
         body = {**secret, "stringData": {key: secrets.token_urlsafe(32)}}
         self._count_write("create", resource)

@@ -85,9 +85,11 @@ def apply_needed(desired: Mapping[str, Any], live: Mapping[str, Any], manager: s
     return None
 
 
-def _is_zero(value: Any) -> bool:
-    """Zero values: Go's `omitempty` leaves them out of the live object."""
-    return value is None or value is False or value == 0 or value in ("", {}, [])
+def _is_empty(value: Any) -> bool:
+    """Values the apiserver leaves out of the object it serves (Go's `omitempty` on a string, map
+    or list). A `false` or 0 is not one of them: the fields the builders set so are pointers
+    (e.g. allowPrivilegeEscalation), served as set, so a missing one was removed by hand."""
+    return value is None or (not isinstance(value, bool | int | float) and value in ("", {}, []))
 
 
 def _quantities_equal(a: Any, b: Any) -> bool:
@@ -104,7 +106,7 @@ def _value_difference(desired: Any, live: Any, path: str, *, quantity: bool) -> 
         for key, want in desired.items():
             sub = f"{path}.{key}"
             if key not in live or live[key] is None:
-                if not _is_zero(want):
+                if not _is_empty(want):
                     return sub
                 continue
             is_quantity = path.rsplit(".", 1)[-1] in _QUANTITY_PARENTS or key in _QUANTITY_KEYS

@@ -276,6 +276,29 @@ class Cluster:
         )
         return result
 
+    def apply(self, obj: Mapping[str, Any], field_manager: str) -> None:
+        """Server-side apply `obj` as `field_manager`, as `kubectl apply --server-side` does."""
+        self._resource(obj["apiVersion"], obj["kind"]).server_side_apply(
+            body=dict(obj),
+            name=obj["metadata"]["name"],
+            namespace=obj["metadata"]["namespace"],
+            field_manager=field_manager,
+            force_conflicts=True,
+        )
+
+    def remove_field(
+        self, api_version: str, kind: str, namespace: str, name: str, path: str
+    ) -> None:
+        """Remove the field at the JSON pointer `path`, as `kubectl patch --type json` with a
+        "remove" operation does (a merge patch cannot reach into a list item)."""
+        self._resource(api_version, kind).patch(
+            name=name,
+            namespace=namespace,
+            body=[{"op": "remove", "path": path}],
+            content_type="application/json-patch+json",
+            field_manager=HAND,
+        )
+
     def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> None:
         """Set replicas through the scale subresource, as `kubectl scale` does."""
         self._resource(api_version, kind).subresources["scale"].patch(
@@ -286,9 +309,15 @@ class Cluster:
             field_manager=HAND,
         )
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, propagation: str = ""
+    ) -> None:
+        """Delete (`propagation`: "Orphan" as `kubectl delete --cascade=orphan`, "" the
+        kind's default); gone already is fine."""
         with contextlib.suppress(NotFoundError):
-            self._resource(api_version, kind).delete(name=name, namespace=namespace)
+            self._resource(api_version, kind).delete(
+                name=name, namespace=namespace, propagation_policy=propagation or None
+            )
 
     # NovelEngine shortcuts -------------------------------------------------------------
 

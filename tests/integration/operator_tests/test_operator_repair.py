@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from harness import (
+    DEPLOYMENT,
     Cluster,
     Obj,
     OperatorProcess,
@@ -84,6 +86,69 @@ def test_deleted_and_hand_edited_children_are_repaired_from_watch_events(
     }
     wait_events(cluster, ns, name, "Repaired", repairs)
     cluster.wait_ready(ns, name)
+
+
+def test_a_safety_setting_of_false_removed_by_hand_is_put_back(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    """`false` is what these fields are for: without them a container may gain privileges and
+    a pod gets an API token, though both are the API's default."""
+    ns, name = testbed_namespace, "guarded"
+    start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    cluster.create_novelengine(ns, name, {"replicas": 1, "cache": {"l2": {"mode": "managed"}}})
+    cluster.wait_ready(ns, name)
+    deployments = (name, names.redis_name(name))
+    removed = (
+        "/spec/template/spec/automountServiceAccountToken",
+        "/spec/template/spec/containers/0/securityContext/allowPrivilegeEscalation",
+    )
+    for deployment in deployments:
+        for path in removed:
+            cluster.remove_field(*DEPLOYMENT, ns, deployment, path)
+
+    def restored() -> str | None:
+        for deployment in deployments:
+            found = cluster.get(*DEPLOYMENT, ns, deployment)
+            assert found is not None
+            pod = found["spec"]["template"]["spec"]
+            if pod.get("automountServiceAccountToken") is not False:
+                return f"{deployment}: automountServiceAccountToken not restored"
+            if pod["containers"][0]["securityContext"].get("allowPrivilegeEscalation") is not False:
+                return f"{deployment}: allowPrivilegeEscalation not restored"
+        return None
+
+    cluster.wait("the settings put back", restored, timeout=20)
+    repairs = {f"Repaired Deployment/{deployment}" for deployment in deployments}
+    wait_events(cluster, ns, name, "Repaired", repairs)
+
+
+def test_a_create_cut_short_is_finished_by_the_next_reconcile(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    """A child is created by a field manager of its NovelEngine's own, which then hands its
+    fields over; an operator stopped in between leaves that manager owning fields."""
+    ns, name = testbed_namespace, "halfway"
+    start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    uid = cluster.create_novelengine(ns, name, {"replicas": 1})["metadata"]["uid"]
+    cluster.wait_ready(ns, name)
+    service = cluster.get("v1", "Service", ns, name)
+    assert service is not None
+    managers = {entry["manager"] for entry in service["metadata"]["managedFields"]}
+    assert managers == {names.FIELD_MANAGER}  # the creator handed everything over
+
+    creator = f"{names.FIELD_MANAGER}-create-{uid}"
+    left_over = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}}
+    left_over["metadata"]["labels"] = {"left": "over"}
+    cluster.apply(left_over, field_manager=creator)
+
+    def handed_over() -> str | None:
+        found = cluster.get("v1", "Service", ns, name)
+        assert found is not None
+        if creator in {entry["manager"] for entry in found["metadata"]["managedFields"]}:
+            return f"{creator} still owns fields"
+        return "its label is still there" if "left" in found["metadata"]["labels"] else None
+
+    cluster.wait("the creator's fields handed over", handed_over, timeout=20)
 
 
 def test_missing_references_stall_with_the_object_named_and_recover_when_a_watched_one_appears(
@@ -266,6 +331,62 @@ def test_a_redis_password_removed_by_hand_comes_back_new_and_rolls_redis_and_the
         else f"Repaired Secret/{secret_name}: a new password under {key}"
     )
     wait_events(cluster, ns, name, "Repaired", {expected})
+
+
+def controller_of(obj: Obj | None) -> str | None:
+    """The uid in `obj`'s controller ownerReference (None: no such reference or no object)."""
+    for ref in ((obj or {}).get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref["uid"])
+    return None
+
+
+def test_the_redis_secret_gets_its_owner_back_and_is_deleted_with_the_novelengine(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    """Without its ownerReference the Secret, password and all, would outlive its NovelEngine."""
+    ns, name = testbed_namespace, "keeper"
+    start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    spec = {"replicas": 1, "cache": {"l2": {"mode": "managed"}}}
+    first_uid = cluster.create_novelengine(ns, name, spec)["metadata"]["uid"]
+    cluster.wait_ready(ns, name)
+    secret_name = names.redis_secret_name(name)
+    password = (cluster.get("v1", "Secret", ns, secret_name) or {})["data"]
+
+    def owned_by(uid: str) -> Callable[[], str | None]:
+        def check() -> str | None:
+            found = cluster.get("v1", "Secret", ns, secret_name)
+            owner = controller_of(found)
+            return None if owner == uid else f"Secret controlled by {owner}"
+
+        return check
+
+    cluster.remove_field("v1", "Secret", ns, secret_name, "/metadata/ownerReferences")
+    cluster.wait("the ownerReference put back", owned_by(first_uid), timeout=20)
+    wait_events(cluster, ns, name, "Repaired", {f"Repaired Secret/{secret_name}"})
+    # (A reconcile still running when the deletion below strips the ownerReferences could put
+    # them back, and the garbage collector would then delete the children after all.)
+    cluster.wait_ready(ns, name)
+
+    # Deleted leaving its children, then applied again: a new NovelEngine adopts them.
+    cluster.delete(names.API_VERSION, names.KIND, ns, name, propagation="Orphan")
+    cluster.wait(
+        "the NovelEngine gone",
+        lambda: None if cluster.novelengine(ns, name) is None else "still there",
+        timeout=30,
+    )
+    assert controller_of(cluster.get("v1", "Secret", ns, secret_name)) is None
+    second_uid = cluster.create_novelengine(ns, name, spec)["metadata"]["uid"]
+    cluster.wait("the Secret adopted", owned_by(second_uid), timeout=30)
+    cluster.wait_ready(ns, name)
+    assert (cluster.get("v1", "Secret", ns, secret_name) or {})["data"] == password
+
+    cluster.delete(names.API_VERSION, names.KIND, ns, name)
+    cluster.wait(
+        "the Secret deleted with its NovelEngine",
+        lambda: None if cluster.get("v1", "Secret", ns, secret_name) is None else "still there",
+        timeout=30,
+    )
 
 
 def test_rotating_the_external_redis_secret_rolls_the_engine(

@@ -11,11 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import DEPLOYMENT, Cluster, StartOperator, condition, wait_replicas
+from harness import (
+    DEPLOYMENT,
+    Cluster,
+    StartOperator,
+    condition,
+    condition_status,
+    wait_reconciles,
+    wait_replicas,
+)
 from kubernetes.client.exceptions import ApiException
 from testbed import Testbed
 
 from novel_operator import names
+from novel_operator.builders import CHILD_KINDS
 
 pytestmark = pytest.mark.integration
 
@@ -133,6 +142,39 @@ def test_kubectl_scale_with_autoscaling_on_is_answered_with_an_event_and_a_statu
     wait_replicas(cluster, ns, name, 2)
 
 
+def test_ignored_replicas_are_said_once_per_value_and_never_of_the_default(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    ns = testbed_namespace
+    operator = start_operator("--namespace", ns)
+    # Engine targets only: the operator sets the replicas itself, in the reconcile that reads
+    # the new settings.
+    autoscaling = {
+        "enabled": True,
+        "minReplicas": 2,
+        "maxReplicas": 4,
+        "engine": {"inFlightPerPod": 8},
+    }
+    cluster.create_novelengine(ns, "set", {"replicas": 5, "autoscaling": autoscaling})
+    cluster.create_novelengine(ns, "defaulted", {"autoscaling": autoscaling})
+    wait_condition_message(
+        cluster, ns, "set", names.CONDITION_READY, lambda m: "spec.replicas 5 is ignored" in m
+    )
+
+    # New settings move the count from 2 to 3, and the status says so; spec.replicas is as
+    # ignored as before: no Event about it.
+    cluster.patch_novelengine(ns, "set", {"spec": {"autoscaling": {"minReplicas": 3}}})
+    wait_condition_message(cluster, ns, "set", names.CONDITION_READY, lambda m: "(now 3)" in m)
+    defaulted = cluster.wait_ready(ns, "defaulted")
+    wait_reconciles(cluster, operator, 2)
+    assert [e for e in cluster.events(ns, "set") if e["reason"] == "ReplicasIgnored"] == []
+    # The apiserver stored replicas: 1, which nobody set: nothing to say about it.
+    assert defaulted["spec"]["replicas"] == 1
+    ready = condition(defaulted, names.CONDITION_READY)
+    assert ready is not None
+    assert "is ignored" not in ready["message"]
+
+
 def test_a_memory_request_alone_is_accepted_and_sets_the_limit(
     cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
 ) -> None:
@@ -179,6 +221,75 @@ def test_a_novelengine_whose_children_would_collide_creates_nothing_and_names_th
     assert "replicas" not in blocked["status"]  # nor another's Deployment's counts
     assert cluster.wait_ready(ns, first)
     assert cluster.children(ns, first) == before
+
+
+@pytest.mark.parametrize(
+    "engine_l3",
+    [{}, {"l3": {"persistence": "pvc"}}],
+    ids=["deployment", "statefulset"],
+)
+def test_novelengines_whose_children_collide_applied_together_leave_one_standing_alone(
+    cluster: Cluster,
+    start_operator: StartOperator,
+    testbed_namespace: str,
+    engine_l3: dict[str, Any],
+) -> None:
+    """Created at once, both reconciles read the names as free and start creating (as seen in
+    every run: each reconcile reads before either writes); the one that then meets the other's
+    object deletes what it created but its settings ConfigMap. `demo` with a managed Redis
+    needs Deployment/demo-redis and Service/demo-redis; `demo-redis` has them as its engine's
+    Deployment (first to collide) or, as a StatefulSet, only the Service: a Service accepts
+    any rewrite, so there the object must not be taken over either."""
+    ns = testbed_namespace
+    start_operator("--namespace", ns)
+    specs = {
+        "demo": {"cache": {"l2": {"mode": "managed"}}},
+        "demo-redis": {"replicas": 1, "cache": engine_l3},
+    }
+    uids = {
+        name: cluster.create_novelengine(ns, name, spec)["metadata"]["uid"]
+        for name, spec in specs.items()
+    }
+
+    def stalled_ones() -> list[str]:
+        return [
+            name
+            for name in specs
+            if condition_status(cluster.novelengine(ns, name) or {}, names.CONDITION_STALLED)
+            == "True"
+        ]
+
+    cluster.wait(
+        "one Stalled", lambda: None if len(stalled_ones()) == 1 else str(stalled_ones()), 30
+    )
+    [stalled] = stalled_ones()
+    [standing] = set(specs) - {stalled}
+
+    def controlled_by(uid: str) -> list[str]:
+        return sorted(
+            f"{kind}/{item['metadata']['name']}"
+            for api_version, kind in CHILD_KINDS
+            for item in cluster.list(api_version, kind, ns)
+            if any(
+                ref.get("controller") and ref["uid"] == uid
+                for ref in item["metadata"].get("ownerReferences") or []
+            )
+        )
+
+    # At most its settings ConfigMap, which the operator never deletes, outlives the undo.
+    settings = [f"ConfigMap/{names.config_name(stalled)}"]
+    cluster.wait(
+        f"nothing of {stalled} left but its settings",
+        lambda: None if (left := controlled_by(uids[stalled])) in ([], settings) else str(left),
+        timeout=20,
+    )
+    blocked = cluster.novelengine(ns, stalled)
+    assert blocked is not None
+    assert "endpoint" not in blocked["status"]
+    assert "/demo-redis already exists and belongs to" in str(blocked["status"])
+    # The contested Service is the standing one's, never taken over, and it is not stalled.
+    assert "Service/demo-redis" in controlled_by(uids[standing])
+    assert stalled_ones() == [stalled]
 
 
 def test_the_ready_message_names_a_pending_claim_and_waiting_containers(
