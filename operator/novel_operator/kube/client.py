@@ -89,6 +89,10 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: Between our field manager's name and an owner's uid: the manager that creates a child.
+_CREATOR_INFIX = "-create-"
+
+
 def is_controlled_by(obj: Mapping[str, Any], owner_uid: str, manager: str) -> bool:
     """Whether `owner_uid` controls `obj`; an object whose ownerReferences were stripped by hand
     still counts as ours if our field manager applied it."""
@@ -96,11 +100,8 @@ def is_controlled_by(obj: Mapping[str, Any], owner_uid: str, manager: str) -> bo
     if uid is not None:
         return uid == owner_uid
     managed = obj.get("metadata", {}).get("managedFields") or []
-    return any(entry.get("manager") == manager for entry in managed)
-
-
-#: Between our field manager's name and an owner's uid: the manager that creates a child.
-_CREATOR_INFIX = "-create-"
+    ours = {manager, f"{manager}{_CREATOR_INFIX}{owner_uid}"}
+    return any(entry.get("manager") in ours for entry in managed)
 
 
 def _creators(obj: Mapping[str, Any], manager: str) -> list[str]:
@@ -283,19 +284,24 @@ class KubeClient:
         )
 
     async def sync_child(self, desired: Mapping[str, Any], live: Manifest | None) -> ChildResult:
-        """Make the child match `desired` with one apply (a missing child: see `_create`); none
-        if `live` (the child as served, None if absent) already does. When `desired` stops setting replicas we applied, a
-        second manager first takes them over at their live value, so that the apply keeps
-        them rather than resetting them to 1. An object of that name controlled by someone
-        else is left alone (FOREIGN), also one created since `live` was read."""
+        """Make the child match `desired` with one apply (a missing child: see `_create`);
+        none if `live` (the child as served, None if absent) already does. When `desired`
+        stops setting replicas we applied, a second manager first takes them over at their
+        live value, so that the apply keeps them rather than resetting them to 1. An object of
+        that name controlled by someone else is left alone (FOREIGN), also one created since
+        `live` was read."""
         if live is None:
             created, live = await self._create(desired)
             if created:
                 return ChildResult(ChildAction.CREATED, live)
         if not is_controlled_by(live, str(controller_uid(desired)), self._field_manager):
             return ChildResult(ChildAction.FOREIGN, live)
-        for creator in _creators(live, self._field_manager):  # left by a create cut short
-            live = await self.apply(_identity(live), field_manager=creator)
+        creators = _creators(live, self._field_manager)
+        if creators:  # a create cut short: take every field before its creator lets them go
+            applied = await self.apply(desired)
+            for creator in creators:
+                applied = await self.apply(_identity(applied), field_manager=creator)
+            return ChildResult(ChildAction.UPDATED, applied, "its creation finished")
         reason = apply_needed(desired, live, self._field_manager)
         if reason is None:
             return ChildResult(ChildAction.UNCHANGED, live)

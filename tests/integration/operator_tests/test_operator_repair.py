@@ -122,24 +122,45 @@ def test_a_safety_setting_of_false_removed_by_hand_is_put_back(
     wait_events(cluster, ns, name, "Repaired", repairs)
 
 
+@pytest.mark.parametrize("cut", ["after-the-first-apply", "before-the-hand-over"])
 def test_a_create_cut_short_is_finished_by_the_next_reconcile(
-    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str, cut: str
 ) -> None:
-    """A child is created by a field manager of its NovelEngine's own, which then hands its
-    fields over; an operator stopped in between leaves that manager owning fields."""
+    """A child is created by a field manager of its NovelEngine's own, then applied by the
+    operator's, then let go by the first; an operator stopped in between leaves the creator
+    owning fields: all of them, or some beside the operator's manager."""
     ns, name = testbed_namespace, "halfway"
-    start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    operator = start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
     uid = cluster.create_novelengine(ns, name, {"replicas": 1})["metadata"]["uid"]
     cluster.wait_ready(ns, name)
     service = cluster.get("v1", "Service", ns, name)
     assert service is not None
     managers = {entry["manager"] for entry in service["metadata"]["managedFields"]}
     assert managers == {names.FIELD_MANAGER}  # the creator handed everything over
+    operator.stop()
 
     creator = f"{names.FIELD_MANAGER}-create-{uid}"
-    left_over = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}}
-    left_over["metadata"]["labels"] = {"left": "over"}
-    cluster.apply(left_over, field_manager=creator)
+    meta = service["metadata"]
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {**meta["labels"], "left": "over"},
+            "ownerReferences": meta["ownerReferences"],
+        },
+        "spec": {"selector": service["spec"]["selector"], "ports": service["spec"]["ports"]},
+    }
+    if cut == "after-the-first-apply":  # the creator alone owns the Service
+        cluster.delete("v1", "Service", ns, name)
+        cluster.wait(
+            "the Service gone",
+            lambda: None if cluster.get("v1", "Service", ns, name) is None else "still there",
+            timeout=20,
+        )
+    cluster.apply(body, field_manager=creator)
+    start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
 
     def handed_over() -> str | None:
         found = cluster.get("v1", "Service", ns, name)
@@ -149,6 +170,11 @@ def test_a_create_cut_short_is_finished_by_the_next_reconcile(
         return "its label is still there" if "left" in found["metadata"]["labels"] else None
 
     cluster.wait("the creator's fields handed over", handed_over, timeout=20)
+    found = cluster.get("v1", "Service", ns, name)
+    assert found is not None
+    assert found["spec"]["selector"] == service["spec"]["selector"]
+    assert found["metadata"]["ownerReferences"] == meta["ownerReferences"]
+    cluster.wait_ready(ns, name)
 
 
 def test_missing_references_stall_with_the_object_named_and_recover_when_a_watched_one_appears(
