@@ -212,7 +212,9 @@ class _Written:
     def record(self, result: ChildResult) -> None:
         if result.action is ChildAction.CREATED and result.live is not None:
             self.created.append(result.live)
-        elif result.action is ChildAction.UPDATED:
+        elif result.action is ChildAction.UPDATED and (result.live or {}).get("kind") != CONFIG_MAP:
+            # (the engine reads its settings ConfigMap only at start: changed alone, it
+            # changes no running pod)
             self.updated = True
 
 
@@ -350,7 +352,7 @@ class Reconciler:
             if paused or problems:  # the status still counts the replicas that run
                 workload = live[workload_kind(spec), names.engine_name(name)]
                 if workload is not None and not is_controlled_by(
-                    workload, owner.uid, names.FIELD_MANAGER
+                    workload, owner.uid, owner.name, names.FIELD_MANAGER
                 ):
                     workload = None  # another's: its replicas are not this one's
         # Paused or stalled, nothing of the spec was applied: what the status says of the
@@ -543,9 +545,10 @@ class Reconciler:
         read it) undoes what this reconcile created, so that, as when the name was taken
         before, nothing of this NovelEngine stands beside, or points at, the other's objects.
         Its settings ConfigMap stays (the operator deletes no ConfigMap; alone it does nothing)
-        and goes with the NovelEngine. Nothing is undone once this pass has changed a child
-        that existed before (a running engine changing its spec): its pods may already read
-        what was created."""
+        and goes with the NovelEngine. Missing children are created before existing ones
+        change (the settings ConfigMap aside); nothing is undone once this pass has changed a
+        workload, Service or other child that existed before (its pods may already read what
+        was created)."""
         written = _Written()
         try:
             return await self._apply_children(obj, owner, spec, previous, live, written)
@@ -563,7 +566,7 @@ class Reconciler:
             if child["kind"] == CONFIG_MAP:
                 continue
             try:
-                deleted = await self._kube.delete_owned(child, owner.uid)
+                deleted = await self._kube.delete_owned(child, owner.uid, owner.name)
             except ApiError as error:
                 log.warning(
                     "could not delete %s: %s", describe(child), error, extra={"k8s_ref": _ref(obj)}
@@ -618,8 +621,15 @@ class Reconciler:
         workload = (workload_kind(spec), names.engine_name(owner.name))
         engine_workloads = {(kind, workload[1]) for kind in ("Deployment", "StatefulSet")}
         live_workload: Manifest | None = None
-        for manifest in desired.apply:
-            key = (manifest["kind"], manifest["metadata"]["name"])
+        # Missing children first (in order among themselves): a name another NovelEngine took
+        # meanwhile is met before a running workload changes to point at it. The settings
+        # ConfigMap stays ahead of the workloads that a pod started from reads.
+        missing_first = sorted(
+            desired.apply,
+            key=lambda child: child["kind"] != CONFIG_MAP and live[_key(child)] is not None,
+        )
+        for manifest in missing_first:
+            key = _key(manifest)
             result = await _refusable(kube.sync_child(manifest, live[key]))
             if result.action is ChildAction.FOREIGN and result.live is not None:
                 raise _NameTakenError(_taken_message(manifest, result.live))
@@ -637,7 +647,7 @@ class Reconciler:
                 # The engine changes kind (L3 persistence): the old workload keeps serving
                 # until the new one does; a change of its status reconciles again.
                 continue
-            if await _refusable(kube.delete_owned(live[ref.kind, ref.name], owner.uid)):
+            if await _refusable(kube.delete_owned(live[ref.kind, ref.name], owner.uid, owner.name)):
                 live[ref.kind, ref.name] = None
                 message = f"Deleted {ref.kind}/{ref.name}: no longer wanted"
                 self._event(obj, "Deleted", message)
@@ -655,7 +665,7 @@ class Reconciler:
         predecessor = live.get((other, name))
         if (
             predecessor is None
-            or not is_controlled_by(predecessor, owner.uid, names.FIELD_MANAGER)
+            or not is_controlled_by(predecessor, owner.uid, owner.name, names.FIELD_MANAGER)
             or workload["metadata"].get("generation", 1) != 1
         ):
             return workload
@@ -795,10 +805,17 @@ def _foreign_children(
     found = []
     for child in [*wanted, *([secret] if secret is not None else [])]:
         existing = live.get((child["kind"], child["metadata"]["name"]))
-        if existing is None or is_controlled_by(existing, owner.uid, names.FIELD_MANAGER):
+        if existing is None or is_controlled_by(
+            existing, owner.uid, owner.name, names.FIELD_MANAGER
+        ):
             continue
         found.append(_taken_message(child, existing))
     return found
+
+
+def _key(child: Manifest) -> tuple[str, str]:
+    """The (kind, name) a child is found under in `Live`."""
+    return child["kind"], child["metadata"]["name"]
 
 
 def _taken_message(child: Manifest, existing: Manifest) -> str:

@@ -93,12 +93,17 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
 _CREATOR_INFIX = "-create-"
 
 
-def is_controlled_by(obj: Mapping[str, Any], owner_uid: str, manager: str) -> bool:
-    """Whether `owner_uid` controls `obj`; an object whose ownerReferences were stripped by hand
-    still counts as ours if our field manager applied it."""
+def is_controlled_by(obj: Mapping[str, Any], owner_uid: str, owner_name: str, manager: str) -> bool:
+    """Whether the owner (`owner_uid`, `owner_name`) controls `obj`. An object whose
+    ownerReferences were stripped (by hand, or by the garbage collector orphaning it) still
+    counts as the owner's if our field manager applied it and its instance label names the
+    owner: that manager applies the children of every NovelEngine."""
     uid = controller_uid(obj)
     if uid is not None:
         return uid == owner_uid
+    labels = obj.get("metadata", {}).get("labels") or {}
+    if labels.get(names.LABEL_INSTANCE) != owner_name:
+        return False
     managed = obj.get("metadata", {}).get("managedFields") or []
     ours = {manager, f"{manager}{_CREATOR_INFIX}{owner_uid}"}
     return any(entry.get("manager") in ours for entry in managed)
@@ -294,7 +299,10 @@ class KubeClient:
             created, live = await self._create(desired)
             if created:
                 return ChildResult(ChildAction.CREATED, live)
-        if not is_controlled_by(live, str(controller_uid(desired)), self._field_manager):
+        owner_name = desired["metadata"]["labels"][names.LABEL_INSTANCE]
+        if not is_controlled_by(
+            live, str(controller_uid(desired)), owner_name, self._field_manager
+        ):
             return ChildResult(ChildAction.FOREIGN, live)
         creators = _creators(live, self._field_manager)
         if creators:  # a create cut short: take every field before its creator lets them go
@@ -340,10 +348,11 @@ class KubeClient:
         applied = await self.apply(desired)
         return True, await self.apply(_identity(applied), field_manager=creator)
 
-    async def delete_owned(self, live: Manifest | None, owner_uid: str) -> bool:
-        """Delete `live` (as served; None: absent) if `owner_uid` controls it; True if it was
-        deleted. The uid precondition keeps a same-named successor safe."""
-        if live is None or not is_controlled_by(live, owner_uid, self._field_manager):
+    async def delete_owned(self, live: Manifest | None, owner_uid: str, owner_name: str) -> bool:
+        """Delete `live` (as served; None: absent) if the owner (`owner_uid`, `owner_name`)
+        controls it; True if it was deleted. The uid precondition keeps a same-named successor
+        safe."""
+        if live is None or not is_controlled_by(live, owner_uid, owner_name, self._field_manager):
             return False
         resource = await self._resource(live["apiVersion"], live["kind"])
         self._count_write("delete", resource)

@@ -292,6 +292,81 @@ def test_novelengines_whose_children_collide_applied_together_leave_one_standing
     assert stalled_ones() == [stalled]
 
 
+def test_another_novelengines_child_stripped_of_its_owner_is_still_not_taken(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    """Without ownerReferences a child still counts as its NovelEngine's by its instance
+    label: every NovelEngine's children are applied by the one field manager."""
+    ns = testbed_namespace
+    start_operator("--namespace", ns)
+    # A StatefulSet engine (the bed's claims stay Pending): the Service is the one name the
+    # two share.
+    cluster.create_novelengine(
+        ns, "demo-redis", {"replicas": 1, "cache": {"l3": {"persistence": "pvc"}}}
+    )
+    cluster.wait(
+        "Service/demo-redis",
+        lambda: None if cluster.get("v1", "Service", ns, "demo-redis") else "not yet",
+        timeout=30,
+    )
+    # Paused, it leaves the hand edit in place for as long as the test looks.
+    cluster.patch_novelengine(
+        ns, "demo-redis", {"metadata": {"annotations": {names.PAUSED_ANNOTATION: "true"}}}
+    )
+    wait_condition_message(
+        cluster, ns, "demo-redis", names.CONDITION_RECONCILING, lambda m: "paused" in m
+    )
+    cluster.remove_field("v1", "Service", ns, "demo-redis", "/metadata/ownerReferences")
+    before = cluster.get("v1", "Service", ns, "demo-redis")
+    assert before is not None
+
+    cluster.create_novelengine(ns, "demo", {"cache": {"l2": {"mode": "managed"}}})
+
+    stalled = wait_condition_message(
+        cluster, ns, "demo", names.CONDITION_STALLED, lambda message: "belongs to" in message
+    )
+    assert "Service/demo-redis already exists and belongs to someone else" in stalled["message"]
+    after = cluster.get("v1", "Service", ns, "demo-redis")
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert cluster.children(ns, "demo") == set()
+
+
+def test_a_running_novelengine_meeting_a_new_ones_name_in_the_same_instant_changes_nothing(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    """`demo` turns on its managed Redis as `demo-redis` is created: whichever loses, a running
+    engine is never pointed at the other's objects."""
+    ns = testbed_namespace
+    start_operator("--namespace", ns)
+    cluster.create_novelengine(ns, "demo", {"replicas": 1})
+    cluster.wait_ready(ns, "demo")
+    running = cluster.get(*DEPLOYMENT, ns, "demo")
+    assert running is not None
+
+    cluster.patch_novelengine(ns, "demo", {"spec": {"cache": {"l2": {"mode": "managed"}}}})
+    cluster.create_novelengine(ns, "demo-redis", {"replicas": 1})
+
+    def one_stalled() -> str | None:
+        found = [
+            name
+            for name in ("demo", "demo-redis")
+            if condition_status(cluster.novelengine(ns, name) or {}, names.CONDITION_STALLED)
+            == "True"
+        ]
+        return None if len(found) == 1 else str(found)
+
+    cluster.wait("one Stalled", one_stalled, timeout=30)
+    demo = cluster.novelengine(ns, "demo") or {}
+    if condition_status(demo, names.CONDITION_STALLED) == "True":
+        deployment = cluster.get(*DEPLOYMENT, ns, "demo")
+        assert deployment is not None
+        assert deployment["metadata"]["generation"] == running["metadata"]["generation"]
+        assert cluster.get("v1", "Secret", ns, names.redis_secret_name("demo")) is None
+    else:
+        cluster.wait_ready(ns, "demo")
+
+
 def test_the_ready_message_names_a_pending_claim_and_waiting_containers(
     cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
 ) -> None:
