@@ -573,7 +573,7 @@ class Reconciler:
                 )
                 continue
             if deleted:
-                live[child["kind"], child["metadata"]["name"]] = None
+                live[_key(child)] = None
                 self._event(obj, "Deleted", f"Deleted {describe(child)}: {why}")
 
     async def _apply_children(

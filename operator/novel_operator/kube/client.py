@@ -27,7 +27,12 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from kubernetes.dynamic.resource import Resource
 
 from novel_operator import names
-from novel_operator.kube.compare import apply_needed, replicas_handover, replicas_handover_needed
+from novel_operator.kube.compare import (
+    apply_needed,
+    identity,
+    replicas_handover,
+    replicas_handover_needed,
+)
 from novel_operator.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -118,16 +123,6 @@ def _creators(obj: Mapping[str, Any], manager: str) -> list[str]:
             if str(entry.get("manager", "")).startswith(manager + _CREATOR_INFIX)
         }
     )
-
-
-def _identity(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """An apply body naming `obj` and setting nothing: its manager gives up every field."""
-    meta = obj["metadata"]
-    return {
-        "apiVersion": obj["apiVersion"],
-        "kind": obj["kind"],
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-    }
 
 
 def describe(obj: Mapping[str, Any]) -> str:
@@ -308,7 +303,7 @@ class KubeClient:
         if creators:  # a create cut short: take every field before its creator lets them go
             applied = await self.apply(desired)
             for creator in creators:
-                applied = await self.apply(_identity(applied), field_manager=creator)
+                applied = await self.apply(identity(applied), field_manager=creator)
             return ChildResult(ChildAction.UPDATED, applied, "its creation finished")
         reason = apply_needed(desired, live, self._field_manager)
         if reason is None:
@@ -346,7 +341,7 @@ class KubeClient:
                     return False, found
             raise
         applied = await self.apply(desired)
-        return True, await self.apply(_identity(applied), field_manager=creator)
+        return True, await self.apply(identity(applied), field_manager=creator)
 
     async def delete_owned(self, live: Manifest | None, owner_uid: str, owner_name: str) -> bool:
         """Delete `live` (as served; None: absent) if the owner (`owner_uid`, `owner_name`)
@@ -435,13 +430,7 @@ class KubeClient:
     async def apply_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
         """Apply `status` to the status subresource of `obj` (as served) unless it already
         holds; True if it was written."""
-        meta = obj["metadata"]
-        desired = {
-            "apiVersion": obj["apiVersion"],
-            "kind": obj["kind"],
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-            "status": dict(status),
-        }
+        desired = {**identity(obj), "status": dict(status)}
         if apply_needed(desired, obj, self._field_manager) is None:
             return False
         await self.apply(desired, subresource="status")

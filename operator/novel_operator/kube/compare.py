@@ -62,15 +62,20 @@ def replicas_handover_needed(
     )
 
 
+def identity(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """An apply body naming `obj` and setting nothing: applied as is, its manager gives up
+    every field it owned."""
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+    }
+
+
 def replicas_handover(live: Mapping[str, Any]) -> dict[str, Any]:
     """An apply body that claims only `live`'s spec.replicas, at their current value."""
-    meta = live["metadata"]
-    return {
-        "apiVersion": live["apiVersion"],
-        "kind": live["kind"],
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-        "spec": {"replicas": live["spec"]["replicas"]},
-    }
+    return {**identity(live), "spec": {"replicas": live["spec"]["replicas"]}}
 
 
 def apply_needed(desired: Mapping[str, Any], live: Mapping[str, Any], manager: str) -> str | None:
