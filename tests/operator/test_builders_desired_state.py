@@ -16,7 +16,26 @@ from novel_operator.builders import (
     desired_state,
     ref_of,
 )
-from novel_operator.builders.common import owner_reference
+from novel_operator.builders.common import NO_STARTUP_INPUTS, owner_reference
+
+
+def desired_of(
+    data: dict[str, Any] | None = None,
+    *,
+    replicas_owned_elsewhere: bool = False,
+    hpa_min_replicas: int | None = None,
+    startup_inputs: StartupInputs = NO_STARTUP_INPUTS,
+) -> DesiredState:
+    """`desired_state` of OWNER for the spec `data` (None: every default)."""
+    return desired_state(
+        OWNER,
+        spec_of(data),
+        engine_replicas_owned_elsewhere=replicas_owned_elsewhere,
+        operator_namespace=OPERATOR_NAMESPACE,
+        hpa_min_replicas=hpa_min_replicas,
+        startup_inputs=startup_inputs,
+    )
+
 
 EVERY_CHILD = {
     ChildRef("v1", "ConfigMap", "demo-config"),
@@ -59,9 +78,7 @@ def test_child_refs_name_every_child_of_a_managed_kind() -> None:
 @pytest.mark.parametrize("data", SPECS.values(), ids=SPECS.keys())
 def test_every_child_is_either_applied_or_absent(data: dict[str, Any]) -> None:
     spec = spec_of(data)
-    state = desired_state(
-        OWNER, spec, engine_replicas_owned_elsewhere=False, operator_namespace=OPERATOR_NAMESPACE
-    )
+    state = desired_of(data)
     secret = build_redis_secret(OWNER, spec)  # created by the apply layer, not applied
     generated = [ref_of(secret)] if secret is not None else []
     children = [*map(ref_of, state.apply), *state.absent, *generated]
@@ -72,12 +89,7 @@ def test_every_child_is_either_applied_or_absent(data: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("data", SPECS.values(), ids=SPECS.keys())
 def test_every_applied_child_is_owned_labelled_and_of_a_managed_kind(data: dict[str, Any]) -> None:
-    state = desired_state(
-        OWNER,
-        spec_of(data),
-        engine_replicas_owned_elsewhere=False,
-        operator_namespace=OPERATOR_NAMESPACE,
-    )
+    state = desired_of(data)
 
     for manifest in state.apply:
         metadata = manifest["metadata"]
@@ -126,23 +138,13 @@ def false_or_zero_keys(value: Any) -> set[str]:
 def test_every_false_or_zero_a_builder_sets_is_served_back_by_the_apiserver(
     data: dict[str, Any],
 ) -> None:
-    state = desired_state(
-        OWNER,
-        spec_of(data),
-        engine_replicas_owned_elsewhere=False,
-        operator_namespace=OPERATOR_NAMESPACE,
-    )
+    state = desired_of(data)
     for manifest in state.apply:
         assert false_or_zero_keys(manifest) <= POINTER_FIELDS, manifest["kind"]
 
 
 def test_the_sample_applies_its_children_in_order() -> None:
-    state = desired_state(
-        OWNER,
-        spec_of(SPECS["sample"]),
-        engine_replicas_owned_elsewhere=True,
-        operator_namespace=OPERATOR_NAMESPACE,
-    )
+    state = desired_of(SPECS["sample"], replicas_owned_elsewhere=True)
 
     assert [(m["kind"], m["metadata"]["name"]) for m in state.apply] == [
         ("ConfigMap", "demo-config"),
@@ -160,25 +162,14 @@ def test_the_sample_applies_its_children_in_order() -> None:
 
 
 def test_without_managed_redis_its_secret_must_go() -> None:
-    state = desired_state(
-        OWNER,
-        spec_of(),
-        engine_replicas_owned_elsewhere=False,
-        operator_namespace=OPERATOR_NAMESPACE,
-    )
+    state = desired_of()
 
     assert build_redis_secret(OWNER, spec_of()) is None
     assert ChildRef("v1", "Secret", "demo-redis-auth") in state.absent
 
 
 def test_the_hpa_floor_reaches_the_hpa() -> None:
-    state = desired_state(
-        OWNER,
-        spec_of(SPECS["sample"]),
-        engine_replicas_owned_elsewhere=True,
-        operator_namespace=OPERATOR_NAMESPACE,
-        hpa_min_replicas=7,
-    )
+    state = desired_of(SPECS["sample"], replicas_owned_elsewhere=True, hpa_min_replicas=7)
     (hpa,) = [m for m in state.apply if m["kind"] == "HorizontalPodAutoscaler"]
 
     assert hpa["spec"]["minReplicas"] == 7
@@ -211,13 +202,7 @@ def pod_annotations(state: DesiredState) -> dict[ChildRef, dict[str, str]]:
 def test_the_password_version_is_on_every_pod_template_reading_redis_credentials(
     data: dict[str, Any], carriers: set[ChildRef]
 ) -> None:
-    state = desired_state(
-        OWNER,
-        spec_of(data),
-        engine_replicas_owned_elsewhere=False,
-        operator_namespace=OPERATOR_NAMESPACE,
-        startup_inputs=StartupInputs(redis_credentials="v1"),
-    )
+    state = desired_of(data, startup_inputs=StartupInputs(redis_credentials="v1"))
 
     carrying = {
         ref
@@ -229,13 +214,7 @@ def test_the_password_version_is_on_every_pod_template_reading_redis_credentials
 
 def test_a_new_password_version_changes_only_the_pod_templates_reading_it() -> None:
     def state(version: str) -> DesiredState:
-        return desired_state(
-            OWNER,
-            spec_of(MANAGED),
-            engine_replicas_owned_elsewhere=False,
-            operator_namespace=OPERATOR_NAMESPACE,
-            startup_inputs=StartupInputs(redis_credentials=version),
-        )
+        return desired_of(MANAGED, startup_inputs=StartupInputs(redis_credentials=version))
 
     before, after = state("v1"), state("v2")
     changed = [
@@ -251,12 +230,7 @@ def test_a_new_password_version_changes_only_the_pod_templates_reading_it() -> N
 
 
 def test_without_a_password_version_no_pod_template_carries_one() -> None:
-    state = desired_state(
-        OWNER,
-        spec_of(MANAGED),
-        engine_replicas_owned_elsewhere=False,
-        operator_namespace=OPERATOR_NAMESPACE,
-    )
+    state = desired_of(MANAGED)
 
     for annotations in pod_annotations(state).values():
         assert names.REDIS_PASSWORD_VERSION_ANNOTATION not in annotations
@@ -270,12 +244,8 @@ def test_the_content_version_is_on_the_engine_pods_only_and_rolls_only_them() ->
     data = {**MANAGED, "content": {"configMapName": "stories"}}
 
     def state(version: str) -> DesiredState:
-        return desired_state(
-            OWNER,
-            spec_of(data),
-            engine_replicas_owned_elsewhere=False,
-            operator_namespace=OPERATOR_NAMESPACE,
-            startup_inputs=StartupInputs(redis_credentials="r1", content=version),
+        return desired_of(
+            data, startup_inputs=StartupInputs(redis_credentials="r1", content=version)
         )
 
     before, after = state("c1"), state("c2")
@@ -292,13 +262,7 @@ def test_the_content_version_is_on_the_engine_pods_only_and_rolls_only_them() ->
 
 
 def test_without_content_no_content_version_is_written() -> None:
-    state = desired_state(
-        OWNER,
-        spec_of(MANAGED),
-        engine_replicas_owned_elsewhere=False,
-        operator_namespace=OPERATOR_NAMESPACE,
-        startup_inputs=StartupInputs(content="c1"),
-    )
+    state = desired_of(MANAGED, startup_inputs=StartupInputs(content="c1"))
     assert not [
         ref
         for ref, annotations in pod_annotations(state).items()

@@ -223,6 +223,29 @@ def test_a_novelengine_whose_children_would_collide_creates_nothing_and_names_th
     assert cluster.children(ns, first) == before
 
 
+def stalled_among(cluster: Cluster, namespace: str, candidates: list[str]) -> list[str]:
+    """The NovelEngines of `candidates` whose Stalled condition is true."""
+    return [
+        name
+        for name in candidates
+        if condition_status(cluster.novelengine(namespace, name) or {}, names.CONDITION_STALLED)
+        == "True"
+    ]
+
+
+def wait_one_stalled(cluster: Cluster, namespace: str, candidates: list[str]) -> str:
+    """Wait until exactly one of `candidates` is Stalled; its name."""
+    cluster.wait(
+        "one Stalled",
+        lambda: (
+            None if len(found := stalled_among(cluster, namespace, candidates)) == 1 else str(found)
+        ),
+        timeout=30,
+    )
+    [stalled] = stalled_among(cluster, namespace, candidates)
+    return stalled
+
+
 @pytest.mark.parametrize(
     "engine_l3",
     [{}, {"l3": {"persistence": "pvc"}}],
@@ -251,18 +274,7 @@ def test_novelengines_whose_children_collide_applied_together_leave_one_standing
         for name, spec in specs.items()
     }
 
-    def stalled_ones() -> list[str]:
-        return [
-            name
-            for name in specs
-            if condition_status(cluster.novelengine(ns, name) or {}, names.CONDITION_STALLED)
-            == "True"
-        ]
-
-    cluster.wait(
-        "one Stalled", lambda: None if len(stalled_ones()) == 1 else str(stalled_ones()), 30
-    )
-    [stalled] = stalled_ones()
+    stalled = wait_one_stalled(cluster, ns, list(specs))
     [standing] = set(specs) - {stalled}
 
     def controlled_by(uid: str) -> list[str]:
@@ -289,7 +301,7 @@ def test_novelengines_whose_children_collide_applied_together_leave_one_standing
     assert "/demo-redis already exists and belongs to" in str(blocked["status"])
     # The contested Service is the standing one's, never taken over, and it is not stalled.
     assert "Service/demo-redis" in controlled_by(uids[standing])
-    assert stalled_ones() == [stalled]
+    assert stalled_among(cluster, ns, list(specs)) == [stalled]
 
 
 def test_another_novelengines_child_stripped_of_its_owner_is_still_not_taken(
@@ -347,18 +359,7 @@ def test_a_running_novelengine_meeting_a_new_ones_name_in_the_same_instant_chang
     cluster.patch_novelengine(ns, "demo", {"spec": {"cache": {"l2": {"mode": "managed"}}}})
     cluster.create_novelengine(ns, "demo-redis", {"replicas": 1})
 
-    def one_stalled() -> str | None:
-        found = [
-            name
-            for name in ("demo", "demo-redis")
-            if condition_status(cluster.novelengine(ns, name) or {}, names.CONDITION_STALLED)
-            == "True"
-        ]
-        return None if len(found) == 1 else str(found)
-
-    cluster.wait("one Stalled", one_stalled, timeout=30)
-    demo = cluster.novelengine(ns, "demo") or {}
-    if condition_status(demo, names.CONDITION_STALLED) == "True":
+    if wait_one_stalled(cluster, ns, ["demo", "demo-redis"]) == "demo":
         deployment = cluster.get(*DEPLOYMENT, ns, "demo")
         assert deployment is not None
         assert deployment["metadata"]["generation"] == running["metadata"]["generation"]
