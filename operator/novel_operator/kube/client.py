@@ -98,6 +98,12 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
 _CREATOR_INFIX = "-create-"
 
 
+def _creator(manager: str, owner_uid: str) -> str:
+    """The field manager that creates a child of the owner `owner_uid` (see
+    `KubeClient._create`)."""
+    return f"{manager}{_CREATOR_INFIX}{owner_uid}"
+
+
 def is_controlled_by(obj: Mapping[str, Any], owner_uid: str, owner_name: str, manager: str) -> bool:
     """Whether the owner (`owner_uid`, `owner_name`) controls `obj`. An object whose
     ownerReferences were stripped (by hand, or by the garbage collector orphaning it) still
@@ -110,7 +116,7 @@ def is_controlled_by(obj: Mapping[str, Any], owner_uid: str, owner_name: str, ma
     if labels.get(names.LABEL_INSTANCE) != owner_name:
         return False
     managed = obj.get("metadata", {}).get("managedFields") or []
-    ours = {manager, f"{manager}{_CREATOR_INFIX}{owner_uid}"}
+    ours = {manager, _creator(manager, owner_uid)}
     return any(entry.get("manager") in ours for entry in managed)
 
 
@@ -328,7 +334,7 @@ class KubeClient:
         owner's own, which conflicts with such an object (or is refused: a second controller
         reference). Ownership then passes to the shared manager, as Kubernetes documents for
         a transfer: it applies the same fields, and the creator applies an empty object."""
-        creator = f"{self._field_manager}{_CREATOR_INFIX}{controller_uid(desired)}"
+        creator = _creator(self._field_manager, str(controller_uid(desired)))
         try:
             await self.apply(desired, field_manager=creator, force=False)
         except ApiError as error:
