@@ -178,6 +178,14 @@ async def test_duplicate_json_keys_are_422_on_the_key(
     assert fields(await problem(response, 422)) == {field}
 
 
+async def test_a_duplicate_json_key_is_listed_with_the_bodys_other_invalid_fields(
+    client: EngineClient,
+) -> None:
+    body = b'{"name": "Ada", "name": "Bea", "faction": "Guild", "archetype": "nope"}'
+    response = await client.post("/v1/characters", data=body, headers=JSON)
+    assert fields(await problem(response, 422)) == {"name", "archetype"}
+
+
 async def test_a_request_caught_by_a_stopped_scheduler_is_503(client: EngineClient) -> None:
     await client.app[SCHEDULER].stop(0)
     response = await client.post("/v1/simulations", json={**SIEGE, "seed": 99})

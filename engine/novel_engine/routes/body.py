@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import hdrs, web
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from novel_engine.content.canonical import JSON_CONTENT_TYPE
 from novel_engine.keys import SETTINGS
 from novel_engine.middlewares import header_elements
 from novel_engine.problems import (
-    FieldError,
     ProblemError,
     RequestValidationError,
     validation_errors,
@@ -110,24 +110,29 @@ class _JsonObject(list[tuple[str, Any]]):
     """A JSON object as its (name, value) pairs in order, duplicates kept."""
 
 
-def _duplicate_key(value: Any, path: str) -> str | None:
-    """The dotted path of the first name an object repeats, searching depth-first."""
+def _duplicate_key(value: Any, loc: tuple[int | str, ...] = ()) -> tuple[int | str, ...] | None:
+    """The location of the first name an object repeats, searching depth-first."""
     if isinstance(value, _JsonObject):
         seen: set[str] = set()
         for name, item in value:
-            item_path = f"{path}.{name}" if path else name
             if name in seen:
-                return item_path
+                return (*loc, name)
             seen.add(name)
-            found = _duplicate_key(item, item_path)
+            found = _duplicate_key(item, (*loc, name))
             if found is not None:
                 return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found = _duplicate_key(item, f"{path}.{index}" if path else str(index))
+            found = _duplicate_key(item, (*loc, index))
             if found is not None:
                 return found
     return None
+
+
+def _duplicate_error(loc: tuple[int | str, ...]) -> ErrorDetails:
+    return ErrorDetails(
+        type="duplicate_key", loc=loc, msg="duplicate key: the object repeats this name", input=None
+    )
 
 
 def _not_json(constant: str) -> Any:
@@ -168,16 +173,14 @@ async def parse_body(request: web.Request, model: type[ModelT]) -> ModelT:
     except ValidationError as error:
         errors = validation_errors(error)
         if not any(detail["type"] == "json_invalid" for detail in errors):
-            _json_members(raw)  # a NaN breaks a bound: say the JSON is malformed instead
+            # (a NaN breaks a bound: the second parse says the JSON is malformed instead)
+            duplicate = _duplicate_key(_json_members(raw))
+            if duplicate is not None:
+                errors.insert(0, _duplicate_error(duplicate))
         raise RequestValidationError(errors, "body") from None
     # Read by the model, so well-formed and shallow: a second parse finds repeated names,
     # which would otherwise silently keep the last value.
-    duplicate = _duplicate_key(_json_members(raw), "")
+    duplicate = _duplicate_key(_json_members(raw))
     if duplicate is not None:
-        raise ProblemError(
-            422,
-            "the request body repeats a name in one object",
-            kind="validation",
-            errors=[FieldError(field=duplicate, message="duplicate key")],
-        )
+        raise RequestValidationError([_duplicate_error(duplicate)], "body")
     return parsed
