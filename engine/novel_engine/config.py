@@ -24,6 +24,9 @@ from pydantic_core import PydanticCustomError
 from novel_engine.content.loader import UniqueKeyLoader
 
 ENV_PREFIX = "NOVEL_ENGINE_"
+# Ten years. Redis refuses a lifetime past the range of its millisecond clock, and a lifetime of
+# more than years is a typo: capped, so that it stops the start rather than every Redis write.
+MAX_LIFETIME_SECONDS = 10 * 365 * 86_400
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 
@@ -99,7 +102,9 @@ class Settings(BaseModel):
         "memory limit, or 64 MiB without one.",
     )
     l1_ttl_seconds: float = Field(300.0, gt=0, description="Lifetime of an in-process cache entry.")
-    l2_ttl_seconds: float = Field(86_400.0, gt=0, description="Lifetime of a Redis cache entry.")
+    l2_ttl_seconds: float = Field(
+        86_400.0, gt=0, le=MAX_LIFETIME_SECONDS, description="Lifetime of a Redis cache entry."
+    )
     l3_max_entries: int = Field(100_000, ge=1, description="Rows kept in the SQLite cache tier.")
     l3_max_bytes: int = Field(
         256 * 1024 * 1024,
@@ -111,6 +116,7 @@ class Settings(BaseModel):
     job_retention_seconds: float = Field(
         86_400.0,
         gt=0,
+        le=MAX_LIFETIME_SECONDS,
         description="How long an async job's record (status, error, input) is kept after its "
         "last change, in SQLite and in the shared L2 tier (a queued job's while a replica runs "
         "it).",
@@ -164,6 +170,15 @@ class Settings(BaseModel):
         database = urlsplit(value).path.strip("/")
         if value.startswith(("redis://", "rediss://")) and database and not database.isdigit():
             raise ValueError(f"the database in the path must be a number, not {database!r}")
+        return value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_named(cls, value: object) -> object:
+        # Path("") is the working directory: an unset variable or a blank line must not put
+        # the database wherever the engine happens to start.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError('must name a directory (".": the working directory)')
         return value
 
     @field_validator("job_lease_seconds")

@@ -144,6 +144,26 @@ RETENTION_90 = ("--job-retention-seconds", "90")
         ),
         # An empty host would listen on every interface.
         (["--host", ""], {}, "host: String should have at least 1 character (from --host)"),
+        # Path("") is the working directory.
+        (
+            ["--data-dir", ""],
+            {},
+            'data_dir: Value error, must name a directory (".": the working directory)'
+            " (from --data-dir)",
+        ),
+        # Redis refuses such lifetimes at every write (past its clock's range in milliseconds).
+        (
+            ["--redis-url", "redis://cache", "--job-retention-seconds", "1e16"],
+            {},
+            "job_retention_seconds: Input should be less than or equal to 315360000"
+            " (from --job-retention-seconds)",
+        ),
+        (
+            [],
+            {"NOVEL_ENGINE_L2_TTL_SECONDS": "1e16"},
+            "l2_ttl_seconds: Input should be less than or equal to 315360000"
+            " (from NOVEL_ENGINE_L2_TTL_SECONDS)",
+        ),
     ],
 )
 def test_bad_values_name_the_setting_and_source(
