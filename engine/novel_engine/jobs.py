@@ -455,7 +455,12 @@ class JobRunner:
         elif self.shared is not None and (leased := self._leased.get(job_id)) is not None:
             shared = self.shared
             try:
-                await self._shared_call(lambda: shared.finish(job_id, status, error))
+                if status is JobStatus.SUCCEEDED:
+                    # With its input, replacing any record: a Redis that restarted empty may
+                    # have lost the record before a renewal could record it again.
+                    await self._shared_call(lambda: shared.put(*leased, JobStatus.SUCCEEDED))
+                else:
+                    await self._shared_call(lambda: shared.finish(job_id, status, error))
             except SharedJobsUnavailable:
                 # A success is recorded, with its input, once the store is back; a failure is
                 # not (its lease runs out and another replica runs the job again).
