@@ -399,8 +399,9 @@ async def test_a_job_outlives_a_short_retention_while_its_replica_runs_it(
     accepting = engines.start("a", *shared, "--process-workers", "1")
     other = engines.start("b", *shared)
     await asyncio.gather(accepting.ready(session), other.ready(session))
-    # Several seconds of work one job at a time: the last waits several retention periods.
-    ids = await accept_jobs(session, accepting, 32)
+    # Seconds of work one job at a time (about 4 s on 2 cores): the last waits several
+    # retention periods.
+    ids = await accept_jobs(session, accepting, 128)
     statuses, _ = await poll(session, other, ids[-1])  # a 404 on the way fails the poll
     assert statuses
 
