@@ -158,8 +158,8 @@ async def test_a_stopping_replica_hands_its_queued_jobs_over(
     stopping = engines.start("a", *shared, "--process-workers", "1", "--drain-timeout", "0.5")
     other = engines.start("b", *shared)
     await asyncio.gather(stopping.ready(session), other.ready(session))
-    # Sixteen jobs of about a fifth of a second behind one pool process (a thread would hold
-    # the GIL and slow the accepting down until most had run): some still wait at the signal.
+    # Sixteen heavy jobs behind one pool process (a thread would hold the GIL and slow the
+    # accepting down until most had run): some still wait at the signal.
     ids = await accept_jobs(session, stopping, 16)
     _, metrics = await get(session, stopping, "/metrics")
     assert sum(metric_samples(metrics.decode(), QUEUE_DEPTH_METRIC).values()) > 0
