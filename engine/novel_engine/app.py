@@ -41,7 +41,7 @@ from novel_engine.metrics import EngineMetrics
 from novel_engine.middlewares import RequestLayer, layered
 from novel_engine.middlewares.body_limit import body_limit, expect_continue
 from novel_engine.middlewares.metrics import request_metrics
-from novel_engine.middlewares.problems import problems
+from novel_engine.middlewares.problems import problem_responses
 from novel_engine.middlewares.unmatched import setup_unmatched
 from novel_engine.openapi import OpenApiDocument
 from novel_engine.routes import setup_routes
@@ -174,7 +174,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     # Outermost first: metrics see the final status, problems see every error. Only the
     # operations that read a body have its size checked.
-    layers: list[RequestLayer] = [request_metrics(metrics, app[DRAIN]), problems]
+    layers: list[RequestLayer] = [request_metrics(metrics, app[DRAIN]), problem_responses()]
     body_layers = [*layers, body_limit(settings.max_body_bytes)]
     expect = expect_continue(settings.max_body_bytes)
     operations = [*ops_operations(registry), *library_operations(), *simulation_operations()]

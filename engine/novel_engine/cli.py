@@ -42,13 +42,20 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
 
     def stop(signum: signal.Signals) -> None:
+        if stopping.is_set():
+            log.info(
+                "%s received: already draining, %g s left of its budget",
+                signum.name,
+                round(app[DRAIN].remaining(), 1),
+            )
+            return
         delay = settings.shutdown_delay
         if app[DRAIN].draining or signum is not signal.SIGTERM:
             delay = 0.0  # a second signal, or Ctrl-C: drain now
         app[DRAIN].announce()
         runner.end_keep_alive()
         log.info(
-            "%s received: not ready; serving %.1f s more, then draining for up to %.1f s",
+            "%s received: not ready; serving %g s more, then draining for up to %g s",
             signum.name,
             delay,
             settings.drain_timeout,

@@ -25,6 +25,7 @@ from novel_engine.db import Database, Migration, Squash
 from novel_engine.scheduler import DeadlineExceeded, Priority, SchedulerStopped
 from novel_engine.simulation.request import SimulationInput
 from novel_engine.simulation.service import result_key
+from novel_engine.throttled_log import ThrottledLog
 
 if TYPE_CHECKING:  # redis is imported only when an L2 URL is configured
     from novel_engine.shared_jobs import SharedJobStore
@@ -237,6 +238,7 @@ class JobRunner:
         # Jobs that ended here but whose end the database could not record (a full disk):
         # told as they ended, and written down by housekeeping once the database takes it.
         self._unrecorded: dict[str, Job] = {}
+        self._unrecorded_log = ThrottledLog(log)  # (a full disk fails every job's end)
         # Set by a failed shared call: requests then skip the shared store (no wait on a silent
         # Redis per request). Cleared only by the recovery round, once the store takes a write:
         # a Redis that answers but refuses writes (full, or read-only) would otherwise seem
@@ -447,7 +449,9 @@ class JobRunner:
         try:
             await self.store.finish(job_id, status, error)
         except Exception as failure:
-            log.warning("could not record the end of simulation job %s yet: %s", job_id, failure)
+            self._unrecorded_log.warning(
+                "end", "could not record the end of simulation job %s yet: %s", job_id, failure
+            )
             kept = simulation if status is JobStatus.SUCCEEDED else None  # (see Job.input)
             self._keep(self._unrecorded, job_id, Job(job_id, status, error, kept))
         if error == SHUTDOWN_REASON:
@@ -497,7 +501,9 @@ class JobRunner:
         try:
             await self._record_ends()
         except Exception as error:  # still no room; pruning may make some
-            log.warning("could not record the end of simulation jobs yet: %s", error)
+            self._unrecorded_log.warning(
+                "end", "could not record the end of simulation jobs yet: %s", error
+            )
         pruned = await self.store.prune(self._retention_seconds, self._max_records)
         if self.shared is not None:
             pruned += await self._best_effort(self.shared.prune) or 0

@@ -140,6 +140,6 @@ def test_sigterm_drains_within_the_grace_period_and_exits_zero(
     assert pod.stop(sample.grace_seconds) == 0
     logs = pod.logs()
     # The operator's --shutdown-delay: unready but serving first, then the drain.
-    assert "SIGTERM received: not ready; serving 5.0 s more" in logs
+    assert "SIGTERM received: not ready; serving 5 s more" in logs
     assert "novel_engine: draining" in logs
     assert logs.rstrip().endswith("stopped")

@@ -1,6 +1,7 @@
 """Content library over HTTP: CRUD, pagination, filters, versions and read-only mode."""
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -157,21 +158,32 @@ async def test_read_only_content_refuses_writes_with_a_clear_message(
 
 
 async def test_a_write_the_full_database_cannot_take_is_a_507_and_reads_go_on(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = await engine_client(aiohttp_client, tmp_path, db_pool_size=1)
     async with client.app[DB].acquire() as connection:  # the pool's one connection
         # As a full disk would: SQLite may not grow the file by a page more.
         rows = list(await connection.execute_fetchall("PRAGMA page_count"))
         await connection.execute(f"PRAGMA max_page_count = {rows[0][0]}")
-    for index in range(100):
-        filler = {**ADA, "name": f"Filler {index}", "description": "x" * 500}
-        response = await client.post("/v1/characters", json=filler)
-        if response.status != 201:
-            break
-    body = await problem(response, 507)
-    assert "full" in body["detail"]
-    assert (await client.get("/v1/characters/ilse-varn")).status == 200
+    with caplog.at_level(logging.WARNING, logger="novel_engine"):
+        for index in range(100):
+            filler = {**ADA, "name": f"Filler {index}", "description": "x" * 500}
+            response = await client.post("/v1/characters", json=filler)
+            if response.status != 201:
+                break
+        body = await problem(response, 507)
+        assert "full" in body["detail"]
+        assert (await client.get("/v1/characters/ilse-varn")).status == 200
+        for _ in range(5):
+            await problem(await client.post("/v1/characters", json=filler), 507)
+    # Whoever runs the engine hears of it, once however many writes it refuses.
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "could not store what POST /v1/characters sent (answered 507):"
+            " database or disk is full",
+        )
+    ]
 
 
 async def test_content_directories_are_served(

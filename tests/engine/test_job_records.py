@@ -2,6 +2,8 @@
 a failed job keeps no input."""
 
 import asyncio
+import functools
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -215,6 +217,31 @@ async def test_the_end_of_a_job_the_database_cannot_record_is_told_and_recorded_
     store.room = True
     await runner.close()  # (housekeeping, or the stop at the latest, writes it)
     assert (await store.get(job_id)) == job
+
+
+async def test_ends_a_full_database_refuses_are_logged_once_not_once_per_job(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FullStore(db)
+    runner = JobRunner(store, in_process_cache())
+    with caplog.at_level(logging.WARNING, logger="novel_engine.jobs"):
+        for simulation in INPUTS:
+            computation: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            submit = functools.partial(lambda done, *_: done, computation)
+            assert await runner.start(simulation, Priority.NORMAL, submit) is JobStatus.QUEUED
+            computation.set_result(RESULT)
+
+        async def all_ended() -> bool:
+            jobs = [await runner.lookup(simulation.simulation_id()) for simulation in INPUTS]
+            return all(job is not None and job.status is JobStatus.SUCCEEDED for job in jobs)
+
+        await until(all_ended)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("could not record the end of simulation job ")
+    assert lines[0].endswith(" yet: database or disk is full")
+    store.room = True
+    await runner.close()
 
 
 async def test_a_new_run_of_a_job_replaces_the_end_the_database_could_not_take(

@@ -2,8 +2,6 @@
 
 import asyncio
 import logging
-import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -12,6 +10,7 @@ from redis import exceptions as redis_errors
 from novel_engine.config import ConfigError
 from novel_engine.metrics import CacheStats, L2Health, L2State
 from novel_engine.redis_client import redis_client
+from novel_engine.throttled_log import ThrottledLog
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -22,8 +21,6 @@ _AUTH_ERRORS = (redis_errors.AuthenticationError, redis_errors.AuthorizationErro
 _OUTAGE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 # Redis's answer to the SELECT of a database it does not have, sent on every new connection.
 _NO_SUCH_DATABASE = "DB index is out of range"
-# A kind of command error (a refusal, mostly) is logged at most this often.
-COMMAND_ERROR_LOG_SECONDS = 60.0
 _DESCRIPTIONS: dict[L2State, str] = {
     "unreachable": "Redis does not answer",
     "auth_failed": "Redis refuses the configured credentials",
@@ -40,7 +37,7 @@ class RedisTier:
     success, a probe's or a command's in flight, ends it. `health.state` says which outage
     it is (unreachable or auth_failed); a change of state is logged once. A command Redis answers
     but refuses (a write to a Redis full under noeviction, or read-only) is no outage: it counts
-    as an error, and each kind of such error is logged at most once per COMMAND_ERROR_LOG_SECONDS.
+    as an error, and each kind of such error (its class) is logged at most once a minute.
 
     Connections: at most max_connections at once (more callers wait for one, each holder
     being bounded by socket_timeout); idle ones are dropped when an outage starts, so none from
@@ -76,8 +73,7 @@ class RedisTier:
         self._probe_max = probe_max
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False  # no more state changes, nor probes, once closing
-        # Per kind of command error (exception class): when last logged, and how many since.
-        self._command_errors: dict[str, tuple[float, int]] = {}
+        self._command_errors = ThrottledLog(_log)
 
     @property
     def available(self) -> bool:
@@ -146,24 +142,10 @@ class RedisTier:
         except redis_errors.RedisError as exc:  # answered, but refused this one command
             if no_database_is_fatal and _NO_SUCH_DATABASE in str(exc):
                 raise ConfigError(f"redis_url: Redis refuses the connection: {exc}") from None
-            self._log_command_error(exc)
+            self._command_errors.warning(type(exc).__name__, "L2 cache command failed: %s", exc)
             return FAILED
         self._enter("ok", None)
         return result
-
-    def _log_command_error(self, exc: redis_errors.RedisError) -> None:
-        """Log a kind of error (its class) at most once per COMMAND_ERROR_LOG_SECONDS, with how many
-        were not logged since the last line: a Redis that refuses every write (full under
-        noeviction, or read-only) refuses one per request that misses the cache."""
-        kind = type(exc).__name__
-        logged_at, unlogged = self._command_errors.get(kind, (-math.inf, 0))
-        now = time.monotonic()
-        if now - logged_at < COMMAND_ERROR_LOG_SECONDS:
-            self._command_errors[kind] = (logged_at, unlogged + 1)
-            return
-        self._command_errors[kind] = (now, 0)
-        more = f" ({unlogged} more of this kind since the last such line)" if unlogged else ""
-        _log.warning("L2 cache command failed: %s%s", exc, more)
 
     def _enter(self, state: L2State, cause: BaseException | None) -> None:
         if self._closed:  # (a command the close interrupted: no outage to report or probe)
