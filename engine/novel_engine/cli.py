@@ -7,6 +7,7 @@ content file) still closes the resources that did start.
 
 import asyncio
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from novel_engine.app import create_app
-from novel_engine.config import ConfigError, Settings, load_settings
+from novel_engine.config import ConfigError, Settings, load_settings, unknown_variables
 from novel_engine.content.loader import ContentFileError
 from novel_engine.db import DatabaseOpenError
 from novel_engine.keys import DRAIN
@@ -87,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for note in unknown_variables(os.environ):
+        log.warning("%s", note)
     try:
         asyncio.run(serve(settings))
     except ConfigError as error:  # a setting only the start could find wrong

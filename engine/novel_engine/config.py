@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,11 @@ ENV_PREFIX = "NOVEL_ENGINE_"
 # more than years is a typo: capped, so that it stops the start rather than every Redis write.
 MAX_LIFETIME_SECONDS = 10 * 365 * 86_400
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
+# Kubernetes gives a pod variables for each Service of its namespace ("service links"): for a
+# Service novel-engine or novel-engine-x, NOVEL_ENGINE[_X]_SERVICE_HOST, ..._PORT_80_TCP_ADDR...
+_SERVICE_LINK = re.compile(
+    r"(.+_)?(SERVICE_HOST|SERVICE_PORT(_.+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)"
+)
 
 
 @dataclass(frozen=True)
@@ -298,6 +304,32 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             [part for part in raw.split(os.pathsep) if part] if _is_sequence(field) else raw
         )
     return values
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """What to say of each NOVEL_ENGINE_ variable that names no setting (a misspelt name would
+    otherwise be ignored in silence), with the nearest setting's variable if one is close."""
+    known = {CONFIG_ENV} | {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = [
+        name
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX)
+        and name not in known
+        and not _SERVICE_LINK.fullmatch(name.removeprefix(ENV_PREFIX))
+    ]
+    if not unknown:
+        return []
+    import difflib  # (here: 0.2 MiB that an engine without a misspelt name does not carry)
+
+    notes = []
+    for name in unknown:
+        note = f"{name} names no setting; ignored"
+        # (compared without the prefix, which every name shares)
+        suffixes = [known_name.removeprefix(ENV_PREFIX) for known_name in sorted(known)]
+        if close := difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1):
+            note += f" (did you mean {ENV_PREFIX}{close[0]}?)"
+        notes.append(note)
+    return notes
 
 
 def _describe(error: Mapping[str, Any], sources: Mapping[str, str]) -> str:

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from novel_engine.config import ConfigError, Settings, build_parser, load_settings
+from novel_engine.config import (
+    ConfigError,
+    Settings,
+    build_parser,
+    load_settings,
+    unknown_variables,
+)
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -187,6 +193,38 @@ def test_unknown_file_key_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(["--config", str(config)], {})
     assert str(caught.value) == f"colour: unknown setting (from {config})"
+
+
+def test_an_env_variable_naming_no_setting_is_told_with_the_nearest_one() -> None:
+    environ = {
+        "NOVEL_ENGINE_QUEUE_LIMT": "5",
+        "NOVEL_ENGINE_COLOUR": "blue",
+        "NOVEL_ENGINE_QUEUE_LIMIT": "6",
+        "NOVEL_ENGINE_CONFIG": "",
+        "QUEUE_LIMIT": "7",
+    }
+    assert unknown_variables(environ) == [
+        "NOVEL_ENGINE_COLOUR names no setting; ignored",
+        "NOVEL_ENGINE_QUEUE_LIMT names no setting; ignored"
+        " (did you mean NOVEL_ENGINE_QUEUE_LIMIT?)",
+    ]
+    assert load_settings([], environ).queue_limit == 6  # the environment is shared: no error
+
+
+def test_kubernetes_service_link_variables_are_no_misspelt_settings() -> None:
+    # What a pod gets for Services named novel-engine and novel-engine-metrics in its namespace.
+    environ = {
+        "NOVEL_ENGINE_SERVICE_HOST": "10.96.0.12",
+        "NOVEL_ENGINE_SERVICE_PORT": "8080",
+        "NOVEL_ENGINE_SERVICE_PORT_HTTP": "8080",
+        "NOVEL_ENGINE_PORT_8080_TCP": "tcp://10.96.0.12:8080",
+        "NOVEL_ENGINE_PORT_8080_TCP_PROTO": "tcp",
+        "NOVEL_ENGINE_PORT_8080_TCP_PORT": "8080",
+        "NOVEL_ENGINE_PORT_8080_TCP_ADDR": "10.96.0.12",
+        "NOVEL_ENGINE_METRICS_SERVICE_HOST": "10.96.0.13",
+        "NOVEL_ENGINE_METRICS_PORT": "tcp://10.96.0.13:9090",
+    }
+    assert unknown_variables(environ) == []
 
 
 def test_bad_file_value_is_named(tmp_path: Path) -> None:

@@ -198,6 +198,20 @@ async def test_a_body_still_uploading_when_the_drain_begins_is_read_and_answered
     assert await engine.exit_code() == 0
 
 
+async def test_a_misspelt_setting_in_the_environment_is_logged_at_start(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start(
+        "data", env={"NOVEL_ENGINE_DATADIR": "/elsewhere", "NOVEL_ENGINE_SERVICE_HOST": "10.0.0.1"}
+    )
+    await engine.ready(session)
+    assert (
+        "WARNING novel_engine: NOVEL_ENGINE_DATADIR names no setting; ignored"
+        " (did you mean NOVEL_ENGINE_DATA_DIR?)"
+    ) in engine.log()
+    assert "SERVICE_HOST" not in engine.log()
+
+
 async def listener_closed(engine: EngineProcess) -> bool:
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", engine.port)
