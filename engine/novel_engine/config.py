@@ -321,12 +321,13 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         return []
     import difflib  # (here: 0.2 MiB that an engine without a misspelt name does not carry)
 
+    # (compared in upper case and without the prefix, which every name shares)
+    suffixes = [known_name.removeprefix(ENV_PREFIX) for known_name in sorted(known)]
     notes = []
     for name in unknown:
         note = f"{name} names no setting; ignored"
-        # (compared without the prefix, which every name shares)
-        suffixes = [known_name.removeprefix(ENV_PREFIX) for known_name in sorted(known)]
-        if close := difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1):
+        misspelt = name.removeprefix(ENV_PREFIX).upper()
+        if close := difflib.get_close_matches(misspelt, suffixes, n=1):
             note += f" (did you mean {ENV_PREFIX}{close[0]}?)"
         notes.append(note)
     return notes

@@ -198,6 +198,7 @@ def test_unknown_file_key_is_named(tmp_path: Path) -> None:
 def test_an_env_variable_naming_no_setting_is_told_with_the_nearest_one() -> None:
     environ = {
         "NOVEL_ENGINE_QUEUE_LIMT": "5",
+        "NOVEL_ENGINE_data_dir": "/elsewhere",
         "NOVEL_ENGINE_COLOUR": "blue",
         "NOVEL_ENGINE_QUEUE_LIMIT": "6",
         "NOVEL_ENGINE_CONFIG": "",
@@ -207,6 +208,7 @@ def test_an_env_variable_naming_no_setting_is_told_with_the_nearest_one() -> Non
         "NOVEL_ENGINE_COLOUR names no setting; ignored",
         "NOVEL_ENGINE_QUEUE_LIMT names no setting; ignored"
         " (did you mean NOVEL_ENGINE_QUEUE_LIMIT?)",
+        "NOVEL_ENGINE_data_dir names no setting; ignored (did you mean NOVEL_ENGINE_DATA_DIR?)",
     ]
     assert load_settings([], environ).queue_limit == 6  # the environment is shared: no error
 

@@ -99,7 +99,8 @@ def _text(max_length: int, min_length: int = 1) -> StringConstraints:
 def slugify(text: str) -> str:
     """Derive an id from a name: ``"Captain Ilse Varn"`` -> ``"captain-ilse-varn"``.
 
-    A name without ASCII letters or digits gives a hash-based id, ``"x-<12 hex digits>"``.
+    An accented letter counts as its base letter, other non-ASCII characters are dropped; a name
+    left without ASCII letters or digits gives a hash-based id, ``"x-<12 hex digits>"``.
     """
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
