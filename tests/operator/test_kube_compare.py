@@ -8,6 +8,7 @@ import pytest
 from novel_operator.kube.compare import (
     apply_needed,
     first_difference,
+    renumbered_port_repairs,
     replicas_handover,
     replicas_handover_needed,
     unwanted_owned_fields,
@@ -256,3 +257,50 @@ def test_replicas_owned_by_someone_else_need_no_handover() -> None:
         live["metadata"]["managedFields"] = [ours, status, other]
         assert not replicas_handover_needed(without_replicas(desired), live, MANAGER)
         assert apply_needed(without_replicas(desired), live, MANAGER) is None
+
+
+def service(ports: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "spec": {"ports": ports}}
+
+
+HTTP = {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+
+
+def test_a_port_renumbered_by_hand_is_put_back_by_a_tested_replacement() -> None:
+    renumbered = {**HTTP, "port": 1234}
+    by_hand = {"name": "debug", "port": 9000, "targetPort": 9000, "protocol": "TCP"}
+    live = service([by_hand, renumbered])
+    assert renumbered_port_repairs(service([HTTP]), live) == [
+        {"op": "test", "path": "/spec/ports/1", "value": renumbered},
+        {"op": "replace", "path": "/spec/ports/1", "value": HTTP},
+    ]
+
+
+def test_ports_the_apply_can_match_need_no_repair() -> None:
+    assert renumbered_port_repairs(service([HTTP]), service([HTTP])) == []
+    renamed = {**HTTP, "name": "web"}  # same number: the apply renames it back
+    assert renumbered_port_repairs(service([HTTP]), service([renamed])) == []
+    assert renumbered_port_repairs(service([HTTP]), service([])) == []
+
+
+def test_a_protocol_changed_by_hand_counts_as_another_port() -> None:
+    udp = {**HTTP, "protocol": "UDP"}
+    assert [op["op"] for op in renumbered_port_repairs(service([HTTP]), service([udp]))] == [
+        "test",
+        "replace",
+    ]
+
+
+def test_container_ports_are_found_in_the_container_of_the_same_name() -> None:
+    wanted = {"name": "http", "containerPort": 8080}
+    desired = {
+        "spec": {"template": {"spec": {"containers": [{"name": "engine", "ports": [wanted]}]}}}
+    }
+    sidecar = {"name": "sidecar", "ports": [{"name": "http", "containerPort": 15000}]}
+    engine = {"name": "engine", "ports": [{"name": "http", "containerPort": 9999}]}
+    live = {"spec": {"template": {"spec": {"containers": [sidecar, engine]}}}}
+    path = "/spec/template/spec/containers/1/ports/0"
+    assert renumbered_port_repairs(desired, live) == [
+        {"op": "test", "path": path, "value": engine["ports"][0]},
+        {"op": "replace", "path": path, "value": wanted},
+    ]

@@ -28,8 +28,10 @@ from kubernetes.dynamic.resource import Resource
 
 from novel_operator import names
 from novel_operator.kube.compare import (
+    JsonPatchOp,
     apply_needed,
     identity,
+    renumbered_port_repairs,
     replicas_handover,
     replicas_handover_needed,
 )
@@ -290,7 +292,8 @@ class KubeClient:
         )
 
     async def sync_child(self, desired: Mapping[str, Any], live: Manifest | None) -> ChildResult:
-        """Make the child match `desired` with one apply (a missing child: see `_create`);
+        """Make the child match `desired` with one apply (a missing child: see `_create`; ports
+        renumbered by hand are first put back by a JSON patch, see `renumbered_port_repairs`);
         none if `live` (the child as served, None if absent) already does. When `desired`
         stops setting replicas we applied, a second manager first takes them over at their
         live value, so that the apply keeps them rather than resetting them to 1. An object of
@@ -322,7 +325,23 @@ class KubeClient:
                 field_manager=names.REPLICAS_HANDOVER_FIELD_MANAGER,
                 force=False,
             )
+        repairs = renumbered_port_repairs(desired, live)
+        if repairs:  # else the apply would add its ports beside them, and be refused
+            await self._json_patch(live, repairs)
         return ChildResult(ChildAction.UPDATED, await self.apply(desired), reason)
+
+    async def _json_patch(self, live: Manifest, operations: Sequence[JsonPatchOp]) -> Manifest:
+        resource = await self._resource(live["apiVersion"], live["kind"])
+        meta = live["metadata"]
+        self._count_write("patch", resource)
+        return await self._call(
+            resource.patch,
+            body=list(operations),
+            name=meta["name"],
+            namespace=meta["namespace"],
+            content_type="application/json-patch+json",
+            field_manager=self._field_manager,
+        )
 
     async def _create(self, desired: Mapping[str, Any]) -> tuple[bool, Manifest]:
         """Create the child `desired` by server-side apply: (True, the child as served), or

@@ -11,6 +11,9 @@ Two questions decide it:
 
 Only our own manager's entries count: the replicas handover manager (see
 `replicas_handover_needed`) and every other manager own fields that are not ours to remove.
+
+One change an apply cannot make, a port renumbered by hand, gets a JSON Patch first
+(`renumbered_port_repairs`).
 """
 
 import json
@@ -24,6 +27,8 @@ from kubernetes.utils.quantity import parse_quantity
 #: form ("1024Mi" -> "1Gi", "0.5" -> "500m"), so they compare by amount.
 _QUANTITY_PARENTS = frozenset({"limits", "requests", "capacity", "hard"})
 _QUANTITY_KEYS = frozenset({"sizeLimit", "storage"})
+
+JsonPatchOp = dict[str, Any]
 
 
 def first_difference(desired: Mapping[str, Any], live: Mapping[str, Any]) -> str | None:
@@ -88,6 +93,62 @@ def apply_needed(desired: Mapping[str, Any], live: Mapping[str, Any], manager: s
     if unwanted:
         return f"{unwanted[0]} is no longer wanted"
     return None
+
+
+def renumbered_port_repairs(
+    desired: Mapping[str, Any], live: Mapping[str, Any]
+) -> list[JsonPatchOp]:
+    """JSON Patch operations that put back the ports of `live` that were renumbered by hand.
+
+    Ports (a Service's, a container's) are keyed by number and protocol, not by name, so an
+    apply cannot match a port renumbered by hand with its own: it would add its port beside
+    it, under the same name, which the apiserver refuses. (Nor can the port be removed first:
+    a Service must have one.) Each replacement is preceded by a test of the entry, so that the
+    patch fails rather than overwrite an entry that moved meanwhile."""
+    operations: list[JsonPatchOp] = []
+    for path, found, wanted in _renumbered_ports(desired, live, ""):
+        operations += [
+            {"op": "test", "path": path, "value": found},
+            {"op": "replace", "path": path, "value": wanted},
+        ]
+    return operations
+
+
+def _renumbered_ports(
+    desired: Any, live: Any, path: str
+) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    """(path, live entry, desired entry) of each port that `live` has under the name of a
+    desired one, with another number or protocol."""
+    if isinstance(desired, Mapping) and isinstance(live, Mapping):
+        for key, want in desired.items():
+            if key not in live:
+                continue
+            sub = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"  # (a JSON Pointer)
+            if key == "ports" and isinstance(want, list) and isinstance(live[key], list):
+                wanted = {port["name"]: port for port in want if port.get("name")}
+                for index, port in enumerate(live[key]):
+                    name = port.get("name")
+                    if name in wanted and _port_key(port) != _port_key(wanted[name]):
+                        yield f"{sub}/{index}", port, wanted[name]
+            else:
+                yield from _renumbered_ports(want, live[key], sub)
+    elif isinstance(desired, list) and isinstance(live, list):
+        # Named items (containers): matched by name, as the apply matches them.
+        live_index = {
+            item["name"]: index
+            for index, item in enumerate(live)
+            if isinstance(item, Mapping) and "name" in item
+        }
+        for item in desired:
+            if isinstance(item, Mapping) and item.get("name") in live_index:
+                index = live_index[item["name"]]
+                yield from _renumbered_ports(item, live[index], f"{path}/{index}")
+
+
+def _port_key(port: Mapping[str, Any]) -> tuple[Any, str]:
+    """A port's list-map key: its number (a Service's `port`, a container's `containerPort`)
+    and protocol."""
+    return port.get("port", port.get("containerPort")), port.get("protocol", "TCP")
 
 
 def _is_empty(value: Any) -> bool:

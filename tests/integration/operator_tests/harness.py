@@ -291,10 +291,28 @@ class Cluster:
     ) -> None:
         """Remove the field at the JSON pointer `path`, as `kubectl patch --type json` with a
         "remove" operation does (a merge patch cannot reach into a list item)."""
+        self.json_patch(api_version, kind, namespace, name, [{"op": "remove", "path": path}])
+
+    def replace_field(
+        self, api_version: str, kind: str, namespace: str, name: str, path: str, value: Any
+    ) -> None:
+        """Set the field at the JSON pointer `path`, as `kubectl patch --type json` with a
+        "replace" operation does."""
+        operation = {"op": "replace", "path": path, "value": value}
+        self.json_patch(api_version, kind, namespace, name, [operation])
+
+    def json_patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        operations: list[dict[str, Any]],
+    ) -> None:
         self._resource(api_version, kind).patch(
             name=name,
             namespace=namespace,
-            body=[{"op": "remove", "path": path}],
+            body=operations,
             content_type="application/json-patch+json",
             field_manager=HAND,
         )

@@ -122,6 +122,47 @@ def test_a_safety_setting_of_false_removed_by_hand_is_put_back(
     wait_events(cluster, ns, name, "Repaired", repairs)
 
 
+def test_ports_renumbered_by_hand_are_put_back(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    """Ports are keyed by number: an apply alone would add the operator's port beside the
+    renumbered one, under the same name, and be refused."""
+    ns, name = testbed_namespace, "renumbered"
+    start_operator("--namespace", ns, resync_seconds=NO_RESYNC)
+    cluster.create_novelengine(ns, name, {"replicas": 1})
+    cluster.wait_ready(ns, name)
+    service = cluster.get("v1", "Service", ns, name)
+    deployment = cluster.get(*DEPLOYMENT, ns, name)
+    assert service is not None
+    assert deployment is not None
+    service_ports = service["spec"]["ports"]
+    container_ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+
+    cluster.replace_field("v1", "Service", ns, name, "/spec/ports/0/port", 1234)
+    cluster.replace_field(
+        *DEPLOYMENT, ns, name, "/spec/template/spec/containers/0/ports/0/containerPort", 9999
+    )
+
+    def restored() -> str | None:
+        new_service = cluster.get("v1", "Service", ns, name)
+        new_deployment = cluster.get(*DEPLOYMENT, ns, name)
+        assert new_service is not None
+        assert new_deployment is not None
+        if new_service["spec"]["ports"] != service_ports:
+            return f"Service ports {new_service['spec']['ports']}"
+        pod = new_deployment["spec"]["template"]["spec"]
+        if pod["containers"][0]["ports"] != container_ports:
+            return f"container ports {pod['containers'][0]['ports']}"
+        return None
+
+    cluster.wait("the ports put back", restored, timeout=20)
+    wait_events(
+        cluster, ns, name, "Repaired", {f"Repaired Service/{name}", f"Repaired Deployment/{name}"}
+    )
+    cluster.wait_ready(ns, name)
+    assert stalled_message(cluster, ns, name) is None
+
+
 @pytest.mark.parametrize("cut", ["after-the-first-apply", "before-the-hand-over"])
 def test_a_create_cut_short_is_finished_by_the_next_reconcile(
     cluster: Cluster, start_operator: StartOperator, testbed_namespace: str, cut: str
