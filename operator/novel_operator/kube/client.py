@@ -330,11 +330,11 @@ class KubeClient:
             await self._json_patch(live, repairs)
         return ChildResult(ChildAction.UPDATED, await self.apply(desired), reason)
 
-    async def _json_patch(self, live: Manifest, operations: Sequence[JsonPatchOp]) -> Manifest:
+    async def _json_patch(self, live: Manifest, operations: Sequence[JsonPatchOp]) -> None:
         resource = await self._resource(live["apiVersion"], live["kind"])
         meta = live["metadata"]
         self._count_write("patch", resource)
-        return await self._call(
+        await self._call(
             resource.patch,
             body=list(operations),
             name=meta["name"],
