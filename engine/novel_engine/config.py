@@ -309,25 +309,26 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """What to say of each NOVEL_ENGINE_ variable that names no setting (a misspelt name would
     otherwise be ignored in silence), with the nearest setting's variable if one is close."""
-    known = {CONFIG_ENV} | {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    # (names compared without the prefix that they all share)
+    known = sorted(
+        {CONFIG_ENV.removeprefix(ENV_PREFIX)} | {n.upper() for n in Settings.model_fields}
+    )
     unknown = [
         name
         for name in sorted(environ)
         if name.startswith(ENV_PREFIX)
-        and name not in known
-        and not _SERVICE_LINK.fullmatch(name.removeprefix(ENV_PREFIX))
+        and (suffix := name.removeprefix(ENV_PREFIX)) not in known
+        and not _SERVICE_LINK.fullmatch(suffix)
     ]
     if not unknown:
         return []
     import difflib  # (here: 0.2 MiB that an engine without a misspelt name does not carry)
 
-    # (compared in upper case and without the prefix, which every name shares)
-    suffixes = [known_name.removeprefix(ENV_PREFIX) for known_name in sorted(known)]
     notes = []
     for name in unknown:
         note = f"{name} names no setting; ignored"
-        misspelt = name.removeprefix(ENV_PREFIX).upper()
-        if close := difflib.get_close_matches(misspelt, suffixes, n=1):
+        misspelt = name.removeprefix(ENV_PREFIX).upper()  # (in any case)
+        if close := difflib.get_close_matches(misspelt, known, n=1):
             note += f" (did you mean {ENV_PREFIX}{close[0]}?)"
         notes.append(note)
     return notes
