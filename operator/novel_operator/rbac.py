@@ -6,9 +6,10 @@ name resolves; an integration test runs the operator through every code path and
 apiserver's audit log that each verb of each rule was used, and that nothing was refused.
 
 Every resource here is namespaced, so the same rules work as a ClusterRole (all namespaces) or
-as a Role in each watched namespace. No `update` verbs (server-side apply is a `patch`; creating
-an object through it needs `create` as well), no access to CRDs or Namespaces; Pods and
-PersistentVolumeClaims are only listed, Events listed and created.
+as a Role in each watched namespace. No `update` verbs but the one on `novelengines/finalizers`,
+which no request uses (server-side apply is a `patch`; creating an object through it needs
+`create` as well), no access to CRDs or Namespaces; Pods and PersistentVolumeClaims are only
+listed, Events listed and created.
 """
 
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ class PolicyRule:
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
     used_by: tuple[str, ...]
+    # True for a permission that no request of the operator's uses, but that the apiserver checks
+    # when admitting one (so the audit log, which records requests, never shows it).
+    admission_only: bool = False
 
     def to_k8s(self) -> dict[str, Any]:
         return {
@@ -71,6 +75,17 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
         (f"{names.PLURAL}/status",),
         ("patch",),
         ("novel_operator.kube.client:KubeClient.apply_status",),
+    ),
+    # Every child's ownerReference sets blockOwnerDeletion (a foreground deletion of the
+    # NovelEngine waits for its children); where the OwnerReferencesPermissionEnforcement
+    # admission plugin runs (OpenShift, hardened clusters), setting it takes `update` on the
+    # owner's finalizers. The operator never updates them; no finalizer is ever added.
+    PolicyRule(
+        (names.GROUP,),
+        (f"{names.PLURAL}/finalizers",),
+        ("update",),
+        ("novel_operator.builders.common:owner_reference",),
+        admission_only=True,
     ),
     # The engine settings ConfigMap is applied and never deleted (every spec has one). Referenced
     # ConfigMaps (content) are read by the reconcile and, when labelled, watched.

@@ -722,6 +722,9 @@ class Testbed:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--token-auth-file={pki / 'tokens.csv'}",
                 "--authorization-mode=RBAC",
+                # As OpenShift and hardened clusters run: a client may set blockOwnerDeletion
+                # only on owners whose finalizers it may update.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
                 "--anonymous-auth=false",
                 f"--service-cluster-ip-range={self.service_cidr}",
                 "--endpoint-reconciler-type=none",

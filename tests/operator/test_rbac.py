@@ -55,10 +55,13 @@ def test_a_name_that_does_not_exist_is_caught() -> None:
         resolve("novel_operator.kube.client:KubeClient.no_such_method")
 
 
-def test_no_wildcards_and_no_update() -> None:
+def test_no_wildcards_and_no_update_but_of_the_finalizers_admission_asks_for() -> None:
     for rule in RBAC_RULES:
         assert "*" not in (*rule.api_groups, *rule.resources, *rule.verbs), rule
-        assert "update" not in rule.verbs, rule
+        if rule.admission_only:
+            assert rule.resources == (f"{names.PLURAL}/finalizers",), rule
+        else:
+            assert "update" not in rule.verbs, rule
 
 
 def test_every_child_kind_is_read_and_watched() -> None:

@@ -1,7 +1,9 @@
 """What the operator asks of the apiserver, read from the audit log. Run as a ServiceAccount bound
 to exactly `RBAC_RULES` by a Role in the one namespace it serves, through every code path that
-needs a permission, the operator uses every verb of every rule, is refused nothing, and lists and
-watches its children and the referenced ConfigMaps and Secrets only through label selectors."""
+needs a permission, the operator uses every verb of every rule that requests use (the apiserver
+admits its writes of children under the one rule only admission checks), is refused nothing,
+and lists and watches its children and the referenced ConfigMaps and Secrets only through label
+selectors."""
 
 from __future__ import annotations
 
@@ -26,9 +28,12 @@ WATCH_SELECTOR = f"{names.WATCH_LABEL}={names.WATCH_LABEL_VALUE}"
 
 
 def granted() -> set[Grant]:
+    """What the requests should use: not the grants only admission checks (the testbed's
+    apiserver runs OwnerReferencesPermissionEnforcement, so those are needed all the same)."""
     return {
         (group, resource, verb)
         for rule in RBAC_RULES
+        if not rule.admission_only
         for group in rule.api_groups
         for resource in rule.resources
         for verb in rule.verbs
