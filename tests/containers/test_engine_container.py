@@ -112,21 +112,37 @@ def test_runs_costly_simulations_in_its_process_pool_on_the_read_only_root(
 
 
 @pytest.fixture
-def engine_pod_to_stop(
+def starting_engine_pod(
     docker_engine: DockerEngine,
     project_images: ProjectImages,
     ci_bases: CiBases,
     sample: SampleChildren,
     tmp_path: Path,
 ) -> Iterator[PodContainer]:
-    """An engine with its own Redis (the module's engine holds port 8080 in the other)."""
+    """An engine just started, with its own Redis (the module's engine holds port 8080 in the
+    other)."""
     with contextlib.ExitStack() as cleanup:
         redis = start_redis(docker_engine, sample, ci_bases.redis, tmp_path)
         cleanup.callback(redis.remove)
         pod = start_engine_pod(docker_engine, sample, project_images.engine, redis, tmp_path)
         cleanup.callback(pod.remove)
-        pod.wait_for("/readyz ready", lambda: _ready(pod))
         yield pod
+
+
+@pytest.fixture
+def engine_pod_to_stop(starting_engine_pod: PodContainer) -> PodContainer:
+    starting_engine_pod.wait_for("/readyz ready", lambda: _ready(starting_engine_pod))
+    return starting_engine_pod
+
+
+def test_sigterm_while_it_starts_ends_it_at_once_not_at_the_end_of_the_grace_period(
+    starting_engine_pod: PodContainer, sample: SampleChildren
+) -> None:
+    # The signal comes while Python loads the engine, before its handlers exist: 143 (SIGTERM's
+    # own), or 0 if the engine got as far as its drain. A signal lost by PID 1 would leave it
+    # running until the SIGKILL: 137.
+    exit_code = starting_engine_pod.stop(sample.grace_seconds)
+    assert exit_code in (143, 0), starting_engine_pod.logs()
 
 
 def test_sigterm_drains_within_the_grace_period_and_exits_zero(

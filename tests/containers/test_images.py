@@ -73,7 +73,7 @@ def test_the_engine_image_checks_its_own_health(
 ) -> None:
     config = _config(docker_engine, project_images.engine)
     assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
-    assert config["Entrypoint"] == ["novel-engine"]
+    assert config["Entrypoint"] == ["/usr/bin/tini", "--", "novel-engine"]
 
 
 @pytest.mark.parametrize("target", ["engine", "operator"])
