@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 import yaml
+from kubernetes.config import ConfigException
 
 from novel_operator import names
 from novel_operator.autoscaler import DEFAULT_CACHE_PERIOD_SECONDS
@@ -197,7 +198,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     # Connections of failed requests go back to the pool late; room for them avoids
     # discarding (and re-handshaking) warm ones.
-    configuration = load_configuration(args.kubeconfig, pool_size=2 * options.api_concurrency)
+    if args.kubeconfig is not None and not args.kubeconfig.is_file():
+        # (the client would say only "Invalid kube-config file. No configuration found.")
+        parser.exit(2, f"{parser.prog}: --kubeconfig {args.kubeconfig}: no such file\n")
+    try:
+        configuration = load_configuration(args.kubeconfig, pool_size=2 * options.api_concurrency)
+    except (ConfigException, yaml.YAMLError, OSError) as error:
+        # No credentials, a kubeconfig that is not one, no writable temp dir for the client's
+        # certificate files: a one-line message, as for the flags, not a traceback.
+        message = " ".join(str(error).split())
+        if args.kubeconfig is None:
+            message += " (without --kubeconfig: in a pod its ServiceAccount, else $KUBECONFIG"
+            message += " or ~/.kube/config)"
+        parser.exit(2, f"{parser.prog}: cluster credentials: {message}\n")
     # kopf names itself after POD_ID, else after the login user: a lookup that fails for a user
     # id the image has no account for (any other runAsUser, or a platform's random one).
     os.environ.setdefault("POD_ID", socket.gethostname())

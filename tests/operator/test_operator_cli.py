@@ -1,6 +1,9 @@
 """`novel-engine-operator`: scope flags, listen address, and the printed CRD and RBAC."""
 
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,6 +72,35 @@ def test_outside_a_pod_run_requires_the_operator_namespace(
 
     assert exited.value.code == 2
     assert "--operator-namespace is required outside a pod" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kubeconfig", "message"),
+    [
+        (None, "Invalid kube-config file. No configuration found. (without --kubeconfig:"),
+        ("absent", "--kubeconfig {path}: no such file"),
+        ("", "cluster credentials: Invalid kube-config. {path} file is empty"),
+        ("{{{", "cluster credentials: while parsing"),  # (YAML)
+    ],
+)
+def test_run_without_usable_credentials_exits_2_with_one_line(
+    tmp_path: Path, kubeconfig: str | None, message: str
+) -> None:
+    """A real process, as a user starts it: no traceback."""
+    path = tmp_path / "kubeconfig"
+    if kubeconfig not in (None, "absent"):
+        path.write_text(str(kubeconfig))
+    argv = ["run", "-A", "--operator-namespace", "ops"]
+    argv += ["--kubeconfig", str(path)] if kubeconfig is not None else []
+    # (no $KUBECONFIG, no ~/.kube/config, not in a pod)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    run = [sys.executable, "-c", "from novel_operator.cli import main; main()", *argv]
+    finished = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
+
+    assert finished.returncode == 2
+    assert finished.stderr.count("\n") == 1, finished.stderr
+    assert finished.stderr.startswith("novel-engine-operator: ")
+    assert message.format(path=path) in finished.stderr
 
 
 def test_in_a_pod_the_operator_namespace_is_the_service_account_namespace(
