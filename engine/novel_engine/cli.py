@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -90,6 +91,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     for note in unknown_variables(os.environ):
         log.warning("%s", note)
+    try:
+        # The process pool's forkserver puts its socket there: found now, not as 500s later.
+        tempfile.gettempdir()
+    except OSError as error:  # "No usable temporary directory found in [...]"
+        print(f"novel-engine: temp dir: {error} (set TMPDIR)", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         asyncio.run(serve(settings))
     except ConfigError as error:  # a setting only the start could find wrong

@@ -277,6 +277,34 @@ async def test_engine_runs_with_a_read_only_root_filesystem(
     assert "Read-only file system" not in engine.log()
 
 
+@pytest.mark.skipif(not can_make_root_read_only(), reason="needs mount namespaces (unshare)")
+def test_no_writable_temp_dir_exits_2_at_start_not_500_at_the_first_pooled_simulation(
+    tmp_path: Path,
+) -> None:
+    data, home = tmp_path / "data", tmp_path / "home"
+    for directory in (data, home):
+        directory.mkdir()
+    # Only the data dir stays writable: no temp dir (a read-only root without its /tmp volume).
+    script = f'mount --bind {data} {data} && mount -o remount,bind,ro / && exec "$@"'
+    finished = subprocess.run(
+        [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            sys.executable, "-m", "novel_engine",
+            "--port", str(free_port()), "--data-dir", str(data),
+        ],
+        env={**os.environ, "HOME": str(home), "TMPDIR": str(home)},
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert finished.returncode == 2
+    assert finished.stderr.startswith("novel-engine: temp dir: "), finished.stderr
+    assert "No usable temporary directory found in" in finished.stderr
+    assert finished.stderr.count("\n") == 1
+    assert list(data.iterdir()) == []  # stopped before it opened anything
+
+
 async def test_with_l2_any_process_serves_any_result(
     engines: EngineProcesses, session: aiohttp.ClientSession, redis_server: RedisServer
 ) -> None:
