@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chart_harness import CI_VALUES, Helm, create_namespace, dry_run_apply
+import yaml
+from chart_harness import CI_VALUES, EDGE_VALUES, Helm, create_namespace, dry_run_apply
 from testbed import Testbed
 
 pytestmark = pytest.mark.integration
@@ -33,5 +34,16 @@ def test_the_longest_release_name_gives_names_the_apiserver_accepts(
     release = "production-stories-operator-eu-west-1-blue-green-abcd"  # Helm allows 53 characters
     assert len(release) == 53
     manifests = helm.template(namespace=NAMESPACE, release=release)
+    refused = [problem for m in manifests if (problem := dry_run_apply(testbed, m))]
+    assert not refused
+
+
+def test_values_at_the_schemas_limits_give_manifests_the_apiserver_accepts(
+    helm: Helm, testbed: Testbed, tmp_path: Path
+) -> None:
+    create_namespace(testbed, NAMESPACE)
+    values = tmp_path / "edge-values.yaml"
+    values.write_text(yaml.safe_dump(EDGE_VALUES))
+    manifests = helm.template(namespace=NAMESPACE, values=[values])
     refused = [problem for m in manifests if (problem := dry_run_apply(testbed, m))]
     assert not refused

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_harness import CHART, CI_VALUES, Helm, Manifest, sample_children
+import yaml
+from chart_harness import CHART, CI_VALUES, EDGE_VALUES, Helm, Manifest, sample_children
 from testbed import read_versions
 
 import novel_operator
 from novel_operator import names
+from novel_operator.cli import build_parser
 from novel_operator.crd import generate_crd
 from novel_operator.rbac import RBAC_RULES
 
@@ -194,6 +196,26 @@ def test_the_engine_monitor_follows_the_served_namespaces(helm: Helm) -> None:
         ("metrics.port=80", "/metrics/port"),
         ("replicaCount=2", "replicaCount"),  # unknown key: one replica only
         ("operator.extraArgs=x", "extraArgs"),
+        ("resources.requests.cpu=-1", "/resources/requests/cpu"),  # a number: no pattern
+        ("image.repository=Not A Repo", "/image/repository"),
+        ("image.repository=novel-engine/operator:1.0", "/image/repository"),  # image.tag's job
+        ("fullnameOverride=Bad_Name", "/fullnameOverride"),
+        ("serviceAccount.name=Bad_Name", "/serviceAccount/name"),
+        ("priorityClassName=Bad_Name", "/priorityClassName"),
+        # helm template renders without the name; the chart's own check fails only then.
+        ("serviceAccount.create=false", "/serviceAccount/name"),
+        # The chart's own labels: a second one is a duplicate YAML key the install trips on.
+        (r"podLabels.app\.kubernetes\.io/name=x", "/podLabels/app.kubernetes.io~1name"),
+        (r"podLabels.app\.kubernetes\.io/instance=x", "/podLabels/app.kubernetes.io~1instance"),
+        (
+            r"metrics.serviceMonitor.labels.helm\.sh/chart=x",
+            "/metrics/serviceMonitor/labels/helm.sh~1chart",
+        ),
+        ("podLabels.bad key=x", "/podLabels': additional properties 'bad key'"),
+        (r"podLabels.Example\.com/team=x", "/podLabels': additional properties 'Example.com/team'"),
+        (f"podLabels.{'x' * 64}=x", f"/podLabels': additional properties '{'x' * 64}'"),
+        ("podLabels.team=not a value", "/podLabels/team"),
+        (f"engineMonitor.labels.team={'x' * 64}", "/engineMonitor/labels/team"),
     ],
 )
 def test_bad_values_are_refused_by_name(helm: Helm, value: str, named: str) -> None:
@@ -203,6 +225,58 @@ def test_bad_values_are_refused_by_name(helm: Helm, value: str, named: str) -> N
     assert named in template.stderr, template.stderr
     assert lint.returncode != 0
     assert named in lint.stdout + lint.stderr
+
+
+def test_lint_strict_refuses_a_missing_service_account_name(helm: Helm) -> None:
+    lint = helm.run(
+        "lint", "--strict", str(CHART), "--set", "serviceAccount.create=false", check=False
+    )
+    assert lint.returncode != 0
+    assert "/serviceAccount/name" in lint.stdout + lint.stderr
+    named = helm.template(
+        set_values=["serviceAccount.create=false", "serviceAccount.name=existing"]
+    )
+    assert "ServiceAccount" not in by_kind(named)
+    assert only(named, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
+
+
+def test_names_and_labels_at_the_limits_pass_the_schema(helm: Helm, tmp_path: Path) -> None:
+    values = tmp_path / "edge-values.yaml"
+    values.write_text(yaml.safe_dump(EDGE_VALUES))
+    pod = only(helm.template(values=[values]), "Deployment")["spec"]["template"]
+    assert EDGE_VALUES["podLabels"].items() <= pod["metadata"]["labels"].items()
+    assert pod["spec"]["priorityClassName"] == EDGE_VALUES["priorityClassName"]
+
+
+@pytest.mark.parametrize("resync", [3_600_000, 0.5, 1e-7])
+def test_numbers_of_a_values_file_render_as_the_operator_reads_them(
+    helm: Helm, tmp_path: Path, resync: float
+) -> None:
+    # helm reads a values file's numbers as float64, which print as 1e+06 from a million on.
+    values = tmp_path / "big-values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "operator": {
+                    "workers": 1_000_000,
+                    "watchTimeoutSeconds": 1_000_000,
+                    "resyncSeconds": resync,
+                },
+                "metrics": {"port": 65535},
+                "runAsUser": 1_000_680_001,
+                "runAsGroup": 1_000_680_001,
+            }
+        )
+    )
+    manifests = helm.template(values=[values])
+    options = build_parser().parse_args(container(manifests)["args"])
+    assert options.workers == 1_000_000
+    assert options.watch_timeout_seconds == 1_000_000
+    assert options.resync_seconds == resync
+    assert options.listen == ("0.0.0.0", 65535)
+    security = only(manifests, "Deployment")["spec"]["template"]["spec"]["securityContext"]
+    assert [security["runAsUser"], security["runAsGroup"]] == [1_000_680_001] * 2
+    assert all(isinstance(security[key], int) for key in ("runAsUser", "runAsGroup"))
 
 
 def test_helm_refuses_a_kubernetes_older_than_kube_version(helm: Helm) -> None:
