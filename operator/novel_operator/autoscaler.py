@@ -280,7 +280,7 @@ class Autoscaler:
         replicas = int(workload["spec"].get("replicas", 1))
         current = (report.floor or autoscaling.min_replicas) if autoscaling.uses_hpa else replicas
         now = self._clock()
-        history = self._memory.history(key)
+        history = self._memory.history(key, floor=autoscaling.uses_hpa)
         decision = recommend(
             autoscaling,
             replicas=replicas,

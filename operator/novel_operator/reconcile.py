@@ -681,7 +681,8 @@ class Reconciler:
         self._event(obj, "Scaled", message)
         if spec.replicas_writer == "operator":  # a change the scaler's rate policies count
             now = self._clock().timestamp()
-            self._memory.history((owner.namespace, owner.name)).record_change(now, current, wanted)
+            history = self._memory.history((owner.namespace, owner.name), floor=False)
+            history.record_change(now, current, wanted)
         return scaled
 
     async def _scale(self, workload: Manifest, replicas: int) -> Manifest:
@@ -713,7 +714,8 @@ class Reconciler:
         report = self._memory.report(key) or AutoscalingStatus(recommended_replicas=current)
         if decision is not None:
             now = self._clock()
-            self._memory.history(key).record_change(now.timestamp(), current, decision.target)
+            history = self._memory.history(key, floor=False)
+            history.record_change(now.timestamp(), current, decision.target)
             report = report.model_copy(
                 update={
                     "recommended_replicas": decision.target,

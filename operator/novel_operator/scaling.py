@@ -424,6 +424,10 @@ class ConditionVerdict:
         return cls(condition.status, condition.reason, condition.message)
 
 
+#: Failed pods a ScalingActive message names (a condition message is one line to read).
+_LISTED_PODS = 5
+
+
 class ScalingVerdict(ConditionVerdict):
     """The ScalingActive condition: can the operator read the metrics it scales on."""
 
@@ -433,7 +437,9 @@ def scraped_verdict(ready: int, failures: Mapping[str, str]) -> ScalingVerdict:
     whose scrape failed to how (timeout, error, invalid, unresolved)."""
     if ready == 0:
         return ScalingVerdict("False", names.REASON_NO_METRICS, "no ready engine pod to scrape")
-    listed = ", ".join(f"{pod} ({how})" for pod, how in sorted(failures.items())[:5])
+    listed = ", ".join(f"{pod} ({how})" for pod, how in sorted(failures.items())[:_LISTED_PODS])
+    if len(failures) > _LISTED_PODS:
+        listed += f", and {len(failures) - _LISTED_PODS} more"
     if len(failures) == ready:
         return ScalingVerdict(
             "False",
@@ -466,12 +472,19 @@ class ScalingMemory:
     the report is seeded again from the status, the history starts afresh."""
 
     def __init__(self) -> None:
-        self._histories: dict[Key, History] = {}
+        # Per NovelEngine: whether the history is of the HPA's floor (else of the replicas).
+        self._histories: dict[Key, tuple[bool, History]] = {}
         self._reports: dict[Key, AutoscalingStatus] = {}
         self._verdicts: dict[Key, ScalingVerdict] = {}
 
-    def history(self, key: Key) -> History:
-        return self._histories.setdefault(key, History())
+    def history(self, key: Key, *, floor: bool) -> History:
+        """The changes the rate policies count: of the HPA's minReplicas floor (``floor``),
+        else of the replicas. A switch between the two starts afresh, as after a restart: the
+        replicas' changes do not hold back the floor's, nor the other way round."""
+        kept = self._histories.get(key)
+        if kept is None or kept[0] != floor:
+            kept = self._histories[key] = (floor, History())
+        return kept[1]
 
     def report(self, key: Key) -> AutoscalingStatus | None:
         return self._reports.get(key)

@@ -17,6 +17,7 @@ from novel_operator.scaling import (
     Recommendation,
     ScaleDecision,
     ScaleReason,
+    ScalingMemory,
     clamp_replicas,
     metric_proposal,
     recommend,
@@ -306,6 +307,15 @@ def test_scaling_is_active_while_some_ready_pod_answers() -> None:
     assert partly.message == "engine metrics read from 2 of 3 ready pods; failed: a (timeout)"
 
 
+def test_a_scaling_message_names_five_failed_pods_and_counts_the_rest() -> None:
+    failures = {f"pod-{number}": "timeout" for number in range(7)}
+    failed = scraped_verdict(7, failures)
+    assert failed.message == (
+        "no engine metrics from any of the 7 ready pods: pod-0 (timeout), pod-1 (timeout),"
+        " pod-2 (timeout), pod-3 (timeout), pod-4 (timeout), and 2 more"
+    )
+
+
 # --- The documented rules as properties --------------------------------------------------------
 
 TARGET = 10
@@ -443,3 +453,29 @@ def test_no_scale_down_before_the_window(start: int, window: int, plan: list[Ste
     for now, _, after in run(spec, start, plan):
         if now - plan[0].seconds < window:  # the first sync started the window
             assert after >= start
+
+
+def test_a_switch_to_hpa_mode_starts_the_floor_history_afresh_and_back() -> None:
+    """Replica changes in engine-only mode do not hold back the HPA floor under a one-pod-a-
+    minute policy, nor floor changes the replicas after the switch back."""
+    one_pod_a_minute = {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}
+    engine_only = autoscaling(maximum=3, in_flight=2, behavior={"scaleUp": one_pod_a_minute})
+    with_cpu = engine_only.model_copy(update={"target_cpu_utilization_percentage": 80})
+    assert with_cpu.uses_hpa
+    assert not engine_only.uses_hpa
+    key = ("ns", "tale")
+    memory = ScalingMemory()
+
+    def scale_up(spec: AutoscalingSpec, replicas: int, current: int, now: float) -> int:
+        history = memory.history(key, floor=spec.uses_hpa)
+        loaded = PodReadings({IN_FLIGHT: [8.0] * replicas, QUEUE_DEPTH: [0.0] * replicas})
+        decision = recommend(
+            spec, replicas=replicas, current=current, readings=loaded, history=history, now=now
+        )
+        history.record_change(now, current, decision.desired)
+        return decision.desired
+
+    assert scale_up(engine_only, replicas=1, current=1, now=0.0) == 2
+    assert scale_up(engine_only, replicas=2, current=2, now=1.0) == 2  # the policy holds
+    assert scale_up(with_cpu, replicas=2, current=1, now=5.0) == 2  # the floor: 1 -> 2
+    assert scale_up(engine_only, replicas=2, current=2, now=10.0) == 3
