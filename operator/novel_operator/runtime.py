@@ -59,7 +59,8 @@ class OperatorOptions:
 
 
 async def run_operator(options: OperatorOptions, configuration: k8s.Configuration) -> None:
-    """Run until SIGTERM/SIGINT (kopf handles both), then stop everything."""
+    """Run until SIGTERM/SIGINT (kopf handles both), then stop everything. Should the reconcile
+    loop fail, the operator logs why and stops (exit status 1) rather than run on without it."""
     metrics = OperatorMetrics(CollectorRegistry(auto_describe=True))
     kube = KubeClient(
         configuration, metrics, field_manager=names.FIELD_MANAGER, threads=options.api_concurrency
@@ -92,8 +93,10 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
         ),
         forget=reconciler.forget,
     )
+    stop = asyncio.Event()
     async with scraper:
         reconciling = asyncio.create_task(controller.run(), name="controller")
+        reconciling.add_done_callback(lambda _: stop.set())  # it ends only by failing
         watching = [
             asyncio.create_task(watch.run(), name="reference-watch")
             for watch in reference_watches(options, configuration, controller)
@@ -112,12 +115,17 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
                     clusterwide=not options.namespaces,
                     namespaces=options.namespaces,
                     standalone=True,
+                    stop_flag=stop,
                 )
         finally:
+            ended = reconciling.done()
             for task in (reconciling, *watching):
                 task.cancel()
             await asyncio.gather(reconciling, *watching, return_exceptions=True)
             await kube.close()
+    if ended and not reconciling.cancelled():
+        log.error("the reconcile loop failed; stopping", exc_info=reconciling.exception())
+        raise SystemExit(1)
 
 
 def reference_watches(

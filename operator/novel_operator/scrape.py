@@ -103,17 +103,18 @@ class AddressMapFile:
     def _load(self) -> tuple[dict[str, str], tuple[int, int] | None]:
         try:
             stat = self._path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if stamp == self._stamp:
+                return self._addresses, stamp
+            found = json.loads(self._path.read_text())
+            if not isinstance(found, dict):
+                raise ValueError(f"a JSON {type(found).__name__}, not an object")
         except FileNotFoundError:
             return {}, None
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._stamp:
-            return self._addresses, stamp
-        try:
-            found = json.loads(self._path.read_text())
-        except ValueError as error:  # caught mid-write: keep what was known
+        except (OSError, ValueError) as error:  # caught mid-write, or no map: keep what was known
             log.warning("address map %s unreadable: %s", self._path, error)
             return self._addresses, self._stamp
-        return {str(key): str(value) for key, value in dict(found).items()}, stamp
+        return {str(key): str(value) for key, value in found.items()}, stamp
 
     def address(self, pod: Mapping[str, Any]) -> str | None:
         meta = pod["metadata"]

@@ -218,3 +218,17 @@ def test_in_a_cluster_a_pod_is_reached_at_its_ip_and_the_engine_port() -> None:
     assert resolver.address(pod("a", ip="10.1.2.3")) == "10.1.2.3:8080"
     assert resolver.address(pod("a", ip="fd00::5")) == "[fd00::5]:8080"
     assert resolver.address(pod("a")) is None  # no IP yet
+
+
+@pytest.mark.parametrize("replacement", ["null", "[1, 2]", "7", '{"stories/a": '])
+async def test_an_address_map_that_is_no_map_keeps_the_known_addresses(
+    tmp_path: Path, replacement: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "map.json"
+    resolver = await address_map(path, {"stories/a": "127.0.0.1:9"})
+    await asyncio.to_thread(path.write_text, replacement)
+
+    await resolver.refresh()
+
+    assert resolver.address(pod("a")) == "127.0.0.1:9"
+    assert f"address map {path} unreadable" in caplog.text

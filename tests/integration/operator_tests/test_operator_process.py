@@ -6,15 +6,26 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from harness import OPERATOR_USER, Cluster, StartOperator, wait_condition, wait_reconciles
+from harness import (
+    OPERATOR_USER,
+    AddressMap,
+    Cluster,
+    StartOperator,
+    operator_argv,
+    operator_env,
+    wait_condition,
+    wait_reconciles,
+)
 from kubernetes.dynamic.exceptions import DynamicApiError
-from testbed import Testbed
+from testbed import Testbed, free_port
 
 from novel_operator import names
 
@@ -185,3 +196,41 @@ def test_apiserver_keeps_the_volume_claims_fixed_while_persistence_stays_pvc(
     stored = cluster.novelengine(ns, name)
     assert stored is not None
     assert stored["spec"]["cache"]["l3"]["size"] == "4Gi"
+
+
+# The operator with one fault injected: its reconcile loop fails (no input reaches that now).
+_FAILING_LOOP = """
+import sys
+from novel_operator import cli, controller
+
+async def fail(self):
+    raise RuntimeError("injected failure of the reconcile loop")
+
+controller.Controller.run = fail
+cli.main(sys.argv[1:])
+"""
+
+
+def test_a_failed_reconcile_loop_stops_the_operator_saying_why(
+    crd: None, operator_kubeconfig: Path, testbed_namespace: str, tmp_path: Path
+) -> None:
+    argv = operator_argv(
+        operator_kubeconfig,
+        free_port(),
+        ("--namespace", testbed_namespace),
+        2.0,
+        AddressMap(tmp_path / "addresses.json").path,
+    )
+    failing = subprocess.run(
+        [sys.executable, "-c", _FAILING_LOOP, *argv[1:]],
+        env=operator_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert failing.returncode == 1  # not running on without it, nor hanging
+    records = [json.loads(line) for line in failing.stderr.splitlines() if line.startswith("{")]
+    failed = [r for r in records if r.get("message") == "the reconcile loop failed; stopping"]
+    assert failed, failing.stderr[-2000:]
+    assert "injected failure of the reconcile loop" in json.dumps(failed[0])
