@@ -3,13 +3,14 @@
 Each rule names the code that uses it (`used_by`, as `module:qualified.name`): a permission is
 added together with the code that needs it, and removed with it. A unit test checks that every
 name resolves; an integration test runs the operator through every code path and checks in the
-apiserver's audit log that each verb of each rule was used, and that nothing was refused.
+apiserver's audit log that each verb of each rule was used (but of the rules only admission
+checks, `admission_only`), and that nothing was refused.
 
 Every resource here is namespaced, so the same rules work as a ClusterRole (all namespaces) or
 as a Role in each watched namespace. No `update` verbs but the one on `novelengines/finalizers`,
-which no request uses (server-side apply is a `patch`; creating an object through it needs
-`create` as well), no access to CRDs or Namespaces; Pods and PersistentVolumeClaims are only
-listed, Events listed and created.
+which, like `delete` on ConfigMaps, no request uses but admission checks (server-side apply is a
+`patch`; creating an object through it needs `create` as well), no access to CRDs or
+Namespaces; Pods and PersistentVolumeClaims are only listed, Events listed and created.
 """
 
 from dataclasses import dataclass
@@ -95,6 +96,10 @@ RBAC_RULES: Final[tuple[PolicyRule, ...]] = (
         (*_GET_LIST_WATCH, "create", "patch"),
         (*_READ_CHILDREN, "novel_operator.kube.watch:LabelSelectorWatch.run", _APPLY),
     ),
+    # Where that plugin runs, changing an object's ownerReferences also takes `delete` on the
+    # object: putting back a settings ConfigMap's stripped ownerReference (the apply adopts
+    # it). The operator never deletes a ConfigMap. (Every other child kind is deleted anyway.)
+    PolicyRule(("",), ("configmaps",), ("delete",), (_APPLY,), admission_only=True),
     # The managed Redis password Secret is created once with its password (which is never
     # applied, so never changed), patched to put back a password a hand edit removed or its
     # metadata (ownerReference, labels) that one stripped, and deleted with the managed Redis.

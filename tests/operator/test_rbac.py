@@ -10,6 +10,8 @@ import pytest
 
 from novel_operator import names
 from novel_operator.builders import CHILD_KINDS
+from novel_operator.builders.common import owner_reference
+from novel_operator.model import Owner
 from novel_operator.rbac import RBAC_RULES, PolicyRule
 
 #: RBAC speaks resources, manifests speak kinds.
@@ -55,13 +57,30 @@ def test_a_name_that_does_not_exist_is_caught() -> None:
         resolve("novel_operator.kube.client:KubeClient.no_such_method")
 
 
-def test_no_wildcards_and_no_update_but_of_the_finalizers_admission_asks_for() -> None:
+def test_no_wildcards_and_no_update() -> None:
     for rule in RBAC_RULES:
         assert "*" not in (*rule.api_groups, *rule.resources, *rule.verbs), rule
-        if rule.admission_only:
-            assert rule.resources == (f"{names.PLURAL}/finalizers",), rule
-        else:
+        if not rule.admission_only:
             assert "update" not in rule.verbs, rule
+
+
+def test_the_grants_only_admission_checks_go_with_the_blocking_owner_reference() -> None:
+    """OwnerReferencesPermissionEnforcement: setting blockOwnerDeletion takes `update` on the
+    owner's finalizers; changing a ConfigMap's ownerReferences, `delete` on it."""
+    admission_only = {
+        (group, resource, verb)
+        for rule in RBAC_RULES
+        if rule.admission_only
+        for group in rule.api_groups
+        for resource in rule.resources
+        for verb in rule.verbs
+    }
+    assert admission_only == {
+        (names.GROUP, f"{names.PLURAL}/finalizers", "update"),
+        ("", "configmaps", "delete"),
+    }
+    owner = Owner(name="tale", namespace="stories", uid="u-1")
+    assert owner_reference(owner)["blockOwnerDeletion"] is True
 
 
 def test_every_child_kind_is_read_and_watched() -> None:
@@ -75,8 +94,10 @@ def test_the_custom_resource_is_only_read_and_its_status_only_patched() -> None:
     assert allowed(names.GROUP, f"{names.PLURAL}/status") == {"patch"}
 
 
-def test_configmaps_are_never_deleted() -> None:
-    assert "delete" not in allowed("", "configmaps")
+def test_configmaps_are_never_deleted_by_a_request() -> None:
+    assert allowed("", "configmaps") == {"get", "list", "watch", "create", "patch", "delete"}
+    (deleting,) = [r for r in RBAC_RULES if "configmaps" in r.resources and "delete" in r.verbs]
+    assert deleting.admission_only
 
 
 def test_the_scaler_and_the_metric_scrapes() -> None:

@@ -1,7 +1,7 @@
 """What the operator asks of the apiserver, read from the audit log. Run as a ServiceAccount bound
 to exactly `RBAC_RULES` by a Role in the one namespace it serves, through every code path that
-needs a permission, the operator uses every verb of every rule that requests use (the apiserver
-admits its writes of children under the one rule only admission checks), is refused nothing,
+needs a permission, the operator uses every verb of every rule that requests use (admission
+checks the others, `admission_only`, as it admits writes of children), is refused nothing,
 and lists and watches its children and the referenced ConfigMaps and Secrets only through label
 selectors."""
 

@@ -65,6 +65,10 @@ def test_deleted_and_hand_edited_children_are_repaired_from_watch_events(
     cluster.delete("v1", "Service", ns, name)
     cluster.patch("apps/v1", "Deployment", ns, name, {"spec": {"replicas": 5}})
     cluster.patch("v1", "ConfigMap", ns, names.config_name(name), {"data": {"config.yaml": "x: 1"}})
+    # (the apiserver's OwnerReferencesPermissionEnforcement lets only a client that may delete
+    # the ConfigMap put its ownerReference back)
+    owners = "/metadata/ownerReferences"
+    cluster.remove_field("v1", "ConfigMap", ns, names.config_name(name), owners)
 
     def repaired() -> str | None:
         new_service = cluster.get("v1", "Service", ns, name)
@@ -76,6 +80,8 @@ def test_deleted_and_hand_edited_children_are_repaired_from_watch_events(
             return f"Deployment replicas {deployment and deployment['spec']['replicas']}"
         if new_config is None or new_config["data"] != config["data"]:
             return "ConfigMap data not restored"
+        if new_config["metadata"].get("ownerReferences") != config["metadata"]["ownerReferences"]:
+            return "ConfigMap ownerReference not restored"
         return None
 
     cluster.wait("children repaired", repaired, timeout=20)
