@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -196,17 +197,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         cache_check_seconds=args.cache_check_seconds,
         scrape_address_map=args.scrape_address_map,
     )
-    # Connections of failed requests go back to the pool late; room for them avoids
-    # discarding (and re-handshaking) warm ones.
-    if args.kubeconfig is not None and not args.kubeconfig.is_file():
+    try:
+        # The Kubernetes client writes the certificates of a kubeconfig there.
+        tempfile.gettempdir()
+    except OSError as error:  # "No usable temporary directory found in [...]"
+        parser.exit(2, f"{parser.prog}: temp dir: {error} (set TMPDIR)\n")
+    if args.kubeconfig is not None and not args.kubeconfig.exists():
         # (the client would say only "Invalid kube-config file. No configuration found.")
         parser.exit(2, f"{parser.prog}: --kubeconfig {args.kubeconfig}: no such file\n")
     try:
+        # Connections of failed requests go back to the pool late; room for them avoids
+        # discarding (and re-handshaking) warm ones.
         configuration = load_configuration(args.kubeconfig, pool_size=2 * options.api_concurrency)
-    except (ConfigException, yaml.YAMLError, OSError) as error:
-        # No credentials, a kubeconfig that is not one, no writable temp dir for the client's
-        # certificate files: a one-line message, as for the flags, not a traceback.
+    except (ConfigException, yaml.YAMLError, OSError, TypeError, AttributeError, KeyError) as error:
+        # No credentials, or a file that is no kubeconfig (the client's loader fails on one
+        # that is YAML of another shape with these errors too): one line, not a traceback.
         message = " ".join(str(error).split())
+        if isinstance(error, (TypeError, AttributeError, KeyError)):
+            message = f"{args.kubeconfig or 'the kubeconfig'} is no kubeconfig ({message})"
         if args.kubeconfig is None:
             message += " (without --kubeconfig: in a pod its ServiceAccount, else $KUBECONFIG"
             message += " or ~/.kube/config)"

@@ -93,10 +93,17 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
         ),
         forget=reconciler.forget,
     )
-    stop = asyncio.Event()
+    failed = asyncio.Event()  # the reconcile loop failed: kopf stops, then the operator
+
+    def check_loop(task: asyncio.Task[None]) -> None:
+        # (cancelled: the operator is stopping; its loops run until then, or fail)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the reconcile loop failed; stopping", exc_info=task.exception())
+            failed.set()
+
     async with scraper:
         reconciling = asyncio.create_task(controller.run(), name="controller")
-        reconciling.add_done_callback(lambda _: stop.set())  # it ends only by failing
+        reconciling.add_done_callback(check_loop)
         watching = [
             asyncio.create_task(watch.run(), name="reference-watch")
             for watch in reference_watches(options, configuration, controller)
@@ -115,16 +122,14 @@ async def run_operator(options: OperatorOptions, configuration: k8s.Configuratio
                     clusterwide=not options.namespaces,
                     namespaces=options.namespaces,
                     standalone=True,
-                    stop_flag=stop,
+                    stop_flag=failed,
                 )
         finally:
-            ended = reconciling.done()
             for task in (reconciling, *watching):
                 task.cancel()
             await asyncio.gather(reconciling, *watching, return_exceptions=True)
             await kube.close()
-    if ended and not reconciling.cancelled():
-        log.error("the reconcile loop failed; stopping", exc_info=reconciling.exception())
+    if failed.is_set():
         raise SystemExit(1)
 
 

@@ -101,19 +101,21 @@ class AddressMapFile:
         self._addresses, self._stamp = await asyncio.to_thread(self._load)
 
     def _load(self) -> tuple[dict[str, str], tuple[int, int] | None]:
+        stamp = self._stamp
         try:
             stat = self._path.stat()
+            if (stat.st_mtime_ns, stat.st_size) == self._stamp:
+                return self._addresses, self._stamp
             stamp = (stat.st_mtime_ns, stat.st_size)
-            if stamp == self._stamp:
-                return self._addresses, stamp
             found = json.loads(self._path.read_text())
             if not isinstance(found, dict):
                 raise ValueError(f"a JSON {type(found).__name__}, not an object")
         except FileNotFoundError:
             return {}, None
-        except (OSError, ValueError) as error:  # caught mid-write, or no map: keep what was known
+        except (OSError, ValueError) as error:  # caught mid-write, or not a JSON object
+            # Keep what was known; with the stamp of what was read, warned once per change.
             log.warning("address map %s unreadable: %s", self._path, error)
-            return self._addresses, self._stamp
+            return self._addresses, stamp
         return {str(key): str(value) for key, value in found.items()}, stamp
 
     def address(self, pod: Mapping[str, Any]) -> str | None:

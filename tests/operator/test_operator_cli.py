@@ -81,6 +81,8 @@ def test_outside_a_pod_run_requires_the_operator_namespace(
         ("absent", "--kubeconfig {path}: no such file"),
         ("", "cluster credentials: Invalid kube-config. {path} file is empty"),
         ("{{{", "cluster credentials: while parsing"),  # (YAML)
+        ("- a list", "cluster credentials: {path} is no kubeconfig ("),
+        ("a-token-given-by-mistake", "cluster credentials: {path} is no kubeconfig ("),
     ],
 )
 def test_run_without_usable_credentials_exits_2_with_one_line(
