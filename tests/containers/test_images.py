@@ -66,6 +66,12 @@ def test_images_are_labelled_with_the_version_and_run_as_a_numeric_user(
         == f"novel-engine{'-operator' * (target == 'operator')}"
     )
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    # tini first: PID 1 passes signals on to the program.
+    assert config["Entrypoint"] == [
+        "/usr/bin/tini",
+        "--",
+        f"novel-engine{'-operator' * (target == 'operator')}",
+    ]
 
 
 def test_the_engine_image_checks_its_own_health(

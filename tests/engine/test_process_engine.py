@@ -285,7 +285,14 @@ def test_no_writable_temp_dir_exits_2_at_start_not_500_at_the_first_pooled_simul
     for directory in (data, home):
         directory.mkdir()
     # Only the data dir stays writable: no temp dir (a read-only root without its /tmp volume).
-    script = f'mount --bind {data} {data} && mount -o remount,bind,ro / && exec "$@"'
+    # Every candidate temp dir's mount goes read-only, wherever /tmp and the test's folder are
+    # mounted on this machine.
+    script = (
+        f"mount --bind {data} {data} && "
+        f'for m in / /tmp /var/tmp "$(findmnt -n -o TARGET -T {home})"; do '
+        "if mountpoint -q $m; then mount -o remount,bind,ro $m || exit 99; fi; done && "
+        'exec "$@"'
+    )
     finished = subprocess.run(
         [
             "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",

@@ -199,6 +199,7 @@ def test_the_engine_monitor_follows_the_served_namespaces(helm: Helm) -> None:
         ("resources.requests.cpu=-1", "/resources/requests/cpu"),  # a number: no pattern
         ("image.repository=Not A Repo", "/image/repository"),
         ("image.repository=novel-engine/operator:1.0", "/image/repository"),  # image.tag's job
+        ("image.repository=Team/operator", "/image/repository"),  # a path is lowercase
         ("fullnameOverride=Bad_Name", "/fullnameOverride"),
         ("serviceAccount.name=Bad_Name", "/serviceAccount/name"),
         ("priorityClassName=Bad_Name", "/priorityClassName"),
@@ -246,6 +247,18 @@ def test_names_and_labels_at_the_limits_pass_the_schema(helm: Helm, tmp_path: Pa
     pod = only(helm.template(values=[values]), "Deployment")["spec"]["template"]
     assert EDGE_VALUES["podLabels"].items() <= pod["metadata"]["labels"].items()
     assert pod["spec"]["priorityClassName"] == EDGE_VALUES["priorityClassName"]
+
+
+@pytest.mark.parametrize(
+    "repository",
+    ["localhost:5000/x", "Registry.Example.com/team/operator", "mirror:5000/a/b", "ghcr.io/o/p"],
+)
+def test_image_repositories_with_a_registry_host_pass_the_schema(
+    helm: Helm, repository: str
+) -> None:
+    deployment = only(helm.template(set_values=[f"image.repository={repository}"]), "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"].rpartition(":")[0] == repository
 
 
 @pytest.mark.parametrize("resync", [3_600_000, 0.5, 1e-7])
