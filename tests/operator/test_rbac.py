@@ -3,7 +3,7 @@ readable, nothing is granted twice. (That each granted verb is really used, and 
 proven on the real control plane: tests/integration/operator_tests/test_operator_rbac.py.)"""
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -25,6 +25,17 @@ RESOURCE_OF_KIND = {
     "PodDisruptionBudget": "poddisruptionbudgets",
     "NetworkPolicy": "networkpolicies",
 }
+
+
+def grants(rules: Iterable[PolicyRule]) -> list[tuple[str, str, str]]:
+    """Each (API group, resource, verb) that ``rules`` grant, in order."""
+    return [
+        (group, resource, verb)
+        for rule in rules
+        for group in rule.api_groups
+        for resource in rule.resources
+        for verb in rule.verbs
+    ]
 
 
 def allowed(group: str, resource: str) -> set[str]:
@@ -67,15 +78,8 @@ def test_no_wildcards_and_no_update() -> None:
 def test_the_grants_only_admission_checks_go_with_the_blocking_owner_reference() -> None:
     """OwnerReferencesPermissionEnforcement: setting blockOwnerDeletion takes `update` on the
     owner's finalizers; changing a ConfigMap's ownerReferences, `delete` on it."""
-    admission_only = {
-        (group, resource, verb)
-        for rule in RBAC_RULES
-        if rule.admission_only
-        for group in rule.api_groups
-        for resource in rule.resources
-        for verb in rule.verbs
-    }
-    assert admission_only == {
+    admission_only = grants(rule for rule in RBAC_RULES if rule.admission_only)
+    assert set(admission_only) == {
         (names.GROUP, f"{names.PLURAL}/finalizers", "update"),
         ("", "configmaps", "delete"),
     }
@@ -109,13 +113,7 @@ def test_the_scaler_and_the_metric_scrapes() -> None:
 
 def test_rules_render_as_policy_rules_and_grant_nothing_twice() -> None:
     rendered = [rule.to_k8s() for rule in RBAC_RULES]
-    grants = [
-        (group, resource, verb)
-        for rule in RBAC_RULES
-        for group in rule.api_groups
-        for resource in rule.resources
-        for verb in rule.verbs
-    ]
+    granted = grants(RBAC_RULES)
 
     assert all(set(rule) == {"apiGroups", "resources", "verbs"} for rule in rendered)
-    assert len(grants) == len(set(grants))
+    assert len(granted) == len(set(granted))
