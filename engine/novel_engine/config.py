@@ -169,10 +169,17 @@ class Settings(BaseModel):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
-        from redis.asyncio.connection import parse_url  # redis is imported only with an L2 tier
+        from redis.asyncio import ConnectionPool  # redis is imported only with an L2 tier
 
         # redis-py reads the URL at the first connection; a bad one must stop the start instead.
-        parse_url(value)  # its ValueError names the fault (port, option, IPv6 host...)
+        # Its ValueError names the fault (port, option value, IPv6 host...); making a connection
+        # object (no I/O) finds an option this kind of connection does not take.
+        try:
+            ConnectionPool.from_url(value).make_connection()  # type: ignore[no-untyped-call]
+        except TypeError as error:
+            option = re.search(r"argument '(\w+)'", str(error))
+            name = repr(option[1]) if option else f"({error})"
+            raise ValueError(f"the URL's option {name} is not one redis-py takes here") from None
         database = urlsplit(value).path.strip("/")
         if value.startswith(("redis://", "rediss://")) and database and not database.isdigit():
             raise ValueError(f"the database in the path must be a number, not {database!r}")

@@ -20,13 +20,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     StringConstraints,
     ValidationError,
     WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from novel_operator import names
 from novel_operator.cel import UNSIGNED_QUANTITY, CelRule
@@ -46,6 +49,65 @@ def _integer_as_text(value: object) -> object:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+#: The apiserver reads any quantity from this one (2^63 - 1) up as this one: a child given more
+#: is stored with less, and would differ from the spec at every reconcile.
+QUANTITY_CEILING = "9223372036854775807"
+
+
+def quantity_value(quantity: str) -> Decimal:
+    """The number a Kubernetes quantity stands for (`512Mi` -> 536870912, `250m` -> 0.25)."""
+    value: Decimal = parse_quantity(quantity)  # type: ignore[no-untyped-call]
+    return value
+
+
+@dataclass(frozen=True)
+class QuantityBound:
+    """A bound on a quantity field: at least ``bound``, or else below it; checked by pydantic
+    and by the same rule in the CRD's CEL, with the same message."""
+
+    bound: str
+    at_least: bool = False
+
+    @property
+    def message(self) -> str:
+        if self.at_least:
+            return f"must be at least {self.bound}"
+        return f"must be less than {self.bound}"
+
+    @property
+    def cel(self) -> str:
+        # Malformed quantities are reported by the schema's pattern; skip them here.
+        operator = ">=" if self.at_least else "<"
+        return (
+            "!isQuantity(string(self))"
+            f" || quantity(string(self)).compareTo(quantity('{self.bound}')) {operator} 0"
+        )
+
+    def _check(self, value: str) -> str:
+        amount, bound = quantity_value(value), quantity_value(self.bound)
+        if (amount < bound) if self.at_least else (amount >= bound):
+            raise PydanticCustomError("quantity_bound", self.message)
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        rules = json_schema.setdefault("x-kubernetes-validations", [])
+        rules.append({"rule": self.cel, "message": self.message})
+        return json_schema
+
+
+# Below these, a volume holds no SQLite database with its WAL, or Redis has no room past its own
+# footprint: pods evicted or killed in a loop (and a maxmemory of 0 is no limit to Redis).
+MIN_VOLUME_OR_REDIS = "16Mi"
+MIN_L1_BYTES = "1Mi"
+
 Quantity = Annotated[
     str,
     BeforeValidator(_integer_as_text),
@@ -58,6 +120,7 @@ Quantity = Annotated[
             "maxLength": MAX_QUANTITY_LENGTH,
         }
     ),
+    QuantityBound(QUANTITY_CEILING),
 ]
 """A Kubernetes resource quantity such as `250m`, `512Mi` or `2`."""
 
@@ -203,12 +266,6 @@ def field_errors(error: ValidationError, root: str = "spec") -> list[FieldError]
     return found
 
 
-def quantity_value(quantity: str) -> Decimal:
-    """The number a Kubernetes quantity stands for (`512Mi` -> 536870912, `250m` -> 0.25)."""
-    value: Decimal = parse_quantity(quantity)  # type: ignore[no-untyped-call]
-    return value
-
-
 def _cel_quantity_at_most(field: str) -> str:
     # Malformed quantities are reported by the schema's pattern; skip them here.
     low, high = f"string(self.requests.{field})", f"string(self.limits.{field})"
@@ -351,7 +408,7 @@ class L1CacheSpec(KubeModel):
     """In-process cache of each pod (LRU with a time to live)."""
 
     max_entries: int = Field(10_000, ge=1, le=10_000_000, description="Entries kept per pod.")
-    max_bytes: Quantity | None = Field(
+    max_bytes: Annotated[Quantity, QuantityBound(MIN_L1_BYTES, at_least=True)] | None = Field(
         None,
         description="Byte budget per pod, e.g. `64Mi`; unset: derived from the memory limit.",
     )
@@ -373,7 +430,7 @@ class ManagedRedisSpec(KubeModel):
     image: Annotated[str, StringConstraints(min_length=1, max_length=MAX_IMAGE_LENGTH)] = Field(
         names.DEFAULT_REDIS_IMAGE, description="Redis container image."
     )
-    memory: Quantity = Field(
+    memory: Annotated[Quantity, QuantityBound(MIN_VOLUME_OR_REDIS, at_least=True)] = Field(
         "256Mi",
         description="Memory request and limit of the Redis pod; Redis' maxmemory is set to 80% "
         "of it (the rest is headroom for fragmentation and connections).",
@@ -451,7 +508,7 @@ class L3CacheSpec(KubeModel):
         "with it. A change replaces the workload: the old one serves until every replica of "
         "the new one is ready.",
     )
-    size: Quantity = Field(
+    size: Annotated[Quantity, QuantityBound(MIN_VOLUME_OR_REDIS, at_least=True)] = Field(
         "1Gi",
         description="Size of each replica's data volume: the emptyDir's `sizeLimit`, or the "
         "volume claim's storage request (`pvc`, fixed while it stays `pvc`). With `enabled`, "
@@ -685,7 +742,7 @@ class PodOverrides(KubeModel):
     priority_class_name: ObjectName | None = Field(
         None, description="PriorityClass of the engine pods."
     )
-    tmp_size_limit: Quantity = Field(
+    tmp_size_limit: Annotated[Quantity, QuantityBound(MIN_VOLUME_OR_REDIS, at_least=True)] = Field(
         "64Mi",
         description="`sizeLimit` of the engine's /tmp emptyDir (SQLite's and Python's temporary "
         "files). Each engine pod requests the ephemeral storage of its emptyDirs: this plus "

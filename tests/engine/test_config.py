@@ -69,6 +69,18 @@ def test_redis_password_from_env_only() -> None:
         load_settings(["--redis-password", "s3"], {})
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rediss://cache:6380/0?ssl_cert_reqs=none",
+        "redis://cache/1?socket_timeout=2&health_check_interval=3",
+        "unix:///run/redis.sock?db=2",
+    ],
+)
+def test_redis_urls_with_options_their_connection_takes_are_accepted(url: str) -> None:
+    assert load_settings(["--redis-url", url], {}).redis_url == url
+
+
 def test_log_level_is_case_insensitive() -> None:
     assert load_settings(["--log-level", "debug"], {}).log_level == "DEBUG"
 
@@ -110,6 +122,19 @@ RETENTION_90 = ("--job-retention-seconds", "90")
             {},
             "redis_url: Value error, Invalid value for 'socket_timeout' in connection URL. "
             "(from --redis-url)",
+        ),
+        (
+            ["--redis-url", "redis://cache/0?sockettimeout=3"],
+            {},
+            "redis_url: Value error, the URL's option 'sockettimeout' is not one redis-py takes"
+            " here (from --redis-url)",
+        ),
+        # TLS options belong to rediss:// only.
+        (
+            ["--redis-url", "redis://cache/0?ssl_cert_reqs=none"],
+            {},
+            "redis_url: Value error, the URL's option 'ssl_cert_reqs' is not one redis-py takes"
+            " here (from --redis-url)",
         ),
         (
             ["--redis-url", "redis://cache:6379/jobs"],

@@ -120,4 +120,18 @@ INVALID_SPECS: list[InvalidSpec] = [
         {"autoscaling": {"behavior": {"scaleDown": {"policies": []}}}},
         "spec.autoscaling.behavior.scaleDown.policies",
     ),
+    # The apiserver would store 100Ei cut to 2^63 - 1: a child forever unlike its spec.
+    InvalidSpec(
+        "quantity-past-int64",
+        {"resources": {"limits": {"memory": "100Ei"}}},
+        "spec.resources.limits.memory",
+    ),
+    InvalidSpec(
+        "redis-memory-zero",
+        {"cache": {"l2": {"mode": "managed", "managed": {"memory": "0"}}}},
+        "spec.cache.l2.managed.memory",
+    ),
+    InvalidSpec("volume-of-a-byte", {"cache": {"l3": {"size": "1"}}}, "spec.cache.l3.size"),
+    InvalidSpec("tmp-below-minimum", {"pod": {"tmpSizeLimit": "1Mi"}}, "spec.pod.tmpSizeLimit"),
+    InvalidSpec("l1-of-no-bytes", {"cache": {"l1": {"maxBytes": "0"}}}, "spec.cache.l1.maxBytes"),
 ]

@@ -10,7 +10,13 @@ from operator_samples import CRD_PATH, all_models, load_sample, spec_of
 
 from novel_operator import names
 from novel_operator.crd import generate_crd, render_crd
-from novel_operator.model import NovelEngineSpec
+from novel_operator.model import (
+    QUANTITY_CEILING,
+    MIN_VOLUME_OR_REDIS,
+    QUANTITY_PATTERN,
+    NovelEngineSpec,
+    QuantityBound,
+)
 
 Schema = dict[str, Any]
 STRUCTURAL_TYPES = {"object", "array", "string", "integer", "number", "boolean"}
@@ -115,6 +121,7 @@ def test_every_cross_field_and_transition_rule_is_in_the_crd_with_a_field_path()
         (rule["rule"], rule["message"], rule["fieldPath"])
         for _, node in nodes(root_schema())
         for rule in node.get("x-kubernetes-validations", [])
+        if "fieldPath" in rule  # (a field's own bounds, below, name no other field)
     }
     in_model = {
         (rule.cel, rule.message, rule.field_path)
@@ -124,6 +131,21 @@ def test_every_cross_field_and_transition_rule_is_in_the_crd_with_a_field_path()
 
     assert in_model
     assert in_crd == in_model
+
+
+def test_every_quantity_is_bounded_in_the_crd_as_in_the_model() -> None:
+    quantities = {
+        path: [(rule["rule"], rule["message"]) for rule in node.get("x-kubernetes-validations", [])]
+        for path, node in nodes(root_schema())
+        if node.get("pattern") == QUANTITY_PATTERN
+    }
+    below = QuantityBound(QUANTITY_CEILING)
+    at_least = QuantityBound(MIN_VOLUME_OR_REDIS, at_least=True)
+
+    assert len(quantities) > 5
+    assert all((below.cel, below.message) in rules for rules in quantities.values())
+    assert (at_least.cel, at_least.message) in quantities[".spec.cache.l3.size"]
+    assert len(quantities[".spec.resources.limits.memory"]) == 1
 
 
 def test_data_under_cel_rules_is_bounded() -> None:

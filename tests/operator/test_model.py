@@ -93,9 +93,38 @@ def test_zero_replicas_is_allowed() -> None:
     ("quantity", "stored"), [(2, "2"), ("1.5", "1.5"), ("500m", "500m"), ("64Mi", "64Mi")]
 )
 def test_quantities_accept_integers_and_kubernetes_suffixes(quantity: object, stored: str) -> None:
-    spec = spec_of({"cache": {"l1": {"maxBytes": quantity}}})
+    spec = spec_of({"resources": {"requests": {"cpu": quantity}}})
 
-    assert spec.cache.l1.max_bytes == stored
+    assert spec.resources.requests.cpu == stored
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"cache": {"l1": {"maxBytes": 1048575}}}, "must be at least 1Mi"),
+        ({"cache": {"l3": {"size": "0.015Gi"}}}, "must be at least 16Mi"),
+        # The apiserver reads 2^63 - 1 and more as 2^63 - 1.
+        (
+            {"resources": {"limits": {"memory": "9223372036854775807"}}},
+            "must be less than 9223372036854775807",
+        ),
+    ],
+)
+def test_a_quantity_past_its_bound_is_refused_naming_the_bound(
+    spec: dict[str, Any], message: str
+) -> None:
+    assert [error.message for error in errors(spec)] == [message]
+
+
+def test_quantity_bounds_are_inclusive() -> None:
+    spec = spec_of(
+        {
+            "cache": {"l1": {"maxBytes": "1Mi"}, "l3": {"size": "16Mi"}},
+            "resources": {"limits": {"memory": "9223372036854775806"}},
+        }
+    )
+
+    assert spec.cache.l3.size == "16Mi"
 
 
 def test_fractional_numbers_are_not_quantities() -> None:

@@ -45,6 +45,10 @@ Manifest = dict[str, Any]
 REQUEST_TIMEOUT = (10.0, 30.0)
 #: Deleting a child: dependents of a Deployment (ReplicaSets, Pods) go in the background.
 _DELETE_BODY = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+#: How the apiserver words its 500 for an applied object that does not fit the kind's schema (a
+#: string where an object goes, say in a passed-through affinity): a refusal, not an outage
+#: (kubernetes/kubernetes#139253).
+_UNTYPABLE_APPLY = "failed to create typed patch object"
 
 
 class ApiError(Exception):
@@ -57,7 +61,9 @@ class ApiError(Exception):
     @property
     def needs_a_human(self) -> bool:
         """Retrying the same request cannot succeed (invalid object, missing permission...)."""
-        return self.status in (400, 403, 404, 405, 415, 422)
+        return self.status in (400, 403, 404, 405, 415, 422) or (
+            self.status == 500 and str(self).startswith(_UNTYPABLE_APPLY)
+        )
 
     @property
     def not_found(self) -> bool:

@@ -190,6 +190,29 @@ def test_a_memory_request_alone_is_accepted_and_sets_the_limit(
     assert resources["limits"]["memory"] == "1Gi"
 
 
+def test_a_passed_through_object_of_the_wrong_shape_stalls_naming_the_field_until_fixed(
+    cluster: Cluster, start_operator: StartOperator, testbed_namespace: str
+) -> None:
+    """The CRD passes an affinity through unchecked; the apiserver then refuses the Deployment
+    with a 500, which must read as a refusal (a human's to fix), not as an outage to retry."""
+    ns, name = testbed_namespace, "misplaced"
+    start_operator("--namespace", ns)
+    cluster.create_novelengine(ns, name, {"pod": {"affinity": {"nodeAffinity": "anywhere"}}})
+
+    stalled = wait_condition_message(
+        cluster, ns, name, names.CONDITION_STALLED, lambda message: "nodeAffinity" in message
+    )
+    assert (stalled["status"], stalled["reason"]) == ("True", names.REASON_APPLY_FAILED)
+    obj = cluster.novelengine(ns, name)
+    assert obj is not None
+    ready = condition(obj, names.CONDITION_READY)
+    assert ready is not None
+    assert ready["status"] == "False"
+
+    cluster.patch_novelengine(ns, name, {"spec": {"pod": {"affinity": None}}})
+    cluster.wait_ready(ns, name)
+
+
 @pytest.mark.parametrize("managed_first", [True, False], ids=["managed-first", "engine-first"])
 def test_a_novelengine_whose_children_would_collide_creates_nothing_and_names_the_blocker(
     cluster: Cluster, start_operator: StartOperator, testbed_namespace: str, managed_first: bool
