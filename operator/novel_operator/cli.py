@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import logging
+import math
 import os
 import socket
 import sys
@@ -23,22 +24,25 @@ from novel_operator.kube.auth import (
     load_configuration,
     pod_namespace,
 )
+from novel_operator.ops import ListenError
 from novel_operator.rbac import RBAC_RULES
-from novel_operator.runtime import OperatorOptions, run_operator
+from novel_operator.runtime import OperatorOptions, StartError, check_scope, run_operator
 from novel_operator.scrape import DEFAULT_TIMEOUT_SECONDS
 
 
 def _listen_address(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 1-65535, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address, [::1]:8080
+        host = host[1:-1]
     return host or "0.0.0.0", int(port)
 
 
 def _positive(value: str) -> float:
     number = float(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    if not 0 < number < math.inf:  # (nan compares false)
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
     return number
 
 
@@ -213,8 +217,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         # No credentials, or a file that is no kubeconfig (the client's loader fails on one
         # that is YAML of another shape with these errors too): one line, not a traceback.
         message = " ".join(str(error).split())
-        if isinstance(error, (TypeError, AttributeError, KeyError)):
-            message = f"{args.kubeconfig or 'the kubeconfig'} is no kubeconfig ({message})"
+        if isinstance(error, (TypeError, AttributeError, KeyError)):  # (Python's words, no use)
+            message = (
+                f"{args.kubeconfig or 'the kubeconfig'} is no kubeconfig (not the clusters,"
+                " contexts and users one holds)"
+            )
         if args.kubeconfig is None:
             message += " (without --kubeconfig: in a pod its ServiceAccount, else $KUBECONFIG"
             message += " or ~/.kube/config)"
@@ -222,4 +229,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     # kopf names itself after POD_ID, else after the login user: a lookup that fails for a user
     # id the image has no account for (any other runAsUser, or a platform's random one).
     os.environ.setdefault("POD_ID", socket.gethostname())
-    asyncio.run(run_operator(options, configuration))
+    try:
+        check_scope(configuration, options.namespaces)
+    except StartError as error:
+        parser.exit(error.exit_status, f"{parser.prog}: {error}\n")
+    try:
+        asyncio.run(run_operator(options, configuration))
+    except ListenError as error:
+        parser.exit(1, f"{parser.prog}: {error}\n")

@@ -21,13 +21,22 @@ def create_ops_app(metrics: OperatorMetrics, healthy: Callable[[], bool]) -> web
     return app
 
 
+class ListenError(Exception):
+    """The ops endpoints could not listen where they were told to."""
+
+
 @asynccontextmanager
 async def serve(app: web.Application, host: str, port: int) -> AsyncIterator[None]:
     """Serve `app` on host:port while the context is open."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as error:  # in use, not permitted, no such address or name
+            reason = error.strerror or str(error)
+            message = f"cannot serve /metrics and /healthz on {host}:{port}: {reason}"
+            raise ListenError(message) from None
         yield
     finally:
         await runner.cleanup()

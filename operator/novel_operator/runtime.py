@@ -2,12 +2,14 @@
 session), kopf and the ops endpoints, started together and stopped together."""
 
 import asyncio
+import copy
 import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import kopf
+import urllib3
 from kubernetes import client as k8s
 from prometheus_client import CollectorRegistry
 
@@ -17,7 +19,7 @@ from novel_operator.cache_health import CacheMemory
 from novel_operator.child_index import ChildIndex
 from novel_operator.controller import Controller
 from novel_operator.handlers import build_registry, operator_settings
-from novel_operator.kube.client import KubeClient
+from novel_operator.kube.client import REQUEST_TIMEOUT, KubeClient, status_message
 from novel_operator.kube.watch import LabelSelectorWatch
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.ops import create_ops_app, serve
@@ -56,6 +58,58 @@ class OperatorOptions:
     def api_concurrency(self) -> int:
         """Requests in flight at once: each reconcile reads its children concurrently."""
         return self.workers * 4
+
+
+class StartError(Exception):
+    """The operator could only idle with this cluster and these credentials; ``exit_status`` 2
+    when a person must act (install the CRD, fix the credentials or the grants), 1 when the
+    apiserver could not be reached (a restart may find it)."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+def check_scope(configuration: k8s.Configuration, namespaces: tuple[str, ...]) -> None:
+    """List NovelEngines once where the operator watches them (each namespace, or all), as its
+    watches will. Without the CRD, with refused credentials or without the grant, the watches
+    would fail and be retried for good while /healthz says 200: the start fails instead.
+
+    Synchronous: run it before the event loop."""
+    scope = "in all namespaces"
+    once = copy.copy(configuration)
+    once.retries = 0  # (urllib3 would retry at once, with a warning each) a restart retries
+    with k8s.ApiClient(once) as client:
+        api = k8s.CustomObjectsApi(client)
+        try:
+            for namespace in namespaces:
+                scope = f"in namespace {namespace}"
+                api.list_namespaced_custom_object(
+                    names.GROUP, names.VERSION, namespace, names.PLURAL, limit=1,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )  # fmt: skip
+            if not namespaces:
+                api.list_cluster_custom_object(
+                    names.GROUP, names.VERSION, names.PLURAL, limit=1,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )  # fmt: skip
+        except k8s.ApiException as error:
+            raise StartError(_refusal(error, scope), 1 if error.status >= 500 else 2) from None
+        except urllib3.exceptions.HTTPError as error:
+            reason = getattr(error, "reason", None) or error
+            message = f"cannot reach the apiserver at {configuration.host}: {reason}"
+            raise StartError(message, 1) from None
+
+
+def _refusal(error: k8s.ApiException, scope: str) -> str:
+    if error.status == 404:
+        return (
+            f"the NovelEngine CRD ({names.CRD_NAME}) is not installed; install it first"
+            " (novel-engine-operator crd | kubectl apply --server-side -f -)"
+        )
+    if error.status == 401:
+        return "the apiserver refused the credentials (401 Unauthorized)"
+    return f"cannot list NovelEngines {scope}: {status_message(error)}"
 
 
 async def run_operator(options: OperatorOptions, configuration: k8s.Configuration) -> None:

@@ -11,8 +11,8 @@ from operator_samples import CRD_PATH, all_models, load_sample, spec_of
 from novel_operator import names
 from novel_operator.crd import generate_crd, render_crd
 from novel_operator.model import (
-    QUANTITY_CEILING,
     MIN_VOLUME_OR_REDIS,
+    QUANTITY_CEILING,
     QUANTITY_PATTERN,
     NovelEngineSpec,
     QuantityBound,

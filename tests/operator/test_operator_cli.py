@@ -1,7 +1,9 @@
 """`novel-engine-operator`: scope flags, listen address, and the printed CRD and RBAC."""
 
 import itertools
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +33,11 @@ def test_run_serves_several_namespaces_or_all_of_them() -> None:
         ["run", "-A", "--listen", "8080"],  # no host separator
         ["run", "-A", "--resync-seconds", "0"],
         ["run", "-A", "--watch-timeout-seconds", "1.5"],  # the apiserver takes whole seconds
+        ["run", "-A", "--listen", "127.0.0.1:99999"],
+        ["run", "-A", "--listen", "127.0.0.1:0"],
+        ["run", "-A", "--resync-seconds", "nan"],
+        ["run", "-A", "--resync-seconds", "inf"],
+        ["run", "-A", "--scrape-timeout-seconds", "nan"],
     ],
 )
 def test_run_refuses_bad_arguments(argv: list[str]) -> None:
@@ -44,6 +51,7 @@ def test_listen_address_defaults_to_all_interfaces_and_parses_host_and_port() ->
         "127.0.0.1",
         9,
     )
+    assert build_parser().parse_args(["run", "-A", "--listen", "[::1]:9"]).listen == ("::1", 9)
 
 
 def test_rbac_prints_a_cluster_role_with_exactly_the_operator_rules(
@@ -103,6 +111,32 @@ def test_run_without_usable_credentials_exits_2_with_one_line(
     assert finished.stderr.count("\n") == 1, finished.stderr
     assert finished.stderr.startswith("novel-engine-operator: ")
     assert message.format(path=path) in finished.stderr
+
+
+def test_run_against_an_apiserver_that_does_not_answer_exits_1_with_one_line(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        server = f"https://127.0.0.1:{unused.getsockname()[1]}"
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(kubeconfig))
+    argv = ["run", "-A", "--operator-namespace", "ops", "--kubeconfig", str(path)]
+    run = [sys.executable, "-c", "from novel_operator.cli import main; main()", *argv]
+    finished = subprocess.run(run, capture_output=True, text=True, timeout=60)
+
+    assert (finished.returncode, finished.stderr.count("\n")) == (1, 1), finished.stderr
+    assert finished.stderr.startswith(
+        f"novel-engine-operator: cannot reach the apiserver at {server}: "
+    )
 
 
 def test_in_a_pod_the_operator_namespace_is_the_service_account_namespace(

@@ -144,7 +144,8 @@ def describe(obj: Mapping[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
 
 
-def _message(error: DynamicApiError) -> str:
+def status_message(error: DynamicApiError | k8s.ApiException) -> str:
+    """The message of the apiserver's Status in a refusal, else its HTTP status line."""
     try:
         return str(json.loads(error.body or "")["message"])
     except (TypeError, ValueError, KeyError):
@@ -203,7 +204,7 @@ class KubeClient:
         try:
             response = await loop.run_in_executor(self._executor, call)
         except DynamicApiError as error:
-            raise ApiError(error.status, _message(error)) from error
+            raise ApiError(error.status, status_message(error)) from error
         decoded: Manifest = json.loads(response.data)
         return decoded
 

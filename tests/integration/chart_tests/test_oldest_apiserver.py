@@ -5,6 +5,9 @@ be dropped silently)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from chart_harness import (
 )
 from testbed import Testbed, read_versions
 
+from novel_operator import names
 from novel_operator.builders import CHILD_KINDS
 from novel_operator.crd import generate_crd
 
@@ -66,6 +70,25 @@ def test_the_bed_runs_the_oldest_supported_release(oldest: Testbed) -> None:
     status, version = oldest.request("GET", "/version")
     assert status == 200
     assert version["gitVersion"] == read_versions()["KUBERNETES_OLDEST_VERSION"]
+
+
+def test_the_operator_started_before_its_crd_exits_2_saying_so(oldest: Testbed) -> None:
+    """(Before the next test installs the CRD.) Without it the watches would fail for good."""
+    assert oldest.request("GET", f"/apis/{names.API_VERSION}")[0] == 404
+    argv = ["run", "-n", SERVED[0], "--operator-namespace", NAMESPACE, "--listen", "127.0.0.1:1"]
+    finished = subprocess.run(
+        [sys.executable, "-c", "from novel_operator.cli import main; main()", *argv],
+        env={"PATH": os.environ["PATH"], "KUBECONFIG": str(oldest.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert (finished.returncode, finished.stderr.count("\n")) == (2, 1), finished.stderr
+    assert finished.stderr == (
+        f"novel-engine-operator: the NovelEngine CRD ({names.CRD_NAME}) is not installed;"
+        " install it first (novel-engine-operator crd | kubectl apply --server-side -f -)\n"
+    )
 
 
 def test_the_crd_is_accepted_and_its_rules_run(oldest: Testbed) -> None:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from harness import (
     OPERATOR_USER,
     AddressMap,
@@ -234,3 +237,51 @@ def test_a_failed_reconcile_loop_stops_the_operator_saying_why(
     failed = [r for r in records if r.get("message") == "the reconcile loop failed; stopping"]
     assert failed, failing.stderr[-2000:]
     assert "injected failure of the reconcile loop" in json.dumps(failed[0])
+
+
+def _bad_token_kubeconfig(testbed: Testbed, path: Path) -> Path:
+    config = yaml.safe_load(testbed.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": "not-a-token-of-this-cluster"}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("case", ["credentials-refused", "no-grant", "port-taken"])
+def test_a_start_that_could_only_idle_fails_at_once_with_one_line(
+    testbed: Testbed,
+    crd: None,
+    operator_kubeconfig: Path,
+    testbed_namespace: str,
+    tmp_path: Path,
+    case: str,
+) -> None:
+    """Before, each of these ran on: watches retried for good (or a traceback), /healthz 200."""
+    port = free_port()
+    kubeconfig = {
+        "credentials-refused": lambda: _bad_token_kubeconfig(testbed, tmp_path / "kubeconfig"),
+        # A ServiceAccount granted nothing at all in the namespace it is told to serve.
+        "no-grant": lambda: testbed.service_account_kubeconfig(
+            "granted-nothing", testbed_namespace, [], cluster_scoped=False
+        ),
+        "port-taken": lambda: operator_kubeconfig,
+    }[case]()
+    expected = {
+        "credentials-refused": (2, "the apiserver refused the credentials (401 Unauthorized)"),
+        "no-grant": (2, f"cannot list NovelEngines in namespace {testbed_namespace}: "),
+        "port-taken": (1, f"cannot serve /metrics and /healthz on 127.0.0.1:{port}: "),
+    }[case]
+    argv = operator_argv(
+        kubeconfig,
+        port,
+        ("--namespace", testbed_namespace),
+        2.0,
+        AddressMap(tmp_path / "addresses.json").path,
+    )
+    with socket.create_server(("127.0.0.1", port)) if case == "port-taken" else nullcontext():
+        finished = subprocess.run(
+            argv, env=operator_env(), capture_output=True, text=True, timeout=60
+        )
+
+    assert (finished.returncode, finished.stderr.count("\n")) == (expected[0], 1), finished.stderr
+    assert finished.stderr.startswith(f"novel-engine-operator: {expected[1]}"), finished.stderr
