@@ -203,6 +203,10 @@ def test_the_engine_monitor_follows_the_served_namespaces(helm: Helm) -> None:
         ("fullnameOverride=Bad_Name", "/fullnameOverride"),
         ("serviceAccount.name=Bad_Name", "/serviceAccount/name"),
         ("priorityClassName=Bad_Name", "/priorityClassName"),
+        ("imagePullSecrets[0].name=Bad_Name", "/imagePullSecrets/0/name"),
+        ("tolerations[0].operator=Bogus", "/tolerations/0/operator"),
+        ("tolerations[0].effect=NoRun", "/tolerations/0/effect"),
+        ("tolerations[0].tolerationSecond=5", "/tolerations/0': additional properties"),
         # helm template renders without the name; the chart's own check fails only then.
         ("serviceAccount.create=false", "/serviceAccount/name"),
         # The chart's own labels: a second one is a duplicate YAML key the install trips on.
