@@ -33,6 +33,14 @@ Key = tuple[str, str]
 Reconcile = Callable[[str, str], Awaitable[Outcome]]
 
 
+def _describe(key: Key) -> tuple[str, Mapping[str, Any]]:
+    """A NovelEngine as a log line names it: namespace/name, and kopf's `object` field."""
+    namespace, name = key
+    return f"{namespace}/{name}", {
+        "k8s_ref": {"kind": names.KIND, "namespace": namespace, "name": name}
+    }
+
+
 def owner_of(child: Mapping[str, Any]) -> str | None:
     """Name of the NovelEngine a child belongs to: its controller reference, else its instance
     label (a hand edit may have stripped one of the two)."""
@@ -81,6 +89,7 @@ class Controller:
             workers=workers,
             on_depth=metrics.queue_depth.set,
             expected=REQUEST_ERRORS,
+            describe=_describe,
         )
         self._known: dict[Key, int] = {}  # with their reconcile_inputs
         self._references: dict[Key, frozenset[Reference]] = {}

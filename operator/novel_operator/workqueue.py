@@ -15,8 +15,8 @@
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,12 @@ class WorkQueue(Generic[K]):
         backoff_max: float = 60.0,
         on_depth: Callable[[int], None] = lambda depth: None,
         expected: tuple[type[Exception], ...] = (),
+        describe: Callable[[K], tuple[str, Mapping[str, Any]]] = lambda key: (str(key), {}),
     ) -> None:
+        """``describe``: a key's name in a log line and the ``extra`` of that line."""
         self._handler = handler
         self._expected = expected
+        self._describe = describe
         self._workers = workers
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -120,12 +123,15 @@ class WorkQueue(Generic[K]):
                 self._failures[key] = failures
                 delay = min(self._backoff_base * 2 ** (failures - 1), self._backoff_max)
                 failed = "%s failed (attempt %d), retry in %.1fs"
+                name, extra = self._describe(key)
                 if isinstance(error, self._expected):
                     log.warning(
-                        failed + ": %s: %s", key, failures, delay, type(error).__name__, error
-                    )
+                        failed + ": %s: %s",
+                        name, failures, delay, type(error).__name__, error,
+                        extra=extra,
+                    )  # fmt: skip
                 else:
-                    log.exception(failed, key, failures, delay)
+                    log.exception(failed, name, failures, delay, extra=extra)
                 self.add_after(key, delay)
             else:
                 self._failures.pop(key, None)

@@ -1,15 +1,18 @@
 """Which NovelEngine a watch event concerns, and what gets reconciled because of it."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from novel_operator import names
 from novel_operator.child_index import ChildIndex
 from novel_operator.controller import Controller, owner_of
+from novel_operator.kube.client import ApiError
 from novel_operator.metrics import OperatorMetrics
 from novel_operator.reconcile import Outcome, Reference, Result
 
@@ -291,3 +294,36 @@ async def test_an_autoscaler_decision_is_reconciled_before_a_burst_of_new_novele
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_failed_reconcile_is_logged_naming_the_novelengine_as_kopf_lines_do(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    attempts: asyncio.Queue[int] = asyncio.Queue()
+
+    async def refused(namespace: str, name: str) -> Outcome:
+        attempts.put_nowait(1)
+        raise ApiError(500, "etcdserver: request timed out")
+
+    controller = Controller(
+        refused,
+        OperatorMetrics(CollectorRegistry()),
+        workers=1,
+        resync_seconds=3600,
+        children=ChildIndex(),
+        forget=lambda key: None,
+    )
+    task = asyncio.create_task(controller.run())
+    try:
+        with caplog.at_level(logging.WARNING, logger="novel_operator.workqueue"):
+            controller.novelengine_seen(novelengine("tale"), deleted=False)
+            await asyncio.wait_for(attempts.get(), 5)
+            await asyncio.sleep(0)  # the worker logs right after the handler raised
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    [record] = caplog.records
+    assert record.getMessage().startswith("ns/tale failed (attempt 1), retry in 0.5s: ApiError")
+    # (what kopf's JSON formatter turns into the line's `object` field)
+    assert record.k8s_ref == {"kind": names.KIND, "namespace": "ns", "name": "tale"}
