@@ -70,8 +70,12 @@ def head_operation_id(operation_id: str) -> str:
 
 
 #: The methods that honour conditional headers, on operations marked conditional.
-_CONDITIONAL_METHODS = ("GET", "PUT", "DELETE")
+_CONDITIONAL_METHODS = ("GET", "POST", "PUT", "DELETE")
 _PRECONDITIONS = {
+    "POST": {
+        "If-Match": "`*` only: the collection a POST targets has no ETag, so a tag is a 412.",
+        "If-None-Match": "`*` is a 412 (the collection exists); no tag matches it.",
+    },
     "GET": {
         "If-Match": "ETags (or `*`): 412 unless one is current.",
         "If-None-Match": "ETags the client holds (or `*`): 304 if one is current.",
@@ -87,7 +91,7 @@ def _preconditions(operation: Operation) -> list[dict[str, Any]]:
     """The conditional request headers an operation honours, as parameters."""
     if not operation.conditional or operation.method not in _CONDITIONAL_METHODS:
         return []
-    headers = _PRECONDITIONS["GET" if operation.method == "GET" else "PUT"]
+    headers = _PRECONDITIONS.get(operation.method, _PRECONDITIONS["PUT"])  # DELETE: PUT's
     return [
         {
             "name": name,

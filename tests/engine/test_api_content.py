@@ -220,6 +220,17 @@ async def test_a_current_etag_answers_304_and_a_changed_one_the_document(
     assert (await changed.json())["faction"] == "Crown"
 
 
+async def test_a_create_judges_its_preconditions_on_the_collection(client: EngineClient) -> None:
+    """The collection a POST targets exists and has no entity tag: a tag in If-Match, or
+    If-None-Match: *, is a 412 and creates nothing; If-Match: * and other tags hold."""
+    for refused in ({"If-Match": '"abc"'}, {"If-None-Match": "*"}):
+        response = await client.post("/v1/characters", json=ADA, headers=refused)
+        assert (await problem(response, 412))["type"].endswith("/precondition-failed")
+    assert (await client.get("/v1/characters/ada-quill")).status == 404
+    held = {"If-Match": "*", "If-None-Match": '"abc"'}
+    assert (await client.post("/v1/characters", json=ADA, headers=held)).status == 201
+
+
 async def test_if_match_guards_replace_and_delete(client: EngineClient) -> None:
     fetched = await client.get("/v1/characters/bram-holt")
     tag = fetched.headers["ETag"]

@@ -59,5 +59,23 @@ def preconditions(request: web.Request, tag: str) -> bool:
     raise _precondition_failed(tag, "the resource exists with an entity tag If-None-Match names")
 
 
+def collection_preconditions(request: web.Request) -> None:
+    """Evaluate a POST's If-Match and If-None-Match against the collection it targets, which
+    exists and has no entity tag (RFC 9110, sections 13.1.1-2): If-Match holds only as ``*``,
+    If-None-Match fails only as ``*``; a 412 problem otherwise."""
+    tags = listed_tags(request, hdrs.IF_MATCH)
+    if tags is not None and "*" not in tags:
+        raise ProblemError(
+            412,
+            "If-Match names an entity tag, and the collection a POST targets has none; "
+            "If-Match applies to a document (PUT, DELETE)",
+            kind="precondition-failed",
+        )
+    if "*" in (listed_tags(request, hdrs.IF_NONE_MATCH) or ()):
+        raise ProblemError(
+            412, "If-None-Match: * does not hold: the collection exists", kind="precondition-failed"
+        )
+
+
 def not_modified(tag: str) -> web.Response:
     return web.Response(status=304, headers={"ETag": tag})

@@ -22,6 +22,7 @@ from novel_engine.keys import CONTENT
 from novel_engine.routes import Operation, Reply, json_bytes, parse_query
 from novel_engine.routes.body import parse_body
 from novel_engine.routes.conditional import (
+    collection_preconditions,
     is_conditional,
     listed_tags,
     not_modified,
@@ -96,6 +97,8 @@ def content_operations(
 
     async def create_document(request: web.Request) -> web.Response:
         document = await parse_body(request, kind.input_model)
+        if is_conditional(request):
+            collection_preconditions(request)
         created = await request.app[CONTENT].create(kind, document)
         body = _document_json(created)
         headers = {"Location": f"{collection}/{created.id}", "ETag": body.etag}

@@ -21,9 +21,10 @@ GET_SIMULATION = "get_simulation"  # the operation id POST's replies link to
 _SIMULATION_ID = re.compile(SIMULATION_ID_PATTERN)
 # Without the shared L2 tier a result lives only in the replica that computed it.
 NOT_FOUND_DETAIL = (
-    "no simulation with this id is known to this engine; without a shared cache (L2), results "
-    "live only in the replica that computed them. Submitting the same request again recomputes "
-    "it under the same id"
+    "no simulation with this id is known to this engine: its record and result may be gone "
+    "(kept for the job retention time, within the job record limit), or, without a shared "
+    "cache (L2), another replica computed it. Submitting the same request again recomputes it "
+    "under the same id"
 )
 SHARED_NOT_FOUND_DETAIL = (
     "no simulation with this id is known to this engine or to the shared job records (a record "
