@@ -11,7 +11,7 @@ from .api import metric_samples, until
 from .processes import EngineProcess, EngineProcesses
 
 DURATION_COUNT = "novel_engine_http_request_duration_seconds_count"
-# Well within aiohttp's keep-alive timeout (75 s): a connection the engine closes, not one idle.
+# Well within aiohttp's keep-alive timeout (an hour): a connection the engine closes, not one idle.
 CLOSED_AT_ONCE_SECONDS = 5.0
 
 
@@ -298,4 +298,29 @@ async def test_a_request_target_that_is_not_a_path_is_a_problem(
     )
     assert refused.startswith(b"HTTP/1.1 417 "), refused
     assert b"\r\nconnection: close\r\n" in refused.lower(), refused
+    assert_no_error_logged(engine)
+
+
+async def test_a_client_trickling_its_headers_is_cut_off_after_the_header_timeout(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("trickle", "--header-timeout", "1")
+    await engine.ready(session)
+    reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: engine\r\n")  # and the rest never comes
+        await writer.drain()
+        for _ in range(3):  # each byte in time, but the whole far too slow
+            await asyncio.sleep(0.4)
+            writer.write(b"X")
+        # Closed by the engine, without an answer (it had no request to answer).
+        assert await asyncio.wait_for(reader.read(), CLOSED_AT_ONCE_SECONDS) == b""
+    finally:
+        writer.close()
+    # A keep-alive connection between requests is not cut, nor a request sent in time.
+    async with session.get(engine.url + "/healthz") as first:
+        assert first.status == 200
+    await asyncio.sleep(1.5)
+    async with session.get(engine.url + "/healthz") as again:
+        assert again.status == 200
     assert_no_error_logged(engine)
