@@ -369,6 +369,18 @@ class Reconciler:
                 if self._rollout_waited(previous):
                     blockers = await self._blockers(namespace, name, workload, rollout)
                 retry_after = BLOCKER_CHECK_SECONDS
+        managed_redis = live.get(("Deployment", names.redis_name(name)))
+        redis_blockers: list[str] = []
+        if (
+            applied is not None
+            and applied.cache.l2.mode == "managed"
+            and managed_redis is not None
+            and not read_rollout(managed_redis).complete
+        ):
+            if self._rollout_waited(previous):
+                selector = names.selector_string(names.redis_selector(name))
+                redis_blockers = pod_blockers(await kube.list_pods(namespace, selector))
+            retry_after = BLOCKER_CHECK_SECONDS
         ignored_replicas = (
             applied.replicas if applied is not None and applied.replicas_writer != "spec" else None
         )
@@ -398,7 +410,8 @@ class Reconciler:
             ),
             blockers=blockers,
             ignored_spec_replicas=ignored_replicas,
-            managed_redis=live.get(("Deployment", names.redis_name(name))),
+            managed_redis=managed_redis,
+            redis_blockers=redis_blockers,
         )
         if await kube.apply_status(obj, status.to_k8s()):
             self._report_stall(obj, previous, status)

@@ -277,9 +277,11 @@ def _conditions(
     }
 
 
-def _redis_waiting(deployment: dict[str, Any] | None) -> _Verdict | None:
+def _redis_waiting(
+    deployment: dict[str, Any] | None, blockers: Sequence[str] = ()
+) -> _Verdict | None:
     """Why the managed Redis does not serve (its Deployment as served): Progressing, or past
-    its progress deadline; None when it serves."""
+    its progress deadline, with what holds its pod up; None when it serves."""
     if deployment is None:
         message = "the managed Redis Deployment does not exist yet"
         return _Verdict("False", names.REASON_PROGRESSING, message)
@@ -287,7 +289,10 @@ def _redis_waiting(deployment: dict[str, Any] | None) -> _Verdict | None:
     if redis.complete:
         return None
     name = deployment["metadata"]["name"]
-    message = f"the managed Redis, Deployment/{name}: {redis.ready}/{redis.desired} replicas ready"
+    message = _with_blockers(
+        f"the managed Redis, Deployment/{name}: {redis.ready}/{redis.desired} replicas ready",
+        blockers,
+    )
     if redis.stuck is not None:
         return _Verdict(
             "False", names.REASON_PROGRESS_DEADLINE_EXCEEDED, f"{message}; {redis.stuck}"
@@ -363,6 +368,7 @@ def compute_status(
     blockers: Sequence[str] = (),
     ignored_spec_replicas: int | None = None,
     managed_redis: dict[str, Any] | None = None,
+    redis_blockers: Sequence[str] = (),
 ) -> NovelEngineStatus:
     """The status for this reconcile.
 
@@ -379,7 +385,8 @@ def compute_status(
     up an unfinished rollout (`pod_blockers`, `claim_blockers`); `ignored_spec_replicas` is
     spec.replicas while an autoscaler owns the replicas (None otherwise). `endpoint` None: the
     engine Service is not this NovelEngine's. `managed_redis` is the live Redis Deployment of
-    a spec with `cache.l2.mode: managed` (None if it does not exist): Ready waits for it too.
+    a spec with `cache.l2.mode: managed` (None if it does not exist): Ready waits for it too,
+    and names what holds its pod up (`redis_blockers`, from `pod_blockers`).
     """
     rollout = read_rollout(workload) if workload is not None else None
     note = replicas_note(ignored_spec_replicas, rollout)
@@ -389,7 +396,7 @@ def compute_status(
         minimum = spec.autoscaling.min_replicas
     redis_waiting = None
     if applied and spec is not None and spec.cache.l2.mode == "managed":
-        redis_waiting = _redis_waiting(managed_redis)
+        redis_waiting = _redis_waiting(managed_redis, redis_blockers)
     verdicts: dict[str, _Verdict | ConditionVerdict] = {
         **_conditions(
             rollout, problems, paused, stalled_reason, blockers, note, minimum, redis_waiting
