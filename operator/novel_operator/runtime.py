@@ -94,7 +94,8 @@ def check_scope(configuration: k8s.Configuration, namespaces: tuple[str, ...]) -
                     _request_timeout=REQUEST_TIMEOUT,
                 )  # fmt: skip
         except k8s.ApiException as error:
-            raise StartError(_refusal(error, scope), 1 if error.status >= 500 else 2) from None
+            needs_a_person = error.status in (401, 403, 404)  # else a passing fault (5xx, 429)
+            raise StartError(_refusal(error, scope), 2 if needs_a_person else 1) from None
         except urllib3.exceptions.HTTPError as error:
             reason = getattr(error, "reason", None) or error
             message = f"cannot reach the apiserver at {configuration.host}: {reason}"
