@@ -410,7 +410,8 @@ class L1CacheSpec(KubeModel):
     max_entries: int = Field(10_000, ge=1, le=10_000_000, description="Entries kept per pod.")
     max_bytes: Annotated[Quantity, QuantityBound(MIN_L1_BYTES, at_least=True)] | None = Field(
         None,
-        description="Byte budget per pod, e.g. `64Mi`; unset: derived from the memory limit.",
+        description="Byte budget per pod, e.g. `64Mi`, at least `1Mi`; unset: derived from the "
+        "memory limit.",
     )
     ttl_seconds: int = Field(300, ge=1, le=604_800, description="Lifetime of an entry, seconds.")
 
@@ -433,7 +434,7 @@ class ManagedRedisSpec(KubeModel):
     memory: Annotated[Quantity, QuantityBound(MIN_VOLUME_OR_REDIS, at_least=True)] = Field(
         "256Mi",
         description="Memory request and limit of the Redis pod; Redis' maxmemory is set to 80% "
-        "of it (the rest is headroom for fragmentation and connections).",
+        "of it (the rest is headroom for fragmentation and connections). At least `16Mi`.",
     )
     maxmemory_policy: Literal[
         "allkeys-lru",
@@ -513,7 +514,7 @@ class L3CacheSpec(KubeModel):
         description="Size of each replica's data volume: the emptyDir's `sizeLimit`, or the "
         "volume claim's storage request (`pvc`, fixed while it stays `pvc`). With `enabled`, "
         "the engine keeps its SQLite database (file, free pages and WAL) within three quarters "
-        "of it by evicting the oldest entries.",
+        "of it by evicting the oldest entries. At least `16Mi`.",
     )
     storage_class_name: ObjectName | None = Field(
         None,
@@ -746,7 +747,7 @@ class PodOverrides(KubeModel):
         "64Mi",
         description="`sizeLimit` of the engine's /tmp emptyDir (SQLite's and Python's temporary "
         "files). Each engine pod requests the ephemeral storage of its emptyDirs: this plus "
-        "`cache.l3.size` unless the data volume is a claim.",
+        "`cache.l3.size` unless the data volume is a claim. At least `16Mi`.",
     )
 
 
