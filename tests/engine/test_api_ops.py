@@ -202,6 +202,22 @@ async def test_the_document_describes_the_answers_as_they_are_sent(client: Engin
     openmetrics = await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     content_type = openmetrics.headers["Content-Type"].split(";")[0]
     assert content_type in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    # The weights decide, not the order: q=0 refuses a type, a heavier one wins.
+    for accept, served_type in (
+        ("application/openmetrics-text;q=0, text/plain", "text/plain"),
+        ("application/openmetrics-text;q=0.1, text/plain", "text/plain"),
+        ("text/plain;q=0.5, application/openmetrics-text", "application/openmetrics-text"),
+        ("text/plain, application/openmetrics-text", "text/plain"),
+        ("*/*;q=0.9, application/openmetrics-text;q=0.5", "text/plain"),
+        (  # what Prometheus 3 sends
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+            "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;"
+            "escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+            "application/openmetrics-text",
+        ),
+    ):
+        answer = await client.get("/metrics", headers={"Accept": accept})
+        assert answer.headers["Content-Type"].split(";")[0] == served_type, accept
 
     created = await client.post("/v1/campaigns", json={"title": "Ash Road", "setting": "Dust."})
     deleted = await client.delete(f"/v1/campaigns/{(await created.json())['id']}")

@@ -4,6 +4,7 @@ from typing import Literal
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
+from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 from pydantic import BaseModel, ConfigDict
@@ -49,31 +50,61 @@ async def openapi(request: web.Request) -> web.Response:
     return json_bytes(await request.app[OPENAPI].body())
 
 
+def _weight(element: str) -> float:
+    """A list element's weight, its q parameter (RFC 9110, section 12.4.2): 1 without one, 0
+    when it cannot be read (a weight that cannot be read says yes to nothing)."""
+    for parameter in element.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip() == "q":
+            try:
+                weight = float(value)
+            except ValueError:
+                return 0.0
+            return weight if 0 <= weight <= 1 else 0.0
+    return 1.0
+
+
 def accepts_gzip(request: web.Request) -> bool:
     """Whether Accept-Encoding gives gzip, or ``*`` when it does not name gzip, a weight above
     0 (RFC 9110, section 12.5.3). aiohttp's own test finds "gzip" in ``gzip;q=0``."""
-    weights: dict[str, float] = {}
-    for element in header_elements(request, hdrs.ACCEPT_ENCODING):
-        coding, *parameters = (part.strip() for part in element.split(";"))
-        weight = 1.0
-        for parameter in parameters:
-            name, _, value = parameter.partition("=")
-            if name.strip() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0  # a weight that cannot be read says yes to nothing
-        weights[coding] = weight
+    weights = {
+        element.split(";")[0].strip(): _weight(element)
+        for element in header_elements(request, hdrs.ACCEPT_ENCODING)
+    }
     return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
+#: The exposition formats prometheus_client serves.
+_FORMATS = ("application/openmetrics-text", "text/plain")
+
+
+def exposition_accept(request: web.Request) -> str:
+    """The one Accept element to hand prometheus_client: the client's most preferred format
+    (heavier first, ties in the order sent, q=0 refused) that it serves, or "" for its text
+    default. prometheus_client takes the first OpenMetrics element in the header, whatever the
+    weights."""
+    elements = [element for element in header_elements(request, hdrs.ACCEPT) if _weight(element)]
+    for element in sorted(elements, key=_weight, reverse=True):  # (a stable sort)
+        media_range = element.split(";")[0].strip()
+        if media_range in _FORMATS:
+            return element
+        if media_range in ("text/*", "*/*"):
+            return ""  # the text format
+    return ""
+
+
 def metrics_handler(registry: CollectorRegistry) -> Handler:
-    """prometheus_client's exposition (its format chosen by Accept), gzipped for a client that
-    accepts gzip, and marked as varying with both headers."""
+    """prometheus_client's exposition (its format chosen by Accept, weights honoured), gzipped
+    for a client that accepts gzip, and marked as varying with both headers."""
     exposition = make_aiohttp_handler(registry, disable_compression=True)
 
     async def metrics(request: web.Request) -> web.StreamResponse:
-        response = await exposition(request)
+        asked = request
+        if hdrs.ACCEPT in request.headers:
+            headers = CIMultiDict(request.headers)
+            headers[hdrs.ACCEPT] = exposition_accept(request)
+            asked = request.clone(headers=headers)
+        response = await exposition(asked)
         response.headers[hdrs.VARY] = "Accept, Accept-Encoding"
         if accepts_gzip(request):
             response.enable_compression(web.ContentCoding.gzip)
