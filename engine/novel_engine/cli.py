@@ -39,7 +39,12 @@ async def serve(settings: Settings) -> None:
     serves for shutdown_delay more seconds; then in-flight requests get up to drain_timeout,
     running tasks what is left of it."""
     app = create_app(settings)
-    runner = EngineRunner(app, shutdown_timeout=HANDLER_GRACE_SECONDS, access_log=None)
+    runner = EngineRunner(
+        app,
+        shutdown_timeout=HANDLER_GRACE_SECONDS,
+        access_log=None,
+        keepalive_timeout=settings.keep_alive_timeout,  # (aiohttp's own is an hour)
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
 

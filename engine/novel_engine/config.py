@@ -94,13 +94,14 @@ class Settings(BaseModel):
         "redis_url (the last try to record the jobs of a Redis outage).",
     )
     max_body_bytes: int = Field(1_048_576, ge=1, description="Largest accepted request body.")
-    header_timeout: float = Field(
-        10.0,
+    keep_alive_timeout: float = Field(
+        75.0,
         gt=0,
         le=3600,
-        description="Seconds a client may take to send a request's line and headers once it "
-        "has begun; then the connection closes (a client trickling headers holds no connection "
-        "for long).",
+        description="Seconds a connection may wait for its next request, idle or with the "
+        "request's line and headers still coming; then it closes (a client trickling headers "
+        "holds no connection for long). Keep it above the idle timeout of proxies that pool "
+        "connections to the engine (nginx and most load balancers: 60 s).",
     )
     db_pool_size: int = Field(
         4, ge=1, description="Most SQLite connections open at once (more open as queries overlap)."

@@ -12,10 +12,6 @@ nothing (outside the request metrics, as no route ran), and the 417 closes the c
 routes' does. (Such a request's `Expect: 100-continue` is met as aiohttp meets it: 100 Continue,
 then the answer, with any body read and dropped.)
 
-A client that begins a request and trickles its line and headers (or stops) has the connection
-closed `header_timeout` seconds after it began: otherwise only aiohttp's keep-alive timeout, an
-hour, would end it, and such clients could hold every file descriptor the process may open.
-
 From the stop signal on, each response closes its connection, so that clients do not send
 their next request on a connection the drain is about to close. At the drain aiohttp closes
 every connection, and a closed connection drops the bytes that still arrive: a request whose
@@ -31,7 +27,6 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidURLError, LineTooLong
 
-from novel_engine.keys import SETTINGS
 from novel_engine.middlewares.body_limit import refusal
 from novel_engine.problems import problem_for, problem_response
 
@@ -51,33 +46,6 @@ class ProblemRequestHandler(web.RequestHandler):
 
     closing = False  # set when a stop is coming: each response closes its connection
     engine_server: "_EngineServer"
-    _header_timer: asyncio.TimerHandle | None = None
-
-    def data_received(self, data: bytes) -> None:
-        requests = self._request_count
-        super().data_received(data)
-        if self._request_count != requests:  # a request's line and headers are in
-            self._stop_header_timer()
-        elif self._header_timer is None and not self._request_in_progress and not self._messages:
-            # The start of a request, not its body: its headers get header_timeout from here.
-            self._header_timer = self._loop.call_later(
-                self.engine_server.header_timeout, self._headers_overdue
-            )
-
-    def _headers_overdue(self) -> None:
-        self._header_timer = None
-        if not self._request_in_progress and not self._messages:
-            log.debug("closing a connection whose request headers did not come in time")
-            self.force_close()
-
-    def _stop_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._stop_header_timer()
-        super().connection_lost(exc)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -131,7 +99,6 @@ class ProblemRequestHandler(web.RequestHandler):
 
 class _EngineServer(web.Server):
     keep_alive_ended = False
-    header_timeout: float  # from the app's settings (EngineRunner)
 
     def __call__(self) -> web.RequestHandler:
         # What web.Server.__call__ does, with our handler class.
@@ -185,5 +152,4 @@ class EngineRunner(web.AppRunner):
             **server._kwargs,
         )
         engine_server.keep_alive_ended = self._keep_alive_ended
-        engine_server.header_timeout = self.app[SETTINGS].header_timeout
         return engine_server
