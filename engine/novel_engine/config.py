@@ -179,16 +179,22 @@ class Settings(BaseModel):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         from redis.asyncio import ConnectionPool  # redis is imported only with an L2 tier
+        from redis.exceptions import RedisError
 
         # redis-py reads the URL at the first connection; a bad one must stop the start instead.
         # Its ValueError names the fault (port, option value, IPv6 host...); making a connection
         # object (no I/O) finds an option this kind of connection does not take.
         try:
             ConnectionPool.from_url(value).make_connection()  # type: ignore[no-untyped-call]
-        except TypeError as error:
+        except TypeError as error:  # "... got an unexpected keyword argument 'foo'"
             option = re.search(r"argument '(\w+)'", str(error))
-            name = repr(option[1]) if option else f"({error})"
-            raise ValueError(f"the URL's option {name} is not one redis-py takes here") from None
+            if option is None:  # a value of the wrong kind, say connection_class=x
+                raise ValueError(f"an option of the URL cannot be used: {error}") from None
+            raise ValueError(
+                f"the URL's option {option[1]!r} is not one redis-py takes here"
+            ) from None
+        except RedisError as error:  # a value redis-py refuses, say protocol=4
+            raise ValueError(f"an option of the URL cannot be used: {error}") from None
         database = urlsplit(value).path.strip("/")
         if value.startswith(("redis://", "rediss://")) and database and not database.isdigit():
             raise ValueError(f"the database in the path must be a number, not {database!r}")

@@ -129,6 +129,12 @@ RETENTION_90 = ("--job-retention-seconds", "90")
             "redis_url: Value error, the URL's option 'sockettimeout' is not one redis-py takes"
             " here (from --redis-url)",
         ),
+        (
+            ["--redis-url", "redis://cache/0?protocol=4"],
+            {},
+            "redis_url: Value error, an option of the URL cannot be used: protocol must be either"
+            " 2 or 3 (from --redis-url)",
+        ),
         # TLS options belong to rediss:// only.
         (
             ["--redis-url", "redis://cache/0?ssl_cert_reqs=none"],
