@@ -5,6 +5,7 @@ import asyncio
 import logging
 import math
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -39,6 +40,15 @@ def _listen_address(value: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _namespace(value: str) -> str:
+    if not _NAMESPACE.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"not a namespace name (a DNS-1123 label): {value!r}")
+    return value
+
+
 def _positive(value: str) -> float:
     number = float(value)
     if not 0 < number < math.inf:  # (nan compares false)
@@ -69,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--namespace",
         dest="namespaces",
         action="append",
+        type=_namespace,
         metavar="NS",
         help="serve NovelEngines in namespace NS (repeat for several)",
     )

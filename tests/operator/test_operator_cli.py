@@ -33,6 +33,8 @@ def test_run_serves_several_namespaces_or_all_of_them() -> None:
         ["run", "-A", "--listen", "8080"],  # no host separator
         ["run", "-A", "--resync-seconds", "0"],
         ["run", "-A", "--watch-timeout-seconds", "1.5"],  # the apiserver takes whole seconds
+        ["run", "-n", "a/b"],  # no namespace name
+        ["run", "-n", "Stories"],
         ["run", "-A", "--listen", "127.0.0.1:99999"],
         ["run", "-A", "--listen", "127.0.0.1:0"],
         ["run", "-A", "--resync-seconds", "nan"],

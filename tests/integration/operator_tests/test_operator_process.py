@@ -247,7 +247,19 @@ def _bad_token_kubeconfig(testbed: Testbed, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["credentials-refused", "no-grant", "port-taken"])
+def _untrusting_kubeconfig(testbed: Testbed, path: Path) -> Path:
+    """The admin kubeconfig without the bed's CA: the system's CAs do not vouch for it."""
+    config = yaml.safe_load(testbed.kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"].pop("certificate-authority", None)
+        cluster["cluster"].pop("certificate-authority-data", None)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    "case", ["credentials-refused", "no-grant", "untrusted-apiserver", "port-taken"]
+)
 def test_a_start_that_could_only_idle_fails_at_once_with_one_line(
     testbed: Testbed,
     crd: None,
@@ -264,11 +276,13 @@ def test_a_start_that_could_only_idle_fails_at_once_with_one_line(
         "no-grant": lambda: testbed.service_account_kubeconfig(
             "granted-nothing", testbed_namespace, [], cluster_scoped=False
         ),
+        "untrusted-apiserver": lambda: _untrusting_kubeconfig(testbed, tmp_path / "kubeconfig"),
         "port-taken": lambda: operator_kubeconfig,
     }[case]()
     expected = {
         "credentials-refused": (2, "the apiserver refused the credentials (401 Unauthorized)"),
         "no-grant": (2, f"cannot list NovelEngines in namespace {testbed_namespace}: "),
+        "untrusted-apiserver": (2, f"the apiserver at {testbed.server} is not trusted: "),
         "port-taken": (1, f"cannot serve /metrics and /healthz on 127.0.0.1:{port}: "),
     }[case]
     argv = operator_argv(
