@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from kubernetes.utils import parse_quantity
@@ -49,6 +49,7 @@ def _integer_as_text(value: object) -> object:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+_NANOS = Decimal(10**9)
 #: The apiserver reads any quantity from this one (2^63 - 1) up as this one: a child given more
 #: is stored with less, and would differ from the spec at every reconcile.
 QUANTITY_CEILING = "9223372036854775807"
@@ -84,7 +85,9 @@ class QuantityBound:
         )
 
     def _check(self, value: str) -> str:
-        amount, bound = quantity_value(value), quantity_value(self.bound)
+        # As the apiserver reads it: finer than a nano, rounded up to one.
+        amount = (quantity_value(value) * _NANOS).to_integral_value(ROUND_CEILING) / _NANOS
+        bound = quantity_value(self.bound)
         if (amount < bound) if self.at_least else (amount >= bound):
             raise PydanticCustomError("quantity_bound", self.message)
         return value
@@ -103,10 +106,12 @@ class QuantityBound:
         return json_schema
 
 
-# Below these, a volume holds no SQLite database with its WAL, or Redis has no room past its own
-# footprint: pods evicted or killed in a loop (and a maxmemory of 0 is no limit to Redis).
-MIN_VOLUME_OR_REDIS = "16Mi"
-MIN_L1_BYTES = "1Mi"
+# Floors that refuse what cannot work, not what may be tight: Redis does not run in less (and a
+# maxmemory of 0 is no limit to it), a volume smaller than a MiB holds no SQLite database, and
+# the engine's in-process cache needs a byte at least.
+MIN_REDIS_MEMORY = "16Mi"
+MIN_VOLUME = "1Mi"
+MIN_L1_BYTES = "1"
 
 Quantity = Annotated[
     str,
@@ -410,8 +415,7 @@ class L1CacheSpec(KubeModel):
     max_entries: int = Field(10_000, ge=1, le=10_000_000, description="Entries kept per pod.")
     max_bytes: Annotated[Quantity, QuantityBound(MIN_L1_BYTES, at_least=True)] | None = Field(
         None,
-        description="Byte budget per pod, e.g. `64Mi`, at least `1Mi`; unset: derived from the "
-        "memory limit.",
+        description="Byte budget per pod, e.g. `64Mi`; unset: derived from the memory limit.",
     )
     ttl_seconds: int = Field(300, ge=1, le=604_800, description="Lifetime of an entry, seconds.")
 
@@ -431,7 +435,7 @@ class ManagedRedisSpec(KubeModel):
     image: Annotated[str, StringConstraints(min_length=1, max_length=MAX_IMAGE_LENGTH)] = Field(
         names.DEFAULT_REDIS_IMAGE, description="Redis container image."
     )
-    memory: Annotated[Quantity, QuantityBound(MIN_VOLUME_OR_REDIS, at_least=True)] = Field(
+    memory: Annotated[Quantity, QuantityBound(MIN_REDIS_MEMORY, at_least=True)] = Field(
         "256Mi",
         description="Memory request and limit of the Redis pod; Redis' maxmemory is set to 80% "
         "of it (the rest is headroom for fragmentation and connections). At least `16Mi`.",
@@ -509,12 +513,12 @@ class L3CacheSpec(KubeModel):
         "with it. A change replaces the workload: the old one serves until every replica of "
         "the new one is ready.",
     )
-    size: Annotated[Quantity, QuantityBound(MIN_VOLUME_OR_REDIS, at_least=True)] = Field(
+    size: Annotated[Quantity, QuantityBound(MIN_VOLUME, at_least=True)] = Field(
         "1Gi",
         description="Size of each replica's data volume: the emptyDir's `sizeLimit`, or the "
         "volume claim's storage request (`pvc`, fixed while it stays `pvc`). With `enabled`, "
         "the engine keeps its SQLite database (file, free pages and WAL) within three quarters "
-        "of it by evicting the oldest entries. At least `16Mi`.",
+        "of it by evicting the oldest entries. At least `1Mi`.",
     )
     storage_class_name: ObjectName | None = Field(
         None,
@@ -743,11 +747,11 @@ class PodOverrides(KubeModel):
     priority_class_name: ObjectName | None = Field(
         None, description="PriorityClass of the engine pods."
     )
-    tmp_size_limit: Annotated[Quantity, QuantityBound(MIN_VOLUME_OR_REDIS, at_least=True)] = Field(
+    tmp_size_limit: Annotated[Quantity, QuantityBound(MIN_VOLUME, at_least=True)] = Field(
         "64Mi",
         description="`sizeLimit` of the engine's /tmp emptyDir (SQLite's and Python's temporary "
         "files). Each engine pod requests the ephemeral storage of its emptyDirs: this plus "
-        "`cache.l3.size` unless the data volume is a claim. At least `16Mi`.",
+        "`cache.l3.size` unless the data volume is a claim. At least `1Mi`.",
     )
 
 

@@ -132,6 +132,6 @@ INVALID_SPECS: list[InvalidSpec] = [
         "spec.cache.l2.managed.memory",
     ),
     InvalidSpec("volume-of-a-byte", {"cache": {"l3": {"size": "1"}}}, "spec.cache.l3.size"),
-    InvalidSpec("tmp-below-minimum", {"pod": {"tmpSizeLimit": "1Mi"}}, "spec.pod.tmpSizeLimit"),
+    InvalidSpec("tmp-below-minimum", {"pod": {"tmpSizeLimit": "1Ki"}}, "spec.pod.tmpSizeLimit"),
     InvalidSpec("l1-of-no-bytes", {"cache": {"l1": {"maxBytes": "0"}}}, "spec.cache.l1.maxBytes"),
 ]

@@ -11,7 +11,7 @@ from operator_samples import CRD_PATH, all_models, load_sample, spec_of
 from novel_operator import names
 from novel_operator.crd import generate_crd, render_crd
 from novel_operator.model import (
-    MIN_VOLUME_OR_REDIS,
+    MIN_VOLUME,
     QUANTITY_CEILING,
     QUANTITY_PATTERN,
     NovelEngineSpec,
@@ -140,7 +140,7 @@ def test_every_quantity_is_bounded_in_the_crd_as_in_the_model() -> None:
         if node.get("pattern") == QUANTITY_PATTERN
     }
     below = QuantityBound(QUANTITY_CEILING)
-    at_least = QuantityBound(MIN_VOLUME_OR_REDIS, at_least=True)
+    at_least = QuantityBound(MIN_VOLUME, at_least=True)
 
     assert len(quantities) > 5
     assert all((below.cel, below.message) in rules for rules in quantities.values())

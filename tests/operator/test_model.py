@@ -101,8 +101,12 @@ def test_quantities_accept_integers_and_kubernetes_suffixes(quantity: object, st
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"cache": {"l1": {"maxBytes": 1048575}}}, "must be at least 1Mi"),
-        ({"cache": {"l3": {"size": "0.015Gi"}}}, "must be at least 16Mi"),
+        ({"cache": {"l1": {"maxBytes": "0.5"}}}, "must be at least 1"),
+        ({"cache": {"l3": {"size": "0.0009Gi"}}}, "must be at least 1Mi"),
+        (
+            {"cache": {"l2": {"mode": "managed", "managed": {"memory": "16M"}}}},
+            "must be at least 16Mi",
+        ),
         # The apiserver reads 2^63 - 1 and more as 2^63 - 1.
         (
             {"resources": {"limits": {"memory": "9223372036854775807"}}},
@@ -119,12 +123,13 @@ def test_a_quantity_past_its_bound_is_refused_naming_the_bound(
 def test_quantity_bounds_are_inclusive() -> None:
     spec = spec_of(
         {
-            "cache": {"l1": {"maxBytes": "1Mi"}, "l3": {"size": "16Mi"}},
+            # (finer than a nano, the apiserver rounds up: this is 1Mi)
+            "cache": {"l1": {"maxBytes": "1"}, "l3": {"size": "1048575.9999999999"}},
             "resources": {"limits": {"memory": "9223372036854775806"}},
         }
     )
 
-    assert spec.cache.l3.size == "16Mi"
+    assert spec.cache.l3.size == "1048575.9999999999"
 
 
 def test_fractional_numbers_are_not_quantities() -> None:
