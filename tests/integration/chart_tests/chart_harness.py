@@ -23,17 +23,24 @@ CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 SAMPLE = REPO_ROOT / "crds" / "examples" / "novelengine.yaml"
 FIELD_MANAGER = "chart-tests"
 # Values at the limits of what values.schema.json lets through, which the apiserver must take.
+LONGEST_KEY = f"{'.'.join(['a' * 63, 'b' * 63, 'c' * 63, 'd' * 61])}/{'n' * 63}"  # 317
 EDGE_VALUES: dict[str, Any] = {
     "image": {"repository": "registry.example.com:5000/novel-engine/operator_x"},
     "fullnameOverride": "n" * 52,
     "serviceAccount": {"name": "operator.example-1"},
     "priorityClassName": "system-cluster-critical",
-    "podLabels": {
-        f"{'.'.join(['a' * 63, 'b' * 63, 'c' * 63, 'd' * 61])}/{'n' * 63}": "v" * 63,
-        "example.com/team": "",
-        "tier": "A_b.c-1",
-    },
+    "podLabels": {LONGEST_KEY: "v" * 63, "example.com/team": "", "tier": "A_b.c-1"},
     "resources": {"requests": {"cpu": 0.5}},
+    "tolerations": [
+        {"key": LONGEST_KEY, "operator": "Exists", "effect": None, "tolerationSeconds": None},
+        {
+            "key": "k",
+            "operator": "Equal",
+            "value": "v" * 63,
+            "effect": "NoExecute",
+            "tolerationSeconds": -1,
+        },
+    ],
 }
 
 Manifest = dict[str, Any]

@@ -251,6 +251,9 @@ def test_names_and_labels_at_the_limits_pass_the_schema(helm: Helm, tmp_path: Pa
     pod = only(helm.template(values=[values]), "Deployment")["spec"]["template"]
     assert EDGE_VALUES["podLabels"].items() <= pod["metadata"]["labels"].items()
     assert pod["spec"]["priorityClassName"] == EDGE_VALUES["priorityClassName"]
+    assert [t["key"] for t in pod["spec"]["tolerations"]] == [
+        t["key"] for t in EDGE_VALUES["tolerations"]
+    ]
 
 
 @pytest.mark.parametrize(
