@@ -376,6 +376,8 @@ class Reconciler:
             and applied.cache.l2.mode == "managed"
             and managed_redis is not None
             and not read_rollout(managed_redis).complete
+            and rollout is not None
+            and rollout.complete  # (until then Ready speaks of the engine's rollout alone)
         ):
             if self._rollout_waited(previous):
                 selector = names.selector_string(names.redis_selector(name))
