@@ -9,9 +9,9 @@ import re
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
 import yaml
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the operator")
+    run.set_defaults(usage_error=run.error)  # for what is checked after parsing
     scope = run.add_mutually_exclusive_group(required=True)
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="serve NovelEngines in every namespace"
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--operator-namespace",
+        type=_namespace,
         metavar="NS",
         help="namespace of the operator's own pods: engine NetworkPolicies let in the operator's "
         "pods from there only (default: the pod's namespace, from its ServiceAccount; required "
@@ -183,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     operator_namespace = args.operator_namespace or pod_namespace()
     if operator_namespace is None:
-        parser.error(
+        usage_error: Callable[[str], NoReturn] = args.usage_error  # `run`'s parser.error
+        usage_error(
             f"--operator-namespace is required outside a pod ({SERVICE_ACCOUNT_NAMESPACE_FILE} "
             "does not exist): engine NetworkPolicies let in the operator's pods from that "
             "namespace only"

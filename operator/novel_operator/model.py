@@ -714,7 +714,8 @@ class DisruptionBudgetSpec(KubeModel):
 class Toleration(KubeModel):
     """A Kubernetes toleration."""
 
-    key: Annotated[str, StringConstraints(max_length=316)] | None = Field(
+    # A qualified name: a DNS subdomain prefix (253), "/" and a name (63).
+    key: Annotated[str, StringConstraints(max_length=317)] | None = Field(
         None, description="Taint key; unset with operator Exists matches every taint."
     )
     operator: Literal["Exists", "Equal"] | None = Field(

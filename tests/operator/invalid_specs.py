@@ -101,6 +101,11 @@ INVALID_SPECS: list[InvalidSpec] = [
         {"pod": {"tolerations": [{"key": "dedicated", "effect": "Sometimes"}]}},
         "spec.pod.tolerations[0].effect",
     ),
+    InvalidSpec(
+        "toleration-key-over-317",
+        {"pod": {"tolerations": [{"key": f"{'d' * 254}/{'n' * 63}", "operator": "Exists"}]}},
+        "spec.pod.tolerations[0].key",
+    ),
     InvalidSpec("content-without-configmap", {"content": {}}, "spec.content.configMapName"),
     InvalidSpec(
         "zero-scaling-policy",

@@ -40,6 +40,7 @@ def test_run_serves_several_namespaces_or_all_of_them() -> None:
         ["run", "-A", "--resync-seconds", "nan"],
         ["run", "-A", "--resync-seconds", "inf"],
         ["run", "-A", "--scrape-timeout-seconds", "nan"],
+        ["run", "-A", "--operator-namespace", "Foo_Bar"],
     ],
 )
 def test_run_refuses_bad_arguments(argv: list[str]) -> None:
@@ -81,7 +82,9 @@ def test_outside_a_pod_run_requires_the_operator_namespace(
         main(["run", "-A"])
 
     assert exited.value.code == 2
-    assert "--operator-namespace is required outside a pod" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert error.startswith("usage: novel-engine-operator run ")
+    assert "--operator-namespace is required outside a pod" in error
 
 
 @pytest.mark.parametrize(
