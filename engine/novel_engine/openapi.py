@@ -89,9 +89,12 @@ _PRECONDITIONS = {
 
 def _preconditions(operation: Operation) -> list[dict[str, Any]]:
     """The conditional request headers an operation honours, as parameters."""
-    if not operation.conditional or operation.method not in _CONDITIONAL_METHODS:
+    if operation.untagged_preconditions:
+        headers = operation.untagged_preconditions
+    elif operation.conditional and operation.method in _CONDITIONAL_METHODS:
+        headers = _PRECONDITIONS.get(operation.method, _PRECONDITIONS["PUT"])  # DELETE: PUT's
+    else:
         return []
-    headers = _PRECONDITIONS.get(operation.method, _PRECONDITIONS["PUT"])  # DELETE: PUT's
     return [
         {
             "name": name,
@@ -134,7 +137,7 @@ def _problem_statuses(operation: Operation) -> list[int]:
     if operation.body is not None:
         statuses.append(415)  # parse_body refuses a body not JSON, or in a coding it cannot undo
         statuses.append(501)  # a transfer coding but chunked
-    if operation.conditional and operation.method in _CONDITIONAL_METHODS:
+    if _preconditions(operation):
         statuses.append(412)
     return sorted({*statuses, 500})
 

@@ -53,6 +53,7 @@ async def test_pages_cover_the_library_once(client: EngineClient) -> None:
         ("archetype=scout", {"corvin-hale", "nyx-morrow"}),
         ("faction=Iron%20Covenant&archetype=healer", {"mira-quell"}),
         ("faction=Nobody", set()),
+        ("faction=%20Iron%20Covenant%09", {"ilse-varn", "bram-holt", "mira-quell"}),  # stored bare
     ],
 )
 async def test_listing_filters(client: EngineClient, query: str, expected: set[str]) -> None:

@@ -184,6 +184,8 @@ async def test_openapi_references_resolve_and_schemas_come_from_the_models(
     created = document["paths"]["/v1/characters"]["post"]["responses"]["201"]
     assert {"ETag", "Location"} <= set(created["headers"])
     assert "Location" in post["responses"]["202"]["headers"]
+    assert [p["name"] for p in post["parameters"]] == ["If-Match"]
+    assert "412" in post["responses"]
     assert {"415", "417", "501"} <= set(post["responses"])
     assert "417" in document["paths"]["/healthz"]["get"]["responses"]
     listing = document["paths"]["/v1/characters"]["get"]

@@ -126,6 +126,23 @@ async def test_identical_async_requests_at_the_same_time_share_one_job(
     assert await scheduler_tasks(client, "process") == 1
 
 
+async def test_a_simulation_post_with_if_match_is_a_412_and_runs_nothing(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """`/v1/simulations` has no representation, which If-Match (`*` too) never matches;
+    If-None-Match always holds there."""
+    client = await engine_client(aiohttp_client, tmp_path)
+    for value in ('"abc"', "*"):
+        for mode in ("sync", "async"):
+            body = {**SIEGE, "mode": mode}
+            response = await client.post("/v1/simulations", json=body, headers={"If-Match": value})
+            assert (await problem(response, 412))["type"].endswith("/precondition-failed")
+    for executor in ("inline", "thread", "process"):
+        assert await scheduler_tasks(client, executor) == 0
+    held = await client.post("/v1/simulations", json=SIEGE, headers={"If-None-Match": "*"})
+    assert held.status == 200
+
+
 async def test_an_async_request_answered_from_the_cache_records_its_job(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:

@@ -47,6 +47,8 @@ class Operation:
     # Responses carry an ETag; a GET, PUT or DELETE honours If-Match and If-None-Match (RFC 9110:
     # 304 Not Modified for a GET, else 412).
     conditional: bool = False
+    # Without an ETag: the conditional headers it judges nonetheless, each with what it does.
+    untagged_preconditions: Mapping[str, str] = field(default_factory=dict)
 
 
 def parse_query(request: web.Request, model: type[ModelT]) -> ModelT:

@@ -77,5 +77,18 @@ def collection_preconditions(request: web.Request) -> None:
         )
 
 
+def unrepresented_preconditions(request: web.Request) -> None:
+    """Evaluate If-Match against a target that has no current representation, which it never
+    matches, `*` included (RFC 9110, section 13.1.1): a 412 problem when it is present.
+    If-None-Match always holds there."""
+    if hdrs.IF_MATCH in request.headers:
+        raise ProblemError(
+            412,
+            "If-Match never holds here: the target has no representation to match (a POST "
+            "creates a new one)",
+            kind="precondition-failed",
+        )
+
+
 def not_modified(tag: str) -> web.Response:
     return web.Response(status=304, headers={"ETag": tag})

@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from novel_engine.content.canonical import TaggedJson, canonical_json, tagged_json
 from novel_engine.content.models import (
+    STRIP_BLANKS,
     Archetype,
     Atmosphere,
     Campaign,
@@ -53,7 +54,10 @@ class PageQuery(BaseModel):
 
 
 class CharacterQuery(PageQuery):
-    faction: str | None = Field(None, description="Only characters of this faction.")
+    # Stored factions have no blanks around them.
+    faction: Annotated[str, STRIP_BLANKS] | None = Field(
+        None, description="Only characters of this faction (blanks around it do not count)."
+    )
     archetype: Archetype | None = Field(None, description="Only characters of this archetype.")
 
 

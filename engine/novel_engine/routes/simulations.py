@@ -11,7 +11,12 @@ from novel_engine.keys import JOBS, SIMULATIONS
 from novel_engine.problems import ProblemError
 from novel_engine.routes import Operation, Reply, json_bytes
 from novel_engine.routes.body import parse_body
-from novel_engine.routes.conditional import is_conditional, not_modified, preconditions
+from novel_engine.routes.conditional import (
+    is_conditional,
+    not_modified,
+    preconditions,
+    unrepresented_preconditions,
+)
 from novel_engine.scheduler import Priority
 from novel_engine.simulation.request import SIMULATION_ID_PATTERN, RunMode, SimulationRequest
 from novel_engine.simulation.result import SimulationResult
@@ -57,6 +62,7 @@ def _status(simulation_id: str, status: JobStatus, error: str | None = None) -> 
 
 async def create_simulation(request: web.Request) -> web.Response:
     simulation_request = await parse_body(request, SimulationRequest)
+    unrepresented_preconditions(request)
     simulations = request.app[SIMULATIONS]
     simulation = await simulations.prepare(simulation_request)
     priority = Priority.parse(simulation_request.priority)
@@ -122,6 +128,9 @@ def simulation_operations() -> list[Operation]:
             },
             body=SimulationRequest,
             problems=(400, 404, 413, 422, 429, 503, 504, 507),
+            untagged_preconditions={
+                "If-Match": "Any value (`*` too) is a 412: `/v1/simulations` has no representation."
+            },
         ),
         Operation(
             "GET",
