@@ -7,6 +7,7 @@ in-flight requests and running work share the drain budget.
 
 import asyncio
 import time
+from collections.abc import Callable
 
 # How often the drain looks whether the requests in flight have finished.
 _POLL_SECONDS = 0.02
@@ -18,6 +19,8 @@ class DrainState:
         # Requests being served, probes and scrapes aside; the request metrics layer counts them
         # (it reports the same number as a gauge), the drain waits for them.
         self.in_flight = 0
+        # Whether a connection holds a request whose head is still arriving (the server says).
+        self.requests_arriving: Callable[[], bool] = lambda: False
         self._stopping = False
         self._started: float | None = None
 
@@ -43,9 +46,9 @@ class DrainState:
         return max(0.0, self.timeout - (time.monotonic() - self._started))
 
     async def requests_finished(self) -> None:
-        """Wait until no request is in flight, or the budget is spent. Polled: the hot path
-        only counts."""
-        while self.in_flight > 0:
+        """Wait until no request is in flight or arriving, or the budget is spent. Polled: the
+        hot path only counts."""
+        while self.in_flight > 0 or self.requests_arriving():
             left = self.remaining()
             if left <= 0:
                 return

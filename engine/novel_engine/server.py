@@ -15,8 +15,9 @@ then the answer, with any body read and dropped.)
 From the stop signal on, each response closes its connection, so that clients do not send
 their next request on a connection the drain is about to close. At the drain aiohttp closes
 every connection, and a closed connection drops the bytes that still arrive: a request whose
-body was on its way never got an answer. Here only idle connections close then; one with a
-request in progress closes after its response.
+head or body was on its way never got an answer. Here only idle connections close then; one
+with a request in progress, or with the first bytes of one, closes after its response, and the
+drain waits for the requests still arriving as for those in flight (within its budget).
 """
 
 import asyncio
@@ -24,9 +25,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidURLError, LineTooLong
 
+from novel_engine.keys import DRAIN
 from novel_engine.middlewares.body_limit import refusal
 from novel_engine.problems import problem_for, problem_response
 
@@ -46,6 +48,30 @@ class ProblemRequestHandler(web.RequestHandler):
 
     closing = False  # set when a stop is coming: each response closes its connection
     engine_server: "_EngineServer"
+    # Bytes came, since the last response began, that were no part of the last request's body:
+    # a request on its way, though its head may not have arrived whole.
+    request_begun = False
+    last_body: StreamReader | None = None
+
+    def data_received(self, data: bytes) -> None:
+        # (aiohttp reads the rest of a body its handler left after the response, not in progress,
+        # and calls this with no bytes to parse what it has buffered)
+        if (
+            data
+            and not self._request_in_progress
+            and (self.last_body is None or self.last_body.is_eof())
+        ):
+            self.request_begun, self.last_body = True, None
+        super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.last_body = None  # (it refers back to this handler)
+        super().connection_lost(exc)
+
+    @property
+    def request_arriving(self) -> bool:
+        """A request has begun to arrive that aiohttp does not handle yet (its head is partial)."""
+        return self.request_begun and not self._request_in_progress
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -57,6 +83,7 @@ class ProblemRequestHandler(web.RequestHandler):
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
+        self.request_begun, self.last_body = False, request.content
         # Raised where no route's layers catch it. (A plain Response, what the routes answer,
         # is no exception: tested first, as isinstance on aiohttp's response classes is slow.)
         if (
@@ -115,10 +142,20 @@ class _EngineServer(web.Server):
     def pre_shutdown(self) -> None:
         for connection in self.connections:
             # (no public flag) a request in progress, whose body may still be arriving
-            if isinstance(connection, ProblemRequestHandler) and connection._request_in_progress:
+            if isinstance(connection, ProblemRequestHandler) and (
+                connection._request_in_progress or connection.request_arriving
+            ):
                 connection.closing = True
             else:
-                connection.close()
+                # (close() would leave an idle connection open until aiohttp ends them all)
+                connection.force_close()
+
+    def requests_arriving(self) -> bool:
+        """Whether a connection holds a request whose head has not all arrived."""
+        return any(
+            isinstance(connection, ProblemRequestHandler) and connection.request_arriving
+            for connection in self.connections
+        )
 
 
 # What the engine app needs of any server that runs it: request bodies reach it as sent, to be
@@ -152,4 +189,6 @@ class EngineRunner(web.AppRunner):
             **server._kwargs,
         )
         engine_server.keep_alive_ended = self._keep_alive_ended
+        if DRAIN in self.app:
+            self.app[DRAIN].requests_arriving = engine_server.requests_arriving
         return engine_server

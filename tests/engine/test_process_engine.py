@@ -198,6 +198,39 @@ async def test_a_body_still_uploading_when_the_drain_begins_is_read_and_answered
     assert await engine.exit_code() == 0
 
 
+async def test_a_request_whose_head_is_arriving_when_the_drain_begins_is_answered(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    """The drain waits for a request whose head has begun to arrive, as for one in flight; a
+    connection whose last request left the rest of its body unread is idle, and closes."""
+    engine = engines.start("data", *("--shutdown-delay", "0", "--drain-timeout", "60"))
+    await engine.ready(session)
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", engine.port)
+    # A 404 answered before its body was read: aiohttp reads the rest, and the connection idles.
+    idle_writer.write(b"POST /nowhere HTTP/1.1\r\nHost: engine\r\nContent-Length: 4\r\n\r\nab")
+    await idle_writer.drain()
+    assert (await idle_reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 404")
+    idle_writer.write(b"cd")
+    reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+    writer.write(b"GET /v1/characters/ilse-varn HTTP/1.1\r\nHost: engine\r\n")  # no end yet
+    await writer.drain()
+    await asyncio.sleep(0.2)  # (loopback: the engine reads what was sent at once)
+
+    engine.terminate()
+    await until(lambda: listener_closed(engine))
+    # Closed as the drain begins: kept, it would stay until the drain ends, a minute later.
+    assert b"no such route" in await asyncio.wait_for(idle_reader.read(), 20)
+    writer.write(b"\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    idle_writer.close()
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 200"), answer
+    assert b"\r\nconnection: close" in head
+    assert await engine.exit_code() == 0
+
+
 async def test_a_misspelt_setting_in_the_environment_is_logged_at_start(
     engines: EngineProcesses, session: aiohttp.ClientSession
 ) -> None:
