@@ -103,6 +103,13 @@ class Settings(BaseModel):
         "holds no connection for long). Keep it above the idle timeout of proxies that pool "
         "connections to the engine (nginx and most load balancers: 60 s).",
     )
+    body_timeout: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request body may take to arrive whole, from its first read; then "
+        "408 (a client trickling a body holds no request, nor the drain, for long).",
+    )
     db_pool_size: int = Field(
         4, ge=1, description="Most SQLite connections open at once (more open as queries overlap)."
     )

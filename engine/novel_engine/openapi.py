@@ -136,6 +136,7 @@ def _problem_statuses(operation: Operation) -> list[int]:
     statuses = [*operation.problems, 417]  # an Expect header but 100-continue
     if operation.body is not None:
         statuses.append(415)  # parse_body refuses a body not JSON, or in a coding it cannot undo
+        statuses.append(408)  # or one that does not arrive within body_timeout
         statuses.append(501)  # a transfer coding but chunked
     if _preconditions(operation):
         statuses.append(412)

@@ -65,6 +65,7 @@ class ProblemError(Exception):
         kind: str | None = None,
         errors: Sequence[FieldError] = (),
         headers: Mapping[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -72,6 +73,7 @@ class ProblemError(Exception):
         self.kind = kind
         self.errors = tuple(errors)
         self.headers = dict(headers or {})
+        self.close = close  # the connection closes after the answer (`Connection: close`)
 
 
 class RequestValidationError(Exception):
@@ -159,9 +161,12 @@ def _sqlite_code(error: Exception) -> int | None:
 def problem_for(error: Exception) -> web.Response | None:
     """The problem response for a known error, or None for an unexpected one (a bug: 500)."""
     if isinstance(error, ProblemError):
-        return problem_response(
+        response = problem_response(
             error.status, error.detail, kind=error.kind, errors=error.errors, headers=error.headers
         )
+        if error.close:
+            response.force_close()
+        return response
     if isinstance(error, RequestValidationError):
         return _validation_problem(error)
     if isinstance(error, web.HTTPException):

@@ -73,6 +73,36 @@ async def test_an_aborted_upload_is_a_client_error_without_a_traceback(
     assert_no_error_logged(engine)
 
 
+async def test_a_body_trickling_past_the_body_timeout_is_a_408_saying_connection_close(
+    engines: EngineProcesses, session: aiohttp.ClientSession
+) -> None:
+    engine = engines.start("trickle", "--body-timeout", "1")
+    await engine.ready(session)
+    reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+    body = b'{"name": "Slow", "faction": "Wire", "archetype": "scout"}'
+    writer.write(
+        b"POST /v1/characters HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    answered = asyncio.ensure_future(reader.readuntil(b"\r\n\r\n"))
+    for byte in body[:-1]:  # a byte every 0.2 s, never the last: the body would take 11 s
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.wait([answered], timeout=0.2)
+        if answered.done():
+            break
+    head = (await asyncio.wait_for(answered, 30)).lower()
+    assert head.startswith(b"http/1.1 408"), head
+    assert b"\r\nconnection: close" in head
+    length = int(head.partition(b"content-length: ")[2].partition(b"\r\n")[0])
+    problem = json.loads(await reader.readexactly(length))
+    writer.close()
+    assert problem["detail"] == "the request body did not arrive whole within 1 s"
+    assert (await session.get(engine.url + "/v1/characters/slow")).status == 404  # not created
+    assert await counted_statuses(session, engine, "/v1/characters", "POST") == {'"4xx"': 1.0}
+    assert_no_error_logged(engine)
+
+
 async def test_a_body_its_content_encoding_cannot_decode_is_a_problem_without_a_traceback(
     engines: EngineProcesses, session: aiohttp.ClientSession
 ) -> None:

@@ -8,6 +8,7 @@ any other coding, or more than one, is a 415 that lists the ones accepted, and a
 cannot decode, that ends before its coded data does or goes on after it, a 400.
 """
 
+import asyncio
 import json
 import logging
 import zlib
@@ -154,19 +155,29 @@ async def parse_body(request: web.Request, model: type[ModelT]) -> ModelT:
     """The body validated as ``model``; malformed JSON and invalid fields become problems.
 
     A body the client stopped sending part-way (connection closed or reset) is a 400: a client
-    error, kept out of the 5xx count and out of the error log.
+    error, kept out of the 5xx count and out of the error log. One still coming after
+    body_timeout is a 408, and its connection closes: the rest of it is not waited for.
     """
     _check_content_type(request)
     coding = _coding(request)
+    settings = request.app[SETTINGS]
     try:
-        raw = await request.read()  # raises 413 past the app's client_max_size
+        async with asyncio.timeout(settings.body_timeout):
+            raw = await request.read()  # raises 413 past the app's client_max_size
+    except TimeoutError:
+        raise ProblemError(
+            408,
+            f"the request body did not arrive whole within {settings.body_timeout:g} s",
+            kind="body-timeout",
+            close=True,
+        ) from None
     except (ConnectionError, web.RequestPayloadError) as error:
         log.debug("unreadable request body for %s %s: %s", request.method, request.path, error)
         raise ProblemError(
             400, "the request body ended before its declared length", kind="incomplete-body"
         ) from None
     if coding is not None:
-        raw = _decode(raw, coding, request.app[SETTINGS].max_body_bytes)
+        raw = _decode(raw, coding, settings.max_body_bytes)
     raw = raw or b"null"
     try:
         parsed = model.model_validate_json(raw)
